@@ -1,0 +1,339 @@
+//! What a platform implements: [`Downloader`] turns a [`Request`] into a
+//! stream of [`MediaItem`]s. Moving bytes, dedupe, placement and records
+//! stay in the engine, so every platform gets them the same way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::error::{DownloadError, Error};
+use crate::fetch::HttpClient;
+use crate::model::{DownloaderInfo, DownloaderStatus, Metadata, QueueItem, Settings};
+use crate::store::StateRepo;
+
+/// One way of getting media from one platform.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Downloader: Send + Sync + std::fmt::Debug {
+    /// Platform, name, display name, content types, features.
+    fn info(&self) -> DownloaderInfo;
+
+    /// Usable with these settings? A missing program or absent credentials
+    /// is an `Err` with a reason a person can act on (shown by `GET /platforms`).
+    /// Must not touch the network.
+    async fn check(&self, settings: &Settings) -> Result<(), Unavailable>;
+
+    /// Refuses requests this downloader can never serve (a malformed
+    /// username, a URL of the wrong site), before anything is queued.
+    fn validate(&self, request: &Request) -> Result<(), Error>;
+
+    /// Lists media for a request, newest first where the platform allows,
+    /// as a stream: the engine pulls only as many as it needs
+    /// (`max_downloads`, the date window, N known in a row), so a
+    /// 10,000-post profile is never listed whole. The stream owns what it
+    /// uses (clone the request, the context and your configuration into it;
+    /// `async_stream::try_stream!` makes paging loops easy).
+    fn discover(
+        &self,
+        request: &Request,
+        cx: &Context,
+    ) -> BoxStream<'static, Result<MediaItem, DownloadError>>;
+
+    /// Only for downloaders that move bytes themselves (external programs):
+    /// writes the item's file into `staging` and returns its path. The
+    /// default, `None`, hands the item to the engine's shared HTTP fetch.
+    async fn transfer(
+        &self,
+        _item: &MediaItem,
+        _staging: &Staging,
+        _cx: &Context,
+    ) -> Option<Result<PathBuf, DownloadError>> {
+        None
+    }
+}
+
+/// Why a downloader cannot be used now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{reason}")]
+pub struct Unavailable {
+    pub reason: String,
+}
+
+impl Unavailable {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What to fetch: one queue item's platform, source and limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub queue_id: i64,
+    /// The URL to fetch or the source's page (direct files, forum threads).
+    pub url: String,
+    pub platform: String,
+    pub source: String,
+    pub content_type: String,
+    pub downloader: Option<String>,
+    pub max_downloads: Option<u32>,
+    /// Only media posted at or after this time (`days_back`).
+    pub since: Option<DateTime<Utc>>,
+    /// Stop a newest-first listing after this many archived items in a row.
+    pub stop_after_known: u32,
+    pub referer: Option<String>,
+    pub metadata: Metadata,
+}
+
+impl Request {
+    /// The request a queue item stands for, as of `now`.
+    pub fn from_item(item: &QueueItem, settings: &Settings, now: DateTime<Utc>) -> Self {
+        Self {
+            queue_id: item.id,
+            url: item.url.clone(),
+            platform: item.platform.clone(),
+            source: item.source.clone(),
+            content_type: item.content_type.clone(),
+            downloader: item.options.downloader.clone(),
+            max_downloads: item.options.max_downloads,
+            since: item
+                .options
+                .days_back
+                .map(|days| now - chrono::Duration::days(i64::from(days))),
+            stop_after_known: item
+                .options
+                .stop_after_known
+                .unwrap_or(settings.downloads.stop_after_known),
+            referer: item.referer.clone(),
+            metadata: item.metadata.clone(),
+        }
+    }
+}
+
+/// One media file a downloader found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaItem {
+    /// Stable across runs: `instagram:3141592653`, `forum:site:123:post-9:2`.
+    pub archive_key: String,
+    pub url: url::Url,
+    pub referer: Option<url::Url>,
+    /// `post`, `story`, `reel`, `video`, `image`, `file`.
+    pub content_type: String,
+    pub posted_at: Option<DateTime<Utc>>,
+    /// The platform's id of the media, used by filename templates.
+    pub media_id: Option<String>,
+    /// A file name the platform suggests (sanitised before use).
+    pub suggested_name: Option<String>,
+    /// Pixel size, when known, for quality upgrades.
+    pub resolution: Option<(u32, u32)>,
+    pub metadata: Metadata,
+}
+
+impl MediaItem {
+    /// An item with only the required parts; fill the rest with struct update syntax.
+    pub fn new(
+        archive_key: impl Into<String>,
+        url: url::Url,
+        content_type: impl Into<String>,
+    ) -> Self {
+        Self {
+            archive_key: archive_key.into(),
+            url,
+            referer: None,
+            content_type: content_type.into(),
+            posted_at: None,
+            media_id: None,
+            suggested_name: None,
+            resolution: None,
+            metadata: Metadata::new(),
+        }
+    }
+}
+
+/// A directory on the same file system as the final location, where a
+/// downloader that transfers by itself writes its file.
+#[derive(Debug, Clone)]
+pub struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Byte progress of the current transfer, shared between whoever moves the
+/// bytes and the engine's rate-limited progress publisher.
+#[derive(Debug, Default)]
+pub struct TransferProgress {
+    done: AtomicU64,
+    /// `u64::MAX` while unknown.
+    total: AtomicU64,
+}
+
+impl TransferProgress {
+    pub fn new() -> Self {
+        Self {
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    pub fn set(&self, done: u64, total: Option<u64>) {
+        self.done.store(done, Ordering::Relaxed);
+        self.total
+            .store(total.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn add(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn set_total(&self, total: Option<u64>) {
+        self.total
+            .store(total.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Bytes done and the total when known.
+    pub fn get(&self) -> (u64, Option<u64>) {
+        let total = self.total.load(Ordering::Relaxed);
+        (
+            self.done.load(Ordering::Relaxed),
+            (total != u64::MAX).then_some(total),
+        )
+    }
+}
+
+/// What a downloader may use while it works.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The shared client: proxy, user agent, per-host limits, address
+    /// checks, and the platform's cookies.
+    pub http: HttpClient,
+    pub settings: Arc<Settings>,
+    /// Cancelled when the item is paused, removed, or the engine stops.
+    pub cancel: CancellationToken,
+    pub clock: Arc<dyn Clock>,
+    /// Per-source state kept between runs (a thread's last page, a cursor).
+    pub state: Arc<dyn StateRepo>,
+    /// Byte progress of a self-transferring downloader's current file.
+    pub progress: Arc<TransferProgress>,
+}
+
+/// The downloaders a process knows, by platform and name.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    downloaders: Vec<Arc<dyn Downloader>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every downloader built into this build of the crate (its features).
+    pub fn builtin() -> Self {
+        #[allow(unused_mut)]
+        let mut registry = Self::new();
+        #[cfg(feature = "direct")]
+        registry.register(crate::platforms::direct::Direct::default());
+        registry
+    }
+
+    /// Adds a downloader; a later one with the same platform and name replaces the earlier.
+    pub fn register(&mut self, downloader: impl Downloader + 'static) -> &mut Self {
+        self.register_arc(Arc::new(downloader))
+    }
+
+    pub fn register_arc(&mut self, downloader: Arc<dyn Downloader>) -> &mut Self {
+        let info = downloader.info();
+        self.downloaders.retain(|known| {
+            let k = known.info();
+            !(k.platform == info.platform && k.name == info.name)
+        });
+        self.downloaders.push(downloader);
+        self
+    }
+
+    /// All downloaders, in registration order.
+    pub fn all(&self) -> &[Arc<dyn Downloader>] {
+        &self.downloaders
+    }
+
+    /// Platform names, in registration order, without repeats.
+    pub fn platforms(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for downloader in &self.downloaders {
+            let platform = downloader.info().platform;
+            if !names.contains(&platform) {
+                names.push(platform);
+            }
+        }
+        names
+    }
+
+    /// The downloader for `platform` named `name` (or one of its aliases),
+    /// or the platform's default when `name` is `None`.
+    pub fn find(&self, platform: &str, name: Option<&str>) -> Result<Arc<dyn Downloader>, Error> {
+        let of_platform: Vec<_> = self
+            .downloaders
+            .iter()
+            .filter(|d| d.info().platform == platform)
+            .collect();
+        if of_platform.is_empty() {
+            let known = self.platforms().join(", ");
+            return Err(Error::invalid(
+                "platform",
+                format!("unknown platform {platform:?} (known: {known})"),
+            ));
+        }
+        let found = match name {
+            Some(name) => of_platform.iter().find(|d| {
+                let info = d.info();
+                info.name == name || info.aliases.iter().any(|alias| alias == name)
+            }),
+            None => of_platform
+                .iter()
+                .find(|d| d.info().is_default)
+                .or_else(|| of_platform.first()),
+        };
+        found.map(|d| Arc::clone(d)).ok_or_else(|| {
+            let names: Vec<String> = of_platform.iter().map(|d| d.info().name).collect();
+            Error::invalid(
+                "downloader",
+                format!(
+                    "unknown downloader {:?} for {platform} (known: {})",
+                    name.unwrap_or_default(),
+                    names.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Every downloader with whether it can be used under `settings`, and why not.
+    pub async fn statuses(&self, settings: &Settings) -> Vec<DownloaderStatus> {
+        let mut statuses = Vec::with_capacity(self.downloaders.len());
+        for downloader in &self.downloaders {
+            let check = downloader.check(settings).await;
+            statuses.push(DownloaderStatus {
+                info: downloader.info(),
+                enabled: check.is_ok(),
+                reason: check.err().map(|unavailable| unavailable.reason),
+            });
+        }
+        statuses
+    }
+}

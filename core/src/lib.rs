@@ -1,0 +1,25 @@
+//! # mediadl
+//!
+//! The core of mediadl, a self-hosted media archiver: the domain types, the
+//! four traits adapters implement ([`Downloader`], [`Store`], [`Scheduler`],
+//! [`EventBus`]), the download engine, and the platforms (each a cargo
+//! feature).
+//!
+//! The crate knows nothing of HTTP servers, SQL or JWT: it opens sockets
+//! only through [`fetch`] and the downloaders.
+
+pub mod clock;
+pub mod downloader;
+pub mod error;
+pub mod events;
+pub mod fetch;
+pub mod model;
+pub mod platforms;
+pub mod store;
+
+pub use clock::{Clock, SystemClock};
+pub use downloader::{Context, Downloader, MediaItem, Registry, Request, Unavailable};
+pub use error::{DownloadError, Error, StoreError};
+pub use events::{BroadcastBus, BusMessage, EventBus};
+pub use model::Settings;
+pub use store::Store;

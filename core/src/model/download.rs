@@ -1,0 +1,143 @@
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Metadata;
+
+/// Outcome of one media item: the spec's `completed` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownloadStatus {
+    Completed,
+    Failed,
+}
+
+impl DownloadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for DownloadStatus {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "completed" => Ok(Self::Completed),
+            "failed" => Ok(Self::Failed),
+            other => Err(crate::Error::invalid(
+                "status",
+                format!("unknown download status {other:?}"),
+            )),
+        }
+    }
+}
+
+/// One archived media item (a row of the download history).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Download {
+    pub id: i64,
+    pub url: String,
+    /// Hex SHA-256 of `archive_key`: the identity used for "downloaded once".
+    pub url_hash: String,
+    /// Stable key of the media item across runs (`direct:https://…`, `instagram:3141…`).
+    pub archive_key: String,
+    pub platform: String,
+    pub source: String,
+    pub content_type: String,
+    pub filename: Option<String>,
+    /// Absolute path of the file, when there is one.
+    pub file_path: Option<String>,
+    pub file_size: Option<u64>,
+    /// `sha256:<hex>` of the file's bytes.
+    pub file_hash: Option<String>,
+    pub post_date: Option<DateTime<Utc>>,
+    pub download_date: DateTime<Utc>,
+    pub status: DownloadStatus,
+    pub attempts: u32,
+    pub error_message: Option<String>,
+    /// Set when the bytes were already stored under another record: this
+    /// record points at that file instead of storing a second copy.
+    pub duplicate_of: Option<i64>,
+    /// The queue item that produced this record.
+    pub queue_id: Option<i64>,
+    pub metadata: Metadata,
+}
+
+/// A download record before the store has given it an id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewDownload {
+    pub url: String,
+    pub archive_key: String,
+    pub platform: String,
+    pub source: String,
+    pub content_type: String,
+    pub filename: Option<String>,
+    pub file_path: Option<String>,
+    pub file_size: Option<u64>,
+    pub file_hash: Option<String>,
+    pub post_date: Option<DateTime<Utc>>,
+    pub download_date: DateTime<Utc>,
+    pub status: DownloadStatus,
+    pub attempts: u32,
+    pub error_message: Option<String>,
+    pub duplicate_of: Option<i64>,
+    pub queue_id: Option<i64>,
+    pub metadata: Metadata,
+}
+
+impl NewDownload {
+    /// The record this becomes once stored under `id`.
+    pub fn into_download(self, id: i64) -> Download {
+        Download {
+            id,
+            url_hash: url_hash(&self.archive_key),
+            url: self.url,
+            archive_key: self.archive_key,
+            platform: self.platform,
+            source: self.source,
+            content_type: self.content_type,
+            filename: self.filename,
+            file_path: self.file_path,
+            file_size: self.file_size,
+            file_hash: self.file_hash,
+            post_date: self.post_date,
+            download_date: self.download_date,
+            status: self.status,
+            attempts: self.attempts,
+            error_message: self.error_message,
+            duplicate_of: self.duplicate_of,
+            queue_id: self.queue_id,
+            metadata: self.metadata,
+        }
+    }
+}
+
+/// Hex SHA-256 of an archive key, the spec's `url_hash`.
+pub fn url_hash(archive_key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(archive_key.as_bytes()))
+}
+
+/// Filters of `GET /downloads`. Every field narrows the result; `None` means any.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DownloadFilter {
+    pub platform: Option<String>,
+    pub source: Option<String>,
+    pub status: Option<DownloadStatus>,
+    /// Inclusive, by `download_date` (UTC day).
+    pub date_from: Option<NaiveDate>,
+    /// Inclusive, by `download_date` (UTC day).
+    pub date_to: Option<NaiveDate>,
+    /// Case-insensitive substring of the URL or the filename.
+    pub search: Option<String>,
+}
+
+/// What a bulk operation on downloads did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BulkResult {
+    pub success: u32,
+    pub failed: u32,
+    pub errors: Vec<String>,
+}

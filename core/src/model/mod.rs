@@ -1,0 +1,74 @@
+//! Domain types: what the archive knows and what the API exposes.
+//!
+//! These types carry serde derives with the spec's field names, so adapters
+//! can store and send them without a parallel set of DTOs. Anything an
+//! adapter needs that is not part of the domain (password hashes, lease
+//! tokens) lives next to the trait that moves it.
+
+mod download;
+mod event;
+mod job;
+mod log;
+mod platform;
+mod queue;
+pub mod settings;
+mod stats;
+mod user;
+
+pub use download::*;
+pub use event::*;
+pub use job::*;
+pub use log::*;
+pub use platform::*;
+pub use queue::*;
+pub use settings::Settings;
+pub use stats::*;
+pub use user::*;
+
+/// Free-form JSON metadata attached to downloads, queue items and log entries.
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// A page request: 1-based page number and page size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Page {
+    pub page: u32,
+    pub per_page: u32,
+}
+
+impl Page {
+    /// The largest page size any list accepts (the spec's `per_page` max).
+    pub const MAX_PER_PAGE: u32 = 200;
+
+    /// A page clamped to sane bounds (page ≥ 1, 1 ≤ per_page ≤ 200).
+    pub fn new(page: u32, per_page: u32) -> Self {
+        Self {
+            page: page.max(1),
+            per_page: per_page.clamp(1, Self::MAX_PER_PAGE),
+        }
+    }
+
+    /// Rows to skip before this page.
+    pub fn offset(&self) -> u64 {
+        u64::from(self.page - 1) * u64::from(self.per_page)
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self::new(1, 50)
+    }
+}
+
+/// One page of a list and the total number of matching rows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+impl<T> Paged<T> {
+    /// Number of pages of `per_page` rows needed for `total` rows (at least 1).
+    pub fn total_pages(&self, page: Page) -> u64 {
+        self.total.div_ceil(u64::from(page.per_page)).max(1)
+    }
+}

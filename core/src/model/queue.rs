@@ -1,0 +1,262 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Metadata;
+
+/// Lifecycle of a queue item.
+///
+/// `pending → downloading → completed | failed`, with `paused` reachable
+/// from `pending` and `downloading` (the spec's list omits it; PATCH uses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueStatus {
+    Pending,
+    Downloading,
+    Paused,
+    Completed,
+    Failed,
+}
+
+impl QueueStatus {
+    pub const ALL: [QueueStatus; 5] = [
+        Self::Pending,
+        Self::Downloading,
+        Self::Paused,
+        Self::Completed,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Downloading => "downloading",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Completed and failed items never run again unless retried.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+impl std::str::FromStr for QueueStatus {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| crate::Error::invalid("status", format!("unknown queue status {s:?}")))
+    }
+}
+
+/// One unit of work: a URL, or a source to check, waiting for or held by a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueItem {
+    pub id: i64,
+    pub url: String,
+    pub platform: String,
+    pub source: String,
+    pub content_type: String,
+    pub referer: Option<String>,
+    /// Directory the files go to, when the request fixed one.
+    pub save_path: Option<String>,
+    /// 1 is the most urgent, 10 the least.
+    pub priority: u8,
+    pub status: QueueStatus,
+    /// Attempts started so far (a claim starts one).
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub created_date: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the item finished (the spec's name).
+    pub download_date: Option<DateTime<Utc>>,
+    /// 0–100.
+    pub progress: u8,
+    pub estimated_completion: Option<DateTime<Utc>>,
+    pub assigned_worker: Option<String>,
+    pub error_message: Option<String>,
+    /// Not claimed before this time (retry backoff, storage wait).
+    pub next_attempt_at: DateTime<Utc>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub items_downloaded: u32,
+    pub items_total: Option<u32>,
+    pub options: RequestOptions,
+    pub metadata: Metadata,
+}
+
+/// What to fetch for a source, beyond platform/source/content type.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestOptions {
+    /// Downloader name within the platform (`native`, `gallery-dl`, …); the
+    /// platform's default when absent.
+    pub downloader: Option<String>,
+    pub max_downloads: Option<u32>,
+    pub days_back: Option<u32>,
+    /// Stop a newest-first listing after this many already archived items in a row.
+    pub stop_after_known: Option<u32>,
+    /// Scheduled job and its history row, when a job fired this item.
+    pub job_id: Option<String>,
+    pub run_id: Option<i64>,
+}
+
+/// A queue item before the store has given it an id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewQueueItem {
+    pub url: String,
+    pub platform: String,
+    pub source: String,
+    pub content_type: String,
+    pub referer: Option<String>,
+    pub save_path: Option<String>,
+    pub priority: u8,
+    pub max_attempts: u32,
+    pub options: RequestOptions,
+    pub metadata: Metadata,
+}
+
+impl NewQueueItem {
+    /// A pending item with the defaults (priority 5, 3 attempts).
+    pub fn new(
+        url: impl Into<String>,
+        platform: impl Into<String>,
+        source: impl Into<String>,
+        content_type: impl Into<String>,
+    ) -> Self {
+        Self {
+            url: url.into(),
+            platform: platform.into(),
+            source: source.into(),
+            content_type: content_type.into(),
+            referer: None,
+            save_path: None,
+            priority: 5,
+            max_attempts: 3,
+            options: RequestOptions::default(),
+            metadata: Metadata::new(),
+        }
+    }
+
+    /// The stored item this becomes under `id`, created at `now`.
+    pub fn into_item(self, id: i64, now: DateTime<Utc>) -> QueueItem {
+        QueueItem {
+            id,
+            url: self.url,
+            platform: self.platform,
+            source: self.source,
+            content_type: self.content_type,
+            referer: self.referer,
+            save_path: self.save_path,
+            priority: self.priority,
+            status: QueueStatus::Pending,
+            attempts: 0,
+            max_attempts: self.max_attempts,
+            created_date: now,
+            started_at: None,
+            download_date: None,
+            progress: 0,
+            estimated_completion: None,
+            assigned_worker: None,
+            error_message: None,
+            next_attempt_at: now,
+            lease_expires_at: None,
+            items_downloaded: 0,
+            items_total: None,
+            options: self.options,
+            metadata: self.metadata,
+        }
+    }
+}
+
+/// Filters of `GET /queue`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueFilter {
+    pub status: Option<QueueStatus>,
+    pub platform: Option<String>,
+}
+
+/// Number of queue items in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    pub pending: u64,
+    pub downloading: u64,
+    pub paused: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+impl QueueCounts {
+    pub fn total(&self) -> u64 {
+        self.pending + self.downloading + self.paused + self.completed + self.failed
+    }
+
+    /// Adds one item of `status`.
+    pub fn add(&mut self, status: QueueStatus, n: u64) {
+        match status {
+            QueueStatus::Pending => self.pending += n,
+            QueueStatus::Downloading => self.downloading += n,
+            QueueStatus::Paused => self.paused += n,
+            QueueStatus::Completed => self.completed += n,
+            QueueStatus::Failed => self.failed += n,
+        }
+    }
+}
+
+/// `GET /queue/stats` beyond the counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    pub counts: QueueCounts,
+    /// Mean seconds between creation and start, over items started in the last 24 hours.
+    pub avg_wait_time_seconds: Option<f64>,
+    /// Mean seconds from start to finish, over items finished in the last 24 hours.
+    pub avg_run_time_seconds: Option<f64>,
+    /// Distinct workers holding a lease now.
+    pub active_workers: u64,
+}
+
+/// A change to a queue item requested through the API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueuePatch {
+    pub priority: Option<u8>,
+    /// Only `paused` (pause a pending or running item) or `pending` (resume).
+    pub status: Option<QueueStatus>,
+}
+
+/// Identifies a worker process/task holding leases (`host:pid:n`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WorkerId(pub String);
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Proof of holding a queue item. Every write by a worker names it: once
+/// the lease runs out and another worker claims the item, the old token is
+/// refused with [`StoreError::LeaseLost`](crate::StoreError::LeaseLost).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseToken {
+    pub queue_id: i64,
+    pub worker: WorkerId,
+    /// Fresh per claim, so a re-claim by the same worker is a new lease.
+    pub token: uuid::Uuid,
+}
+
+/// A claimed item and the lease that holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Leased {
+    pub item: QueueItem,
+    pub lease: LeaseToken,
+}
+
+/// Progress of a running item, written under its lease.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueProgress {
+    pub progress: u8,
+    pub items_downloaded: u32,
+    pub items_total: Option<u32>,
+    pub estimated_completion: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,292 @@
+//! Persistence as small capability traits behind one supertrait, [`Store`].
+//!
+//! Adapters implement every capability; code takes `Arc<dyn Store>` at the
+//! edges. [`MemoryStore`] is the complete in-process implementation used by
+//! tests and by embedders who want no database.
+//!
+//! Time: operations that depend on "now" take it as an argument, so the
+//! caller's [`Clock`](crate::clock::Clock) decides and tests move time by hand.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::error::StoreError;
+use crate::model::{
+    Bucket, Download, DownloadFilter, DownloadTotals, GroupBy, GroupTotals, Job, JobRun,
+    LeaseToken, Leased, LogFilter, LogPage, LogsDeleted, Metadata, NewDownload, NewLogEntry,
+    NewQueueItem, NewUser, Page, Paged, QueueCounts, QueueFilter, QueueItem, QueuePatch,
+    QueueProgress, QueueStats, QueueStatus, RefreshToken, RunFilter, RunStatus, TimelinePoint,
+    User, UserPatch, Window, WorkerId,
+};
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The download history.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait DownloadRepo: Send + Sync {
+    /// Records a download. An `archive_key` that is already recorded is a
+    /// [`StoreError::Conflict`]: the caller already has the item.
+    async fn insert_download(&self, new: NewDownload) -> StoreResult<Download>;
+    /// Replaces the record `id` (keeping its id), e.g. a failed item that
+    /// later succeeded, or an upgraded file.
+    async fn replace_download(&self, id: i64, new: NewDownload) -> StoreResult<Download>;
+    async fn get_download(&self, id: i64) -> StoreResult<Download>;
+    /// Newest first (`download_date` descending, then id descending).
+    async fn list_downloads(
+        &self,
+        filter: &DownloadFilter,
+        page: Page,
+    ) -> StoreResult<Paged<Download>>;
+    /// Removes and returns the record.
+    async fn delete_download(&self, id: i64) -> StoreResult<Download>;
+    async fn download_by_archive_key(&self, archive_key: &str) -> StoreResult<Option<Download>>;
+    /// Which of `archive_keys` are recorded as completed (one query for a batch).
+    async fn known_archive_keys(&self, archive_keys: &[String]) -> StoreResult<Vec<String>>;
+    /// The completed record that owns a file with this `sha256:<hex>` hash.
+    async fn download_by_file_hash(&self, file_hash: &str) -> StoreResult<Option<Download>>;
+    /// Merges `patch` into the record's metadata (top-level keys replace).
+    async fn update_download_metadata(&self, id: i64, patch: Metadata) -> StoreResult<Download>;
+    /// Records whose `download_date` is before `cutoff`, oldest first, at most `limit`.
+    async fn downloads_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<Download>>;
+    /// Other records pointing at `id`'s file as duplicates.
+    async fn duplicates_of(&self, id: i64) -> StoreResult<Vec<Download>>;
+
+    /// Totals of downloads whose `download_date` falls in `window`.
+    async fn download_totals(&self, window: Window) -> StoreResult<DownloadTotals>;
+    /// Totals per value of `group`, largest first.
+    async fn download_totals_by(
+        &self,
+        group: GroupBy,
+        window: Window,
+    ) -> StoreResult<Vec<GroupTotals>>;
+    /// Counts per bucket (UTC bucket starts), oldest first; empty buckets omitted.
+    async fn download_timeline(
+        &self,
+        bucket: Bucket,
+        window: Window,
+    ) -> StoreResult<Vec<TimelinePoint>>;
+    /// Bytes of files owned by completed records (duplicates excluded).
+    async fn storage_used(&self) -> StoreResult<u64>;
+    /// Latest completed `download_date` per platform.
+    async fn last_download_per_platform(&self) -> StoreResult<Vec<(String, DateTime<Utc>)>>;
+}
+
+/// The work queue with leases.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait QueueRepo: Send + Sync {
+    async fn enqueue(&self, new: NewQueueItem, now: DateTime<Utc>) -> StoreResult<QueueItem>;
+    async fn get_queue_item(&self, id: i64) -> StoreResult<QueueItem>;
+    /// Most urgent first (priority ascending, then oldest first).
+    async fn list_queue(&self, filter: &QueueFilter, page: Page) -> StoreResult<Paged<QueueItem>>;
+    async fn queue_counts(&self) -> StoreResult<QueueCounts>;
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<QueueStats>;
+
+    /// Atomically takes up to `n` due items (pending, `next_attempt_at <= now`),
+    /// most urgent first, marks them `downloading`, counts an attempt, and
+    /// leases them to `worker` until `now + lease_for`.
+    async fn claim(
+        &self,
+        worker: &WorkerId,
+        n: u32,
+        lease_for: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Leased>>;
+    /// Extends a lease. `LeaseLost` when the item was re-claimed, paused or removed.
+    async fn renew(
+        &self,
+        lease: &LeaseToken,
+        lease_for: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Writes progress under the lease.
+    async fn record_progress(&self, lease: &LeaseToken, progress: QueueProgress)
+    -> StoreResult<()>;
+    /// Ends the item `completed` with its counts.
+    async fn complete(
+        &self,
+        lease: &LeaseToken,
+        items_downloaded: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<QueueItem>;
+    /// Ends the attempt with an error: back to `pending` until `retry_at`
+    /// when given, otherwise `failed`.
+    async fn fail(
+        &self,
+        lease: &LeaseToken,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<QueueItem>;
+    /// Gives the item back without using up the attempt (shutdown, storage
+    /// full, rate limits): `pending` again, not before `not_before`, with
+    /// `reason` as its message.
+    async fn release(
+        &self,
+        lease: &LeaseToken,
+        reason: Option<String>,
+        not_before: DateTime<Utc>,
+    ) -> StoreResult<QueueItem>;
+    /// Items whose lease ran out go back to `pending` (or `failed` once out
+    /// of attempts). Returns the items changed.
+    async fn requeue_expired(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueItem>>;
+
+    /// Priority change, pause (pending or downloading → paused, dropping any
+    /// lease) or resume (paused → pending).
+    async fn update_queue_item(
+        &self,
+        id: i64,
+        patch: QueuePatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<QueueItem>;
+    /// A failed (or completed) item back to `pending` with `extra_attempts`
+    /// more attempts allowed.
+    async fn retry_queue_item(
+        &self,
+        id: i64,
+        extra_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<QueueItem>;
+    async fn delete_queue_item(&self, id: i64) -> StoreResult<QueueItem>;
+    /// Removes every item in one of `statuses`; returns how many.
+    async fn clear_queue(&self, statuses: &[QueueStatus]) -> StoreResult<u64>;
+}
+
+/// Scheduled jobs and their history.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait JobRepo: Send + Sync {
+    /// `Conflict` when the id exists.
+    async fn create_job(&self, job: Job) -> StoreResult<Job>;
+    async fn get_job(&self, id: &str) -> StoreResult<Job>;
+    /// Ordered by id.
+    async fn list_jobs(&self) -> StoreResult<Vec<Job>>;
+    /// Replaces the job's definition and state; `NotFound` when missing.
+    async fn update_job(&self, job: Job) -> StoreResult<Job>;
+    async fn delete_job(&self, id: &str) -> StoreResult<()>;
+    /// Takes the firing of `slot` for this job: true for exactly one caller
+    /// across every process (sets `last_slot` when it is older than `slot`).
+    async fn claim_slot(
+        &self,
+        job_id: &str,
+        slot: DateTime<Utc>,
+        next_run: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool>;
+    /// Opens a history row (`running`, or `skipped` closed at once) and
+    /// updates the job's counters and `last_run*` fields.
+    async fn open_run(
+        &self,
+        job_id: &str,
+        started_at: DateTime<Utc>,
+        status: RunStatus,
+        queue_id: Option<i64>,
+    ) -> StoreResult<JobRun>;
+    /// Links a run to the queue item it enqueued.
+    async fn set_run_queue_item(&self, run_id: i64, queue_id: i64) -> StoreResult<()>;
+    /// Closes a running row with its outcome and updates the job's counters
+    /// and `last_run*` fields. Closing a closed row changes nothing.
+    async fn close_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        items_downloaded: u32,
+        error: Option<String>,
+        completed_at: DateTime<Utc>,
+    ) -> StoreResult<JobRun>;
+    /// The job's run still `running`, if any.
+    async fn active_run(&self, job_id: &str) -> StoreResult<Option<JobRun>>;
+    /// Newest first.
+    async fn run_history(&self, filter: &RunFilter) -> StoreResult<Vec<JobRun>>;
+}
+
+/// Accounts and refresh tokens.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// `Conflict` when the username is taken (case-insensitive).
+    async fn create_user(&self, new: NewUser, now: DateTime<Utc>) -> StoreResult<User>;
+    async fn get_user(&self, id: i64) -> StoreResult<User>;
+    /// The user and their password hash (case-insensitive username).
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>>;
+    /// Ordered by id.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    async fn update_user(&self, id: i64, patch: UserPatch) -> StoreResult<User>;
+    async fn delete_user(&self, id: i64) -> StoreResult<()>;
+    async fn record_login(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn count_users(&self) -> StoreResult<u64>;
+
+    async fn insert_refresh_token(&self, token: RefreshToken) -> StoreResult<()>;
+    /// Marks the token used and returns it; `Invalid` when it is unknown,
+    /// already used, revoked or expired at `now` (one atomic step, so a
+    /// token works once even under races).
+    async fn use_refresh_token(&self, id: &str, now: DateTime<Utc>) -> StoreResult<RefreshToken>;
+    /// Revokes every token of the user (password change, deletion).
+    async fn revoke_refresh_tokens(&self, user_id: i64) -> StoreResult<u64>;
+}
+
+/// The settings document.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SettingsRepo: Send + Sync {
+    /// The stored document; `{}` when nothing was ever saved.
+    async fn get_settings(&self) -> StoreResult<Value>;
+    async fn save_settings(&self, document: &Value) -> StoreResult<()>;
+}
+
+/// Stored application logs.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait LogRepo: Send + Sync {
+    async fn append_logs(&self, entries: Vec<NewLogEntry>) -> StoreResult<()>;
+    /// Newest first.
+    async fn query_logs(&self, filter: &LogFilter) -> StoreResult<LogPage>;
+    async fn delete_logs_before(&self, cutoff: DateTime<Utc>) -> StoreResult<LogsDeleted>;
+}
+
+/// Small JSON documents kept per key between runs (a forum thread's last
+/// page, a feed cursor, a host's cookies).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait StateRepo: Send + Sync + std::fmt::Debug {
+    async fn get_state(&self, key: &str) -> StoreResult<Option<Value>>;
+    async fn put_state(&self, key: &str, value: &Value) -> StoreResult<()>;
+    async fn delete_state(&self, key: &str) -> StoreResult<()>;
+}
+
+/// Every capability together; `Arc<dyn Store>` at the edges.
+pub trait Store:
+    DownloadRepo
+    + QueueRepo
+    + JobRepo
+    + UserRepo
+    + SettingsRepo
+    + LogRepo
+    + StateRepo
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: DownloadRepo
+        + QueueRepo
+        + JobRepo
+        + UserRepo
+        + SettingsRepo
+        + LogRepo
+        + StateRepo
+        + Send
+        + Sync
+        + 'static
+{
+}
