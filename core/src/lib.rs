@@ -9,17 +9,21 @@
 //! only through [`fetch`] and the downloaders.
 
 pub mod clock;
+pub mod config;
 pub mod downloader;
 pub mod error;
 pub mod events;
 pub mod fetch;
 pub mod model;
 pub mod platforms;
+pub mod queue;
 pub mod store;
 
 pub use clock::{Clock, SystemClock};
+pub use config::SettingsHandle;
 pub use downloader::{Context, Downloader, MediaItem, Registry, Request, Unavailable};
 pub use error::{DownloadError, Error, StoreError};
 pub use events::{BroadcastBus, BusMessage, EventBus};
 pub use model::Settings;
+pub use queue::QueueService;
 pub use store::Store;

@@ -1,0 +1,174 @@
+//! Queue operations as users request them (API, CLI, scheduler): validated
+//! against the registered downloaders, stored, and announced on the event
+//! bus so dashboards and engines in every process react.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::SettingsHandle;
+use crate::downloader::{Registry, Request};
+use crate::error::Error;
+use crate::events::EventBus;
+use crate::model::{
+    Event, EventKind, NewQueueItem, QueueAction, QueueItem, QueuePatch, QueueStatus, QueueUpdate,
+};
+use crate::store::Store;
+
+/// Adds, changes and removes queue items, publishing `queue_updated` for each.
+#[derive(Debug, Clone)]
+pub struct QueueService {
+    store: Arc<dyn Store>,
+    events: Arc<dyn EventBus>,
+    registry: Arc<Registry>,
+    settings: SettingsHandle,
+    clock: Arc<dyn Clock>,
+}
+
+impl QueueService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        events: Arc<dyn EventBus>,
+        registry: Arc<Registry>,
+        settings: SettingsHandle,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            events,
+            registry,
+            settings,
+            clock,
+        }
+    }
+
+    /// Validates and enqueues an item. A `priority` of 0 or `max_attempts`
+    /// of 0 take the settings' defaults; an empty `content_type` takes the
+    /// downloader's first; a `direct` item without a source is labelled
+    /// with the URL's host.
+    pub async fn submit(&self, mut new: NewQueueItem) -> Result<QueueItem, Error> {
+        let settings = self.settings.current();
+        let downloader = self
+            .registry
+            .find(&new.platform, new.options.downloader.as_deref())?;
+        let info = downloader.info();
+        if new.content_type.is_empty() {
+            new.content_type = info.content_types.first().cloned().unwrap_or_default();
+        }
+        if !info.content_types.contains(&new.content_type) {
+            return Err(Error::invalid(
+                "content_type",
+                format!(
+                    "{:?} is not a content type of {} (one of: {})",
+                    new.content_type,
+                    new.platform,
+                    info.content_types.join(", ")
+                ),
+            ));
+        }
+        if new.priority == 0 {
+            new.priority = settings.general.default_priority;
+        }
+        if !(1..=10).contains(&new.priority) {
+            return Err(Error::invalid(
+                "priority",
+                "must be between 1 (most urgent) and 10",
+            ));
+        }
+        if new.max_attempts == 0 {
+            new.max_attempts = settings.general.retry_attempts;
+        }
+        if new.source.trim().is_empty() && new.platform == "direct" {
+            new.source = url::Url::parse(new.url.trim())
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_owned))
+                .unwrap_or_default();
+        }
+        if new.source.trim().is_empty() {
+            return Err(Error::invalid("source", "must not be empty"));
+        }
+        let now = self.clock.now();
+        let probe = Request::from_item(&new.clone().into_item(0, now), &settings, now);
+        downloader.validate(&probe)?;
+        let item = self.store.enqueue(new, now).await?;
+        self.announce(QueueAction::Added, &item).await;
+        Ok(item)
+    }
+
+    /// Changes priority, pauses (a running item stops; its partial file is
+    /// kept for resuming) or resumes.
+    pub async fn update(&self, id: i64, patch: QueuePatch) -> Result<QueueItem, Error> {
+        if let Some(priority) = patch.priority
+            && !(1..=10).contains(&priority)
+        {
+            return Err(Error::invalid(
+                "priority",
+                "must be between 1 (most urgent) and 10",
+            ));
+        }
+        let action = match patch.status {
+            None => QueueAction::Updated,
+            Some(QueueStatus::Paused) => QueueAction::Paused,
+            Some(QueueStatus::Pending) => QueueAction::Resumed,
+            Some(other) => {
+                return Err(Error::invalid(
+                    "status",
+                    format!(
+                        "cannot set status {:?}: only \"paused\" or \"pending\" (resume)",
+                        other.as_str()
+                    ),
+                ));
+            }
+        };
+        let item = self
+            .store
+            .update_queue_item(id, patch, self.clock.now())
+            .await?;
+        self.announce(action, &item).await;
+        Ok(item)
+    }
+
+    /// Puts a failed item back in the queue with a fresh budget of attempts.
+    pub async fn retry(&self, id: i64) -> Result<QueueItem, Error> {
+        let extra = self.settings.current().general.retry_attempts;
+        let item = self
+            .store
+            .retry_queue_item(id, extra, self.clock.now())
+            .await?;
+        self.announce(QueueAction::Retrying, &item).await;
+        Ok(item)
+    }
+
+    /// Removes an item; a running one is cancelled by its worker.
+    pub async fn remove(&self, id: i64) -> Result<QueueItem, Error> {
+        let item = self.store.delete_queue_item(id).await?;
+        self.announce(QueueAction::Removed, &item).await;
+        Ok(item)
+    }
+
+    /// Removes every item in one of `statuses` (only finished statuses may be cleared).
+    pub async fn clear(&self, statuses: &[QueueStatus]) -> Result<u64, Error> {
+        if let Some(active) = statuses.iter().find(|status| !status.is_finished()) {
+            return Err(Error::invalid(
+                "status",
+                format!(
+                    "only completed or failed items can be cleared, not {:?}",
+                    active.as_str()
+                ),
+            ));
+        }
+        Ok(self.store.clear_queue(statuses).await?)
+    }
+
+    async fn announce(&self, action: QueueAction, item: &QueueItem) {
+        let update = QueueUpdate {
+            action,
+            item: item.into(),
+        };
+        self.events
+            .publish(Event {
+                timestamp: self.clock.now(),
+                kind: EventKind::QueueUpdated(update),
+            })
+            .await;
+    }
+}
