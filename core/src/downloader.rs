@@ -59,6 +59,13 @@ pub trait Downloader: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// The archive key of a plain URL: the URL itself, without its fragment.
+pub fn url_archive_key(url: &url::Url) -> String {
+    let mut url = url.clone();
+    url.set_fragment(None);
+    format!("direct:{url}")
+}
+
 /// Why a downloader cannot be used now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{reason}")]

@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod config;
 pub mod downloader;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod fetch;
@@ -21,6 +22,7 @@ pub mod store;
 
 pub use clock::{Clock, SystemClock};
 pub use config::SettingsHandle;
+pub use engine::{Engine, EngineBuilder};
 pub use downloader::{Context, Downloader, MediaItem, Registry, Request, Unavailable};
 pub use error::{DownloadError, Error, StoreError};
 pub use events::{BroadcastBus, BusMessage, EventBus};

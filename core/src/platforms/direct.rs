@@ -15,9 +15,7 @@ pub struct Direct;
 impl Direct {
     /// The archive key of a URL: the URL itself, without its fragment.
     pub fn archive_key(url: &Url) -> String {
-        let mut url = url.clone();
-        url.set_fragment(None);
-        format!("direct:{url}")
+        crate::downloader::url_archive_key(url)
     }
 
     fn parse(request: &Request) -> Result<Url, Error> {

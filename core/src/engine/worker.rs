@@ -1,0 +1,1071 @@
+//! One queue item, start to finish, under its lease.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::placement::{NameParts, contained_path, numbered, relative_location};
+use super::{Shared, TEMP_PREFIX};
+use crate::downloader::{Context, Downloader, MediaItem, Request, Staging, TransferProgress};
+use crate::error::{DownloadError, StoreError};
+use crate::fetch::transfer::{Fetched, fetch_to_file};
+use crate::model::{
+    CompletedEvent, Download, DownloadStatus, EventKind, LeaseToken, Leased, ListingOrder,
+    NewDownload, Notification, NotificationAction, NotificationLevel, NotificationTopic,
+    ProgressEvent, QueueAction, QueueItem, QueueProgress, QueueStatus, RunStatus, Settings,
+};
+
+/// How a queue item's run ended before its listing was exhausted.
+#[derive(Debug)]
+enum Stop {
+    /// Paused, removed, lease lost, or shutting down.
+    Cancelled,
+    /// Give the item back without using an attempt, until `wait` has passed.
+    Deferred { reason: String, wait: Duration },
+    /// The listing itself failed.
+    Failed(DownloadError),
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+struct Summary {
+    downloaded: u32,
+    failed: Vec<(MediaItem, DownloadError)>,
+}
+
+/// Counters the progress reporter reads while the run writes them.
+#[derive(Debug)]
+struct LiveProgress {
+    bytes: Arc<TransferProgress>,
+    items_done: AtomicU32,
+    items_total: Option<u32>,
+    current: std::sync::Mutex<Option<String>>,
+}
+
+pub(super) async fn process(
+    shared: &Arc<Shared>,
+    leased: Leased,
+    cancel: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    let Leased { item, lease } = leased;
+    let started = Instant::now();
+    shared.announce(QueueAction::Started, &item).await;
+    let settings = shared.settings.current();
+    let downloader = shared
+        .registry
+        .find(&item.platform, item.options.downloader.as_deref());
+    let downloader = match downloader {
+        Ok(downloader) => downloader,
+        Err(err) => {
+            let error = DownloadError::permanent(err.to_string());
+            finish_failed(shared, &item, &lease, error, started, 0).await;
+            return;
+        }
+    };
+    let request = Request::from_item(&item, &settings, shared.clock.now());
+    let info = downloader.info();
+    let live = Arc::new(LiveProgress {
+        bytes: Arc::new(TransferProgress::new()),
+        items_done: AtomicU32::new(0),
+        items_total: match info.listing_order {
+            ListingOrder::Single => Some(1),
+            _ => request.max_downloads,
+        },
+        current: std::sync::Mutex::new(None),
+    });
+    let cx = Context {
+        http: shared.clients.for_platform(&item.platform, &settings),
+        settings: Arc::clone(&settings),
+        cancel: cancel.clone(),
+        clock: Arc::clone(&shared.clock),
+        state: Arc::clone(&shared.store) as Arc<dyn crate::store::StateRepo>,
+        progress: Arc::clone(&live.bytes),
+    };
+
+    let lease_lost = Arc::new(AtomicBool::new(false));
+    let helpers = CancellationToken::new();
+    let renewer = tokio::spawn(renew(
+        Arc::clone(shared),
+        lease.clone(),
+        cancel.clone(),
+        Arc::clone(&lease_lost),
+        helpers.clone(),
+    ));
+    let reporter = tokio::spawn(report(
+        Arc::clone(shared),
+        item.clone(),
+        lease.clone(),
+        Arc::clone(&live),
+        helpers.clone(),
+    ));
+
+    let outcome = run(shared, &item, downloader.as_ref(), &request, &cx, &live).await;
+    helpers.cancel();
+    let _ = renewer.await;
+    let _ = reporter.await;
+
+    if lease_lost.load(Ordering::SeqCst) {
+        tracing::info!(target: "mediadl::engine", queue_id = item.id, "stopped: the item was paused, removed or taken over");
+        return;
+    }
+    match outcome {
+        Err(Stop::Cancelled) => {
+            if shutdown.is_cancelled() {
+                match shared.store.release(&lease, None, shared.clock.now()).await {
+                    Ok(item) => shared.announce(QueueAction::Updated, &item).await,
+                    Err(err) => {
+                        tracing::warn!(target: "mediadl::engine", queue_id = item.id, error = %err, "cannot return the item to the queue")
+                    }
+                }
+            }
+        }
+        Err(Stop::Deferred { reason, wait }) => {
+            let not_before =
+                shared.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            match shared
+                .store
+                .release(&lease, Some(reason.clone()), not_before)
+                .await
+            {
+                Ok(item) => {
+                    tracing::info!(target: "mediadl::engine", queue_id = item.id, reason = %reason, "item waits");
+                    shared.announce(QueueAction::Updated, &item).await;
+                }
+                Err(err) => {
+                    tracing::warn!(target: "mediadl::engine", queue_id = item.id, error = %err, "cannot defer the item")
+                }
+            }
+        }
+        Err(Stop::Failed(error)) => {
+            let downloaded = live.items_done.load(Ordering::Relaxed);
+            finish_failed(shared, &item, &lease, error, started, downloaded).await;
+        }
+        Ok(summary) => finish(shared, &item, &lease, summary, started).await,
+    }
+}
+
+/// Discovers and downloads everything new for the request.
+async fn run(
+    shared: &Shared,
+    item: &QueueItem,
+    downloader: &dyn Downloader,
+    request: &Request,
+    cx: &Context,
+    live: &LiveProgress,
+) -> Result<Summary, Stop> {
+    let settings = &cx.settings;
+    let limit = settings.storage_limit_bytes();
+    let mut used = match limit {
+        Some(_) => shared
+            .store
+            .storage_used()
+            .await
+            .map_err(|err| Stop::Failed(err.into()))?,
+        None => 0,
+    };
+    if let Some(limit) = limit
+        && used >= limit
+    {
+        return Err(storage_full(shared, used, limit).await);
+    }
+    let order = downloader.info().listing_order;
+    let auto_upgrade = settings
+        .platforms
+        .get(&item.platform)
+        .and_then(|section| section.get("auto_upgrade"))
+        .and_then(|value| value.as_bool())
+        .unwrap_or(false);
+    let mut summary = Summary::default();
+    let mut known_in_row = 0u32;
+    let mut listing = downloader.discover(request, cx);
+    loop {
+        if let Some(max) = request.max_downloads
+            && summary.downloaded >= max
+        {
+            break;
+        }
+        let next = tokio::select! {
+            _ = cx.cancel.cancelled() => return Err(Stop::Cancelled),
+            next = listing.next() => next,
+        };
+        let media = match next {
+            None => break,
+            Some(Ok(media)) => media,
+            Some(Err(DownloadError::Cancelled)) => return Err(Stop::Cancelled),
+            Some(Err(DownloadError::RateLimited { host, after })) => {
+                return Err(Stop::Deferred {
+                    reason: format!("rate limited by {host}; waiting {}s", after.as_secs()),
+                    wait: after,
+                });
+            }
+            Some(Err(error)) if summary.downloaded == 0 && summary.failed.is_empty() => {
+                return Err(Stop::Failed(error));
+            }
+            Some(Err(error)) => {
+                // The listing broke after some items: keep what we have, retry the rest later.
+                tracing::warn!(target: "mediadl::engine", queue_id = item.id, error = %error, "listing stopped early");
+                if error.is_retryable() {
+                    return Err(Stop::Failed(error));
+                }
+                break;
+            }
+        };
+        if let (Some(since), Some(posted)) = (request.since, media.posted_at)
+            && posted < since
+        {
+            if order == ListingOrder::NewestFirst {
+                break;
+            }
+            continue;
+        }
+        let existing = shared
+            .store
+            .download_by_archive_key(&media.archive_key)
+            .await
+            .map_err(|err| Stop::Failed(err.into()))?;
+        let upgrade = match &existing {
+            Some(done) if done.status == DownloadStatus::Completed => {
+                if auto_upgrade && is_better(&media, done) {
+                    true
+                } else {
+                    known_in_row += 1;
+                    if order == ListingOrder::NewestFirst
+                        && request.stop_after_known > 0
+                        && known_in_row >= request.stop_after_known
+                    {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            _ => false,
+        };
+        known_in_row = 0;
+        *live.current.lock().expect("progress lock") = Some(media.url.to_string());
+        live.bytes.set(0, None);
+        match download_one(shared, item, downloader, &media, cx, existing, upgrade).await {
+            Ok(Recorded::New(download)) => {
+                summary.downloaded += 1;
+                live.items_done.fetch_add(1, Ordering::Relaxed);
+                if download.duplicate_of.is_none() {
+                    used += download.file_size.unwrap_or(0);
+                }
+                *live.current.lock().expect("progress lock") = download.filename.clone();
+                if let Some(limit) = limit
+                    && used >= limit
+                {
+                    return Err(storage_full(shared, used, limit).await);
+                }
+            }
+            Ok(Recorded::AlreadyHad) => {}
+            Err(DownloadError::Cancelled) => return Err(Stop::Cancelled),
+            Err(DownloadError::RateLimited { host, after }) => {
+                return Err(Stop::Deferred {
+                    reason: format!("rate limited by {host}; waiting {}s", after.as_secs()),
+                    wait: after,
+                });
+            }
+            Err(error @ DownloadError::AuthRequired(_)) => return Err(Stop::Failed(error)),
+            Err(error) => {
+                tracing::warn!(target: "mediadl::engine", queue_id = item.id, url = %media.url, error = %error, "item failed");
+                summary.failed.push((media, error));
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// Whether `media` offers a larger picture than the stored record.
+fn is_better(media: &MediaItem, stored: &Download) -> bool {
+    let Some((w, h)) = media.resolution else {
+        return false;
+    };
+    let stored_area = stored
+        .metadata
+        .get("resolution")
+        .and_then(|r| r.as_str())
+        .and_then(|r| r.split_once('x'))
+        .and_then(|(w, h)| Some(w.parse::<u64>().ok()? * h.parse::<u64>().ok()?))
+        .unwrap_or(u64::MAX);
+    u64::from(w) * u64::from(h) > stored_area
+}
+
+async fn storage_full(shared: &Shared, used: u64, limit: u64) -> Stop {
+    let reason = format!(
+        "waiting: storage limit reached ({} of {} used; raise general.storage_limit_gb or free space)",
+        human_bytes(used),
+        human_bytes(limit)
+    );
+    shared
+        .publish(EventKind::Notification(Notification {
+            level: NotificationLevel::Warning,
+            title: "Storage limit reached".into(),
+            message: reason.clone(),
+            action: Some(NotificationAction {
+                label: "Settings".into(),
+                link: "/settings".into(),
+            }),
+            auto_dismiss_seconds: None,
+            topic: NotificationTopic::StorageThreshold,
+        }))
+        .await;
+    Stop::Deferred {
+        reason,
+        wait: shared.timing.storage_wait,
+    }
+}
+
+/// `1.5 GB`-style sizes (binary units, as the spec's `used_human`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+enum Recorded {
+    New(Download),
+    /// Another worker recorded the same archive key first.
+    AlreadyHad,
+}
+
+/// Fetches one media item, places it and records it.
+async fn download_one(
+    shared: &Shared,
+    item: &QueueItem,
+    downloader: &dyn Downloader,
+    media: &MediaItem,
+    cx: &Context,
+    existing: Option<Download>,
+    upgrade: bool,
+) -> Result<Recorded, DownloadError> {
+    let settings: &Settings = &cx.settings;
+    let root = shared.download_root();
+    let now = shared.clock.now();
+    let placeholder = NameParts {
+        platform: &item.platform,
+        source: &item.source,
+        content_type: &item.content_type,
+        item: media,
+        original_name: None,
+        media_type: None,
+        now,
+    };
+    let (dir_rel, _) = relative_location(
+        &settings.downloads.directory_template,
+        &settings.downloads.filename_template,
+        &placeholder,
+    );
+    let dir = contained_path(&root, &dir_rel)?;
+    create_dir_all(&dir).await?;
+    let key_hash = crate::model::url_hash(&media.archive_key);
+    let temp = dir.join(format!("{TEMP_PREFIX}{}.part", &key_hash[..20]));
+
+    let staging = Staging::new(dir.join(format!("{TEMP_PREFIX}{}.staging", &key_hash[..20])));
+    let fetched = match downloader.transfer(media, &staging, cx).await {
+        Some(produced) => {
+            let produced = produced?;
+            let fetched = hash_file(produced, media.url.clone()).await?;
+            let _ = tokio::fs::remove_dir_all(staging.dir())
+                .await
+                .or_else(ignore_missing);
+            fetched
+        }
+        None => {
+            fetch_to_file(
+                &cx.http,
+                &media.url,
+                media.referer.as_ref(),
+                &temp,
+                &cx.progress,
+                &cx.cancel,
+            )
+            .await?
+        }
+    };
+    let file_hash = format!("sha256:{}", fetched.sha256);
+    let mut metadata = media.metadata.clone();
+    if let Some(id) = &media.media_id {
+        metadata
+            .entry("media_id")
+            .or_insert_with(|| id.clone().into());
+    }
+    if let Some((w, h)) = media.resolution {
+        metadata.insert("resolution".into(), format!("{w}x{h}").into());
+    }
+    metadata.insert("upgraded".into(), upgrade.into());
+    if let Some(host) = media.url.host_str() {
+        metadata.entry("host").or_insert_with(|| host.into());
+    }
+    if let Some(media_type) = &fetched.content_type {
+        metadata.insert("mime_type".into(), media_type.clone().into());
+    }
+
+    let duplicate = if upgrade {
+        None
+    } else {
+        shared
+            .store
+            .download_by_file_hash(&file_hash)
+            .await
+            .map_err(DownloadError::from)?
+    };
+    let (file_path, filename, duplicate_of) = match duplicate.filter(|owner| {
+        owner
+            .file_path
+            .as_deref()
+            .is_some_and(|p| Path::new(p).exists())
+    }) {
+        Some(owner) => {
+            remove_file(&fetched.path).await?;
+            (
+                owner.file_path.clone(),
+                owner.filename.clone(),
+                Some(owner.id),
+            )
+        }
+        None => {
+            let parts = NameParts {
+                original_name: fetched.disposition_name.as_deref(),
+                media_type: fetched.content_type.as_deref(),
+                ..placeholder.clone()
+            };
+            let (_, name) = relative_location(
+                &settings.downloads.directory_template,
+                &settings.downloads.filename_template,
+                &parts,
+            );
+            let replace = existing
+                .as_ref()
+                .filter(|_| upgrade)
+                .and_then(|old| old.file_path.as_deref())
+                .map(PathBuf::from)
+                .filter(|old| old.starts_with(&root));
+            let final_path = match replace {
+                Some(old) => {
+                    tokio::fs::rename(&fetched.path, &old)
+                        .await
+                        .map_err(|err| storage(&old, err))?;
+                    old
+                }
+                None => place(&fetched.path, &dir, &name).await?,
+            };
+            if settings.downloads.metadata_sidecar {
+                write_sidecar(&final_path, media, &metadata).await?;
+            }
+            let filename = final_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            (
+                Some(final_path.to_string_lossy().into_owned()),
+                filename,
+                None,
+            )
+        }
+    };
+    let record = NewDownload {
+        url: media.url.to_string(),
+        archive_key: media.archive_key.clone(),
+        platform: item.platform.clone(),
+        source: item.source.clone(),
+        content_type: media.content_type.clone(),
+        filename,
+        file_path: file_path.clone(),
+        file_size: Some(fetched.size),
+        file_hash: Some(file_hash),
+        post_date: media.posted_at,
+        download_date: shared.clock.now(),
+        status: DownloadStatus::Completed,
+        attempts: item.attempts,
+        error_message: None,
+        duplicate_of,
+        queue_id: Some(item.id),
+        metadata,
+    };
+    let stored = match &existing {
+        Some(old) => shared.store.replace_download(old.id, record).await,
+        None => shared.store.insert_download(record).await,
+    };
+    match stored {
+        Ok(download) => Ok(Recorded::New(download)),
+        Err(StoreError::Conflict(_)) => {
+            // Another worker got there first: keep its file and record, not ours.
+            if duplicate_of.is_none()
+                && let Some(path) = file_path
+            {
+                remove_file(Path::new(&path)).await?;
+            }
+            Ok(Recorded::AlreadyHad)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Moves a finished temporary file to `dir/name`, numbering the name
+/// rather than overwriting a different file already there.
+async fn place(temp: &Path, dir: &Path, name: &str) -> Result<PathBuf, DownloadError> {
+    let temp = temp.to_path_buf();
+    let dir = dir.to_path_buf();
+    let name = name.to_owned();
+    tokio::task::spawn_blocking(move || {
+        for attempt in 0..10_000 {
+            let candidate = dir.join(numbered(&name, attempt));
+            // A hard link never replaces an existing file, unlike rename.
+            match std::fs::hard_link(&temp, &candidate) {
+                Ok(()) => {
+                    std::fs::remove_file(&temp).map_err(|err| storage(&temp, err))?;
+                    return Ok(candidate);
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(_) if !candidate.exists() => {
+                    // File systems without hard links: rename (after the existence check).
+                    std::fs::rename(&temp, &candidate).map_err(|err| storage(&candidate, err))?;
+                    return Ok(candidate);
+                }
+                Err(_) => continue,
+            }
+        }
+        Err(DownloadError::Storage(format!(
+            "no free file name for {name} in {}",
+            dir.display()
+        )))
+    })
+    .await
+    .map_err(|err| DownloadError::Storage(format!("placing a file: {err}")))?
+}
+
+async fn write_sidecar(
+    path: &Path,
+    media: &MediaItem,
+    metadata: &crate::model::Metadata,
+) -> Result<(), DownloadError> {
+    let mut sidecar = path.as_os_str().to_owned();
+    sidecar.push(".json");
+    let sidecar = PathBuf::from(sidecar);
+    let document = serde_json::json!({
+        "archive_key": media.archive_key,
+        "url": media.url.as_str(),
+        "posted_at": media.posted_at,
+        "metadata": metadata,
+    });
+    let body = serde_json::to_vec_pretty(&document)
+        .map_err(|err| DownloadError::Storage(err.to_string()))?;
+    let mut temp = sidecar.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    tokio::fs::write(&temp, body)
+        .await
+        .map_err(|err| storage(&temp, err))?;
+    tokio::fs::rename(&temp, &sidecar)
+        .await
+        .map_err(|err| storage(&sidecar, err))
+}
+
+/// Hashes a file a downloader produced itself, moving it to a temporary name.
+async fn hash_file(path: PathBuf, url: url::Url) -> Result<Fetched, DownloadError> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path).map_err(|err| storage(&path, err))?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let read = file.read(&mut buffer).map_err(|err| storage(&path, err))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            size += read as u64;
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        Ok(Fetched {
+            path,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+            content_type: None,
+            disposition_name: name,
+            final_url: url,
+        })
+    })
+    .await
+    .map_err(|err| DownloadError::Storage(format!("hashing: {err}")))?
+}
+
+fn storage(path: &Path, err: std::io::Error) -> DownloadError {
+    DownloadError::Storage(format!("{}: {err}", path.display()))
+}
+
+fn ignore_missing(err: std::io::Error) -> Result<(), std::io::Error> {
+    if err.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+async fn create_dir_all(dir: &Path) -> Result<(), DownloadError> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|err| storage(dir, err))
+}
+
+async fn remove_file(path: &Path) -> Result<(), DownloadError> {
+    tokio::fs::remove_file(path)
+        .await
+        .or_else(ignore_missing)
+        .map_err(|err| storage(path, err))
+}
+
+/// Ends a run that produced a summary: complete, retry or fail.
+async fn finish(
+    shared: &Shared,
+    item: &QueueItem,
+    lease: &LeaseToken,
+    summary: Summary,
+    started: Instant,
+) {
+    let Summary { downloaded, failed } = summary;
+    let now = shared.clock.now();
+    let retryable = failed
+        .iter()
+        .any(|(_, err)| err.is_retryable() || matches!(err, DownloadError::Storage(_)));
+    if !failed.is_empty() && retryable && item.attempts < item.max_attempts {
+        let first = &failed[0].1;
+        let message = if failed.len() == 1 {
+            first.to_string()
+        } else {
+            format!("{} items failed; first: {first}", failed.len())
+        };
+        let retry_after = failed.iter().filter_map(|(_, err)| err.retry_after()).max();
+        let delay = shared.retry.delay(item.attempts, retry_after);
+        let retry_at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+        match shared
+            .store
+            .fail(lease, &message, Some(retry_at), now)
+            .await
+        {
+            Ok(updated) => {
+                tracing::info!(target: "mediadl::engine", queue_id = item.id, attempt = item.attempts, retry_in = delay.as_secs(), error = %message, "will retry");
+                shared.announce(QueueAction::Retrying, &updated).await;
+            }
+            Err(err) => {
+                tracing::warn!(target: "mediadl::engine", queue_id = item.id, error = %err, "cannot record the failure")
+            }
+        }
+        return;
+    }
+    for (media, error) in &failed {
+        record_failure(shared, item, Some(media), error).await;
+    }
+    let error_message = (!failed.is_empty()).then(|| {
+        let first = &failed[0].1;
+        if failed.len() == 1 {
+            first.to_string()
+        } else {
+            format!("{} items failed; first: {first}", failed.len())
+        }
+    });
+    let ended = if downloaded == 0 && !failed.is_empty() {
+        shared
+            .store
+            .fail(
+                lease,
+                error_message.as_deref().unwrap_or_default(),
+                None,
+                now,
+            )
+            .await
+    } else {
+        shared.store.complete(lease, downloaded, now).await
+    };
+    match ended {
+        Ok(ended) => {
+            conclude(
+                shared,
+                &ended,
+                downloaded,
+                failed.len() as u32,
+                error_message,
+                started,
+            )
+            .await
+        }
+        Err(err) => {
+            tracing::warn!(target: "mediadl::engine", queue_id = item.id, error = %err, "cannot record the outcome")
+        }
+    }
+}
+
+/// Ends a run whose listing or single item failed: retry or give up.
+async fn finish_failed(
+    shared: &Shared,
+    item: &QueueItem,
+    lease: &LeaseToken,
+    error: DownloadError,
+    started: Instant,
+    downloaded: u32,
+) {
+    let now = shared.clock.now();
+    let can_retry = (error.is_retryable() || matches!(error, DownloadError::Storage(_)))
+        && item.attempts < item.max_attempts;
+    if can_retry {
+        let delay = shared.retry.delay(item.attempts, error.retry_after());
+        let retry_at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+        match shared
+            .store
+            .fail(lease, &error.to_string(), Some(retry_at), now)
+            .await
+        {
+            Ok(updated) => {
+                tracing::info!(target: "mediadl::engine", queue_id = item.id, attempt = item.attempts, retry_in = delay.as_secs(), error = %error, "will retry");
+                shared.announce(QueueAction::Retrying, &updated).await;
+            }
+            Err(err) => {
+                tracing::warn!(target: "mediadl::engine", queue_id = item.id, error = %err, "cannot record the failure")
+            }
+        }
+        return;
+    }
+    if let DownloadError::AuthRequired(reason) = &error {
+        needs_attention(shared, item, reason).await;
+    }
+    record_failure(shared, item, None, &error).await;
+    match shared
+        .store
+        .fail(lease, &error.to_string(), None, now)
+        .await
+    {
+        Ok(ended) => {
+            conclude(
+                shared,
+                &ended,
+                downloaded,
+                1,
+                Some(error.to_string()),
+                started,
+            )
+            .await
+        }
+        Err(err) => {
+            tracing::warn!(target: "mediadl::engine", queue_id = item.id, error = %err, "cannot record the failure")
+        }
+    }
+}
+
+/// Leaves a failed download record, so history, stats and success rates count it.
+async fn record_failure(
+    shared: &Shared,
+    item: &QueueItem,
+    media: Option<&MediaItem>,
+    error: &DownloadError,
+) {
+    let (url, archive_key, content_type, posted_at, metadata) = match media {
+        Some(media) => (
+            media.url.to_string(),
+            media.archive_key.clone(),
+            media.content_type.clone(),
+            media.posted_at,
+            media.metadata.clone(),
+        ),
+        None => {
+            // A single-URL item fails under the URL's own key, so a later success replaces it.
+            let key = match url::Url::parse(&item.url) {
+                Ok(url) if item.platform == "direct" => crate::downloader::url_archive_key(&url),
+                _ => format!("{}:listing:{}", item.platform, item.id),
+            };
+            (
+                item.url.clone(),
+                key,
+                item.content_type.clone(),
+                None,
+                Default::default(),
+            )
+        }
+    };
+    let record = NewDownload {
+        url,
+        archive_key: archive_key.clone(),
+        platform: item.platform.clone(),
+        source: item.source.clone(),
+        content_type,
+        filename: None,
+        file_path: None,
+        file_size: None,
+        file_hash: None,
+        post_date: posted_at,
+        download_date: shared.clock.now(),
+        status: DownloadStatus::Failed,
+        attempts: item.attempts,
+        error_message: Some(error.to_string()),
+        duplicate_of: None,
+        queue_id: Some(item.id),
+        metadata,
+    };
+    let result = match shared.store.download_by_archive_key(&archive_key).await {
+        Ok(Some(existing)) if existing.status == DownloadStatus::Failed => {
+            shared.store.replace_download(existing.id, record).await
+        }
+        Ok(Some(_)) => return,
+        Ok(None) => shared.store.insert_download(record).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = result
+        && !matches!(err, StoreError::Conflict(_))
+    {
+        tracing::warn!(target: "mediadl::engine", queue_id = item.id, error = %err, "cannot record the failed download");
+    }
+}
+
+/// A login or cookies are needed: pause the source's job and tell a person.
+async fn needs_attention(shared: &Shared, item: &QueueItem, reason: &str) {
+    if let Some(job_id) = &item.options.job_id {
+        match shared.store.get_job(job_id).await {
+            Ok(mut job) if job.enabled => {
+                job.enabled = false;
+                job.next_run = None;
+                job.updated_at = shared.clock.now();
+                if let Err(err) = shared.store.update_job(job).await {
+                    tracing::warn!(target: "mediadl::engine", job_id, error = %err, "cannot pause the job");
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(target: "mediadl::engine", job_id, error = %err, "cannot pause the job")
+            }
+        }
+    }
+    tracing::warn!(target: "mediadl::engine", platform = %item.platform, source = %item.source, reason, "source needs attention");
+    shared
+        .publish(EventKind::Notification(Notification {
+            level: NotificationLevel::Error,
+            title: format!("{} needs attention", item.platform),
+            message: format!(
+                "{}: {reason}. Upload fresh cookies or log in, then re-enable the job.",
+                item.source
+            ),
+            action: Some(NotificationAction {
+                label: "Platforms".into(),
+                link: "/platforms".into(),
+            }),
+            auto_dismiss_seconds: None,
+            topic: NotificationTopic::SourceNeedsAttention,
+        }))
+        .await;
+}
+
+/// Publishes the end of a queue item and closes its job run.
+async fn conclude(
+    shared: &Shared,
+    ended: &QueueItem,
+    downloaded: u32,
+    failed: u32,
+    error: Option<String>,
+    started: Instant,
+) {
+    let duration = started.elapsed().as_secs_f64();
+    let completed = ended.status == QueueStatus::Completed;
+    if completed {
+        shared
+            .publish(EventKind::DownloadProgress(ProgressEvent {
+                queue_id: ended.id,
+                url: ended.url.clone(),
+                platform: ended.platform.clone(),
+                source: ended.source.clone(),
+                status: QueueStatus::Completed,
+                progress: 100,
+                items_downloaded: downloaded,
+                items_total: Some(downloaded + failed),
+                current_item: None,
+                speed_mbps: 0.0,
+                eta_seconds: Some(0),
+                bytes_downloaded: 0,
+                bytes_total: None,
+            }))
+            .await;
+    }
+    shared
+        .announce(
+            if completed {
+                QueueAction::Completed
+            } else {
+                QueueAction::Failed
+            },
+            ended,
+        )
+        .await;
+    shared
+        .publish(EventKind::DownloadCompleted(CompletedEvent {
+            queue_id: ended.id,
+            url: ended.url.clone(),
+            platform: ended.platform.clone(),
+            source: ended.source.clone(),
+            content_type: ended.content_type.clone(),
+            items_downloaded: downloaded,
+            items_failed: failed,
+            duration_seconds: duration,
+            status: ended.status,
+            error_message: error.clone(),
+            job_id: ended.options.job_id.clone(),
+        }))
+        .await;
+    if completed {
+        tracing::info!(target: "mediadl::engine", queue_id = ended.id, platform = %ended.platform, source = %ended.source, downloaded, failed, "finished");
+    } else {
+        tracing::warn!(target: "mediadl::engine", queue_id = ended.id, platform = %ended.platform, source = %ended.source, error = error.as_deref().unwrap_or_default(), "failed");
+    }
+    if let Some(run_id) = ended.options.run_id {
+        let status = if completed {
+            RunStatus::Success
+        } else {
+            RunStatus::Failure
+        };
+        if let Err(err) = shared
+            .store
+            .close_run(
+                run_id,
+                status,
+                downloaded,
+                if completed { None } else { error },
+                shared.clock.now(),
+            )
+            .await
+        {
+            tracing::warn!(target: "mediadl::engine", run_id, error = %err, "cannot close the job run");
+        }
+    }
+}
+
+/// Renews the lease until told to stop; a lost lease cancels the work.
+async fn renew(
+    shared: Arc<Shared>,
+    lease: LeaseToken,
+    cancel: CancellationToken,
+    lost: Arc<AtomicBool>,
+    stop: CancellationToken,
+) {
+    let mut every = tokio::time::interval(shared.timing.renew_every);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match shared
+            .store
+            .renew(&lease, shared.timing.lease, shared.clock.now())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost { .. }) => {
+                lost.store(true, Ordering::SeqCst);
+                cancel.cancel();
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(target: "mediadl::engine", queue_id = lease.queue_id, error = %err, "cannot renew the lease")
+            }
+        }
+    }
+}
+
+/// Publishes progress at most `downloads.progress_events_per_second` times
+/// a second while something changes, and writes it to the store about once
+/// a second.
+async fn report(
+    shared: Arc<Shared>,
+    item: QueueItem,
+    lease: LeaseToken,
+    live: Arc<LiveProgress>,
+    stop: CancellationToken,
+) {
+    let rate = shared
+        .settings
+        .current()
+        .downloads
+        .progress_events_per_second
+        .max(1);
+    let mut every = tokio::time::interval(Duration::from_millis(1000 / u64::from(rate)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last: Option<(u64, u32)> = None;
+    let mut last_bytes = (0u64, Instant::now());
+    let mut last_stored = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let (bytes, total_bytes) = live.bytes.get();
+        let done = live.items_done.load(Ordering::Relaxed);
+        if last == Some((bytes, done)) {
+            continue;
+        }
+        last = Some((bytes, done));
+        let elapsed = last_bytes.1.elapsed().as_secs_f64().max(0.001);
+        let speed = bytes.saturating_sub(last_bytes.0) as f64 / elapsed;
+        last_bytes = (bytes, Instant::now());
+        let fraction = total_bytes
+            .filter(|t| *t > 0)
+            .map_or(0.0, |t| (bytes as f64 / t as f64).min(1.0));
+        let progress = match live.items_total {
+            Some(total) if total > 0 => {
+                ((f64::from(done) + fraction) / f64::from(total) * 100.0).min(99.0)
+            }
+            _ => (fraction * 100.0).min(99.0),
+        } as u8;
+        let eta = match (total_bytes, speed > 0.0) {
+            (Some(total), true) if live.items_total == Some(1) => {
+                Some((total.saturating_sub(bytes) as f64 / speed) as u64)
+            }
+            _ => None,
+        };
+        let current = live.current.lock().expect("progress lock").clone();
+        shared
+            .publish(EventKind::DownloadProgress(ProgressEvent {
+                queue_id: item.id,
+                url: item.url.clone(),
+                platform: item.platform.clone(),
+                source: item.source.clone(),
+                status: QueueStatus::Downloading,
+                progress,
+                items_downloaded: done,
+                items_total: live.items_total,
+                current_item: current,
+                speed_mbps: speed / 1_000_000.0,
+                eta_seconds: eta,
+                bytes_downloaded: bytes,
+                bytes_total: total_bytes,
+            }))
+            .await;
+        if last_stored.elapsed() >= Duration::from_secs(1) {
+            last_stored = Instant::now();
+            let estimated_completion =
+                eta.map(|secs| shared.clock.now() + chrono::Duration::seconds(secs as i64));
+            let _ = shared
+                .store
+                .record_progress(
+                    &lease,
+                    QueueProgress {
+                        progress,
+                        items_downloaded: done,
+                        items_total: live.items_total,
+                        estimated_completion,
+                    },
+                )
+                .await;
+        }
+    }
+}
