@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod model;
 pub mod platforms;
 pub mod queue;
+pub mod scheduler;
 pub mod store;
 
 pub use clock::{Clock, SystemClock};
@@ -28,4 +29,5 @@ pub use error::{DownloadError, Error, StoreError};
 pub use events::{BroadcastBus, BusMessage, EventBus};
 pub use model::Settings;
 pub use queue::QueueService;
+pub use scheduler::{CronScheduler, Scheduler};
 pub use store::Store;

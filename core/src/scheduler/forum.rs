@@ -1,0 +1,210 @@
+//! Forum thread monitors (`POST /platforms/forum/monitor`): a job of kind
+//! `forum_monitor` re-checking the thread on a schedule until
+//! `monitor_until`, then disabling itself.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::jobs::{self, slug};
+use super::{CronScheduler, Fired};
+use crate::error::Error;
+use crate::model::{CatchUp, Job, JobKind, JobRun, Metadata};
+
+/// Checks per hour unless the request says otherwise.
+const DEFAULT_SCHEDULE: &str = "0 * * * *";
+const DEFAULT_MONITOR_DAYS: u32 = 30;
+const MAX_MONITOR_DAYS: u32 = 3650;
+
+/// `POST /platforms/forum/monitor`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ForumMonitorRequest {
+    /// Becomes the downloads' `source`.
+    pub forum_name: String,
+    pub thread_url: String,
+    pub thread_title: Option<String>,
+    /// 30 when absent; 1–3650.
+    pub monitor_days: Option<u32>,
+    /// Cron of the re-checks; hourly when absent.
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+}
+
+/// The monitor after a request, and the check it started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForumMonitor {
+    pub job: Job,
+    /// False when the thread was already monitored (re-checked, not duplicated).
+    pub created: bool,
+    /// The check queued now, or the one still running from before.
+    pub run: JobRun,
+    /// The check's queue item id.
+    pub queue_id: Option<i64>,
+}
+
+fn thread_url(raw: &str) -> Result<url::Url, Error> {
+    match url::Url::parse(raw.trim()) {
+        Ok(mut url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            url.set_fragment(None);
+            Ok(url)
+        }
+        _ => Err(Error::invalid(
+            "thread_url",
+            format!("must be an http(s) URL, not {raw:?}"),
+        )),
+    }
+}
+
+impl CronScheduler {
+    /// Starts monitoring a thread: creates the monitor job and queues the
+    /// first full check at once. The same thread posted again is not a
+    /// second monitor: it is re-checked at once, re-enabled, and its
+    /// `monitor_until` extended when the new period ends later.
+    pub async fn monitor_forum(&self, request: ForumMonitorRequest) -> Result<ForumMonitor, Error> {
+        let now = self.clock.now();
+        let forum_name = request.forum_name.trim().to_owned();
+        if forum_name.is_empty() {
+            return Err(Error::invalid("forum_name", "must not be empty"));
+        }
+        let url = thread_url(&request.thread_url)?;
+        let days = request.monitor_days.unwrap_or(DEFAULT_MONITOR_DAYS);
+        if !(1..=MAX_MONITOR_DAYS).contains(&days) {
+            return Err(Error::invalid(
+                "monitor_days",
+                format!("must be between 1 and {MAX_MONITOR_DAYS}"),
+            ));
+        }
+        let until = now + Duration::days(i64::from(days));
+        let existing = self.store.list_jobs().await?.into_iter().find(|job| {
+            job.kind == JobKind::ForumMonitor
+                && job.config.get("url").and_then(Value::as_str) == Some(url.as_str())
+        });
+        match existing {
+            Some(job) => self.recheck(job, request, until, now).await,
+            None => {
+                self.create_monitor(request, forum_name, url, until, now)
+                    .await
+            }
+        }
+    }
+
+    async fn recheck(
+        &self,
+        job: Job,
+        request: ForumMonitorRequest,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<ForumMonitor, Error> {
+        let schedule = super::Schedule::parse(
+            request.schedule.as_deref().unwrap_or(&job.schedule),
+            request.timezone.as_deref().or(job.timezone.as_deref()),
+        )?;
+        let job = self
+            .modify_job(&job.id, |job| {
+                job.monitor_until = Some(job.monitor_until.map_or(until, |old| old.max(until)));
+                if let Some(title) = request.thread_title.filter(|t| !t.trim().is_empty()) {
+                    job.config.insert(
+                        "thread_title".into(),
+                        Value::String(title.trim().to_owned()),
+                    );
+                }
+                if request.schedule.is_some() || request.timezone.is_some() {
+                    job.schedule = schedule.expr().to_owned();
+                    job.timezone = schedule.timezone().map(|tz| tz.name().to_owned());
+                    job.next_run = None;
+                }
+                job.enabled = true;
+                if job.next_run.is_none() {
+                    job.next_run = schedule.next_after(now);
+                }
+            })
+            .await?;
+        if let Some(active) = self.active_run(&job, now).await? {
+            return Ok(ForumMonitor {
+                queue_id: active.queue_id,
+                run: active,
+                job,
+                created: false,
+            });
+        }
+        let fired = self.start_run(&job, None, now).await?;
+        let job = self.store.get_job(&job.id).await?;
+        Ok(monitor(job, false, fired))
+    }
+
+    async fn create_monitor(
+        &self,
+        request: ForumMonitorRequest,
+        forum_name: String,
+        url: url::Url,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<ForumMonitor, Error> {
+        let title = request
+            .thread_title
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        let mut config = Metadata::new();
+        config.insert("url".into(), Value::String(url.to_string()));
+        if let Some(title) = &title {
+            config.insert("thread_title".into(), Value::String(title.clone()));
+        }
+        let mut job = Job {
+            id: slug(&[
+                "forum",
+                url.host_str().unwrap_or_default(),
+                url.path(),
+                url.query().unwrap_or_default(),
+            ]),
+            name: title.unwrap_or_else(|| format!("{forum_name} thread {url}")),
+            kind: JobKind::ForumMonitor,
+            platform: "forum".to_owned(),
+            source: forum_name,
+            content_type: String::new(),
+            schedule: request.schedule.unwrap_or_else(|| DEFAULT_SCHEDULE.into()),
+            timezone: request.timezone.filter(|tz| !tz.trim().is_empty()),
+            enabled: true,
+            catch_up: CatchUp::Once,
+            config,
+            monitor_until: Some(until),
+            last_run: None,
+            last_run_status: None,
+            last_run_items: None,
+            next_run: None,
+            last_slot: None,
+            total_runs: 0,
+            success_count: 0,
+            failure_count: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let settings = self.settings.current();
+        let schedule = jobs::validate_job(&mut job, &self.registry, &settings, now, true)
+            .await
+            .map_err(|err| match err {
+                // The request names the thread `thread_url`, the job `config.url`.
+                Error::Invalid { field, reason } if field == "config.url" => {
+                    Error::invalid("thread_url", reason)
+                }
+                Error::Invalid { field, reason } if field == "source" => {
+                    Error::invalid("forum_name", reason)
+                }
+                other => other,
+            })?;
+        job.next_run = schedule.next_after(now);
+        let job = self.insert_with_unique_id(job).await?;
+        let fired = self.start_run(&job, None, now).await?;
+        let job = self.store.get_job(&job.id).await?;
+        Ok(monitor(job, true, fired))
+    }
+}
+
+fn monitor(job: Job, created: bool, fired: Fired) -> ForumMonitor {
+    ForumMonitor {
+        job,
+        created,
+        queue_id: fired.queue_item.as_ref().map(|item| item.id),
+        run: fired.run,
+    }
+}

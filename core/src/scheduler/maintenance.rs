@@ -1,0 +1,139 @@
+//! Built-in housekeeping jobs, listed with the others and disable-able
+//! like them: the download clean-up (`general.auto_cleanup_days`) and the
+//! log retention (`logs.retention_days`).
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::error::Error;
+use crate::model::{CatchUp, Job, JobKind, Metadata, Settings};
+use crate::store::Store;
+
+/// Id of the job removing downloads older than `general.auto_cleanup_days`.
+pub const AUTO_CLEANUP_JOB_ID: &str = "maintenance-auto-cleanup";
+/// Id of the job removing stored logs older than `logs.retention_days`.
+pub const LOG_RETENTION_JOB_ID: &str = "maintenance-log-retention";
+
+/// Records removed per store round trip.
+const BATCH: u32 = 500;
+
+/// The built-in jobs as first created (daily, at night UTC).
+pub(crate) fn builtin_jobs(now: DateTime<Utc>) -> Vec<Job> {
+    let job = |id: &str, name: &str, schedule: &str| Job {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        kind: JobKind::Maintenance,
+        platform: "system".to_owned(),
+        source: id.to_owned(),
+        content_type: "maintenance".to_owned(),
+        schedule: schedule.to_owned(),
+        timezone: None,
+        enabled: true,
+        catch_up: CatchUp::Once,
+        config: Metadata::new(),
+        monitor_until: None,
+        last_run: None,
+        last_run_status: None,
+        last_run_items: None,
+        next_run: None,
+        last_slot: None,
+        total_runs: 0,
+        success_count: 0,
+        failure_count: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    vec![
+        job(
+            AUTO_CLEANUP_JOB_ID,
+            "Remove old downloads (general.auto_cleanup_days)",
+            "30 3 * * *",
+        ),
+        job(
+            LOG_RETENTION_JOB_ID,
+            "Remove old logs (logs.retention_days)",
+            "45 3 * * *",
+        ),
+    ]
+}
+
+/// Runs the maintenance job `job_id`; returns how many records it removed.
+pub(crate) async fn run_maintenance(
+    job_id: &str,
+    store: &dyn Store,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<u32, Error> {
+    match job_id {
+        AUTO_CLEANUP_JOB_ID => cleanup_downloads(store, settings, now).await,
+        LOG_RETENTION_JOB_ID => {
+            let days = settings.logs.retention_days;
+            if days == 0 {
+                return Ok(0);
+            }
+            let deleted = store
+                .delete_logs_before(now - Duration::days(i64::from(days)))
+                .await?;
+            Ok(u32::try_from(deleted.entries).unwrap_or(u32::MAX))
+        }
+        other => Err(Error::invalid(
+            "id",
+            format!("{other:?} is not a built-in maintenance job"),
+        )),
+    }
+}
+
+/// Removes download records older than `general.auto_cleanup_days` (0:
+/// keep everything), and their files when `auto_cleanup_delete_files` is
+/// set. A file that a newer record still points at (a duplicate kept
+/// after the cut-off) stays.
+async fn cleanup_downloads(
+    store: &dyn Store,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<u32, Error> {
+    let days = settings.general.auto_cleanup_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    let cutoff = now - Duration::days(i64::from(days));
+    let delete_files = settings.general.auto_cleanup_delete_files;
+    let mut removed = 0u32;
+    loop {
+        let batch = store.downloads_before(cutoff, BATCH).await?;
+        let full = batch.len() == BATCH as usize;
+        if batch.is_empty() {
+            break;
+        }
+        for download in batch {
+            if delete_files
+                && download.duplicate_of.is_none()
+                && let Some(path) = download.file_path.as_deref()
+            {
+                let still_used = store
+                    .duplicates_of(download.id)
+                    .await?
+                    .iter()
+                    .any(|dup| dup.download_date >= cutoff);
+                if !still_used {
+                    match tokio::fs::remove_file(path).await {
+                        Ok(()) => {}
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(err) => {
+                            return Err(Error::io(format!("removing {path}"), err));
+                        }
+                    }
+                }
+            }
+            match store.delete_download(download.id).await {
+                Ok(_) => removed += 1,
+                // Removed meanwhile by a user or another instance.
+                Err(crate::StoreError::NotFound { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,586 @@
+//! The scheduler: cron jobs that enqueue downloads, forum thread monitors,
+//! and built-in maintenance, with run history.
+//!
+//! # Running it
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use mediadl::scheduler::CronScheduler;
+//! # async fn serve(scheduler: Arc<CronScheduler>) {
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let task = tokio::spawn({
+//!     let scheduler = Arc::clone(&scheduler);
+//!     let shutdown = shutdown.clone();
+//!     async move { scheduler.run(shutdown).await }
+//! });
+//! // … serve requests with `scheduler` (create/update/run jobs) …
+//! shutdown.cancel();
+//! task.await.ok();
+//! # }
+//! ```
+//!
+//! [`CronScheduler::new`] takes the store, the [`QueueService`] it submits
+//! through, the downloader [`Registry`] (validation), the live settings and
+//! the [`Clock`]. [`CronScheduler::run`] creates the built-in maintenance
+//! jobs when missing and then calls [`Scheduler::tick`] every
+//! [`SchedulerOptions::tick_interval`] with the clock's time until the
+//! token is cancelled.
+//!
+//! # Several instances
+//!
+//! Every instance ticks; none is elected. A due slot is taken with
+//! [`JobRepo::claim_slot`](crate::store::JobRepo::claim_slot), which is
+//! true for exactly one caller across processes (a conditional update of
+//! the job's `last_slot`), so each slot fires once however many servers
+//! share the database, and a crashed instance hands over nothing.
+//!
+//! # A firing
+//!
+//! If the job's previous run is still active the slot is recorded as
+//! `skipped`. Otherwise a `running` history row is opened and a queue item
+//! carrying the job's platform, source, content type and config (and the
+//! job and run ids) is submitted through the [`QueueService`]; the engine
+//! closes the row when the item ends. A run whose queue item was removed
+//! or finished without the row being closed is closed at the next firing,
+//! so a job never stays blocked. Maintenance jobs run in the scheduler and
+//! close their row themselves.
+
+mod forum;
+mod jobs;
+mod maintenance;
+pub mod schedule;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+pub use forum::{ForumMonitor, ForumMonitorRequest};
+pub use jobs::{JobPatch, NewJob};
+pub use maintenance::{AUTO_CLEANUP_JOB_ID, LOG_RETENTION_JOB_ID};
+pub use schedule::{Schedule, ScheduleError};
+
+use crate::clock::Clock;
+use crate::config::SettingsHandle;
+use crate::downloader::Registry;
+use crate::error::{Error, StoreError};
+use crate::model::{CatchUp, Job, JobKind, JobRun, QueueItem, QueueStatus, RunFilter, RunStatus};
+use crate::queue::QueueService;
+use crate::store::Store;
+
+/// Parses schedules and fires due jobs.
+#[async_trait]
+pub trait Scheduler: Send + Sync + std::fmt::Debug {
+    /// Standard 5-field cron, read in `timezone` (IANA) or UTC.
+    fn parse(&self, expr: &str, timezone: Option<&str>) -> Result<Schedule, ScheduleError>;
+    /// Plain English ("Every 4 hours").
+    fn describe(&self, schedule: &Schedule) -> String;
+    /// Fires the jobs due at `now`, each slot once across every instance
+    /// sharing the store. One job's failure never stops the others: it is
+    /// logged (and recorded as a failed run where it got that far).
+    async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, SchedulerError>;
+}
+
+/// Why a whole tick failed (one job's problem is never a tick error).
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("listing jobs: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What one firing did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    pub job_id: String,
+    /// The schedule slot fired; `None` for a manual run.
+    pub slot: Option<DateTime<Utc>>,
+    /// The history row: `running` (queued), `skipped`, or already closed
+    /// (`success`/`failure`) for maintenance jobs and failed submissions.
+    pub run: JobRun,
+    /// The queue item the run enqueued.
+    pub queue_item: Option<QueueItem>,
+}
+
+/// Tuning of [`CronScheduler`].
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// How often [`CronScheduler::run`] ticks.
+    pub tick_interval: Duration,
+    /// A slot fired later than this after its time counts as missed
+    /// (downtime): jobs with `catch_up: none` drop it.
+    pub missed_after: chrono::Duration,
+    /// An open run that never got its queue item is considered
+    /// interrupted after this long.
+    pub stale_run_after: chrono::Duration,
+    /// Create the built-in maintenance jobs at start-up.
+    pub builtin_jobs: bool,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            tick_interval: Duration::from_secs(10),
+            missed_after: chrono::Duration::minutes(2),
+            stale_run_after: chrono::Duration::hours(1),
+            builtin_jobs: true,
+        }
+    }
+}
+
+/// The cron scheduler: job management for the API and the firing loop.
+#[derive(Debug)]
+pub struct CronScheduler {
+    store: Arc<dyn Store>,
+    queue: QueueService,
+    registry: Arc<Registry>,
+    settings: SettingsHandle,
+    clock: Arc<dyn Clock>,
+    options: SchedulerOptions,
+    builtins_ready: AtomicBool,
+}
+
+/// `schedule_human` of a job: plain English, or the expression itself if
+/// it no longer parses.
+pub fn schedule_human(job: &Job) -> String {
+    Schedule::parse(&job.schedule, job.timezone.as_deref())
+        .map(|schedule| schedule.describe())
+        .unwrap_or_else(|_| job.schedule.clone())
+}
+
+/// How many ids `create` tries (`id`, `id-2`, …) before giving up.
+const ID_ATTEMPTS: u32 = 50;
+
+impl CronScheduler {
+    /// A scheduler submitting through `queue`. `registry` validates jobs;
+    /// `clock` decides "now" for firings and history rows.
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: QueueService,
+        registry: Arc<Registry>,
+        settings: SettingsHandle,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            registry,
+            settings,
+            clock,
+            options: SchedulerOptions::default(),
+            builtins_ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Replaces the default [`SchedulerOptions`].
+    pub fn with_options(mut self, options: SchedulerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Ticks every `tick_interval` until `shutdown` is cancelled, after
+    /// creating the built-in maintenance jobs when missing. Errors are
+    /// logged and retried at the next tick; this returns only on shutdown.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(self.options.tick_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            if let Err(err) = self.ensure_builtin_jobs().await {
+                tracing::warn!(error = %err, "scheduler: creating maintenance jobs failed");
+            }
+            if let Err(err) = self.tick(self.clock.now()).await {
+                tracing::warn!(error = %err, "scheduler tick failed");
+            }
+        }
+    }
+
+    /// Creates the built-in maintenance jobs that do not exist yet
+    /// (idempotent across instances). A no-op after the first success or
+    /// when [`SchedulerOptions::builtin_jobs`] is off.
+    pub async fn ensure_builtin_jobs(&self) -> Result<(), Error> {
+        if !self.options.builtin_jobs || self.builtins_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        for mut job in maintenance::builtin_jobs(now) {
+            match self.store.get_job(&job.id).await {
+                Ok(_) => continue,
+                Err(StoreError::NotFound { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+            let schedule = Schedule::parse(&job.schedule, None)?;
+            job.next_run = schedule.next_after(now);
+            match self.store.create_job(job).await {
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        self.builtins_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Every job, ordered by id.
+    pub async fn list_jobs(&self) -> Result<Vec<Job>, Error> {
+        Ok(self.store.list_jobs().await?)
+    }
+
+    pub async fn get_job(&self, id: &str) -> Result<Job, Error> {
+        Ok(self.store.get_job(id).await?)
+    }
+
+    /// Validates and stores a download job; its id is a slug of platform,
+    /// source and content type (`instagram-evalongoria-posts`, then `-2`, …).
+    pub async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
+        let now = self.clock.now();
+        let mut job = new.into_job(String::new(), now);
+        let settings = self.settings.current();
+        let schedule = jobs::validate_job(&mut job, &self.registry, &settings, now, true).await?;
+        job.id = jobs::slug(&[&job.platform, &job.source, &job.content_type]);
+        job.next_run = if job.enabled {
+            schedule.next_after(now)
+        } else {
+            None
+        };
+        self.insert_with_unique_id(job).await
+    }
+
+    async fn insert_with_unique_id(&self, mut job: Job) -> Result<Job, Error> {
+        let base = job.id.clone();
+        for attempt in 1..=ID_ATTEMPTS {
+            if attempt > 1 {
+                job.id = format!("{base}-{attempt}");
+            }
+            match self.store.create_job(job.clone()).await {
+                Ok(job) => return Ok(job),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "{ID_ATTEMPTS} jobs named {base:?} exist already: give this one another source"
+        ))
+        .into())
+    }
+
+    /// Changes a job. Disabling clears `next_run`; enabling or a new
+    /// schedule computes it from now (slots missed while disabled are not
+    /// run).
+    pub async fn update_job(&self, id: &str, patch: JobPatch) -> Result<Job, Error> {
+        let now = self.clock.now();
+        let mut job = self.store.get_job(id).await?;
+        let was_enabled = job.enabled;
+        let retime = patch.touches_timing();
+        patch.apply(&mut job)?;
+        let settings = self.settings.current();
+        let schedule = jobs::validate_job(&mut job, &self.registry, &settings, now, false).await?;
+        if !job.enabled {
+            job.next_run = None;
+        } else if retime || !was_enabled || job.next_run.is_none() {
+            job.next_run = schedule.next_after(now);
+        }
+        if job.kind == JobKind::ForumMonitor
+            && job.enabled
+            && job.monitor_until.is_some_and(|until| until <= now)
+        {
+            return Err(Error::invalid(
+                "enabled",
+                "the monitor period is over: post the thread to /platforms/forum/monitor again",
+            ));
+        }
+        job.updated_at = now;
+        Ok(self.store.update_job(job).await?)
+    }
+
+    /// Deletes a job (its history stays). Built-in maintenance jobs can be
+    /// disabled, not deleted.
+    pub async fn delete_job(&self, id: &str) -> Result<(), Error> {
+        let job = self.store.get_job(id).await?;
+        if job.kind == JobKind::Maintenance {
+            return Err(Error::invalid(
+                "id",
+                "built-in maintenance jobs cannot be deleted; disable them instead",
+            ));
+        }
+        Ok(self.store.delete_job(id).await?)
+    }
+
+    /// Runs a job now, outside its schedule. A job whose run is still
+    /// active is a `Conflict`; a run that could not be queued is recorded
+    /// as failed and returned as an `Invalid` error with the reason.
+    pub async fn run_now(&self, id: &str) -> Result<Fired, Error> {
+        let job = self.store.get_job(id).await?;
+        let now = self.clock.now();
+        if let Some(active) = self.active_run(&job, now).await? {
+            return Err(StoreError::Conflict(format!(
+                "job {id} is already running (run {}{})",
+                active.id,
+                active
+                    .queue_id
+                    .map(|q| format!(", queue item {q}"))
+                    .unwrap_or_default()
+            ))
+            .into());
+        }
+        let fired = self.start_run(&job, None, now).await?;
+        if fired.run.status == RunStatus::Failure && job.kind != JobKind::Maintenance {
+            let reason = fired
+                .run
+                .error_message
+                .clone()
+                .unwrap_or_else(|| "the run could not be queued".into());
+            return Err(Error::invalid("job", reason));
+        }
+        Ok(fired)
+    }
+
+    /// Run history, newest first (`limit` 0 means 100).
+    pub async fn history(&self, mut filter: RunFilter) -> Result<Vec<JobRun>, Error> {
+        if filter.limit == 0 {
+            filter.limit = 100;
+        }
+        Ok(self.store.run_history(&filter).await?)
+    }
+
+    /// The job's run still in progress, after closing one whose queue item
+    /// ended or vanished without the row being closed.
+    async fn active_run(&self, job: &Job, now: DateTime<Utc>) -> Result<Option<JobRun>, Error> {
+        let Some(run) = self.store.active_run(&job.id).await? else {
+            return Ok(None);
+        };
+        let outcome = match run.queue_id {
+            Some(queue_id) => match self.store.get_queue_item(queue_id).await {
+                Ok(item) => match item.status {
+                    QueueStatus::Completed => {
+                        Some((RunStatus::Success, item.items_downloaded, None))
+                    }
+                    QueueStatus::Failed => Some((
+                        RunStatus::Failure,
+                        item.items_downloaded,
+                        Some(
+                            item.error_message
+                                .unwrap_or_else(|| format!("queue item {queue_id} failed")),
+                        ),
+                    )),
+                    _ => None,
+                },
+                Err(StoreError::NotFound { .. }) => Some((
+                    RunStatus::Failure,
+                    0,
+                    Some(format!(
+                        "queue item {queue_id} was removed before it finished"
+                    )),
+                )),
+                Err(err) => return Err(err.into()),
+            },
+            None if now - run.started_at > self.options.stale_run_after => Some((
+                RunStatus::Failure,
+                0,
+                Some("interrupted (the scheduler stopped during the run)".to_owned()),
+            )),
+            None => None,
+        };
+        match outcome {
+            Some((status, items, error)) => {
+                self.store
+                    .close_run(run.id, status, items, error, now)
+                    .await?;
+                Ok(None)
+            }
+            None => Ok(Some(run)),
+        }
+    }
+
+    /// Opens the run and does the work: a queue item for download and
+    /// forum jobs, the clean-up itself for maintenance jobs.
+    async fn start_run(
+        &self,
+        job: &Job,
+        slot: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Fired, Error> {
+        let mut run = self
+            .store
+            .open_run(&job.id, now, RunStatus::Running, None)
+            .await?;
+        if job.kind == JobKind::Maintenance {
+            let settings = self.settings.current();
+            let result = maintenance::run_maintenance(&job.id, &*self.store, &settings, now).await;
+            let finished = self.clock.now();
+            let run = match result {
+                Ok(removed) => {
+                    self.store
+                        .close_run(run.id, RunStatus::Success, removed, None, finished)
+                        .await?
+                }
+                Err(err) => {
+                    tracing::warn!(job = %job.id, error = %err, "maintenance job failed");
+                    self.store
+                        .close_run(
+                            run.id,
+                            RunStatus::Failure,
+                            0,
+                            Some(err.to_string()),
+                            finished,
+                        )
+                        .await?
+                }
+            };
+            return Ok(Fired {
+                job_id: job.id.clone(),
+                slot,
+                run,
+                queue_item: None,
+            });
+        }
+        match self.enqueue(job, run.id).await {
+            Ok(item) => {
+                self.store.set_run_queue_item(run.id, item.id).await?;
+                run.queue_id = Some(item.id);
+                Ok(Fired {
+                    job_id: job.id.clone(),
+                    slot,
+                    run,
+                    queue_item: Some(item),
+                })
+            }
+            Err(err) => {
+                tracing::warn!(job = %job.id, error = %err, "scheduled run could not be queued");
+                let run = self
+                    .store
+                    .close_run(run.id, RunStatus::Failure, 0, Some(err.to_string()), now)
+                    .await?;
+                Ok(Fired {
+                    job_id: job.id.clone(),
+                    slot,
+                    run,
+                    queue_item: None,
+                })
+            }
+        }
+    }
+
+    /// Submits the job's queue item, after checking that its downloader can
+    /// run now (a missing program fails the run with the reason).
+    async fn enqueue(&self, job: &Job, run_id: i64) -> Result<QueueItem, Error> {
+        let new = jobs::queue_item_for(job, Some(run_id))?;
+        let downloader = self
+            .registry
+            .find(&new.platform, new.options.downloader.as_deref())?;
+        let settings = self.settings.current();
+        if let Err(unavailable) = downloader.check(&settings).await {
+            return Err(Error::invalid(
+                "config.downloader",
+                format!(
+                    "{} downloader {:?} is unavailable: {}",
+                    job.platform,
+                    downloader.info().name,
+                    unavailable.reason
+                ),
+            ));
+        }
+        self.queue.submit(new).await
+    }
+
+    /// A firing of a due slot: skipped when the previous run is active.
+    async fn fire(
+        &self,
+        job: &Job,
+        slot: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Fired, Error> {
+        if let Some(active) = self.active_run(job, now).await? {
+            tracing::info!(job = %job.id, %slot, active_run = active.id, "slot skipped: previous run still active");
+            let run = self
+                .store
+                .open_run(&job.id, now, RunStatus::Skipped, None)
+                .await?;
+            return Ok(Fired {
+                job_id: job.id.clone(),
+                slot: Some(slot),
+                run,
+                queue_item: None,
+            });
+        }
+        self.start_run(job, Some(slot), now).await
+    }
+
+    /// Applies a change to the stored job, re-read just before writing so
+    /// counters updated meanwhile by run closes are kept.
+    async fn modify_job(&self, id: &str, change: impl FnOnce(&mut Job)) -> Result<Job, Error> {
+        let mut job = self.store.get_job(id).await?;
+        change(&mut job);
+        job.updated_at = self.clock.now();
+        Ok(self.store.update_job(job).await?)
+    }
+
+    /// One job's share of a tick.
+    async fn tick_job(&self, job: &Job, now: DateTime<Utc>) -> Result<Option<Fired>, Error> {
+        if !job.enabled {
+            return Ok(None);
+        }
+        if job.kind == JobKind::ForumMonitor && job.monitor_until.is_some_and(|until| until <= now)
+        {
+            tracing::info!(job = %job.id, "forum monitor period over: disabling");
+            self.modify_job(&job.id, |job| {
+                job.enabled = false;
+                job.next_run = None;
+            })
+            .await?;
+            return Ok(None);
+        }
+        let schedule = Schedule::parse(&job.schedule, job.timezone.as_deref())?;
+        let Some(next_run) = job.next_run else {
+            // Enabled without a next run (written by another tool): start now.
+            let next = schedule.next_after(now);
+            self.modify_job(&job.id, |job| job.next_run = next).await?;
+            return Ok(None);
+        };
+        if next_run > now {
+            return Ok(None);
+        }
+        // The latest slot due; earlier missed slots coalesce into it.
+        let slot = schedule
+            .latest_at_or_before(now)
+            .filter(|latest| *latest >= next_run)
+            .unwrap_or(next_run);
+        let following = schedule.next_after(now);
+        if !self.store.claim_slot(&job.id, slot, following).await? {
+            return Ok(None);
+        }
+        if job.catch_up == CatchUp::None && now - slot > self.options.missed_after {
+            tracing::info!(job = %job.id, %slot, "missed slot dropped (catch_up: none)");
+            return Ok(None);
+        }
+        self.fire(job, slot, now).await.map(Some)
+    }
+}
+
+#[async_trait]
+impl Scheduler for CronScheduler {
+    fn parse(&self, expr: &str, timezone: Option<&str>) -> Result<Schedule, ScheduleError> {
+        Schedule::parse(expr, timezone)
+    }
+
+    fn describe(&self, schedule: &Schedule) -> String {
+        schedule.describe()
+    }
+
+    async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, SchedulerError> {
+        let jobs = self.store.list_jobs().await?;
+        let mut fired = Vec::new();
+        for job in &jobs {
+            match self.tick_job(job, now).await {
+                Ok(Some(firing)) => fired.push(firing),
+                Ok(None) => {}
+                Err(err) => tracing::warn!(job = %job.id, error = %err, "scheduler: job not fired"),
+            }
+        }
+        Ok(fired)
+    }
+}
