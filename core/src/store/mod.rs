@@ -22,6 +22,13 @@ use crate::model::{
     User, UserPatch, Window, WorkerId,
 };
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
+mod memory;
+pub mod rules;
+
+pub use memory::MemoryStore;
+
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -1,0 +1,327 @@
+//! Rules every [`Store`](super::Store) implementation applies the same way:
+//! input validation, limits, time arithmetic and bucket boundaries. Keeping
+//! them here is what lets the in-memory and SQL stores pass one conformance
+//! suite without drifting apart.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
+
+use crate::error::StoreError;
+use crate::model::{
+    Bucket, DownloadFilter, Metadata, NewDownload, NewQueueItem, NewUser, UserPatch,
+};
+
+use super::StoreResult;
+
+/// Most attempts a queue item may be given.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Run history rows returned when a filter asks for none in particular.
+pub const DEFAULT_RUN_HISTORY_LIMIT: u32 = 50;
+/// Log entries returned when a filter asks for none in particular.
+pub const DEFAULT_LOG_LIMIT: u32 = 100;
+/// Most rows a history or log query returns.
+pub const MAX_QUERY_LIMIT: u32 = 1000;
+
+/// Rounds a timestamp down to whole microseconds, the precision both SQL
+/// databases keep, so every store returns the same value it was given.
+pub fn to_micros(ts: DateTime<Utc>) -> DateTime<Utc> {
+    from_micros(ts.timestamp_micros())
+}
+
+/// Microseconds since the Unix epoch back to a timestamp (saturating at the
+/// representable range rather than panicking on a corrupt value).
+pub fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or(if micros < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}
+
+/// `now + lease_for`, refusing durations too large to represent.
+pub fn lease_until(now: DateTime<Utc>, lease_for: Duration) -> StoreResult<DateTime<Utc>> {
+    chrono::Duration::from_std(lease_for)
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .map(to_micros)
+        .ok_or_else(|| StoreError::Invalid(format!("lease of {lease_for:?} is too long")))
+}
+
+/// Priorities run from 1 (most urgent) to 10.
+pub fn validate_priority(priority: u8) -> StoreResult<()> {
+    if (1..=10).contains(&priority) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "priority must be between 1 and 10, got {priority}"
+        )))
+    }
+}
+
+/// A queue item needs a URL, a platform, a priority in range and at least one attempt.
+pub fn validate_new_queue_item(new: &NewQueueItem) -> StoreResult<()> {
+    if new.url.trim().is_empty() {
+        return Err(StoreError::Invalid("queue item url is empty".into()));
+    }
+    if new.platform.trim().is_empty() {
+        return Err(StoreError::Invalid("queue item platform is empty".into()));
+    }
+    validate_priority(new.priority)?;
+    validate_max_attempts(new.max_attempts)
+}
+
+/// Between 1 and [`MAX_ATTEMPTS`] attempts.
+pub fn validate_max_attempts(max_attempts: u32) -> StoreResult<()> {
+    if (1..=MAX_ATTEMPTS).contains(&max_attempts) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "max_attempts must be between 1 and {MAX_ATTEMPTS}, got {max_attempts}"
+        )))
+    }
+}
+
+/// Progress is a percentage.
+pub fn validate_progress(progress: u8) -> StoreResult<()> {
+    if progress <= 100 {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "progress must be between 0 and 100, got {progress}"
+        )))
+    }
+}
+
+/// A download record needs an archive key and a URL; a file hash, when
+/// present, is `sha256:` and 64 hex digits.
+pub fn validate_new_download(new: &NewDownload) -> StoreResult<()> {
+    if new.archive_key.trim().is_empty() {
+        return Err(StoreError::Invalid("download archive_key is empty".into()));
+    }
+    if new.url.trim().is_empty() {
+        return Err(StoreError::Invalid("download url is empty".into()));
+    }
+    if let Some(hash) = &new.file_hash {
+        validate_file_hash(hash)?;
+    }
+    Ok(())
+}
+
+/// `sha256:` followed by 64 lowercase hex digits.
+pub fn validate_file_hash(hash: &str) -> StoreResult<()> {
+    let valid = hash.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "file hash {hash:?} is not sha256:<64 lowercase hex digits>"
+        )))
+    }
+}
+
+/// Only argon2 PHC strings are ever stored as password hashes: a plain
+/// password handed to the store by mistake is refused.
+pub fn validate_password_hash(hash: &str) -> StoreResult<()> {
+    let argon2 = ["$argon2id$", "$argon2i$", "$argon2d$"]
+        .iter()
+        .any(|prefix| hash.starts_with(prefix));
+    if argon2 && hash.split('$').count() >= 5 {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(
+            "password hash is not an argon2 PHC string".into(),
+        ))
+    }
+}
+
+/// A username is 1–64 characters with no surrounding spaces.
+pub fn validate_username(username: &str) -> StoreResult<()> {
+    if username.is_empty() || username.chars().count() > 64 || username.trim() != username {
+        return Err(StoreError::Invalid(format!(
+            "username {username:?} must be 1-64 characters without surrounding spaces"
+        )));
+    }
+    Ok(())
+}
+
+/// Username and hash of a new account.
+pub fn validate_new_user(new: &NewUser) -> StoreResult<()> {
+    validate_username(&new.username)?;
+    validate_password_hash(&new.password_hash)
+}
+
+/// A new password hash in a patch must be argon2 too.
+pub fn validate_user_patch(patch: &UserPatch) -> StoreResult<()> {
+    match &patch.password_hash {
+        Some(hash) => validate_password_hash(hash),
+        None => Ok(()),
+    }
+}
+
+/// A job id is a non-empty slug without spaces.
+pub fn validate_job_id(id: &str) -> StoreResult<()> {
+    if id.is_empty() || id.chars().any(char::is_whitespace) {
+        return Err(StoreError::Invalid(format!(
+            "job id {id:?} must be non-empty and without spaces"
+        )));
+    }
+    Ok(())
+}
+
+/// The settings document is a JSON object.
+pub fn validate_settings_document(document: &serde_json::Value) -> StoreResult<()> {
+    if document.is_object() {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(
+            "the settings document must be a JSON object".into(),
+        ))
+    }
+}
+
+/// Rows of run history to return for a requested `limit` (0 means the default).
+pub fn run_history_limit(limit: u32) -> u32 {
+    if limit == 0 {
+        DEFAULT_RUN_HISTORY_LIMIT
+    } else {
+        limit.min(MAX_QUERY_LIMIT)
+    }
+}
+
+/// Log entries to return for a requested `limit` (0 means the default).
+pub fn log_limit(limit: u32) -> u32 {
+    if limit == 0 {
+        DEFAULT_LOG_LIMIT
+    } else {
+        limit.min(MAX_QUERY_LIMIT)
+    }
+}
+
+/// Approximate storage of a log entry: its message and its metadata as JSON text.
+pub fn log_entry_bytes(message: &str, metadata: &Metadata) -> u64 {
+    let metadata_len = serde_json::to_string(metadata).map_or(0, |text| text.len());
+    (message.len() + metadata_len) as u64
+}
+
+/// Start of a UTC day.
+pub fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+}
+
+/// The `download_date` range a filter selects: inclusive start, exclusive end.
+pub fn download_date_range(
+    filter: &DownloadFilter,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let from = filter.date_from.map(day_start);
+    let to = filter
+        .date_to
+        .map(|day| day.succ_opt().map_or(DateTime::<Utc>::MAX_UTC, day_start));
+    (from, to)
+}
+
+/// The start (UTC) of the bucket `ts` falls in. Weeks start on Monday.
+pub fn bucket_start(bucket: Bucket, ts: DateTime<Utc>) -> DateTime<Utc> {
+    let date = ts.date_naive();
+    match bucket {
+        Bucket::Hour => day_start(date) + chrono::Duration::hours(i64::from(ts.hour())),
+        Bucket::Day => day_start(date),
+        Bucket::Week => {
+            day_start(date)
+                - chrono::Duration::days(i64::from(date.weekday().num_days_from_monday()))
+        }
+        Bucket::Month => day_start(date.with_day(1).expect("day 1 exists")),
+    }
+}
+
+/// Escapes `%`, `_` and `\` so a user's search text matches literally in a
+/// SQL `LIKE … ESCAPE '\'` pattern, wrapped in `%` for a substring match.
+pub fn like_substring_pattern(search: &str) -> String {
+    let mut pattern = String::with_capacity(search.len() + 2);
+    pattern.push('%');
+    for ch in search.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The message a queue item gets when its last lease ran out.
+pub fn lease_expired_message(attempts: u32) -> String {
+    format!("worker stopped responding (lease expired) after {attempts} attempt(s)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn buckets_start_at_hour_day_monday_and_first_of_month() {
+        let ts = at("2026-03-12T17:45:10.5Z"); // a Thursday
+        assert_eq!(bucket_start(Bucket::Hour, ts), at("2026-03-12T17:00:00Z"));
+        assert_eq!(bucket_start(Bucket::Day, ts), at("2026-03-12T00:00:00Z"));
+        assert_eq!(bucket_start(Bucket::Week, ts), at("2026-03-09T00:00:00Z"));
+        assert_eq!(bucket_start(Bucket::Month, ts), at("2026-03-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(like_substring_pattern("100%_a\\b"), "%100\\%\\_a\\\\b%");
+    }
+
+    #[test]
+    fn password_hashes_must_be_argon2() {
+        assert!(validate_password_hash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA").is_ok());
+        assert!(validate_password_hash("hunter2").is_err());
+        assert!(validate_password_hash("$2b$12$bcrypthash").is_err());
+    }
+
+    #[test]
+    fn file_hashes_are_checked() {
+        assert!(validate_file_hash(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        assert!(validate_file_hash("md5:abc").is_err());
+        assert!(validate_file_hash(&format!("sha256:{}", "A".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn date_range_includes_the_whole_last_day() {
+        let filter = DownloadFilter {
+            date_from: NaiveDate::from_ymd_opt(2026, 1, 1),
+            date_to: NaiveDate::from_ymd_opt(2026, 1, 31),
+            ..Default::default()
+        };
+        assert_eq!(
+            download_date_range(&filter),
+            (
+                Some(at("2026-01-01T00:00:00Z")),
+                Some(at("2026-02-01T00:00:00Z"))
+            )
+        );
+    }
+
+    #[test]
+    fn limits_default_and_cap() {
+        assert_eq!(log_limit(0), DEFAULT_LOG_LIMIT);
+        assert_eq!(log_limit(5000), MAX_QUERY_LIMIT);
+        assert_eq!(run_history_limit(7), 7);
+    }
+
+    #[test]
+    fn timestamps_round_to_micros() {
+        let ts = at("2026-01-01T00:00:00.123456789Z");
+        assert_eq!(to_micros(ts), at("2026-01-01T00:00:00.123456Z"));
+        assert!(lease_until(ts, Duration::from_secs(u64::MAX)).is_err());
+    }
+}
