@@ -134,8 +134,8 @@ fn http_url(field: &str, value: &str) -> Result<String, Error> {
 }
 
 /// The URL a job's queue item fetches: `config.url` when given, else for
-/// `direct` and `forum` the source itself (CONTRACT.md), else empty (the
-/// platform works from the source).
+/// `direct` and `forum` the source itself (CONTRACT.md), else the source
+/// as given (a username: the platform's downloader works from the source).
 pub(crate) fn target_url(job: &Job, config: &JobConfig) -> Result<String, Error> {
     match (&config.url, takes_url(&job.platform)) {
         (Some(url), _) => http_url("config.url", url),
@@ -148,7 +148,7 @@ pub(crate) fn target_url(job: &Job, config: &JobConfig) -> Result<String, Error>
                 ),
             )
         }),
-        (None, false) => Ok(String::new()),
+        (None, false) => Ok(job.source.clone()),
     }
 }
 

@@ -8,5 +8,6 @@ mod engines;
 mod forum;
 #[cfg(feature = "instagram")]
 mod instagram;
+mod scheduler;
 #[cfg(feature = "tiktok")]
 mod tiktok;
