@@ -257,6 +257,10 @@ impl Registry {
         let mut registry = Self::new();
         #[cfg(feature = "direct")]
         registry.register(crate::platforms::direct::Direct::default());
+        #[cfg(feature = "gallerydl")]
+        registry.register(crate::engines::GalleryDl::instagram());
+        #[cfg(feature = "ytdlp")]
+        registry.register(crate::engines::YtDlp::tiktok());
         registry
     }
 

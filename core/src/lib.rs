@@ -12,6 +12,8 @@ pub mod clock;
 pub mod config;
 pub mod downloader;
 pub mod engine;
+#[cfg(any(feature = "ytdlp", feature = "gallerydl"))]
+pub mod engines;
 pub mod error;
 pub mod events;
 pub mod fetch;

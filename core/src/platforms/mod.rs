@@ -2,3 +2,11 @@
 
 #[cfg(feature = "direct")]
 pub mod direct;
+
+#[cfg(any(
+    feature = "instagram",
+    feature = "tiktok",
+    feature = "ytdlp",
+    feature = "gallerydl"
+))]
+pub mod accounts;

@@ -1,0 +1,695 @@
+//! External programs as downloaders: `yt-dlp` and `gallery-dl` run as child
+//! processes whose machine-readable output (JSON lines of a template of
+//! ours) is parsed; their human progress lines never are.
+//!
+//! Shared here: where the program is ([`locate`]), whether its version is
+//! recent enough ([`VersionCache`]), the per-downloader settings
+//! ([`ProgramSettings`]), what a failure text means ([`classify_failure`]),
+//! and the private working directory each transfer runs in ([`WorkDir`]).
+//! Invariant: a program runs in a process group of its own, and every way
+//! out of a run (end, error, cancel, timeout, a dropped stream) kills the
+//! group ([`runner::RunningProgram`]).
+
+pub mod runner;
+
+#[cfg(feature = "gallerydl")]
+pub mod gallerydl;
+#[cfg(feature = "ytdlp")]
+pub mod ytdlp;
+
+#[cfg(feature = "gallerydl")]
+pub use gallerydl::GalleryDl;
+#[cfg(feature = "ytdlp")]
+pub use ytdlp::YtDlp;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::downloader::{Context, Staging, Unavailable};
+use crate::error::DownloadError;
+use crate::model::Settings;
+use runner::{Invocation, ProgramEvent, RunningProgram};
+
+/// How long `<program> --version` may take.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(20);
+/// A rate limit a program reports without saying for how long.
+const ENGINE_RATE_LIMIT_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// One external downloader's settings: `platforms.<platform>.<downloader>`
+/// (for example `platforms.tiktok."yt-dlp"`). Unknown keys are ignored so
+/// the spec's own keys can live next to ours.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ProgramSettings {
+    pub enabled: bool,
+    /// The program: a path, or a name looked up on `PATH`. Empty: the default name.
+    pub path: String,
+    /// Longest run of one listing or one transfer.
+    pub timeout_seconds: u64,
+    /// A run printing nothing and writing nothing this long is stopped as hung.
+    pub stall_timeout_seconds: u64,
+    /// The page a source is listed from, per content type, with
+    /// `{username}` (and `{content_type}`) placeholders.
+    pub url_templates: HashMap<String, String>,
+    /// Extra arguments placed before the URL (a format choice, a config file).
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ProgramSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: String::new(),
+            timeout_seconds: 3600,
+            stall_timeout_seconds: 300,
+            url_templates: HashMap::new(),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl ProgramSettings {
+    /// `platforms.<platform>.<downloader>` of `settings`, with defaults.
+    pub fn read(settings: &Settings, platform: &str, downloader: &str) -> Result<Self, String> {
+        let Some(section) = settings
+            .platforms
+            .get(platform)
+            .and_then(|section| section.get(downloader))
+        else {
+            return Ok(Self::default());
+        };
+        serde_path_to_error::deserialize(section).map_err(|err| {
+            format!(
+                "platforms.{platform}.{downloader}.{}: {}",
+                err.path(),
+                err.inner()
+            )
+        })
+    }
+
+    fn invocation(&self, name: &str, program: PathBuf) -> Invocation {
+        let mut invocation = Invocation::new(name, program);
+        invocation.timeout = Duration::from_secs(self.timeout_seconds.max(1));
+        invocation.stall_timeout = Duration::from_secs(self.stall_timeout_seconds.max(1));
+        invocation
+    }
+
+    /// The URL a source is listed from: the configured template for the
+    /// content type, else `default`.
+    pub fn source_url(&self, default: &str, username: &str, content_type: &str) -> String {
+        let template = self
+            .url_templates
+            .get(content_type)
+            .map(String::as_str)
+            .unwrap_or(default);
+        template
+            .replace("{username}", username)
+            .replace("{content_type}", content_type)
+    }
+}
+
+/// Whether the platform as a whole is switched off (`platforms.<p>.enabled`).
+fn platform_enabled(settings: &Settings, platform: &str) -> bool {
+    settings
+        .platforms
+        .get(platform)
+        .and_then(|section| section.get("enabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
+}
+
+/// The platform's uploaded Netscape cookies (`platforms.<p>.cookies`), if any.
+pub fn platform_cookies(settings: &Settings, platform: &str) -> Option<String> {
+    settings
+        .platforms
+        .get(platform)
+        .and_then(|section| section.get("cookies"))
+        .and_then(Value::as_str)
+        .filter(|text| !text.trim().is_empty())
+        .map(str::to_owned)
+}
+
+/// The executable `configured` names, or `default_name` on `PATH`.
+pub fn locate(configured: &str, default_name: &str) -> Result<PathBuf, Unavailable> {
+    let wanted = if configured.trim().is_empty() {
+        default_name
+    } else {
+        configured.trim()
+    };
+    if wanted.contains('/') {
+        let path = PathBuf::from(wanted);
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(Unavailable::new(format!(
+                "{wanted} is not an executable file (check the downloader's `path` setting)"
+            )))
+        };
+    }
+    let search = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(wanted))
+        .find(|candidate| is_executable(candidate))
+        .ok_or_else(|| {
+            Unavailable::new(format!(
+                "{wanted} was not found on PATH; install it (pip install {default_name}) \
+                 or set the downloader's `path` setting"
+            ))
+        })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// A version like `2026.10.26` or `1.32.18` as numbers, for comparison.
+pub fn parse_version(text: &str) -> Option<Vec<u32>> {
+    let token = text.split_whitespace().find(|word| {
+        word.chars().next().is_some_and(|c| c.is_ascii_digit()) && word.contains('.')
+    })?;
+    let parts: Option<Vec<u32>> = token
+        .split('.')
+        .map(|part| {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    parts.filter(|parts| parts.len() >= 2)
+}
+
+/// Remembers `--version` answers per executable (path, size, mtime), so
+/// `GET /platforms` does not start a Python interpreter on every call.
+#[derive(Debug, Default)]
+pub struct VersionCache {
+    known: Mutex<HashMap<PathBuf, (Option<SystemTime>, u64, Result<String, Unavailable>)>>,
+}
+
+impl VersionCache {
+    /// The program's version when it is at least `minimum`.
+    pub async fn check(
+        &self,
+        name: &str,
+        program: &Path,
+        minimum: &[u32],
+    ) -> Result<String, Unavailable> {
+        let stamp = std::fs::metadata(program)
+            .map(|meta| (meta.modified().ok(), meta.len()))
+            .unwrap_or((None, 0));
+        if let Some((modified, len, answer)) =
+            self.known.lock().expect("version cache").get(program)
+            && (*modified, *len) == stamp
+        {
+            return answer.clone();
+        }
+        let answer = query_version(name, program, minimum).await;
+        self.known
+            .lock()
+            .expect("version cache")
+            .insert(program.to_path_buf(), (stamp.0, stamp.1, answer.clone()));
+        answer
+    }
+}
+
+async fn query_version(name: &str, program: &Path, minimum: &[u32]) -> Result<String, Unavailable> {
+    let mut invocation = Invocation::new(name, program).arg("--version");
+    invocation.timeout = VERSION_TIMEOUT;
+    invocation.stall_timeout = VERSION_TIMEOUT;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let unavailable = |reason: String| Unavailable::new(format!("{name}: {reason}"));
+    let mut run = RunningProgram::spawn(&invocation).map_err(|err| unavailable(err.to_string()))?;
+    let mut output = String::new();
+    loop {
+        match run.next_event(&cancel, None).await {
+            Ok(ProgramEvent::Line(line)) => {
+                output.push_str(&line);
+                output.push('\n');
+            }
+            Ok(ProgramEvent::Eof) => break,
+            Ok(ProgramEvent::Tick) => {}
+            Err(err) => return Err(unavailable(format!("`--version` failed: {err}"))),
+        }
+    }
+    let finished = run
+        .finish(&cancel)
+        .await
+        .map_err(|err| unavailable(format!("`--version` failed: {err}")))?;
+    if !finished.status.success() {
+        return Err(unavailable(format!(
+            "`--version` exited with {}: {}",
+            finished.status,
+            excerpt(&finished.stderr)
+        )));
+    }
+    let version = output.trim().to_owned();
+    let parsed = parse_version(&version).ok_or_else(|| {
+        unavailable(format!(
+            "`--version` printed {:?}, not a version",
+            excerpt(&version)
+        ))
+    })?;
+    if parsed.as_slice() < minimum {
+        let minimum: Vec<String> = minimum.iter().map(u32::to_string).collect();
+        return Err(unavailable(format!(
+            "version {version} is too old; {} or newer is needed",
+            minimum.join(".")
+        )));
+    }
+    Ok(version)
+}
+
+/// What an external program's failure means for the engine, from its
+/// error text (and gallery-dl's exit code bits). Checked in order: a login
+/// problem needs a person (even when the text also mentions a rate limit,
+/// waiting would not fix it), then rate limits, then blocks.
+pub fn classify_failure(name: &str, stderr: &str, exit_code: Option<i32>) -> DownloadError {
+    let text = stderr.to_ascii_lowercase();
+    let detail = error_lines(stderr);
+    let has = |needles: &[&str]| needles.iter().any(|needle| text.contains(needle));
+    if has(&[
+        "not a bot",
+        "login required",
+        "login_required",
+        "log in",
+        "log into",
+        "redirect to login",
+        "redirected to the login",
+        "/accounts/login",
+        "challenge page",
+        "checkpoint",
+        "credentials required",
+        "needed to access",
+        "use --cookies",
+        "cookies are no longer valid",
+    ]) {
+        return DownloadError::AuthRequired(format!(
+            "{name}: {detail} (upload fresh cookies for the platform)"
+        ));
+    }
+    if has(&[
+        "rate-limit reached",
+        "rate limit",
+        "rate-limit",
+        "ratelimit",
+        "too many requests",
+        "http error 429",
+        "429 too many",
+        "please wait a few minutes",
+    ]) {
+        return DownloadError::RateLimited {
+            host: name.to_owned(),
+            after: ENGINE_RATE_LIMIT_WAIT,
+        };
+    }
+    if has(&["ip address is blocked", "ip is blocked", "your ip"]) {
+        return DownloadError::permanent(format!(
+            "{name}: the platform blocks this server's IP address ({detail}); \
+             set a proxy for the platform (network.platform_proxies)"
+        ));
+    }
+    if has(&[
+        "private",
+        "does not exist",
+        "could not be found",
+        "unsupported url",
+        "http error 404",
+        "404 not found",
+        "http error 410",
+        "no video formats",
+        "not available",
+    ]) {
+        return DownloadError::permanent(format!("{name}: {detail}"));
+    }
+    // gallery-dl's exit code is a bit set: 16 is "authorization needed".
+    if name == "gallery-dl" && exit_code.is_some_and(|code| code & 16 != 0) {
+        return DownloadError::AuthRequired(format!("{name}: {detail}"));
+    }
+    let code = exit_code.map_or_else(|| "a signal".to_owned(), |code| code.to_string());
+    DownloadError::retryable(format!("{name} exited with {code}: {detail}"))
+}
+
+/// The error lines of a program's stderr (its last ones when none are marked).
+fn error_lines(stderr: &str) -> String {
+    let marked: Vec<&str> = stderr
+        .lines()
+        .filter(|line| {
+            let lower = line.to_ascii_lowercase();
+            lower.starts_with("error") || lower.contains("[error]")
+        })
+        .collect();
+    let chosen = if marked.is_empty() {
+        stderr
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
+    } else {
+        marked
+    };
+    let text = chosen.join(" | ");
+    if text.trim().is_empty() {
+        "no error message".to_owned()
+    } else {
+        excerpt(&text)
+    }
+}
+
+/// At most 500 characters of `text`, for error messages.
+pub fn excerpt(text: &str) -> String {
+    const MAX: usize = 500;
+    let text = text.trim();
+    if text.chars().count() <= MAX {
+        text.to_owned()
+    } else {
+        let cut: String = text.chars().take(MAX).collect();
+        format!("{cut}…")
+    }
+}
+
+/// A timestamp as the programs print it: epoch seconds, `YYYYMMDD`,
+/// `YYYY-MM-DD HH:MM:SS` (UTC) or RFC 3339.
+pub fn parse_timestamp(value: &Value) -> Option<DateTime<Utc>> {
+    match value {
+        Value::Number(number) => {
+            let seconds = number.as_f64()?;
+            Utc.timestamp_opt(seconds as i64, 0).single()
+        }
+        Value::String(text) => {
+            let text = text.trim();
+            if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+                return Some(at.with_timezone(&Utc));
+            }
+            if let Ok(at) = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S") {
+                return Some(at.and_utc());
+            }
+            if text.len() == 8
+                && let Ok(day) = NaiveDate::parse_from_str(text, "%Y%m%d")
+            {
+                return day.and_hms_opt(0, 0, 0).map(|at| at.and_utc());
+            }
+            text.parse::<i64>()
+                .ok()
+                .and_then(|seconds| Utc.timestamp_opt(seconds, 0).single())
+        }
+        _ => None,
+    }
+}
+
+/// A JSON value that is an id: a string or a number, as text.
+pub fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// A private directory inside the staging directory for one run: the
+/// program writes there, the finished file is moved next to it, and the
+/// directory (with any partial file and the cookies copy) goes when this
+/// is dropped, so nothing partial is kept.
+#[derive(Debug)]
+pub struct WorkDir {
+    dir: tempfile::TempDir,
+    staging: PathBuf,
+}
+
+impl WorkDir {
+    /// A fresh directory inside `staging`, or inside the system's
+    /// temporary directory for listings (no staging then).
+    pub fn new(staging: Option<&Staging>) -> Result<Self, DownloadError> {
+        let builder = tempfile::Builder::new().prefix(".mediadl-run-").tempdir_in(
+            staging.map_or_else(std::env::temp_dir, |staging| staging.dir().to_path_buf()),
+        );
+        let dir = builder.map_err(|err| {
+            DownloadError::Storage(format!("cannot create a work directory: {err}"))
+        })?;
+        Ok(Self {
+            dir,
+            staging: staging.map_or_else(std::env::temp_dir, |s| s.dir().to_path_buf()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes the platform's cookies for the program (owner-only permissions).
+    pub fn write_cookies(&self, text: &str) -> Result<PathBuf, DownloadError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.path().join("cookies.txt");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|err| DownloadError::Storage(format!("cannot write cookies: {err}")))?;
+        let mut text = text.to_owned();
+        if !text.starts_with("# Netscape HTTP Cookie File")
+            && !text.starts_with("# HTTP Cookie File")
+        {
+            // Both programs refuse a cookies file without its header line.
+            text.insert_str(0, "# Netscape HTTP Cookie File\n");
+        }
+        file.write_all(text.as_bytes())
+            .map_err(|err| DownloadError::Storage(format!("cannot write cookies: {err}")))?;
+        Ok(path)
+    }
+
+    /// Sum of the sizes of the files in the directory (progress of a
+    /// program that reports none).
+    pub fn bytes_written(&self) -> u64 {
+        std::fs::read_dir(self.dir.path())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.file_name() != "cookies.txt")
+                    .filter_map(|entry| entry.metadata().ok())
+                    .filter(|meta| meta.is_file())
+                    .map(|meta| meta.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Moves `produced` (which must be inside this directory) next to it,
+    /// under a unique name, and returns the new path.
+    pub fn keep(&self, produced: &Path) -> Result<PathBuf, DownloadError> {
+        let storage =
+            |err: std::io::Error| DownloadError::Storage(format!("{}: {err}", produced.display()));
+        let real = produced.canonicalize().map_err(storage)?;
+        let root = self.dir.path().canonicalize().map_err(storage)?;
+        if !real.starts_with(&root) || !real.is_file() {
+            return Err(DownloadError::permanent(format!(
+                "the program reported {} which is not a file it wrote",
+                produced.display()
+            )));
+        }
+        let extension = real
+            .extension()
+            .and_then(|ext| ext.to_str())
+            .filter(|ext| ext.len() <= 8 && ext.chars().all(|c| c.is_ascii_alphanumeric()))
+            .map(|ext| format!(".{}", ext.to_ascii_lowercase()))
+            .unwrap_or_default();
+        let target = self
+            .staging
+            .join(format!(".mediadl-{}{extension}", uuid::Uuid::new_v4()));
+        std::fs::rename(&real, &target).map_err(storage)?;
+        Ok(target)
+    }
+}
+
+/// The arguments every run of a program gets from the network settings:
+/// the platform's proxy, when one is set.
+fn proxy_for(cx: &Context, platform: &str) -> Option<String> {
+    let network = &cx.settings.network;
+    let proxy = network
+        .platform_proxies
+        .get(platform)
+        .and_then(Value::as_str)
+        .unwrap_or(&network.proxy);
+    (!proxy.is_empty()).then(|| proxy.to_owned())
+}
+
+/// The availability check both engines share: platform and downloader
+/// switched on, the program found, its version recent enough.
+async fn check_program(
+    settings: &Settings,
+    platform: &str,
+    downloader: &str,
+    default_name: &str,
+    minimum: &[u32],
+    versions: &VersionCache,
+) -> Result<PathBuf, Unavailable> {
+    if !platform_enabled(settings, platform) {
+        return Err(Unavailable::new(format!(
+            "disabled in settings (platforms.{platform}.enabled)"
+        )));
+    }
+    let program =
+        ProgramSettings::read(settings, platform, downloader).map_err(Unavailable::new)?;
+    if !program.enabled {
+        return Err(Unavailable::new(format!(
+            "disabled in settings (platforms.{platform}.{downloader}.enabled)"
+        )));
+    }
+    let path = locate(&program.path, default_name)?;
+    versions.check(default_name, &path, minimum).await?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_as_numbers() {
+        assert_eq!(parse_version("2026.10.26\n"), Some(vec![2026, 10, 26]));
+        assert_eq!(parse_version("1.32.18"), Some(vec![1, 32, 18]));
+        assert_eq!(parse_version("gallery-dl 1.9.0-dev"), Some(vec![1, 9, 0]));
+        assert!(parse_version("1.32.18").unwrap().as_slice() >= [1, 26].as_slice());
+        assert!(parse_version("1.9.0").unwrap().as_slice() < [1, 26].as_slice());
+        assert_eq!(parse_version("command not found"), None);
+    }
+
+    #[test]
+    fn failure_texts_map_to_what_the_engine_should_do() {
+        let cases = [
+            (
+                "ERROR: [tiktok] x: This user's account is private. Log into an account",
+                "AUTH_REQUIRED",
+            ),
+            (
+                "ERROR: [youtube] x: Sign in to confirm you're not a bot",
+                "AUTH_REQUIRED",
+            ),
+            (
+                "[instagram][error] HTTP redirect to login page (https://www.instagram.com/accounts/login/)",
+                "AUTH_REQUIRED",
+            ),
+            (
+                "ERROR: [instagram] x: Requested content is not available, rate-limit reached or login required",
+                "AUTH_REQUIRED",
+            ),
+            ("ERROR: [instagram] x: rate-limit reached", "RATE_LIMITED"),
+            (
+                "ERROR: unable to download: HTTP Error 429: Too Many Requests",
+                "RATE_LIMITED",
+            ),
+            (
+                "ERROR: [tiktok] 1: Your IP address is blocked from accessing this post",
+                "DOWNLOAD_FAILED",
+            ),
+            ("ERROR: Unsupported URL: http://x/", "DOWNLOAD_FAILED"),
+            ("ERROR: Connection reset by peer", "DOWNLOAD_RETRYABLE"),
+        ];
+        for (stderr, code) in cases {
+            assert_eq!(
+                classify_failure("yt-dlp", stderr, Some(1)).code(),
+                code,
+                "{stderr}"
+            );
+        }
+        assert_eq!(
+            classify_failure("gallery-dl", "[instagram][error] something", Some(16)).code(),
+            "AUTH_REQUIRED"
+        );
+        let ip = classify_failure("yt-dlp", "ERROR: Your IP address is blocked", Some(1));
+        assert!(ip.to_string().contains("proxy"), "{ip}");
+    }
+
+    #[test]
+    fn timestamps_in_every_printed_form() {
+        let at = Utc.with_ymd_and_hms(2025, 10, 12, 14, 15, 23).unwrap();
+        assert_eq!(parse_timestamp(&serde_json::json!(1_760_278_523)), Some(at));
+        assert_eq!(
+            parse_timestamp(&serde_json::json!(1_760_278_523.0)),
+            Some(at)
+        );
+        assert_eq!(
+            parse_timestamp(&serde_json::json!("2025-10-12 14:15:23")),
+            Some(at)
+        );
+        assert_eq!(
+            parse_timestamp(&serde_json::json!("2025-10-12T14:15:23Z")),
+            Some(at)
+        );
+        assert_eq!(
+            parse_timestamp(&serde_json::json!("20251012")),
+            Some(Utc.with_ymd_and_hms(2025, 10, 12, 0, 0, 0).unwrap())
+        );
+        assert_eq!(parse_timestamp(&serde_json::json!("soon")), None);
+        assert_eq!(parse_timestamp(&Value::Null), None);
+    }
+
+    #[test]
+    fn locate_reports_what_to_do() {
+        let err = locate("", "mediadl-no-such-program").unwrap_err();
+        assert!(err.reason.contains("not found on PATH"), "{err}");
+        let err = locate("/nonexistent/yt-dlp", "yt-dlp").unwrap_err();
+        assert!(err.reason.contains("not an executable"), "{err}");
+        assert_eq!(
+            locate("/bin/sh", "yt-dlp").unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+    }
+
+    #[test]
+    fn source_urls_follow_templates() {
+        let mut program = ProgramSettings::default();
+        assert_eq!(
+            program.source_url("https://www.tiktok.com/@{username}", "someone", "videos"),
+            "https://www.tiktok.com/@someone"
+        );
+        program.url_templates.insert(
+            "videos".into(),
+            "http://127.0.0.1:1/{username}/{content_type}.html".into(),
+        );
+        assert_eq!(
+            program.source_url("https://www.tiktok.com/@{username}", "someone", "videos"),
+            "http://127.0.0.1:1/someone/videos.html"
+        );
+    }
+
+    #[test]
+    fn settings_name_the_bad_field() {
+        let settings = Settings::from_value(&serde_json::json!({
+            "platforms": {"tiktok": {"yt-dlp": {"timeout_seconds": "long"}}}
+        }))
+        .unwrap();
+        let err = ProgramSettings::read(&settings, "tiktok", "yt-dlp").unwrap_err();
+        assert!(
+            err.contains("platforms.tiktok.yt-dlp.timeout_seconds"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn work_dirs_keep_only_their_own_files() {
+        let staging_dir = tempfile::tempdir().unwrap();
+        let staging = Staging::new(staging_dir.path().to_path_buf());
+        let work = WorkDir::new(Some(&staging)).unwrap();
+        let produced = work.path().join("media.MP4");
+        std::fs::write(&produced, b"data").unwrap();
+        assert_eq!(work.bytes_written(), 4);
+        let kept = work.keep(&produced).unwrap();
+        assert_eq!(kept.parent().unwrap(), staging_dir.path());
+        assert_eq!(kept.extension().unwrap(), "mp4");
+        assert!(work.keep(Path::new("/etc/passwd")).is_err());
+        let work_path = work.path().to_path_buf();
+        drop(work);
+        assert!(!work_path.exists(), "the work directory is removed");
+        assert!(kept.exists(), "the kept file stays");
+    }
+}

@@ -1,0 +1,85 @@
+//! Account names of the platforms mediadl knows, checked the same way by
+//! the native clients and the external engines before anything is queued.
+
+use crate::error::Error;
+
+/// The username `source` names on `platform`, without a leading `@`, or
+/// an [`Error::Invalid`] on field `source` saying what is wrong.
+///
+/// Instagram: 1–30 letters, digits, `.` and `_`, no `.` first or last and
+/// no `..`. TikTok: 2–24 letters, digits, `.` and `_`, no `.` last.
+pub fn username(platform: &str, source: &str) -> Result<String, Error> {
+    let name = source.trim();
+    let name = name.strip_prefix('@').unwrap_or(name);
+    let (max, min, platform_name) = match platform {
+        "instagram" => (30, 1, "Instagram"),
+        "tiktok" => (24, 2, "TikTok"),
+        other => (64, 1, other),
+    };
+    let invalid = |reason: String| Err(Error::invalid("source", reason));
+    if name.is_empty() {
+        return invalid(format!("a {platform_name} username is required"));
+    }
+    let length = name.chars().count();
+    if length < min || length > max {
+        return invalid(format!(
+            "{name:?} is not a {platform_name} username: {min}–{max} characters allowed, found {length}"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_'))
+    {
+        return invalid(format!(
+            "{name:?} is not a {platform_name} username: {bad:?} is not allowed (letters, digits, '.' and '_' only)"
+        ));
+    }
+    if name.ends_with('.')
+        || (platform == "instagram" && (name.starts_with('.') || name.contains("..")))
+    {
+        return invalid(format!(
+            "{name:?} is not a {platform_name} username: misplaced '.'"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_real_names_and_strips_the_at_sign() {
+        assert_eq!(username("instagram", "evalongoria").unwrap(), "evalongoria");
+        assert_eq!(
+            username("instagram", " @eva.longoria_ ").unwrap(),
+            "eva.longoria_"
+        );
+        assert_eq!(username("tiktok", "@some.one_1").unwrap(), "some.one_1");
+    }
+
+    #[test]
+    fn refuses_malformed_names_with_a_reason() {
+        for (platform, bad) in [
+            ("instagram", ""),
+            ("instagram", "@"),
+            ("instagram", "has space"),
+            ("instagram", "../../etc"),
+            ("instagram", ".dot"),
+            ("instagram", "dot."),
+            ("instagram", "a..b"),
+            ("instagram", "https://instagram.com/x"),
+            ("instagram", "a234567890123456789012345678901"),
+            ("tiktok", "a"),
+            ("tiktok", "name-with-dash"),
+            ("tiktok", "a2345678901234567890123456"),
+            ("tiktok", "ünïcode"),
+        ] {
+            let err = username(platform, bad).unwrap_err();
+            assert!(
+                matches!(&err, Error::Invalid { field, .. } if field == "source"),
+                "{platform} {bad:?}: {err}"
+            );
+        }
+    }
+}
