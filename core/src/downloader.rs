@@ -257,6 +257,8 @@ impl Registry {
         let mut registry = Self::new();
         #[cfg(feature = "direct")]
         registry.register(crate::platforms::direct::Direct::default());
+        #[cfg(feature = "forum")]
+        registry.register(crate::platforms::forum::Forum::default());
         #[cfg(feature = "gallerydl")]
         registry.register(crate::engines::GalleryDl::instagram());
         #[cfg(feature = "ytdlp")]

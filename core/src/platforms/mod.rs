@@ -10,3 +10,5 @@ pub mod direct;
     feature = "gallerydl"
 ))]
 pub mod accounts;
+#[cfg(feature = "forum")]
+pub mod forum;

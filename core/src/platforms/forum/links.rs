@@ -1,0 +1,401 @@
+//! URLs found in forum pages: resolving `href`/`src` values against the
+//! page, unwrapping the forums' redirect and image-proxy links, recognising
+//! attachments, and telling a thread's id and page number from its URL.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_PAD_INDIFFERENT, URL_SAFE_PAD_INDIFFERENT};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+/// How many redirect wrappers are unwrapped before giving up (a link to a
+/// redirect of a redirect is plausible, a longer chain is not).
+const MAX_UNWRAP: usize = 4;
+
+/// File extensions served as images.
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "jpe", "png", "gif", "webp", "bmp", "tif", "tiff", "avif", "heic", "jfif",
+];
+/// File extensions served as videos.
+const VIDEO_EXTENSIONS: &[&str] = &["mp4", "webm", "mov", "m4v", "mkv", "avi", "wmv", "flv"];
+
+/// An `href` or `src` value from `base`, made absolute, with forum redirect
+/// wrappers removed. `None` for empty values, fragments, `javascript:`,
+/// `data:`, `mailto:` and anything else that is not http(s).
+pub fn resolve_href(base: &Url, raw: &str) -> Option<Url> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.starts_with('#') || raw.len() > 8192 {
+        return None;
+    }
+    let url = base.join(raw).ok()?;
+    let url = unwrap_redirects(url);
+    is_fetchable(&url).then_some(url)
+}
+
+/// Whether a URL is http(s) with a host.
+pub fn is_fetchable(url: &Url) -> bool {
+    matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty())
+}
+
+/// Removes XenForo's `/goto/link-confirmation?url=<base64>`, `/redirect/?to=<base64>`,
+/// the image proxy `proxy.php?image=<url>` and vBulletin's
+/// `redirect-to/?redirect=<url>` wrappers, as long as they wrap an http(s) URL.
+pub fn unwrap_redirects(mut url: Url) -> Url {
+    for _ in 0..MAX_UNWRAP {
+        match unwrap_once(&url) {
+            Some(inner) if is_fetchable(&inner) => url = inner,
+            _ => break,
+        }
+    }
+    url
+}
+
+fn unwrap_once(url: &Url) -> Option<Url> {
+    let path = url.path();
+    let query = |name: &str| {
+        url.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    };
+    let encoded = if path.ends_with("/link-confirmation") || path.ends_with("/link-confirmation/") {
+        query("url")
+    } else if path.ends_with("/redirect") || path.ends_with("/redirect/") {
+        query("to")
+    } else if path.ends_with("/proxy.php") || path.ends_with("/proxy") {
+        return query("image")
+            .or_else(|| query("link"))
+            .and_then(|inner| Url::parse(&inner).ok());
+    } else if path.contains("/redirect-to") {
+        return query("redirect").and_then(|inner| Url::parse(&inner).ok());
+    } else {
+        None
+    }?;
+    // Some versions pass the URL itself rather than its base64 form.
+    if let Ok(plain) = Url::parse(&encoded)
+        && is_fetchable(&plain)
+    {
+        return Some(plain);
+    }
+    let decoded = decode_base64(&encoded)?;
+    Url::parse(decoded.trim()).ok()
+}
+
+/// Decodes standard or URL-safe base64, padded or not, into UTF-8 text.
+pub fn decode_base64(text: &str) -> Option<String> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = URL_SAFE_PAD_INDIFFERENT
+        .decode(compact.as_bytes())
+        .or_else(|_| STANDARD_PAD_INDIFFERENT.decode(compact.as_bytes()))
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The lower-cased extension of the URL's last path segment.
+pub fn extension(url: &Url) -> Option<String> {
+    let segment = url.path_segments()?.rfind(|s| !s.is_empty())?;
+    let (_, ext) = segment.rsplit_once('.')?;
+    (!ext.is_empty() && ext.len() <= 5).then(|| ext.to_ascii_lowercase())
+}
+
+/// Whether the URL names an image file.
+pub fn is_image_url(url: &Url) -> bool {
+    extension(url).is_some_and(|ext| IMAGE_EXTENSIONS.contains(&ext.as_str()))
+}
+
+/// Whether the URL names a video file.
+pub fn is_video_url(url: &Url) -> bool {
+    extension(url).is_some_and(|ext| VIDEO_EXTENSIONS.contains(&ext.as_str()))
+}
+
+/// The forum's id of an attachment link: XenForo `/attachments/<name>.<id>/`,
+/// vBulletin `attachment.php?attachmentid=<id>`, phpBB `download/file.php?id=<id>`.
+pub fn attachment_id(url: &Url) -> Option<String> {
+    let path = url.path();
+    if let Some(rest) = path.split("/attachments/").nth(1) {
+        let name = rest.split('/').next().unwrap_or_default();
+        let id = name.rsplit('.').next().unwrap_or(name);
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(id.to_owned());
+        }
+        return None;
+    }
+    let key = if path.ends_with("attachment.php") {
+        "attachmentid"
+    } else if path.ends_with("/download/file.php") || path.ends_with("/file.php") {
+        "id"
+    } else {
+        return None;
+    };
+    url.query_pairs()
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value.into_owned())
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A thread's identity: its id on the forum and the URL of its first page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadId {
+    /// The forum's thread id when the URL shows one, otherwise a hash of the first page's URL.
+    pub id: String,
+    /// The thread URL without page number, fragment or post anchor.
+    pub first_page: Url,
+}
+
+/// The thread a page URL belongs to: XenForo `/threads/<slug>.<id>/`,
+/// vBulletin `showthread.php?t=<id>` or `/threads/<id>-<slug>`, phpBB
+/// `viewtopic.php?t=<id>`; any other URL is identified by a hash.
+pub fn thread_id(url: &Url) -> ThreadId {
+    let mut first_page = url.clone();
+    first_page.set_fragment(None);
+    // Page markers in the path: XenForo `/page-3`, vBulletin `/page3`.
+    let segments: Vec<String> = url
+        .path_segments()
+        .map(|s| s.map(str::to_owned).collect())
+        .unwrap_or_default();
+    let kept: Vec<&str> = segments
+        .iter()
+        .map(String::as_str)
+        .filter(|s| path_page_number(s).is_none())
+        .collect();
+    let had_trailing_slash = url.path().ends_with('/');
+    let mut path = format!("/{}", kept.join("/"));
+    if had_trailing_slash && !path.ends_with('/') {
+        path.push('/');
+    }
+    first_page.set_path(&path);
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(key, _)| !matches!(key.as_ref(), "page" | "start" | "p" | "postcount"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if pairs.is_empty() {
+        first_page.set_query(None);
+    } else {
+        first_page.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+
+    let query = |name: &str| {
+        url.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let from_path = || {
+        let position = kept
+            .iter()
+            .position(|s| matches!(*s, "threads" | "thread" | "topic" | "showthread.php"))?;
+        let segment = kept.get(position + 1)?;
+        // `slug.123`, `123-slug` or `123`.
+        let by_dot = segment.rsplit('.').next().filter(|id| is_digits(id));
+        let by_dash = segment.split('-').next().filter(|id| is_digits(id));
+        by_dot.or(by_dash).map(str::to_owned)
+    };
+    let from_vb_query = || {
+        // `showthread.php?123-slug`
+        let q = url.query()?;
+        let first = q.split('&').next()?;
+        let id = first.split('-').next()?;
+        is_digits(id).then(|| id.to_owned())
+    };
+    let id = query("t")
+        .or_else(|| query("threadid"))
+        .or_else(from_path)
+        .or_else(from_vb_query)
+        .unwrap_or_else(|| short_hash(first_page.as_str()));
+    ThreadId { id, first_page }
+}
+
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `page-3` (XenForo) or `page3` (vBulletin) as a path segment.
+fn path_page_number(segment: &str) -> Option<u64> {
+    let rest = segment.strip_prefix("page")?;
+    let digits = rest.strip_prefix('-').unwrap_or(rest);
+    is_digits(digits).then(|| digits.parse().ok()).flatten()
+}
+
+/// Where a page sits in its thread: a page number (`/page-N`, `/pageN`,
+/// `page=N`) or a post offset (`start=N`, phpBB). The first page is `Page(1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PagePosition {
+    Page(u64),
+    Offset(u64),
+}
+
+/// The position of `url` within its thread.
+pub fn page_position(url: &Url) -> PagePosition {
+    if let Some(n) = url
+        .path_segments()
+        .and_then(|mut s| s.find_map(path_page_number))
+    {
+        return PagePosition::Page(n);
+    }
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "page" if is_digits(&value) => {
+                return PagePosition::Page(value.parse().unwrap_or(1));
+            }
+            "start" if is_digits(&value) => {
+                return PagePosition::Offset(value.parse().unwrap_or(0));
+            }
+            _ => {}
+        }
+    }
+    PagePosition::Page(1)
+}
+
+/// The first 12 hex digits of the SHA-256 of `text`: a short stable name.
+pub fn short_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    hex::encode(&digest[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn refuses_links_that_are_not_http() {
+        let base = url("https://forum.example/threads/a.1/");
+        for bad in [
+            "javascript:alert(1)",
+            "data:image/png;base64,AAAA",
+            "mailto:a@b.c",
+            "#post-3",
+            "",
+            "   ",
+            "ftp://x.example/a.jpg",
+        ] {
+            assert_eq!(resolve_href(&base, bad), None, "{bad}");
+        }
+        assert_eq!(
+            resolve_href(&base, "//cdn.example/a.jpg").unwrap().as_str(),
+            "https://cdn.example/a.jpg"
+        );
+        assert_eq!(
+            resolve_href(&base, "../../data/x.jpg").unwrap().as_str(),
+            "https://forum.example/data/x.jpg"
+        );
+    }
+
+    #[test]
+    fn unwraps_xenforo_redirects_and_the_image_proxy() {
+        let base = url("https://forum.example/threads/a.1/");
+        let target = "https://pixhost.to/show/1/2_a.jpg";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(target);
+        let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(target);
+        for href in [
+            format!("/goto/link-confirmation?url={b64}"),
+            format!("/goto/link-confirmation?url={b64url}"),
+            format!("/redirect/?to={}", b64.replace('=', "%3D")),
+            format!("/proxy.php?image={}&hash=abc", urlencode(target)),
+            format!("/redirect-to/?redirect={}", urlencode(target)),
+        ] {
+            assert_eq!(
+                resolve_href(&base, &href).map(String::from).as_deref(),
+                Some(target),
+                "{href}"
+            );
+        }
+        // A wrapper around something that is not http stays the wrapper.
+        let js = base64::engine::general_purpose::STANDARD.encode("javascript:alert(1)");
+        let wrapped = resolve_href(&base, &format!("/redirect/?to={js}")).unwrap();
+        assert_eq!(wrapped.path(), "/redirect/");
+    }
+
+    fn urlencode(s: &str) -> String {
+        url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    }
+
+    #[test]
+    fn recognises_attachments_of_each_engine() {
+        for (link, id) in [
+            (
+                "https://f.example/attachments/beach-jpg.12345/",
+                Some("12345"),
+            ),
+            (
+                "https://f.example/attachment.php?attachmentid=77&d=1",
+                Some("77"),
+            ),
+            ("https://f.example/download/file.php?id=9", Some("9")),
+            ("https://f.example/attachments/not-an-id/", None),
+            ("https://f.example/images/a.jpg", None),
+        ] {
+            assert_eq!(attachment_id(&url(link)).as_deref(), id, "{link}");
+        }
+    }
+
+    #[test]
+    fn thread_ids_and_first_pages() {
+        for (page, id, first) in [
+            (
+                "https://f.example/threads/some-title.4567/page-3#post-9",
+                "4567",
+                "https://f.example/threads/some-title.4567",
+            ),
+            (
+                "https://f.example/threads/some-title.4567/page-3/",
+                "4567",
+                "https://f.example/threads/some-title.4567/",
+            ),
+            (
+                "https://f.example/showthread.php?t=88&page=4",
+                "88",
+                "https://f.example/showthread.php?t=88",
+            ),
+            (
+                "https://f.example/threads/321-a-title/page2",
+                "321",
+                "https://f.example/threads/321-a-title",
+            ),
+            (
+                "https://f.example/viewtopic.php?f=2&t=55&start=30",
+                "55",
+                "https://f.example/viewtopic.php?f=2&t=55",
+            ),
+        ] {
+            let got = thread_id(&url(page));
+            assert_eq!(got.id, id, "{page}");
+            assert_eq!(got.first_page.as_str(), first, "{page}");
+        }
+        let other = thread_id(&url("https://f.example/some/board"));
+        assert_eq!(other.id.len(), 12);
+    }
+
+    #[test]
+    fn page_positions() {
+        assert_eq!(
+            page_position(&url("https://f.example/threads/a.1/page-7")),
+            PagePosition::Page(7)
+        );
+        assert_eq!(
+            page_position(&url("https://f.example/threads/1-a/page12")),
+            PagePosition::Page(12)
+        );
+        assert_eq!(
+            page_position(&url("https://f.example/showthread.php?t=1&page=3")),
+            PagePosition::Page(3)
+        );
+        assert_eq!(
+            page_position(&url("https://f.example/viewtopic.php?t=1&start=50")),
+            PagePosition::Offset(50)
+        );
+        assert_eq!(
+            page_position(&url("https://f.example/threads/a.1/")),
+            PagePosition::Page(1)
+        );
+    }
+
+    #[test]
+    fn image_and_video_extensions() {
+        assert!(is_image_url(&url("https://x.example/a/B.JPG")));
+        assert!(is_video_url(&url("https://x.example/v.mp4?x=1")));
+        assert!(!is_image_url(&url("https://x.example/show/1")));
+    }
+}
