@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use include_dir::{Dir, include_dir};
-use warp::{Filter, Rejection, filters::path::FullPath};
+use warp::{Filter, Rejection, Reply, filters::path::FullPath};
 
 /// The built dashboard (`web/dist`, produced by `web/build.sh`).
 static DIST: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web/dist");
@@ -40,14 +40,16 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 ///
 /// Rejects with `not_found` for API and WebSocket paths and for unknown
 /// files, so it can be combined with `.or()` after the API routes.
-pub fn routes() -> impl Filter<Extract = (Response<&'static [u8]>,), Error = Rejection> + Clone {
+pub fn routes() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::get()
         .or(warp::head())
         .unify()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and_then(|path: FullPath, headers: HeaderMap| async move {
-            serve(path.as_str(), &headers).ok_or_else(warp::reject::not_found)
+            serve(path.as_str(), &headers)
+                .map(Reply::into_response)
+                .ok_or_else(warp::reject::not_found)
         })
 }
 
@@ -83,9 +85,9 @@ fn serve(path: &str, request: &HeaderMap) -> Option<Response<&'static [u8]>> {
 
 /// API and WebSocket paths belong to other routes, even when unknown.
 fn is_reserved(relative: &str) -> bool {
-    ["api", "ws"].iter().any(|prefix| {
-        relative == *prefix || relative.starts_with(&format!("{prefix}/"))
-    })
+    ["api", "ws"]
+        .iter()
+        .any(|prefix| relative == *prefix || relative.starts_with(&format!("{prefix}/")))
 }
 
 fn respond(
@@ -223,7 +225,9 @@ mod tests {
                 "text/html; charset=utf-8"
             );
             assert_eq!(header_of(&response, header::CACHE_CONTROL), NO_CACHE);
-            assert!(header_of(&response, header::CONTENT_SECURITY_POLICY).contains("script-src 'self'"));
+            assert!(
+                header_of(&response, header::CONTENT_SECURITY_POLICY).contains("script-src 'self'")
+            );
             let body = std::str::from_utf8(response.body()).unwrap();
             assert!(body.contains(&format!("/assets/{}/js/app.js", asset_version())));
         }
@@ -257,7 +261,10 @@ mod tests {
         assert_eq!(header_of(&js, header::CACHE_CONTROL), IMMUTABLE);
         assert_eq!(header_of(&js, header::CONTENT_ENCODING), "");
         let css = get(&format!("/assets/{version}/app.css"), &[]).unwrap();
-        assert_eq!(header_of(&css, header::CONTENT_TYPE), "text/css; charset=utf-8");
+        assert_eq!(
+            header_of(&css, header::CONTENT_TYPE),
+            "text/css; charset=utf-8"
+        );
         let svg = get(&format!("/assets/{version}/icon.svg"), &[]).unwrap();
         assert_eq!(header_of(&svg, header::CONTENT_TYPE), "image/svg+xml");
     }
@@ -330,12 +337,19 @@ mod tests {
         let mut listing = String::new();
         for file in &files {
             let bytes = std::fs::read(base.join(file)).unwrap();
-            listing.push_str(&format!("{}  {file}\n", hex::encode(Sha256::digest(&bytes))));
+            listing.push_str(&format!(
+                "{}  {file}\n",
+                hex::encode(Sha256::digest(&bytes))
+            ));
             if file != "index.html" {
                 let embedded = DIST
                     .get_file(format!("assets/{}/{file}", asset_version()))
                     .unwrap_or_else(|| panic!("{file} missing from dist: run web/build.sh"));
-                assert_eq!(embedded.contents(), &bytes[..], "{file} is stale: run web/build.sh");
+                assert_eq!(
+                    embedded.contents(),
+                    &bytes[..],
+                    "{file} is stale: run web/build.sh"
+                );
                 for suffix in [".gz", ".br"] {
                     assert!(
                         DIST.get_file(format!("assets/{}/{file}{suffix}", asset_version()))
@@ -361,7 +375,11 @@ mod tests {
         for (start, _) in shell.match_indices("/assets/") {
             let rest = &shell[start + 1..];
             let end = rest.find('"').unwrap();
-            assert!(DIST.get_file(&rest[..end]).is_some(), "{} not embedded", &rest[..end]);
+            assert!(
+                DIST.get_file(&rest[..end]).is_some(),
+                "{} not embedded",
+                &rest[..end]
+            );
             count += 1;
         }
         assert!(count >= 4, "the shell loads its styles and scripts");
