@@ -1,0 +1,443 @@
+//! Tokens and who is calling: HS256 access tokens (15 minutes), stored
+//! refresh tokens that rotate on use, the failed-login lockout, and the
+//! warp filters that authenticate a request and enforce a role.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use mediadl::model::{RefreshToken, Role, User};
+use serde::{Deserialize, Serialize};
+use warp::{Filter, Rejection};
+
+use crate::config::LoginLockout;
+use crate::error::{ApiError, codes};
+use crate::state::AppState;
+
+/// Lifetime of an access token (the spec's `expires_in: 900`).
+pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(900);
+/// Lifetime of a refresh token.
+pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Which kind of token a JWT is; an access token is never accepted as a
+/// refresh token and the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+/// The claims of both kinds of token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub typ: TokenKind,
+    pub role: Role,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthUser {
+    pub user: User,
+}
+
+impl AuthUser {
+    pub fn id(&self) -> i64 {
+        self.user.id
+    }
+
+    pub fn role(&self) -> Role {
+        self.user.role
+    }
+
+    /// 403 unless the user's role includes `required`.
+    pub fn require(&self, required: Role) -> Result<(), ApiError> {
+        if self.user.role.allows(required) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the {} role; you are {}",
+                required.as_str(),
+                self.user.role.as_str()
+            )))
+        }
+    }
+}
+
+/// Signs and checks tokens, and remembers failed logins.
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    lockout: LoginLockout,
+    failures: Mutex<HashMap<String, Failures>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("lockout", &self.lockout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    in_a_row: u32,
+    locked_until: Option<Instant>,
+    last: Instant,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Expired,
+    Invalid(String),
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        match err {
+            TokenError::Expired => {
+                ApiError::unauthorized(codes::TOKEN_EXPIRED, "the token has expired")
+            }
+            TokenError::Invalid(reason) => {
+                ApiError::unauthorized(codes::TOKEN_INVALID, format!("invalid token: {reason}"))
+            }
+        }
+    }
+}
+
+/// A freshly issued token and its claims.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    pub claims: Claims,
+}
+
+/// Remembered usernames beyond which stale failure records are pruned.
+const MAX_TRACKED_USERNAMES: usize = 10_000;
+
+impl Auth {
+    pub fn new(secret: &[u8], lockout: LoginLockout) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+        validation.leeway = 0;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            lockout,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Issues a token of `kind` for `user`.
+    pub fn issue(&self, user: &User, kind: TokenKind, now: DateTime<Utc>) -> Result<Issued, ApiError> {
+        let ttl = match kind {
+            TokenKind::Access => ACCESS_TOKEN_TTL,
+            TokenKind::Refresh => REFRESH_TOKEN_TTL,
+        };
+        let claims = Claims {
+            sub: user.id.to_string(),
+            iat: now.timestamp(),
+            exp: now.timestamp() + ttl.as_secs() as i64,
+            jti: uuid::Uuid::new_v4().to_string(),
+            typ: kind,
+            role: user.role,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)?;
+        Ok(Issued { token, claims })
+    }
+
+    /// Checks signature, algorithm, `exp`, `iat`, `sub` and the kind.
+    pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(err.to_string()),
+            })?;
+        let claims = data.claims;
+        if claims.typ != kind {
+            return Err(TokenError::Invalid(format!(
+                "expected an {kind:?} token",
+                kind = kind
+            )));
+        }
+        if claims.iat > Utc::now().timestamp() + 60 {
+            return Err(TokenError::Invalid("issued in the future".into()));
+        }
+        Ok(claims)
+    }
+
+    /// A new refresh token for `user`, stored so it can be used once.
+    pub async fn issue_refresh(&self, state: &AppState, user: &User) -> Result<String, ApiError> {
+        let now = state.clock.now();
+        let issued = self.issue(user, TokenKind::Refresh, now)?;
+        state
+            .store
+            .insert_refresh_token(RefreshToken {
+                id: issued.claims.jti.clone(),
+                user_id: user.id,
+                issued_at: now,
+                expires_at: DateTime::from_timestamp(issued.claims.exp, 0).unwrap_or(now),
+                used_at: None,
+                revoked: false,
+            })
+            .await?;
+        Ok(issued.token)
+    }
+
+    /// 429 while `username` is locked out, with the seconds left.
+    pub fn check_lockout(&self, username: &str) -> Result<(), ApiError> {
+        let key = username.to_lowercase();
+        let failures = self.failures.lock().expect("lockout lock");
+        if let Some(Failures {
+            locked_until: Some(until),
+            ..
+        }) = failures.get(&key)
+        {
+            let now = Instant::now();
+            if *until > now {
+                let left = until.duration_since(now).as_secs().max(1);
+                return Err(ApiError::too_many(
+                    codes::ACCOUNT_LOCKED,
+                    "too many failed logins; try again later",
+                    left,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login for `username` (known or not, so the answer
+    /// reveals nothing); the last allowed failure starts the lock.
+    pub fn record_failure(&self, username: &str) {
+        let key = username.to_lowercase();
+        let now = Instant::now();
+        let mut failures = self.failures.lock().expect("lockout lock");
+        if failures.len() >= MAX_TRACKED_USERNAMES {
+            let horizon = self.lockout.lock_for;
+            failures.retain(|_, f| now.duration_since(f.last) < horizon);
+        }
+        let entry = failures.entry(key).or_insert(Failures {
+            in_a_row: 0,
+            locked_until: None,
+            last: now,
+        });
+        if entry.locked_until.is_some_and(|until| until <= now) {
+            entry.in_a_row = 0;
+            entry.locked_until = None;
+        }
+        entry.in_a_row += 1;
+        entry.last = now;
+        if entry.in_a_row >= self.lockout.max_failures {
+            entry.locked_until = Some(now + self.lockout.lock_for);
+        }
+    }
+
+    /// A successful login clears the count.
+    pub fn record_success(&self, username: &str) {
+        self.failures
+            .lock()
+            .expect("lockout lock")
+            .remove(&username.to_lowercase());
+    }
+}
+
+/// The bearer token of an `Authorization` header, if any.
+pub fn bearer_token(header: Option<&str>) -> Option<&str> {
+    let value = header?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// Resolves an access token to its (enabled) user.
+pub async fn user_for_token(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
+    let claims = state.auth.verify(token, TokenKind::Access)?;
+    let id: i64 = claims
+        .sub
+        .parse()
+        .map_err(|_| TokenError::Invalid("bad subject".into()))?;
+    let user = match state.store.get_user(id).await {
+        Ok(user) => user,
+        Err(mediadl::StoreError::NotFound { .. }) => {
+            return Err(ApiError::unauthorized(
+                codes::TOKEN_INVALID,
+                "the token's user no longer exists",
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if user.disabled {
+        return Err(ApiError::unauthorized(
+            codes::ACCOUNT_DISABLED,
+            "the account is disabled",
+        ));
+    }
+    Ok(AuthUser { user })
+}
+
+/// Authenticates the request's bearer token (401 otherwise).
+pub fn authenticated(
+    state: AppState,
+) -> impl Filter<Extract = (AuthUser,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        let state = state.clone();
+        async move {
+            let Some(token) = bearer_token(header.as_deref()) else {
+                return Err(Rejection::from(ApiError::unauthorized(
+                    codes::UNAUTHORIZED,
+                    "authentication required: send Authorization: Bearer <access token>",
+                )));
+            };
+            user_for_token(&state, token).await.map_err(Rejection::from)
+        }
+    })
+}
+
+/// Authenticates and requires `role` (401, then 403).
+pub fn require(
+    state: AppState,
+    role: Role,
+) -> impl Filter<Extract = (AuthUser,), Error = Rejection> + Clone {
+    authenticated(state).and_then(move |user: AuthUser| async move {
+        user.require(role).map(|()| user).map_err(Rejection::from)
+    })
+}
+
+/// Any signed-in user (viewer and up): may read.
+pub fn reader(state: AppState) -> impl Filter<Extract = (AuthUser,), Error = Rejection> + Clone {
+    require(state, Role::Viewer)
+}
+
+/// `user` and up: may queue downloads.
+pub fn writer(state: AppState) -> impl Filter<Extract = (AuthUser,), Error = Rejection> + Clone {
+    require(state, Role::User)
+}
+
+/// `admin` only: settings, users, deletions.
+pub fn admin(state: AppState) -> impl Filter<Extract = (AuthUser,), Error = Rejection> + Clone {
+    require(state, Role::Admin)
+}
+
+/// Shared so the auth service can be cloned into filters.
+pub type SharedAuth = Arc<Auth>;
+
+/// Never a 500 for a token: malformed input is a 401.
+pub fn is_auth_error(err: &ApiError) -> bool {
+    err.status == StatusCode::UNAUTHORIZED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: Role) -> User {
+        User {
+            id: 7,
+            username: "alice".into(),
+            email: None,
+            role,
+            disabled: false,
+            created_at: Utc::now(),
+            last_login: None,
+        }
+    }
+
+    #[test]
+    fn tokens_verify_only_with_their_secret_kind_and_time() {
+        let auth = Auth::new(b"secret-one", LoginLockout::default());
+        let issued = auth.issue(&user(Role::User), TokenKind::Access, Utc::now()).unwrap();
+        let claims = auth.verify(&issued.token, TokenKind::Access).unwrap();
+        assert_eq!(claims.sub, "7");
+        assert!(matches!(
+            auth.verify(&issued.token, TokenKind::Refresh),
+            Err(TokenError::Invalid(_))
+        ));
+        let other = Auth::new(b"secret-two", LoginLockout::default());
+        assert!(matches!(
+            other.verify(&issued.token, TokenKind::Access),
+            Err(TokenError::Invalid(_))
+        ));
+        let old = auth
+            .issue(
+                &user(Role::User),
+                TokenKind::Access,
+                Utc::now() - chrono::Duration::hours(1),
+            )
+            .unwrap();
+        assert_eq!(auth.verify(&old.token, TokenKind::Access), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn alg_none_tokens_are_refused() {
+        use base64_url as b64;
+        let auth = Auth::new(b"secret", LoginLockout::default());
+        let now = Utc::now().timestamp();
+        let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = b64(
+            format!(r#"{{"sub":"1","exp":{},"iat":{now},"jti":"x","typ":"access","role":"admin"}}"#, now + 600)
+                .as_bytes(),
+        );
+        let token = format!("{header}.{payload}.");
+        assert!(matches!(auth.verify(&token, TokenKind::Access), Err(TokenError::Invalid(_))));
+        assert!(matches!(auth.verify("garbage", TokenKind::Access), Err(TokenError::Invalid(_))));
+    }
+
+    /// Unpadded URL-safe base64, enough for a test token.
+    fn base64_url(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lockout_after_max_failures_and_success_clears() {
+        let auth = Auth::new(
+            b"s",
+            LoginLockout {
+                max_failures: 3,
+                lock_for: Duration::from_secs(60),
+            },
+        );
+        for _ in 0..2 {
+            auth.record_failure("Bob");
+            assert!(auth.check_lockout("bob").is_ok());
+        }
+        auth.record_failure("bob");
+        let err = auth.check_lockout("BOB").unwrap_err();
+        assert_eq!(err.code, codes::ACCOUNT_LOCKED);
+        assert!(err.retry_after.unwrap() > 0);
+        auth.record_success("bob");
+        assert!(auth.check_lockout("bob").is_ok());
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        let viewer = AuthUser { user: user(Role::Viewer) };
+        assert!(viewer.require(Role::Viewer).is_ok());
+        assert_eq!(viewer.require(Role::User).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(bearer_token(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(Some("Basic abc")), None);
+        assert_eq!(bearer_token(None), None);
+    }
+}

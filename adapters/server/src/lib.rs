@@ -1,0 +1,311 @@
+//! # mediadl-server
+//!
+//! The reference server of mediadl: the HTTP API of the spec under
+//! `/api/v1`, the WebSocket at `/ws/downloads`, the OpenAPI document and
+//! Swagger UI, the dashboard at `/`, and the download engine, in one process.
+//!
+//! The binary stays thin: it parses flags, starts tracing and calls [`run`]:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), mediadl_server::ServerError> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await.unwrap();
+//! let config = mediadl_server::ServerConfig::new("./data").with_env();
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! mediadl_server::run(listener, config, shutdown).await
+//! # }
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mediadl::scheduler::CronScheduler;
+use mediadl::{BroadcastBus, EventBus, QueueService, SettingsHandle, Store, SystemClock};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod logs;
+
+pub mod pagination;
+pub mod ratelimit;
+pub mod request;
+pub mod routes;
+mod serve;
+pub mod state;
+pub mod thumbnail;
+pub mod users;
+pub mod web;
+pub mod ws;
+
+pub use config::{AdminBootstrap, LoginLockout, RateLimits, ServerConfig};
+pub use logs::LogCapture;
+pub use state::AppState;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration: {reason}")]
+    Config { reason: String },
+    #[error("database: {0}")]
+    Store(String),
+    #[error(transparent)]
+    Core(#[from] mediadl::Error),
+    #[error("users: {0}")]
+    Users(#[from] users::UserError),
+}
+
+/// Opens the store named by `config` (SQLite in the data dir by default).
+pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
+    create_dir(&config.data_dir)?;
+    let url = config.database_url();
+    connect_store(&url)
+        .await
+        .map_err(|err| ServerError::Store(format!("{}: {err}", config::redact_url(&url))))
+}
+
+async fn connect_store(url: &str) -> Result<Arc<dyn Store>, mediadl::StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = mediadl_store::PgStore::connect(url).await?;
+        return Ok(Arc::new(store));
+    }
+    Ok(Arc::new(mediadl::store::MemoryStore::new()))
+}
+
+fn create_dir(dir: &Path) -> Result<(), ServerError> {
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+        context: format!("creating {}", dir.display()),
+        source,
+    })
+}
+
+/// The JWT secret: the configured one, else the one kept in
+/// `<data_dir>/jwt_secret`, generated on first start.
+pub fn jwt_secret(config: &ServerConfig) -> Result<Vec<u8>, ServerError> {
+    if let Some(secret) = &config.jwt_secret {
+        if secret.len() < 16 {
+            return Err(ServerError::Config {
+                reason: "MEDIADL_JWT_SECRET must be at least 16 characters".into(),
+            });
+        }
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("jwt_secret");
+    let io = |context: &str, source| ServerError::Io {
+        context: format!("{context} {}", path.display()),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 32 => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io("reading", err)),
+    }
+    create_dir(&config.data_dir)?;
+    let secret = {
+        use rand::RngExt;
+        let bytes: [u8; 32] = rand::rng().random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    write_private(&path, &secret).map_err(|err| io("writing", err))?;
+    Ok(secret.into_bytes())
+}
+
+/// Writes a file only the owner may read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Builds the shared state for `store` (used by [`run`] and by tests).
+pub async fn build_state(
+    config: &ServerConfig,
+    store: Arc<dyn Store>,
+    events: Arc<dyn EventBus>,
+    shutdown: CancellationToken,
+) -> Result<AppState, ServerError> {
+    let settings = SettingsHandle::load(store.as_ref(), config.settings_overrides.as_ref()).await?;
+    let secret = jwt_secret(config)?;
+    let clock: Arc<dyn mediadl::Clock> = Arc::new(SystemClock);
+    let queue = QueueService::new(
+        Arc::clone(&store),
+        Arc::clone(&events),
+        Arc::clone(&config.registry),
+        settings.clone(),
+        Arc::clone(&clock),
+    );
+    let scheduler = Arc::new(CronScheduler::new(
+        Arc::clone(&store),
+        queue.clone(),
+        Arc::clone(&config.registry),
+        settings.clone(),
+        Arc::clone(&clock),
+    ));
+    let download_root = config
+        .download_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("downloads"));
+    Ok(AppState {
+        store,
+        events,
+        registry: Arc::clone(&config.registry),
+        settings,
+        queue,
+        scheduler,
+        clock,
+        auth: Arc::new(auth::Auth::new(&secret, config.lockout)),
+        limits: Arc::new(ratelimit::RateLimiter::new(config.rate_limits)),
+        rate_limits: config.rate_limits,
+        connections: Arc::new(ws::Connections::default()),
+        download_root,
+        data_dir: config.data_dir.clone(),
+        shutdown,
+    })
+}
+
+/// Every route of the server, with errors turned into the error body.
+pub fn router(state: AppState) -> BoxedFilter<(Response,)> {
+    let api = warp::path!("api" / "v1" / ..).and(routes::api(state.clone()));
+    api.or(ws::routes(state))
+        .unify()
+        .or(web::routes())
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .boxed()
+}
+
+/// Runs the server on `listener` until `shutdown` is cancelled: opens the
+/// store, creates the first admin, starts the log writer and the engine,
+/// and serves the API. On shutdown it stops accepting, lets open requests
+/// finish, returns running items to the queue and flushes the logs.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let store = open_store(&config).await?;
+    let events: Arc<dyn EventBus> = Arc::new(BroadcastBus::default());
+    run_with(listener, config, store, events, shutdown).await
+}
+
+/// [`run`] with a store and event bus chosen by the caller (embedders, a
+/// PostgreSQL event bus).
+pub async fn run_with(
+    listener: TcpListener,
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    events: Arc<dyn EventBus>,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    // Background tasks stop on their own token, cancelled only once the
+    // HTTP side has drained, so in-flight requests still see a live store.
+    let background = CancellationToken::new();
+    let state = build_state(&config, store, events, background.clone()).await?;
+
+    if let Some((user, generated)) = users::bootstrap_admin(state.store.as_ref(), &config.admin).await? {
+        match generated {
+            Some(password) => tracing::warn!(
+                target: "mediadl_server::bootstrap",
+                "created admin user {:?} with generated password {password} (shown once; change it with `mediadl user passwd`)",
+                user.username
+            ),
+            None => tracing::info!(target: "mediadl_server::bootstrap", "created admin user {:?}", user.username),
+        }
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(receiver) = config.log_capture.as_ref().and_then(LogCapture::take_receiver) {
+        tasks.spawn(logs::run_writer(
+            receiver,
+            Arc::clone(&state.store),
+            Arc::clone(&state.events),
+            background.clone(),
+        ));
+    }
+    {
+        let limits = Arc::clone(&state.limits);
+        let stop = background.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = every.tick() => limits.prune(),
+                }
+            }
+        });
+    }
+    if config.run_scheduler {
+        let scheduler = Arc::clone(&state.scheduler);
+        let stop = background.clone();
+        tasks.spawn(async move { scheduler.run(stop).await });
+    }
+    let engine_stop = CancellationToken::new();
+    let engine = if config.run_engine {
+        Some(start_engine(&state, engine_stop.clone())?)
+    } else {
+        None
+    };
+
+    let local = listener.local_addr().ok();
+    tracing::info!(target: "mediadl_server", address = ?local, "listening");
+    serve::serve(
+        listener,
+        router(state.clone()),
+        state.clone(),
+        shutdown.clone(),
+        config.shutdown_grace,
+    )
+    .await;
+    tracing::info!(target: "mediadl_server", "shutting down");
+
+    // Running items go back to pending before the logs are flushed, so the
+    // engine's last words are stored too.
+    engine_stop.cancel();
+    if let Some(engine) = engine {
+        match engine.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(target: "mediadl_server", error = %err, "engine stopped with an error"),
+            Err(err) => tracing::error!(target: "mediadl_server", error = %err, "engine task failed"),
+        }
+    }
+    background.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+type EngineTask = tokio::task::JoinHandle<Result<(), mediadl::Error>>;
+
+/// Starts the download engine on the server's store, bus and settings.
+fn start_engine(state: &AppState, stop: CancellationToken) -> Result<EngineTask, ServerError> {
+    let engine = mediadl::Engine::builder()
+        .store(Arc::clone(&state.store))
+        .events(Arc::clone(&state.events))
+        .registry(Arc::clone(&state.registry))
+        .settings(state.settings.clone())
+        .download_root(state.download_root.clone())
+        .clock(Arc::clone(&state.clock))
+        .build()?;
+    Ok(tokio::spawn(async move { engine.run(stop).await }))
+}

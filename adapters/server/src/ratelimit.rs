@@ -1,0 +1,143 @@
+//! Request rate limits (governor, GCRA): per user for authenticated calls,
+//! per client address otherwise, reported on every response as
+//! `X-RateLimit-Limit`, `-Remaining` and `-Reset` (Unix seconds when the
+//! full allowance is back).
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter as Governor};
+use http::{HeaderMap, HeaderValue};
+
+use crate::config::RateLimits;
+
+type Keyed<K> =
+    Governor<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// Who a request is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    User(i64),
+    Address(IpAddr),
+}
+
+/// The outcome of counting one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateStatus {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Unix seconds when the whole allowance is available again.
+    pub reset: u64,
+    /// Set when the request is refused: seconds until one more is allowed.
+    pub retry_after: Option<u64>,
+}
+
+impl RateStatus {
+    /// Writes the `X-RateLimit-*` headers.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset));
+    }
+}
+
+/// The two keyed limiters.
+pub struct RateLimiter {
+    users: Keyed<i64>,
+    addresses: Keyed<IpAddr>,
+    limits: RateLimits,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hourly(per_hour: u32) -> Quota {
+    Quota::per_hour(NonZeroU32::new(per_hour.max(1)).expect("at least one"))
+}
+
+impl RateLimiter {
+    pub fn new(limits: RateLimits) -> Self {
+        Self {
+            users: Governor::keyed(hourly(limits.authenticated_per_hour))
+                .with_middleware::<StateInformationMiddleware>(),
+            addresses: Governor::keyed(hourly(limits.public_per_hour))
+                .with_middleware::<StateInformationMiddleware>(),
+            limits,
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts one request for `key`.
+    pub fn check(&self, key: RateKey) -> RateStatus {
+        let (limit, outcome) = match key {
+            RateKey::User(id) => (self.limits.authenticated_per_hour.max(1), self.users.check_key(&id)),
+            RateKey::Address(ip) => (self.limits.public_per_hour.max(1), self.addresses.check_key(&ip)),
+        };
+        // One request's share of the hour: the time to win one back.
+        let per_request = Duration::from_secs(3600) / limit;
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        match outcome {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let refill = per_request * (limit - remaining.min(limit));
+                RateStatus {
+                    limit,
+                    remaining,
+                    reset: (now_unix + refill).as_secs(),
+                    retry_after: None,
+                }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                RateStatus {
+                    limit,
+                    remaining: 0,
+                    reset: (now_unix + per_request * limit).as_secs(),
+                    retry_after: Some(wait.as_secs().max(1)),
+                }
+            }
+        }
+    }
+
+    /// Forgets keys whose allowance is full again (bounded memory).
+    pub fn prune(&self) {
+        self.users.retain_recent();
+        self.addresses.retain_recent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_down_then_refuses_with_retry_after() {
+        let limiter = RateLimiter::new(RateLimits {
+            public_per_hour: 3,
+            authenticated_per_hour: 10,
+            websocket_per_user: 1,
+        });
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let remaining: Vec<u32> = (0..3)
+            .map(|_| limiter.check(RateKey::Address(ip)).remaining)
+            .collect();
+        assert_eq!(remaining, vec![2, 1, 0]);
+        let refused = limiter.check(RateKey::Address(ip));
+        assert!(refused.retry_after.unwrap() > 0);
+        // Another key has its own allowance.
+        assert_eq!(limiter.check(RateKey::User(1)).remaining, 9);
+        assert_eq!(limiter.check(RateKey::User(1)).limit, 10);
+    }
+}

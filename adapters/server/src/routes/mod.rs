@@ -1,0 +1,28 @@
+//! The HTTP API under `/api/v1`, one module per area of the spec. Each
+//! area's `routes(state)` matches paths relative to `/api/v1` and answers
+//! with a [`Response`]; failures are [`ApiError`](crate::error::ApiError)
+//! rejections that [`recover`](crate::error::recover) turns into the error body.
+
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::state::AppState;
+
+pub mod auth;
+pub mod health;
+/// `/scheduler/*` and `POST /platforms/forum/monitor` (owned by the scheduler work).
+pub mod scheduler;
+pub mod users;
+
+/// Every `/api/v1` route (without the `/api/v1` prefix), unrecovered.
+pub fn api(state: AppState) -> BoxedFilter<(Response,)> {
+    health::routes()
+        .or(auth::routes(state.clone()))
+        .unify()
+        .or(users::routes(state.clone()))
+        .unify()
+        .or(scheduler::routes(state))
+        .unify()
+        .boxed()
+}

@@ -1,0 +1,156 @@
+//! `/users` (admin): list, create, change, delete accounts.
+
+use http::StatusCode;
+use mediadl::model::{Role, UserPatch};
+use serde::Deserialize;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::auth::{AuthUser, admin};
+use crate::error::{ApiError, ApiResult, handle};
+use crate::pagination;
+use crate::request::{json_body, query};
+use crate::routes::auth::with;
+use crate::state::AppState;
+use crate::users::{UserError, create_user, hash_password, validate_password};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserRequest {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `null` for `email` clears it; an absent key leaves it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    #[serde(default, deserialize_with = "double_option")]
+    pub email: Option<Option<String>>,
+    pub role: Option<Role>,
+    pub password: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+pub(crate) fn user_error(err: UserError) -> ApiError {
+    match err {
+        UserError::Invalid { field, reason } => ApiError::validation(field, reason),
+        UserError::UnknownUser(name) => ApiError::not_found(format!("user {name:?} not found")),
+        UserError::Hash(detail) => ApiError::internal(detail),
+        UserError::Store(err) => err.into(),
+    }
+}
+
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let list = warp::path!("users")
+        .and(warp::get())
+        .and(admin(state.clone()))
+        .and(with(state.clone()))
+        .and(query::<ListQuery>())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and_then(|_: AuthUser, state, q, raw| handle(list(state, q, raw)));
+    let create = warp::path!("users")
+        .and(warp::post())
+        .and(admin(state.clone()))
+        .and(with(state.clone()))
+        .and(json_body::<NewUserRequest>())
+        .and_then(|_: AuthUser, state, body| handle(create(state, body)));
+    let update = warp::path!("users" / i64)
+        .and(warp::patch())
+        .and(admin(state.clone()))
+        .and(with(state.clone()))
+        .and(json_body::<UserChange>())
+        .and_then(|id, me, state, body| handle(update(id, me, state, body)));
+    let delete = warp::path!("users" / i64)
+        .and(warp::delete())
+        .and(admin(state.clone()))
+        .and(with(state))
+        .and_then(|id, me, state| handle(delete(id, me, state)));
+    list.or(create).unify().or(update).unify().or(delete).unify().boxed()
+}
+
+async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
+    let page = pagination::page(q.page, q.per_page)?;
+    let users = state.store.list_users().await?;
+    let total = users.len() as u64;
+    let items: Vec<_> = users
+        .into_iter()
+        .skip(page.offset() as usize)
+        .take(page.per_page as usize)
+        .collect();
+    let body = serde_json::json!({
+        "items": items,
+        "total": total,
+        "page": page.page,
+        "per_page": page.per_page,
+        "total_pages": pagination::total_pages(total, page),
+    });
+    Ok(pagination::paged_json(&body, total, page, "/api/v1/users", &raw))
+}
+
+async fn create(state: AppState, body: NewUserRequest) -> ApiResult {
+    let user = create_user(state.store.as_ref(), &body.username, &body.password, body.role, body.email)
+        .await
+        .map_err(user_error)?;
+    tracing::info!(target: "mediadl_server::routes::users", username = %user.username, role = user.role.as_str(), "user created");
+    Ok(warp::reply::with_status(warp::reply::json(&user), StatusCode::CREATED).into_response())
+}
+
+async fn update(id: i64, me: AuthUser, state: AppState, body: UserChange) -> ApiResult {
+    if id == me.id() && (body.role.is_some_and(|role| role != Role::Admin) || body.disabled == Some(true)) {
+        return Err(ApiError::conflict("you cannot demote or disable your own account"));
+    }
+    let password_hash = match body.password {
+        Some(password) => {
+            validate_password(&password).map_err(user_error)?;
+            Some(
+                tokio::task::spawn_blocking(move || hash_password(&password))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(user_error)?,
+            )
+        }
+        None => None,
+    };
+    let revoke = password_hash.is_some() || body.disabled == Some(true);
+    let user = state
+        .store
+        .update_user(
+            id,
+            UserPatch {
+                email: body.email,
+                role: body.role,
+                password_hash,
+                disabled: body.disabled,
+            },
+        )
+        .await?;
+    if revoke {
+        state.store.revoke_refresh_tokens(id).await?;
+    }
+    Ok(warp::reply::json(&user).into_response())
+}
+
+async fn delete(id: i64, me: AuthUser, state: AppState) -> ApiResult {
+    if id == me.id() {
+        return Err(ApiError::conflict("you cannot delete your own account"));
+    }
+    state.store.get_user(id).await?;
+    state.store.revoke_refresh_tokens(id).await?;
+    state.store.delete_user(id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,167 @@
+//! The connection layer around the warp filter: accepts connections until
+//! shutdown (then lets in-flight requests finish), gives every request an
+//! id (`X-Request-Id`), applies the body size limit and the rate limits
+//! before any route runs, and adds the rate-limit headers to the answer.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_service::Service;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+use crate::auth::{TokenKind, bearer_token};
+use crate::error::{ApiError, codes};
+use crate::ratelimit::RateKey;
+use crate::request::{MAX_BODY_BYTES, RequestInfo, with_request_id};
+use crate::state::AppState;
+
+/// Serves `filter` on `listener` until `shutdown`, then waits up to `grace`
+/// for open requests.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    filter: BoxedFilter<(Response,)>,
+    state: AppState,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(target: "mediadl_server::serve", error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let filter = filter.clone();
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let svc = warp::service(filter.clone());
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(request, remote, state, svc).await) }
+        });
+        let connection = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = watched.await {
+                tracing::debug!(target: "mediadl_server::serve", error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(target: "mediadl_server::serve", "open connections did not finish in time");
+    }
+}
+
+/// Paths counted by the rate limiter: the API and the WebSocket, not the
+/// dashboard's static files, the API docs or the health check.
+fn is_rate_limited(path: &str) -> bool {
+    (path.starts_with("/api/") || path.starts_with("/ws/"))
+        && path != "/api/v1/health"
+        && !path.starts_with("/api/docs")
+}
+
+/// A client-supplied request id is kept when it is short and plain.
+fn request_id_from(request: &Request<Incoming>) -> String {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Who the request counts against: the user of a valid access token (in
+/// the `Authorization` header or, for the WebSocket, `?token=`), else the
+/// client address.
+fn rate_key(request: &Request<Incoming>, remote: SocketAddr, state: &AppState) -> RateKey {
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let query_token = request.uri().query().and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "token")
+            .map(|(_, value)| value.into_owned())
+    });
+    let token = bearer_token(header).map(str::to_owned).or(query_token);
+    token
+        .and_then(|token| state.auth.verify(&token, TokenKind::Access).ok())
+        .and_then(|claims| claims.sub.parse().ok())
+        .map_or(RateKey::Address(remote.ip()), RateKey::User)
+}
+
+async fn handle<S>(mut request: Request<Incoming>, remote: SocketAddr, state: AppState, mut svc: S) -> Response
+where
+    S: Service<Request<Limited<Incoming>>, Response = Response, Error = Infallible>,
+{
+    let request_id = request_id_from(&request);
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    with_request_id(request_id.clone(), async move {
+        let rate = is_rate_limited(&path).then(|| state.limits.check(rate_key(&request, remote, &state)));
+        let too_large = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok())
+            .is_some_and(|length| length > MAX_BODY_BYTES);
+        let mut response = if let Some(retry_after) = rate.and_then(|rate| rate.retry_after) {
+            ApiError::too_many(codes::RATE_LIMITED, "rate limit exceeded; see Retry-After", retry_after)
+                .to_response()
+        } else if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {MAX_BODY_BYTES} bytes"),
+            )
+            .to_response()
+        } else {
+            request.extensions_mut().insert(RequestInfo {
+                request_id: request_id.clone(),
+                client_addr: Some(remote),
+            });
+            let request = request.map(|body| Limited::new(body, MAX_BODY_BYTES as usize));
+            match svc.call(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        };
+        if let Some(rate) = rate {
+            rate.apply(response.headers_mut());
+        }
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        tracing::debug!(
+            target: "mediadl_server::access",
+            %method, %path, status = response.status().as_u16(), request_id = %request_id,
+            "request"
+        );
+        response
+    })
+    .await
+}

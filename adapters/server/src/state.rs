@@ -1,0 +1,64 @@
+//! [`AppState`]: what every route handler may use. Cheap to clone.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mediadl::scheduler::CronScheduler;
+use mediadl::{Clock, EventBus, QueueService, Registry, SettingsHandle, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::config::RateLimits;
+use crate::ratelimit::RateLimiter;
+use crate::ws::Connections;
+
+/// Shared state of a running server.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub events: Arc<dyn EventBus>,
+    pub registry: Arc<Registry>,
+    pub settings: SettingsHandle,
+    /// Every queue write goes through here (validation, `queue_updated`).
+    pub queue: QueueService,
+    /// Job management for `/scheduler/*`; its firing loop runs in the server.
+    pub scheduler: Arc<CronScheduler>,
+    pub clock: Arc<dyn Clock>,
+    pub auth: Arc<Auth>,
+    pub limits: Arc<RateLimiter>,
+    pub rate_limits: RateLimits,
+    /// WebSocket connections per user.
+    pub connections: Arc<Connections>,
+    /// Where downloads go unless the settings say otherwise.
+    pub download_root: PathBuf,
+    pub data_dir: PathBuf,
+    /// Cancelled when the server shuts down (WebSockets close).
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("download_root", &self.download_root)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The download root in effect: the settings' `general.download_directory`
+    /// when set, else the server's.
+    pub fn download_root(&self) -> PathBuf {
+        let configured = self.settings.current().general.download_directory.clone();
+        if configured.trim().is_empty() {
+            self.download_root.clone()
+        } else {
+            PathBuf::from(configured)
+        }
+    }
+
+    /// Directory of cached thumbnails.
+    pub fn thumbnail_dir(&self) -> PathBuf {
+        self.data_dir.join("thumbnails")
+    }
+}
