@@ -256,7 +256,7 @@ impl Registry {
         #[allow(unused_mut)]
         let mut registry = Self::new();
         #[cfg(feature = "direct")]
-        registry.register(crate::platforms::direct::Direct::default());
+        registry.register(crate::platforms::direct::Direct);
         #[cfg(feature = "forum")]
         registry.register(crate::platforms::forum::Forum::default());
         #[cfg(feature = "gallerydl")]

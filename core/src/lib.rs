@@ -22,6 +22,8 @@ pub mod platforms;
 pub mod queue;
 pub mod scheduler;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use clock::{Clock, SystemClock};
 pub use config::SettingsHandle;

@@ -83,12 +83,12 @@ impl QueueService {
                 .and_then(|url| url.host_str().map(str::to_owned))
                 .unwrap_or_default();
         }
-        if new.source.trim().is_empty() {
-            return Err(Error::invalid("source", "must not be empty"));
-        }
         let now = self.clock.now();
         let probe = Request::from_item(&new.clone().into_item(0, now), &settings, now);
         downloader.validate(&probe)?;
+        if new.source.trim().is_empty() {
+            return Err(Error::invalid("source", "must not be empty"));
+        }
         let item = self.store.enqueue(new, now).await?;
         self.announce(QueueAction::Added, &item).await;
         Ok(item)

@@ -338,7 +338,7 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 enum Recorded {
-    New(Download),
+    New(Box<Download>),
     /// Another worker recorded the same archive key first.
     AlreadyHad,
 }
@@ -375,6 +375,17 @@ async fn download_one(
     let key_hash = crate::model::url_hash(&media.archive_key);
     let temp = dir.join(format!("{TEMP_PREFIX}{}.part", &key_hash[..20]));
 
+    // Two workers on the same item (duplicate queue entries, other
+    // processes) take turns on its temporary file; the second then finds
+    // the item recorded and stops.
+    let _turn = lock_temp(&temp, &cx.cancel).await?;
+    if !upgrade
+        && let Some(done) = shared.store.download_by_archive_key(&media.archive_key).await.map_err(DownloadError::from)?
+        && done.status == DownloadStatus::Completed
+    {
+        remove_file(&temp).await?;
+        return Ok(Recorded::AlreadyHad);
+    }
     let staging = Staging::new(dir.join(format!("{TEMP_PREFIX}{}.staging", &key_hash[..20])));
     let fetched = match downloader.transfer(media, &staging, cx).await {
         Some(produced) => {
@@ -501,7 +512,7 @@ async fn download_one(
         None => shared.store.insert_download(record).await,
     };
     match stored {
-        Ok(download) => Ok(Recorded::New(download)),
+        Ok(download) => Ok(Recorded::New(Box::new(download))),
         Err(StoreError::Conflict(_)) => {
             // Another worker got there first: keep its file and record, not ours.
             if duplicate_of.is_none()
@@ -512,6 +523,27 @@ async fn download_one(
             Ok(Recorded::AlreadyHad)
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// Takes an exclusive lock on the item's temporary file (creating it
+/// empty if needed), waiting while another worker holds it.
+async fn lock_temp(temp: &Path, cancel: &CancellationToken) -> Result<std::fs::File, DownloadError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(temp)
+        .map_err(|err| storage(temp, err))?;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(err)) => return Err(storage(temp, err)),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
     }
 }
 

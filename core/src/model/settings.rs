@@ -297,7 +297,7 @@ impl Settings {
     /// `general.storage_limit_gb` in bytes; `None` when unlimited.
     pub fn storage_limit_bytes(&self) -> Option<u64> {
         let gb = self.general.storage_limit_gb;
-        (gb > 0.0).then(|| (gb * 1024.0 * 1024.0 * 1024.0) as u64)
+        (gb > 0.0).then_some((gb * 1024.0 * 1024.0 * 1024.0) as u64)
     }
 }
 
