@@ -18,7 +18,7 @@ export default async function render(root, ctx) {
   const admin = api.isAdmin();
   let status = ctx.params.get('status') || '';
   let page = Math.max(1, Number(ctx.params.get('page')) || 1);
-  const perPage = 200;
+  const perPage = [50, 100, 200, 500].includes(Number(ctx.params.get('per_page'))) ? Number(ctx.params.get('per_page')) : 200;
   const rows = new Map(); // queue id → {tr, refs, item}
   const pendingProgress = new Map(); // queue id → latest progress data
   let frame = 0;
@@ -35,9 +35,11 @@ export default async function render(root, ctx) {
       writer ? h('div', { class: 'row' },
         h('button', { class: 'btn small', 'data-clear': 'completed', onclick: () => clear(['completed']) }, 'Clear completed'),
         h('button', { class: 'btn small', 'data-clear': 'failed', onclick: () => clear(['failed']) }, 'Clear failed')) : null),
-    h('div', { class: 'table-wrap' }, h('table', { 'data-queue-table': '' },
+    h('div', { class: 'table-wrap' }, h('table', { 'data-queue-table': '', class: 'fixed', style: { minWidth: '760px' } },
+      h('colgroup', null, h('col', { style: { width: '30%' } }), h('col', { class: 'hide-sm', style: { width: '90px' } }), h('col', { style: { width: '110px' } }),
+        h('col', { style: { width: '25%' } }), h('col', { class: 'hide-sm', style: { width: '80px' } }), h('col', { class: 'hide-sm', style: { width: '170px' } }), h('col', { style: { width: '200px' } })),
       h('thead', null, h('tr', null, h('th', null, 'Item'), h('th', { class: 'hide-sm' }, 'Platform'), h('th', null, 'Status'),
-        h('th', { style: { minWidth: '200px' } }, 'Progress'), h('th', { class: 'hide-sm' }, 'Priority'), h('th', { class: 'hide-sm' }, 'Added'), h('th', null, ''))),
+        h('th', null, 'Progress'), h('th', { class: 'hide-sm' }, 'Priority'), h('th', { class: 'hide-sm' }, 'Added'), h('th', null, ''))),
       tbody)),
     pager);
 
@@ -145,12 +147,13 @@ export default async function render(root, ctx) {
       h('td', { class: 'url' }, h('div', { title: item.url }, item.url), h('div', { class: 'muted' }, item.source, ' · #', item.id), refs.error),
       h('td', { class: 'hide-sm' }, item.platform),
       refs.status,
-      h('td', null, progress, h('div', { class: 'row between' }, refs.meta, refs.percent)),
+      h('td', null, h('div', { class: 'cell-box' }, progress, h('div', { class: 'row between', style: { flexWrap: 'nowrap' } }, refs.meta, refs.percent))),
       h('td', { class: 'hide-sm' }, refs.priority),
-      h('td', { class: 'hide-sm' }, timeEl(item.created_date)),
+      h('td', { class: 'hide-sm muted', style: { whiteSpace: 'nowrap', overflow: 'hidden', textOverflow: 'ellipsis' } }, timeEl(item.created_date)),
       refs.actions);
     const entry = { tr, refs, item: { ...item } };
     applyItem(entry, item);
+    visibility.observe(tr);
     return entry;
   }
 
@@ -184,19 +187,43 @@ export default async function render(root, ctx) {
     if (prepend) tbody.prepend(created.tr); else tbody.append(created.tr);
   }
 
+  // Only rows on screen are redrawn; the others keep their latest state
+  // and are drawn when they scroll into view.
+  const onScreen = new Set();
+  const offScreenState = new Map();
+  const visibility = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      const id = Number(entry.target.dataset.queueId);
+      if (entry.isIntersecting) {
+        onScreen.add(id);
+        const p = offScreenState.get(id);
+        if (p) { offScreenState.delete(id); pendingProgress.set(id, p); if (!frame) frame = requestAnimationFrame(flushProgress); }
+      } else {
+        onScreen.delete(id);
+      }
+    }
+  }, { rootMargin: '200px 0px' });
+  ctx.onCleanup(() => visibility.disconnect());
+
+  function drawProgress(entry, p) {
+    if (entry.item.status !== p.status) {
+      entry.item.status = p.status;
+      entry.tr.dataset.status = p.status;
+      mount(entry.refs.status, badge(p.status));
+      mount(entry.refs.actions, actions(entry.item));
+    }
+    setProgress(entry.refs, p.progress, p.status);
+    entry.refs.meta.textContent = progressText(p);
+  }
+
   function flushProgress() {
     frame = 0;
     for (const [id, p] of pendingProgress) {
       const entry = rows.get(id);
       if (!entry) continue;
-      if (entry.item.status !== p.status) {
-        entry.item.status = p.status;
-        mount(entry.refs.status, badge(p.status));
-        mount(entry.refs.actions, actions(entry.item));
-      }
       entry.item.progress = p.progress;
-      setProgress(entry.refs, p.progress, p.status);
-      entry.refs.meta.textContent = progressText(p);
+      if (onScreen.has(id)) drawProgress(entry, p);
+      else offScreenState.set(id, p);
     }
     pendingProgress.clear();
   }
@@ -208,16 +235,18 @@ export default async function render(root, ctx) {
   ctx.onCleanup(() => cancelAnimationFrame(frame));
   ctx.onCleanup(live.on('download_completed', (d) => {
     pendingProgress.delete(d.queue_id);
+    offScreenState.delete(d.queue_id);
     const entry = rows.get(d.queue_id);
     if (!entry) return;
     applyItem(entry, { status: d.status, progress: d.status === 'completed' ? 100 : entry.item.progress, error_message: d.error_message });
     entry.refs.meta.textContent = `${num(d.items_downloaded)} item(s)${d.items_failed ? `, ${d.items_failed} failed` : ''} in ${duration(d.duration_seconds)}`;
-    loadCounts();
+    loadCountsSoon();
   }));
   ctx.onCleanup(live.on('queue_updated', (u) => {
     if (!u.item) return;
     if (u.action === 'removed' || u.action === 'cleared') {
-      rows.get(u.item.id)?.tr.remove();
+      const gone = rows.get(u.item.id);
+      if (gone) { visibility.unobserve(gone.tr); gone.tr.remove(); }
       rows.delete(u.item.id);
     } else {
       upsert(u.item, u.action === 'added');
@@ -282,12 +311,14 @@ export default async function render(root, ctx) {
   }
 
   async function load() {
-    ctx.setParams({ status, page: page > 1 ? page : '' });
+    ctx.setParams({ status, page: page > 1 ? page : '', per_page: perPage !== 200 ? perPage : '' });
     renderTabs();
     try {
       const { body, headers } = await api.send('GET', '/queue', { params: { status, page, per_page: perPage } });
       if (!ctx.isCurrent()) return;
+      for (const entry of rows.values()) visibility.unobserve(entry.tr);
       rows.clear();
+      offScreenState.clear();
       const items = body.items || [];
       if (!items.length) {
         mount(tbody, h('tr', null, h('td', { colspan: 7 }, status

@@ -68,11 +68,17 @@ export default async function render(root, ctx) {
       api.get('/stats/timeline', { period: 'month', group_by: 'day' }),
       api.get('/stats/platforms'),
     ]);
-    const points = (tl.timeline || []).map((p) => ({
-      label: String(p.timestamp || p.date || '').slice(5, 10),
-      success: p.success ?? p.downloads ?? 0,
-      failed: p.failed ?? 0,
-    }));
+    // One bar per day of the last 30, zero where the server sent no bucket.
+    const byDay = new Map();
+    for (const p of tl.timeline || []) {
+      const day = String(p.timestamp || p.date || '').slice(0, 10);
+      const prev = byDay.get(day) || { success: 0, failed: 0 };
+      byDay.set(day, { success: prev.success + (p.success ?? p.downloads ?? p.count ?? 0), failed: prev.failed + (p.failed ?? 0) });
+    }
+    const points = Array.from({ length: 30 }, (_, i) => {
+      const day = new Date(Date.now() - (29 - i) * 86400_000).toISOString().slice(0, 10);
+      return { label: day.slice(5), ...(byDay.get(day) || { success: 0, failed: 0 }) };
+    });
     mount(timeline.querySelector('[data-timeline]'), points.some((p) => p.success + p.failed > 0)
       ? timelineChart(points)
       : emptyState('No downloads in the last 30 days', 'Queue a URL on the Queue page or create a schedule.'));

@@ -58,8 +58,11 @@ export function bytes(n) {
   return `${value.toFixed(value < 10 && unit > 0 ? 1 : 0)} ${UNITS[unit]}`;
 }
 
+// One formatter for all numbers: toLocaleString() builds a new one per call,
+// which shows up in profiles when hundreds of rows update per frame.
+const numberFormat = new Intl.NumberFormat();
 export function num(n) {
-  return n === null || n === undefined ? '—' : Number(n).toLocaleString();
+  return n === null || n === undefined ? '—' : numberFormat.format(Number(n));
 }
 
 export function pct(n) {
@@ -121,7 +124,7 @@ export function toast({ level = 'info', title = '', message = '', action = null,
       action ? h('a', { href: action.link, 'data-link': '', onclick: close }, action.label) : null),
     h('button', { class: 'icon-btn', 'aria-label': 'Dismiss', onclick: close }, '×'));
   root.append(el);
-  while (root.children.length > 5) root.firstElementChild.remove();
+  while (root.children.length > 4) root.firstElementChild.remove();
   if (autoDismissSeconds) setTimeout(close, autoDismissSeconds * 1000);
 }
 

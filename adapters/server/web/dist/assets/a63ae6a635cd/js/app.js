@@ -45,8 +45,10 @@ function buildNav() {
     .map(([path, [, title]]) => h('li', null,
       h('a', { href: path, 'data-link': '', 'aria-current': path === current ? 'page' : null }, title))));
   document.getElementById('nav').hidden = !api.currentUser();
+  document.getElementById('nav-toggle').hidden = !api.currentUser();
   const user = api.currentUser();
   mount(document.getElementById('user-name'), user ? `${user.username} (${user.role})` : '');
+  document.getElementById('logout').title = user ? `Signed in as ${user.username} (${user.role})` : '';
 }
 
 async function render() {
