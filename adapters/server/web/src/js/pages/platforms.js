@@ -3,9 +3,8 @@ import {
   h, mount, badge, timeEl, relative, emptyState, errorState, field, selectEl, toast, toastError,
 } from '../ui.js';
 
-/** Platforms that read a browser cookie file (logged-in sessions). */
-const takesCookies = (p) => p.accepts_cookies === true || (p.features || []).includes('cookies')
-  || (p.accepts_cookies === undefined && ['instagram', 'tiktok'].includes(p.name));
+/** The server lists a `cookies` summary only for platforms that read a cookie file. */
+const takesCookies = (p) => p.cookies !== undefined && p.cookies !== null;
 
 export default async function render(root, ctx) {
   const writer = api.canWrite();
@@ -31,9 +30,19 @@ export default async function render(root, ctx) {
     const textarea = h('textarea', { name: 'cookies', placeholder: '# Netscape HTTP Cookie File\n.example.com\tTRUE\t/\tTRUE\t0\tsessionid\t…', 'aria-label': `Cookies for ${p.name}` });
     const file = h('input', { type: 'file', accept: '.txt,text/plain', 'aria-label': 'Cookie file' });
     file.addEventListener('change', async () => { if (file.files[0]) textarea.value = await file.files[0].text(); });
-    const form = h('form', { class: 'stack' },
-      h('p', { class: 'muted', style: { margin: 0 } }, 'Paste or choose a cookies.txt exported from a browser where you are logged in. It is stored on the server and never shown again.'),
-      file, textarea, h('div', { class: 'row end' }, h('button', { class: 'btn primary', type: 'submit' }, 'Upload cookies')));
+    const c = p.cookies || {};
+    const expired = c.expires_at && new Date(c.expires_at) < new Date();
+    const summary = h('p', { style: { margin: 0 }, 'data-cookie-status': '' }, c.present
+      ? [badge(c.error ? 'error' : expired ? 'expired' : 'active'), ` ${c.count} cookie(s)`,
+        c.expires_at ? [', first expires ', relative(c.expires_at)] : null, c.error ? h('div', { class: 'form-error' }, c.error) : null]
+      : [badge('none'), ' No cookies stored: downloads that need a login will fail.']);
+    const remove = c.present ? h('button', { class: 'btn danger', type: 'button', 'data-action': 'delete', onclick: async () => {
+      try { await api.del(`/platforms/${encodeURIComponent(p.name)}/cookies`); toast({ level: 'success', title: 'Cookies removed' }); ctx.navigate(location.pathname, { replace: true }); }
+      catch (err) { toastError(err, 'Could not remove the cookies'); }
+    } }, 'Remove cookies') : null;
+    const form = h('form', { class: 'stack' }, summary,
+      h('p', { class: 'muted', style: { margin: 0 } }, 'Paste or choose a cookies.txt (Netscape format) exported from a browser where you are logged in. It is stored on the server and never shown again.'),
+      file, textarea, h('div', { class: 'row end' }, remove, h('button', { class: 'btn primary', type: 'submit' }, 'Upload cookies')));
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       if (!textarea.value.trim()) { toast({ level: 'warning', title: 'No cookies', message: 'Paste the cookie file or choose it first.' }); return; }
@@ -41,9 +50,10 @@ export default async function render(root, ctx) {
         await api.request('PUT', `/platforms/${encodeURIComponent(p.name)}/cookies`, { body: textarea.value, headers: { 'Content-Type': 'text/plain' } });
         textarea.value = '';
         toast({ level: 'success', title: `Cookies saved for ${p.display_name || p.name}` });
+        ctx.navigate(location.pathname, { replace: true });
       } catch (err) { toastError(err, 'Could not save the cookies'); }
     });
-    return h('details', null, h('summary', null, 'Cookies'), form);
+    return h('details', { open: !c.present || expired || !!c.error }, h('summary', null, 'Cookies'), form);
   }
 
   function quickDownload(p) {

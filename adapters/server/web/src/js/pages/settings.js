@@ -24,6 +24,9 @@ const HINTS = {
   'network.block_private_addresses': 'Refuse loopback and LAN targets',
 };
 
+/** Managed elsewhere: cookie files are uploaded on the Platforms page. */
+const MANAGED_ELSEWHERE = /^platforms\.[^.]+\.cookies$/;
+
 const label = (key) => key.replaceAll('_', ' ').replace(/^./, (c) => c.toUpperCase());
 
 export default async function render(root, ctx) {
@@ -75,7 +78,7 @@ export default async function render(root, ctx) {
   }
 
   function section(path, key, value, depth) {
-    const entries = Object.entries(value);
+    const entries = Object.entries(value).filter(([k]) => !MANAGED_ELSEWHERE.test(`${path}.${k}`));
     const isGroup = entries.length > 0 && entries.some(([, v]) => v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length);
     const leaves = entries.filter(([, v]) => !(v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length));
     const groups = entries.filter(([, v]) => v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length);
@@ -158,7 +161,8 @@ export default async function render(root, ctx) {
         } catch (err) {
           // The server names the field: "general.concurrent_downloads: must be …".
           const match = /^([a-z0-9_.-]+):\s*(.*)$/i.exec(err.message || '');
-          if (!(match && setError(match[1], match[2]))) status.textContent = err.message;
+          const fieldName = err.body?.field || match?.[1];
+          if (!(fieldName && setError(fieldName, match?.[2] || err.message))) status.textContent = err.message;
           else status.textContent = 'The server refused a value; see the highlighted field.';
         } finally {
           saveBtn.disabled = false;

@@ -66,14 +66,21 @@ export function refresh() {
   if (!session?.refresh_token) return Promise.reject(new ApiError(401, { detail: 'Not signed in' }));
   refreshing ??= (async () => {
     try {
+      const used = session.refresh_token;
       const res = await fetch(`${BASE}/auth/refresh`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ refresh_token: session.refresh_token }),
+        body: JSON.stringify({ refresh_token: used }),
       });
       const body = await res.json().catch(() => null);
       if (!res.ok) {
-        if (res.status === 401 || res.status === 403) save(null);
+        if (res.status === 401 || res.status === 403) {
+          // Refresh tokens are single-use: another tab may have just rotated
+          // ours. Adopt its session rather than signing out.
+          const stored = load();
+          if (stored?.refresh_token && stored.refresh_token !== used) { save(stored); return; }
+          save(null);
+        }
         throw new ApiError(res.status, body);
       }
       save({
@@ -200,6 +207,14 @@ export async function objectUrl(path) {
   }
   return promise;
 }
+
+// Another tab signed in, refreshed or signed out: follow it.
+window.addEventListener('storage', (event) => {
+  if (event.key !== KEY) return;
+  session = load();
+  scheduleRefresh();
+  for (const fn of listeners) fn(session);
+});
 
 // On load: if the stored access token has expired, refresh before anything else.
 scheduleRefresh();
