@@ -24,7 +24,7 @@ export default async function render(root, ctx) {
 
   mount(root,
     h('div', { class: 'page-head' }, h('h1', { id: 'page-title' }, 'Scheduler'),
-      writer ? h('button', { class: 'btn primary', 'data-new-job': '', onclick: () => editJob(null) }, 'New schedule') : null),
+      admin ? h('button', { class: 'btn primary', 'data-new-job': '', onclick: () => editJob(null) }, 'New schedule') : null),
     h('div', { class: 'table-wrap' }, h('table', { 'data-jobs': '' },
       h('thead', null, h('tr', null, h('th', null, 'Job'), h('th', null, 'Schedule'), h('th', null, 'Next run'),
         h('th', { class: 'hide-sm' }, 'Last run'), h('th', { class: 'hide-sm' }, 'Runs'), h('th', null, 'Enabled'), h('th', null, ''))),
@@ -39,7 +39,7 @@ export default async function render(root, ctx) {
   for (const el of [histJob, histStatus, histLimit]) el.addEventListener('change', loadHistory);
 
   function jobRow(job) {
-    const toggle = h('input', { type: 'checkbox', checked: !!job.enabled, disabled: !writer, 'aria-label': `Enable ${job.name}`,
+    const toggle = h('input', { type: 'checkbox', checked: !!job.enabled, disabled: !admin, 'aria-label': `Enable ${job.name}`,
       onchange: async (e) => {
         try { await api.patch(`/scheduler/jobs/${encodeURIComponent(job.id)}`, { enabled: e.target.checked }); loadJobs(); }
         catch (err) { e.target.checked = !e.target.checked; toastError(err, 'Could not change the job'); }
@@ -53,7 +53,7 @@ export default async function render(root, ctx) {
       h('td', null, toggle),
       h('td', { class: 'actions' },
         writer ? h('button', { class: 'btn small', onclick: () => runNow(job) }, 'Run now') : null,
-        writer ? h('button', { class: 'btn small', onclick: () => editJob(job) }, 'Edit') : null,
+        admin ? h('button', { class: 'btn small', onclick: () => editJob(job) }, 'Edit') : null,
         admin ? h('button', { class: 'btn small danger', 'data-action': 'delete', onclick: () => removeJob(job) }, 'Delete') : null));
   }
 
@@ -63,7 +63,7 @@ export default async function render(root, ctx) {
       if (!ctx.isCurrent()) return;
       jobs = res.jobs || [];
       mount(tbody, jobs.length ? jobs.map(jobRow) : h('tr', null, h('td', { colspan: 7 }, emptyState('No schedules yet',
-        writer ? 'Create one with "New schedule": pick a platform and source, and how often to check it.' : 'An administrator or user can create schedules.'))));
+        admin ? 'Create one with "New schedule": pick a platform and source, and how often to check it.' : 'An administrator can create schedules.'))));
       const current = histJob.value;
       mount(histJob, h('option', { value: '' }, 'All jobs'), jobs.map((j) => h('option', { value: j.id, selected: j.id === current }, j.name || j.id)));
     } catch (err) {

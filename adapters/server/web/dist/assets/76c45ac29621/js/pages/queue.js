@@ -32,7 +32,7 @@ export default async function render(root, ctx) {
     h('div', { class: 'page-head' }, h('h1', { id: 'page-title' }, 'Queue'), summary),
     writer ? addForm() : null,
     h('div', { class: 'row between section' }, counts,
-      writer ? h('div', { class: 'row' },
+      admin ? h('div', { class: 'row' },
         h('button', { class: 'btn small', 'data-clear': 'completed', onclick: () => clear(['completed']) }, 'Clear completed'),
         h('button', { class: 'btn small', 'data-clear': 'failed', onclick: () => clear(['failed']) }, 'Clear failed')) : null),
     h('div', { class: 'table-wrap' }, h('table', { 'data-queue-table': '', class: 'fixed', style: { minWidth: '760px' } },
@@ -130,7 +130,8 @@ export default async function render(root, ctx) {
     if (item.status === 'pending' || item.status === 'downloading') out.push(h('button', { class: 'btn small', 'data-act': 'pause', onclick: () => update(item.id, { status: 'paused' }) }, 'Pause'));
     if (item.status === 'paused') out.push(h('button', { class: 'btn small', 'data-act': 'resume', onclick: () => update(item.id, { status: 'pending' }) }, 'Resume'));
     if (item.status === 'failed' || item.status === 'completed') out.push(h('button', { class: 'btn small', 'data-act': 'retry', onclick: () => retry(item.id) }, 'Retry'));
-    out.push(h('button', { class: 'btn small danger', 'data-act': 'remove', 'data-action': admin ? 'delete' : null, onclick: () => removeItem(item) }, 'Remove'));
+    // Removing is a deletion: admins only.
+    if (admin) out.push(h('button', { class: 'btn small danger', 'data-act': 'remove', 'data-action': 'delete', onclick: () => removeItem(item) }, 'Remove'));
     return out;
   }
 

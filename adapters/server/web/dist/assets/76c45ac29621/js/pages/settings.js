@@ -27,7 +27,22 @@ const HINTS = {
 /** Managed elsewhere: cookie files are uploaded on the Platforms page. */
 const MANAGED_ELSEWHERE = /^platforms\.[^.]+\.cookies$/;
 
-const label = (key) => key.replaceAll('_', ' ').replace(/^./, (c) => c.toUpperCase());
+/** Sections and fields in the spec's order; keys not listed follow, sorted. */
+const ORDER = ['general', 'downloads', 'network', 'platforms', 'notifications', 'logs',
+  'download_directory', 'concurrent_downloads', 'retry_attempts', 'default_priority', 'storage_limit_gb',
+  'auto_cleanup_days', 'auto_cleanup_delete_files', 'directory_template', 'filename_template', 'enabled'];
+const rank = (key) => { const i = ORDER.indexOf(key); return i < 0 ? ORDER.length : i; };
+const ordered = (object) => Object.entries(object).sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b));
+
+const UNITS = { gb: 'GB', seconds: 'seconds', days: 'days', per_hour: 'per hour', per_second: 'per second' };
+const label = (key) => {
+  let text = key;
+  let unit = '';
+  for (const [suffix, name] of Object.entries(UNITS)) {
+    if (text.endsWith(`_${suffix}`)) { text = text.slice(0, -suffix.length - 1); unit = ` (${name})`; break; }
+  }
+  return text.replaceAll('_', ' ').replace(/^./, (c) => c.toUpperCase()) + unit;
+};
 
 export default async function render(root, ctx) {
   const admin = api.isAdmin();
@@ -78,14 +93,14 @@ export default async function render(root, ctx) {
   }
 
   function section(path, key, value, depth) {
-    const entries = Object.entries(value).filter(([k]) => !MANAGED_ELSEWHERE.test(`${path}.${k}`));
+    const entries = ordered(value).filter(([k]) => !MANAGED_ELSEWHERE.test(`${path}.${k}`));
     const isGroup = entries.length > 0 && entries.some(([, v]) => v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length);
     const leaves = entries.filter(([, v]) => !(v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length));
     const groups = entries.filter(([, v]) => v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length);
     void isGroup;
     return h('fieldset', { 'data-section': path, class: depth === 0 ? 'card' : '' },
       h('legend', null, label(key)),
-      leaves.length ? h('div', { class: 'form-grid' }, leaves.map(([k, v]) => leaf(`${path}.${k}`, k, v))) : null,
+      leaves.length ? h('div', { class: 'form-grid', style: { alignItems: 'start' } }, leaves.map(([k, v]) => leaf(`${path}.${k}`, k, v))) : null,
       groups.length ? h('div', { class: 'stack', style: { marginTop: leaves.length ? '12px' : 0 } }, groups.map(([k, v]) => section(`${path}.${k}`, k, v, depth + 1))) : null);
   }
 
@@ -142,7 +157,7 @@ export default async function render(root, ctx) {
       const status = h('p', { class: 'form-error', role: 'alert', 'data-settings-error': '' });
       const saveBtn = h('button', { class: 'btn primary', type: 'submit', 'data-save': '' }, 'Save settings');
       const form = h('form', { class: 'stack', 'data-settings': '', novalidate: true },
-        Object.entries(original).map(([k, v]) => (v && typeof v === 'object' && !Array.isArray(v)
+        ordered(original).map(([k, v]) => (v && typeof v === 'object' && !Array.isArray(v)
           ? section(k, k, v, 0) : h('div', { class: 'card' }, leaf(k, k, v)))),
         status,
         h('div', { class: 'row end', style: { position: 'sticky', bottom: '0', padding: '12px 0', background: 'var(--bg)' } },
