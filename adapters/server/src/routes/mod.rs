@@ -10,9 +10,15 @@ use warp::Filter;
 use crate::state::AppState;
 
 pub mod auth;
+pub mod downloads;
 pub mod health;
+pub mod logs;
+pub mod platforms;
+pub mod queue;
 /// `/scheduler/*` and `POST /platforms/forum/monitor` (owned by the scheduler work).
 pub mod scheduler;
+pub mod settings;
+pub mod stats;
 pub mod users;
 
 /// Every `/api/v1` route (without the `/api/v1` prefix), unrecovered.
@@ -22,7 +28,19 @@ pub fn api(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(users::routes(state.clone()))
         .unify()
-        .or(scheduler::routes(state))
+        .or(downloads::routes(state.clone()))
+        .unify()
+        .or(queue::routes(state.clone()))
+        .unify()
+        .or(scheduler::routes(state.clone()))
+        .unify()
+        .or(platforms::routes(state.clone()))
+        .unify()
+        .or(settings::routes(state.clone()))
+        .unify()
+        .or(logs::routes(state.clone()))
+        .unify()
+        .or(stats::routes(state))
         .unify()
         .boxed()
 }

@@ -1,0 +1,566 @@
+//! `/downloads`: the history (list with filters, one, delete, stats, bulk),
+//! and the media itself (`/downloads/{id}/file` with Range,
+//! `/downloads/{id}/thumbnail`).
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+};
+use http::{HeaderValue, StatusCode};
+use mediadl::model::{
+    Bucket, Download, DownloadFilter, DownloadStatus, GroupBy, NewQueueItem, Role, Window,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::auth::{AuthUser, admin, reader, user_for_token, writer, bearer_token};
+use crate::error::{ApiError, ApiResult, codes, handle};
+use crate::pagination;
+use crate::request::{json_body, query};
+use crate::routes::auth::with;
+use crate::state::AppState;
+
+/// Longest filter text accepted.
+const MAX_FILTER_LEN: usize = 256;
+/// Most ids in one bulk request.
+const MAX_BULK_IDS: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    page: Option<u32>,
+    per_page: Option<u32>,
+    platform: Option<String>,
+    source: Option<String>,
+    status: Option<DownloadStatus>,
+    date_from: Option<NaiveDate>,
+    date_to: Option<NaiveDate>,
+    search: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    #[serde(default)]
+    delete_file: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    period: Option<String>,
+    group_by: Option<String>,
+}
+
+/// The spec's bulk actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BulkAction {
+    Delete,
+    Retry,
+    MarkUpgraded,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkRequest {
+    action: BulkAction,
+    ids: Vec<i64>,
+    #[serde(default)]
+    delete_files: bool,
+}
+
+/// `?token=` for media URLs used in `<img src>`, where a browser sends no header.
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// A download as the API shows it: the record plus `thumbnail_url` and `file_url`.
+pub fn download_json(download: &Download) -> Value {
+    let mut value = serde_json::to_value(download).unwrap_or_else(|_| json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "thumbnail_url".into(),
+            json!(format!("/api/v1/downloads/{}/thumbnail", download.id)),
+        );
+        object.insert(
+            "file_url".into(),
+            json!(download.file_path.as_ref().map(|_| format!("/api/v1/downloads/{}/file", download.id))),
+        );
+    }
+    value
+}
+
+fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let list = warp::path!("downloads")
+        .and(warp::get())
+        .and(reader(state.clone()))
+        .and(with(state.clone()))
+        .and(query::<ListQuery>())
+        .and(raw_query())
+        .and_then(|_: AuthUser, state, q, raw| handle(list(state, q, raw)));
+    let stats = warp::path!("downloads" / "stats")
+        .and(warp::get())
+        .and(reader(state.clone()))
+        .and(with(state.clone()))
+        .and(query::<StatsQuery>())
+        .and_then(|_: AuthUser, state, q| handle(stats(state, q)));
+    let bulk = warp::path!("downloads" / "bulk")
+        .and(warp::post())
+        .and(writer(state.clone()))
+        .and(with(state.clone()))
+        .and(json_body::<BulkRequest>())
+        .and_then(|user, state, body| handle(bulk(user, state, body)));
+    let get = warp::path!("downloads" / i64)
+        .and(warp::get())
+        .and(reader(state.clone()))
+        .and(with(state.clone()))
+        .and_then(|id, _: AuthUser, state: AppState| {
+            handle(async move {
+                let download = state.store.get_download(id).await?;
+                Ok(warp::reply::json(&download_json(&download)).into_response())
+            })
+        });
+    let delete = warp::path!("downloads" / i64)
+        .and(warp::delete())
+        .and(admin(state.clone()))
+        .and(with(state.clone()))
+        .and(query::<DeleteQuery>())
+        .and_then(|id, _: AuthUser, state, q: DeleteQuery| handle(delete(id, state, q.delete_file)));
+    let file = warp::path!("downloads" / i64 / "file")
+        .and(warp::get())
+        .and(media_reader(state.clone()))
+        .and(with(state.clone()))
+        .and(warp::header::optional::<String>("range"))
+        .and_then(|id, _: AuthUser, state, range| handle(file(id, state, range)));
+    let thumbnail = warp::path!("downloads" / i64 / "thumbnail")
+        .and(warp::get())
+        .and(media_reader(state.clone()))
+        .and(with(state))
+        .and_then(|id, _: AuthUser, state| handle(thumbnail(id, state)));
+    list.or(stats)
+        .unify()
+        .or(bulk)
+        .unify()
+        .or(get)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(file)
+        .unify()
+        .or(thumbnail)
+        .unify()
+        .boxed()
+}
+
+/// A reader authenticated by the `Authorization` header or `?token=`.
+fn media_reader(state: AppState) -> impl Filter<Extract = (AuthUser,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(query::<TokenQuery>())
+        .and_then(move |header: Option<String>, q: TokenQuery| {
+            let state = state.clone();
+            async move {
+                let token = bearer_token(header.as_deref()).map(str::to_owned).or(q.token);
+                let Some(token) = token else {
+                    return Err(warp::reject::custom(ApiError::unauthorized(
+                        codes::UNAUTHORIZED,
+                        "authentication required: Authorization: Bearer <token> or ?token=",
+                    )));
+                };
+                let user = user_for_token(&state, &token).await.map_err(warp::reject::custom)?;
+                user.require(Role::Viewer).map_err(warp::reject::custom)?;
+                Ok(user)
+            }
+        })
+}
+
+fn bounded(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(text) if text.len() > MAX_FILTER_LEN => Err(ApiError::validation(
+            field,
+            format!("at most {MAX_FILTER_LEN} characters"),
+        )),
+        Some(text) if text.trim().is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
+    let page = pagination::page(q.page, q.per_page)?;
+    if let (Some(from), Some(to)) = (q.date_from, q.date_to)
+        && from > to
+    {
+        return Err(ApiError::validation("date_from", "must not be after date_to"));
+    }
+    let filter = DownloadFilter {
+        platform: bounded("platform", q.platform)?,
+        source: bounded("source", q.source)?,
+        status: q.status,
+        date_from: q.date_from,
+        date_to: q.date_to,
+        search: bounded("search", q.search)?,
+    };
+    let paged = state.store.list_downloads(&filter, page).await?;
+    let items: Vec<Value> = paged.items.iter().map(download_json).collect();
+    let body = json!({
+        "items": items,
+        "total": paged.total,
+        "page": page.page,
+        "per_page": page.per_page,
+        "total_pages": pagination::total_pages(paged.total, page),
+    });
+    Ok(pagination::paged_json(&body, paged.total, page, "/api/v1/downloads", &raw))
+}
+
+/// The window of a `period` (`today`, `week`, `month`, `year`, `all`).
+pub fn period_window(period: Option<&str>, now: DateTime<Utc>) -> Result<Window, ApiError> {
+    let start_of_day = now
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map(|naive| naive.and_utc())
+        .unwrap_or(now);
+    let from = match period.unwrap_or("all") {
+        "today" | "day" => Some(start_of_day),
+        "week" => Some(start_of_day - Duration::days(6)),
+        "month" => Some(start_of_day - Duration::days(29)),
+        "year" => Some(start_of_day - Duration::days(364)),
+        "all" => None,
+        other => {
+            return Err(ApiError::validation(
+                "period",
+                format!("unknown period {other:?} (today, week, month, year, all)"),
+            ));
+        }
+    };
+    Ok(Window { from, to: None })
+}
+
+fn group_map(groups: &[mediadl::model::GroupTotals]) -> serde_json::Map<String, Value> {
+    groups
+        .iter()
+        .map(|group| (group.key.clone(), json!(group.totals.total)))
+        .collect()
+}
+
+async fn stats(state: AppState, q: StatsQuery) -> ApiResult {
+    let now = state.clock.now();
+    let window = period_window(q.period.as_deref(), now)?;
+    let extra = match q.group_by.as_deref() {
+        None | Some("platform") | Some("source") => None,
+        Some("content_type") => Some(GroupBy::ContentType),
+        Some(other) => {
+            return Err(ApiError::validation(
+                "group_by",
+                format!("unknown group {other:?} (platform, source, content_type)"),
+            ));
+        }
+    };
+    let totals = state.store.download_totals(window).await?;
+    let by_platform = state.store.download_totals_by(GroupBy::Platform, window).await?;
+    let by_source = state.store.download_totals_by(GroupBy::Source, window).await?;
+    // Daily points for short periods, monthly for a year or everything.
+    let (bucket, timeline_window) = match q.period.as_deref() {
+        Some("year") => (Bucket::Month, window),
+        None | Some("all") => (Bucket::Month, window),
+        _ => (Bucket::Day, window),
+    };
+    let timeline = state.store.download_timeline(bucket, timeline_window).await?;
+    let mut body = json!({
+        "total_downloads": totals.total,
+        "completed": totals.completed,
+        "failed": totals.failed,
+        "success_rate": totals.success_rate(),
+        "total_size_bytes": totals.size_bytes,
+        "by_platform": group_map(&by_platform),
+        "by_source": group_map(&by_source),
+        "timeline": timeline.iter().map(|point| json!({
+            "date": point.timestamp.date_naive().to_string(),
+            "count": point.downloads,
+        })).collect::<Vec<_>>(),
+    });
+    if let Some(group) = extra {
+        let groups = state.store.download_totals_by(group, window).await?;
+        body["by_content_type"] = Value::Object(group_map(&groups));
+    }
+    Ok(warp::reply::json(&body).into_response())
+}
+
+/// Removes a record and, when asked and no other record points at it, its
+/// file (only inside the download root).
+async fn delete_one(state: &AppState, id: i64, delete_file: bool) -> Result<(), ApiError> {
+    let download = state.store.get_download(id).await?;
+    let others = if delete_file && download.duplicate_of.is_none() {
+        state.store.duplicates_of(id).await?
+    } else {
+        Vec::new()
+    };
+    state.store.delete_download(id).await?;
+    if delete_file && download.duplicate_of.is_none() && others.is_empty()
+        && let Some(path) = download.file_path.as_deref()
+    {
+        match contained_path(&state.download_root(), Path::new(path)) {
+            Some(path) => {
+                if let Err(err) = tokio::fs::remove_file(&path).await
+                    && err.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(target: "mediadl_server::routes::downloads", path = %path.display(), error = %err, "could not delete file");
+                }
+                let _ = tokio::fs::remove_file(state.thumbnail_dir().join(format!("{id}.jpg"))).await;
+            }
+            None => tracing::warn!(
+                target: "mediadl_server::routes::downloads",
+                path, "not deleting a file outside the download root"
+            ),
+        }
+    }
+    Ok(())
+}
+
+async fn delete(id: i64, state: AppState, delete_file: bool) -> ApiResult {
+    delete_one(&state, id, delete_file).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn bulk(user: AuthUser, state: AppState, body: BulkRequest) -> ApiResult {
+    if body.ids.is_empty() || body.ids.len() > MAX_BULK_IDS {
+        return Err(ApiError::validation("ids", format!("1 to {MAX_BULK_IDS} ids")));
+    }
+    if body.action == BulkAction::Delete {
+        user.require(Role::Admin)?;
+    }
+    let mut success = 0u32;
+    let mut errors = Vec::new();
+    for id in body.ids {
+        let outcome = match body.action {
+            BulkAction::Delete => delete_one(&state, id, body.delete_files).await,
+            BulkAction::Retry => retry_download(&state, id).await,
+            BulkAction::MarkUpgraded => {
+                let mut patch = mediadl::model::Metadata::new();
+                patch.insert("upgraded".into(), Value::Bool(true));
+                state.store.update_download_metadata(id, patch).await.map(|_| ()).map_err(ApiError::from)
+            }
+        };
+        match outcome {
+            Ok(()) => success += 1,
+            Err(err) => errors.push(json!({"id": id, "error_code": err.code, "detail": err.detail})),
+        }
+    }
+    Ok(warp::reply::json(&json!({
+        "success": success,
+        "failed": errors.len(),
+        "errors": errors,
+    }))
+    .into_response())
+}
+
+/// Queues a download again: its queue item when it still exists, else a
+/// new `direct` item for its URL.
+async fn retry_download(state: &AppState, id: i64) -> Result<(), ApiError> {
+    let download = state.store.get_download(id).await?;
+    if let Some(queue_id) = download.queue_id {
+        match state.queue.retry(queue_id).await {
+            Ok(_) => return Ok(()),
+            Err(mediadl::Error::Store(mediadl::StoreError::NotFound { .. })) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if download.platform != "direct" {
+        return Err(ApiError::conflict(
+            "the queue item that produced this download is gone; queue the source again",
+        ));
+    }
+    state
+        .queue
+        .submit(NewQueueItem {
+            priority: 0,
+            max_attempts: 0,
+            ..NewQueueItem::new(download.url, "direct", download.source, "file")
+        })
+        .await?;
+    Ok(())
+}
+
+/// `path` resolved, when it lies inside `root`.
+fn contained_path(root: &Path, path: &Path) -> Option<PathBuf> {
+    let root = std::fs::canonicalize(root).ok()?;
+    let path = std::fs::canonicalize(path).ok()?;
+    path.starts_with(&root).then_some(path)
+}
+
+/// A single `bytes=` range resolved against `len`: `Ok(None)` for no (or an
+/// unsupported multi-) range, `Err` when it cannot be satisfied.
+fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (start, end) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 || len == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len - 1)
+        }
+        (start, "") => (start.parse().map_err(|_| ())?, len.saturating_sub(1)),
+        (start, end) => {
+            let start: u64 = start.parse().map_err(|_| ())?;
+            let end: u64 = end.parse().map_err(|_| ())?;
+            (start, end.min(len.saturating_sub(1)))
+        }
+    };
+    if start >= len || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
+    let download = state.store.get_download(id).await?;
+    let owner = match download.duplicate_of {
+        Some(original) => state.store.get_download(original).await.unwrap_or(download.clone()),
+        None => download.clone(),
+    };
+    let stored = owner
+        .file_path
+        .as_deref()
+        .ok_or_else(|| ApiError::not_found("this download has no file"))?;
+    let path = contained_path(&state.download_root(), Path::new(stored))
+        .ok_or_else(|| ApiError::not_found("the file is missing"))?;
+    let mut handle = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::not_found("the file is missing"))?;
+    let len = handle.metadata().await.map_err(ApiError::internal)?.len();
+    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    let (status, start, end) = match parse_range(range.as_deref(), len) {
+        Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Ok(None) => (StatusCode::OK, 0, len.saturating_sub(1)),
+        Err(()) => {
+            let mut response = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                codes::RANGE_NOT_SATISFIABLE,
+                format!("range not satisfiable for {len} bytes"),
+            )
+            .to_response();
+            response
+                .headers_mut()
+                .insert(CONTENT_RANGE, header(&format!("bytes */{len}")));
+            return Ok(response);
+        }
+    };
+    let body_len = if len == 0 { 0 } else { end - start + 1 };
+    handle
+        .seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(ApiError::internal)?;
+    let stream = tokio_util::io::ReaderStream::new(handle.take(body_len));
+    let mut reply = warp::reply::stream(stream).into_response();
+    *reply.status_mut() = status;
+    let headers = reply.headers_mut();
+    headers.insert(CONTENT_TYPE, header(mime.essence_str()));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    let name = download
+        .filename
+        .clone()
+        .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| format!("download-{id}"));
+    headers.insert(CONTENT_DISPOSITION, content_disposition("inline", &name));
+    if status == StatusCode::PARTIAL_CONTENT {
+        headers.insert(CONTENT_RANGE, header(&format!("bytes {start}-{end}/{len}")));
+    }
+    Ok(reply)
+}
+
+fn header(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// `inline; filename="…"; filename*=UTF-8''…` with the name made safe.
+pub fn content_disposition(kind: &str, name: &str) -> HeaderValue {
+    let ascii: String = name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    header(&format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"))
+}
+
+async fn thumbnail(id: i64, state: AppState) -> ApiResult {
+    let download = state.store.get_download(id).await?;
+    let owner = match download.duplicate_of {
+        Some(original) => state.store.get_download(original).await.unwrap_or(download.clone()),
+        None => download,
+    };
+    let source = owner
+        .file_path
+        .as_deref()
+        .and_then(|path| contained_path(&state.download_root(), Path::new(path)));
+    let is_image = source.as_deref().is_some_and(|path| {
+        mime_guess::from_path(path)
+            .first()
+            .is_some_and(|mime| mime.type_() == mime_guess::mime::IMAGE)
+    });
+    let made = match (source, is_image) {
+        (Some(source), true) => {
+            let cached = state.thumbnail_dir().join(format!("{}.jpg", owner.id));
+            tokio::task::spawn_blocking(move || crate::thumbnail::thumbnail(&source, &cached))
+                .await
+                .map_err(ApiError::internal)?
+                .ok()
+        }
+        _ => None,
+    };
+    let (bytes, content_type) = match made {
+        Some(jpeg) => (Bytes::from(jpeg), "image/jpeg"),
+        None => (Bytes::from_static(crate::thumbnail::placeholder_png()), "image/png"),
+    };
+    let mut response = Response::new(bytes.into());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve_against_the_length() {
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-3"), 10), Ok(Some((0, 3))));
+        assert_eq!(parse_range(Some("bytes=5-"), 10), Ok(Some((5, 9))));
+        assert_eq!(parse_range(Some("bytes=-4"), 10), Ok(Some((6, 9))));
+        assert_eq!(parse_range(Some("bytes=8-100"), 10), Ok(Some((8, 9))));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=abc"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-1,4-5"), 10), Ok(None));
+    }
+
+    #[test]
+    fn periods_and_dispositions() {
+        let now = Utc::now();
+        assert!(period_window(Some("all"), now).unwrap().from.is_none());
+        assert!(period_window(Some("week"), now).unwrap().from.unwrap() < now);
+        assert_eq!(period_window(Some("decade"), now).unwrap_err().field.as_deref(), Some("period"));
+        let value = content_disposition("inline", "a\"b/ü.jpg");
+        assert_eq!(value.to_str().unwrap(), "inline; filename=\"a_b/_.jpg\"; filename*=UTF-8''a%22b%2F%C3%BC%2Ejpg");
+    }
+}

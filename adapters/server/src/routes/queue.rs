@@ -1,0 +1,326 @@
+//! `/queue`: list, add, change (priority, pause/resume), remove, retry,
+//! clear, stats. Every write goes through [`mediadl::QueueService`], which
+//! validates against the downloaders and announces `queue_updated`.
+
+use chrono::Duration;
+use http::StatusCode;
+use mediadl::model::{
+    Metadata, NewQueueItem, QueueFilter, QueueItem, QueuePatch, QueueStatus, RequestOptions,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::auth::{AuthUser, admin, reader, writer};
+use crate::error::{ApiError, ApiResult, handle};
+use crate::pagination;
+use crate::request::{json_body, query};
+use crate::routes::auth::with;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<QueueStatus>,
+    platform: Option<String>,
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+/// `POST /queue`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueRequest {
+    /// The file or page to fetch; for username platforms the profile URL or
+    /// nothing (the source is used).
+    #[serde(default)]
+    pub url: Option<String>,
+    pub platform: String,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// 1 (most urgent) – 10; the settings' default when absent.
+    #[serde(default)]
+    pub priority: Option<u8>,
+    #[serde(default)]
+    pub max_downloads: Option<u32>,
+    #[serde(default)]
+    pub days_back: Option<u32>,
+    #[serde(default)]
+    pub downloader: Option<String>,
+    #[serde(default)]
+    pub referer: Option<String>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchRequest {
+    priority: Option<u8>,
+    status: Option<QueueStatus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClearRequest {
+    #[serde(default)]
+    status: Option<Vec<QueueStatus>>,
+}
+
+/// Longest URL accepted.
+const MAX_URL_LEN: usize = 4096;
+
+/// Checks an http(s) URL given by a user.
+pub fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
+    if url.len() > MAX_URL_LEN {
+        return Err(ApiError::validation(field, format!("at most {MAX_URL_LEN} characters")));
+    }
+    let parsed = url::Url::parse(url).map_err(|err| ApiError::validation(field, format!("not a URL: {err}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ApiError::validation(field, "must be an http(s) URL with a host"));
+    }
+    Ok(())
+}
+
+/// Turns a validated request into a queue item and submits it.
+pub async fn submit(state: &AppState, request: QueueRequest) -> Result<QueueItem, ApiError> {
+    if request.platform.is_empty() || request.platform.len() > 64 {
+        return Err(ApiError::validation("platform", "unknown platform"));
+    }
+    let mut metadata = request.metadata.unwrap_or_default();
+    let downloader = request.downloader.or_else(|| {
+        metadata
+            .get("downloader")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let source = request.source.unwrap_or_default();
+    if source.len() > 512 {
+        return Err(ApiError::validation("source", "at most 512 characters"));
+    }
+    let url = match request.url {
+        Some(url) if !url.trim().is_empty() => {
+            check_url("url", url.trim())?;
+            url.trim().to_string()
+        }
+        _ if matches!(request.platform.as_str(), "direct" | "forum") => {
+            return Err(ApiError::validation("url", "required for this platform"));
+        }
+        _ => source.clone(),
+    };
+    if let Some(referer) = &request.referer {
+        check_url("referer", referer)?;
+    }
+    if request.max_attempts.is_some_and(|n| n > 20) {
+        return Err(ApiError::validation("max_attempts", "at most 20"));
+    }
+    if let Some(content_type) = &request.content_type {
+        metadata.insert("content_type".into(), json!(content_type));
+    }
+    let item = NewQueueItem {
+        referer: request.referer,
+        priority: request.priority.unwrap_or(0),
+        max_attempts: request.max_attempts.unwrap_or(0),
+        options: RequestOptions {
+            downloader,
+            max_downloads: request.max_downloads,
+            days_back: request.days_back,
+            ..RequestOptions::default()
+        },
+        metadata,
+        ..NewQueueItem::new(url, request.platform, source, request.content_type.unwrap_or_default())
+    };
+    if item.priority > 10 {
+        return Err(ApiError::validation("priority", "must be between 1 (most urgent) and 10"));
+    }
+    Ok(state.queue.submit(item).await?)
+}
+
+/// The spec's `task_id` (Celery in the original) is the queue item's id here.
+pub fn task_id(item: &QueueItem) -> String {
+    format!("queue-{}", item.id)
+}
+
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let list = warp::path!("queue")
+        .and(warp::get())
+        .and(reader(state.clone()))
+        .and(with(state.clone()))
+        .and(query::<ListQuery>())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and_then(|_: AuthUser, state, q, raw| handle(list(state, q, raw)));
+    let stats = warp::path!("queue" / "stats")
+        .and(warp::get())
+        .and(reader(state.clone()))
+        .and(with(state.clone()))
+        .and_then(|_: AuthUser, state| handle(stats(state)));
+    let add = warp::path!("queue")
+        .and(warp::post())
+        .and(writer(state.clone()))
+        .and(with(state.clone()))
+        .and(json_body::<QueueRequest>())
+        .and_then(|_: AuthUser, state: AppState, body| {
+            handle(async move {
+                let item = submit(&state, body).await?;
+                let reply = json!({
+                    "id": item.id,
+                    "url": item.url,
+                    "platform": item.platform,
+                    "source": item.source,
+                    "content_type": item.content_type,
+                    "priority": item.priority,
+                    "status": item.status,
+                    "created_date": item.created_date,
+                    "task_id": task_id(&item),
+                });
+                Ok(warp::reply::with_status(warp::reply::json(&reply), StatusCode::CREATED).into_response())
+            })
+        });
+    let clear = warp::path!("queue" / "clear")
+        .and(warp::post())
+        .and(admin(state.clone()))
+        .and(with(state.clone()))
+        .and(warp::body::bytes())
+        .and_then(|_: AuthUser, state: AppState, body: bytes::Bytes| {
+            handle(async move {
+                let request: ClearRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                    ClearRequest::default()
+                } else {
+                    crate::request::parse_json(&body)?
+                };
+                let statuses = request
+                    .status
+                    .unwrap_or_else(|| vec![QueueStatus::Completed, QueueStatus::Failed]);
+                let deleted = state.queue.clear(&statuses).await?;
+                Ok(warp::reply::json(&json!({"deleted": deleted})).into_response())
+            })
+        });
+    let update = warp::path!("queue" / i64)
+        .and(warp::patch())
+        .and(writer(state.clone()))
+        .and(with(state.clone()))
+        .and(json_body::<PatchRequest>())
+        .and_then(|id, _: AuthUser, state: AppState, body: PatchRequest| {
+            handle(async move {
+                let item = state
+                    .queue
+                    .update(id, QueuePatch { priority: body.priority, status: body.status })
+                    .await?;
+                Ok(warp::reply::json(&json!({
+                    "id": item.id,
+                    "status": item.status,
+                    "priority": item.priority,
+                }))
+                .into_response())
+            })
+        });
+    let remove = warp::path!("queue" / i64)
+        .and(warp::delete())
+        .and(admin(state.clone()))
+        .and(with(state.clone()))
+        .and_then(|id, _: AuthUser, state: AppState| {
+            handle(async move {
+                state.queue.remove(id).await?;
+                Ok(StatusCode::NO_CONTENT.into_response())
+            })
+        });
+    let get = warp::path!("queue" / i64)
+        .and(warp::get())
+        .and(reader(state.clone()))
+        .and(with(state.clone()))
+        .and_then(|id, _: AuthUser, state: AppState| {
+            handle(async move {
+                let item = state.store.get_queue_item(id).await?;
+                Ok(warp::reply::json(&item).into_response())
+            })
+        });
+    let retry = warp::path!("queue" / i64 / "retry")
+        .and(warp::post())
+        .and(writer(state.clone()))
+        .and(with(state))
+        .and_then(|id, _: AuthUser, state: AppState| {
+            handle(async move {
+                let item = state.queue.retry(id).await?;
+                Ok(warp::reply::json(&json!({
+                    "id": item.id,
+                    "status": item.status,
+                    "attempts": item.attempts,
+                    "max_attempts": item.max_attempts,
+                    "task_id": task_id(&item),
+                }))
+                .into_response())
+            })
+        });
+    list.or(stats)
+        .unify()
+        .or(add)
+        .unify()
+        .or(clear)
+        .unify()
+        .or(update)
+        .unify()
+        .or(remove)
+        .unify()
+        .or(get)
+        .unify()
+        .or(retry)
+        .unify()
+        .boxed()
+}
+
+async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
+    let page = pagination::page(q.page, q.per_page)?;
+    if q.platform.as_ref().is_some_and(|p| p.len() > 64) {
+        return Err(ApiError::validation("platform", "at most 64 characters"));
+    }
+    let filter = QueueFilter {
+        status: q.status,
+        platform: q.platform.filter(|p| !p.is_empty()),
+    };
+    let paged = state.store.list_queue(&filter, page).await?;
+    let counts = state.store.queue_counts().await?;
+    let body = json!({
+        "items": paged.items,
+        "total": paged.total,
+        "page": page.page,
+        "per_page": page.per_page,
+        "total_pages": pagination::total_pages(paged.total, page),
+        "pending": counts.pending,
+        "downloading": counts.downloading,
+        "paused": counts.paused,
+        "completed": counts.completed,
+        "failed": counts.failed,
+    });
+    Ok(pagination::paged_json(&body, paged.total, page, "/api/v1/queue", &raw))
+}
+
+async fn stats(state: AppState) -> ApiResult {
+    let now = state.clock.now();
+    let stats = state.store.queue_stats(now).await?;
+    let counts = stats.counts;
+    let concurrency = f64::from(state.settings.current().general.concurrent_downloads.max(1));
+    // Pending work spread over the workers at the recent mean run time.
+    let estimated_completion = stats.avg_run_time_seconds.and_then(|run| {
+        let remaining = (counts.pending + counts.downloading) as f64;
+        (remaining > 0.0).then(|| now + Duration::milliseconds((remaining * run / concurrency * 1000.0) as i64))
+    });
+    Ok(warp::reply::json(&json!({
+        "total": counts.total(),
+        "pending": counts.pending,
+        "downloading": counts.downloading,
+        "paused": counts.paused,
+        "completed": counts.completed,
+        "failed": counts.failed,
+        "avg_wait_time_seconds": stats.avg_wait_time_seconds.map(f64::round),
+        "avg_run_time_seconds": stats.avg_run_time_seconds,
+        "estimated_completion": estimated_completion,
+        "active_workers": stats.active_workers,
+    }))
+    .into_response())
+}
