@@ -1,1 +1,3 @@
 
+#[cfg(feature = "postgres")]
+mod postgres;
