@@ -81,6 +81,7 @@ macro_rules! store_conformance_suite {
             downloads_lookups,
             downloads_stats,
             downloads_timelines,
+            downloads_stats_follow_replace_and_delete,
             queue_enqueue_list_and_counts,
             queue_claim_order_and_due_time,
             queue_lease_renew_progress_complete,
@@ -936,6 +937,118 @@ pub async fn downloads_timelines(store: Arc<dyn Store>) {
         .await
         .is_empty()
     );
+}
+
+/// Totals, breakdowns, storage and filtered counts follow records that are
+/// replaced (other status, platform, size, date) or deleted.
+pub async fn downloads_stats_follow_replace_and_delete(store: Arc<dyn Store>) {
+    let mut first = new_download("r:1", at(0));
+    first.platform = "instagram".into();
+    first.file_size = Some(100);
+    let first = store.insert_download(first).await.expect("first");
+    let mut second = new_download("r:2", at(10));
+    second.platform = "instagram".into();
+    second.file_size = Some(200);
+    let second = store.insert_download(second).await.expect("second");
+    let mut third = new_download("r:3", at(3 * 86_400));
+    third.platform = "tiktok".into();
+    third.file_size = Some(400);
+    store.insert_download(third).await.expect("third");
+
+    // The first fails on a later day on another platform; the second goes.
+    let mut replacement = new_download("r:1", at(2 * 86_400));
+    replacement.platform = "tiktok".into();
+    replacement.status = DownloadStatus::Failed;
+    replacement.file_size = None;
+    store
+        .replace_download(first.id, replacement)
+        .await
+        .expect("replace");
+    store.delete_download(second.id).await.expect("delete");
+
+    assert_eq!(
+        store
+            .download_totals(Window::default())
+            .await
+            .expect("totals"),
+        DownloadTotals {
+            total: 2,
+            completed: 1,
+            failed: 1,
+            size_bytes: 400,
+        }
+    );
+    assert_eq!(store.storage_used().await.expect("storage"), 400);
+    let by_platform = store
+        .download_totals_by(GroupBy::Platform, Window::default())
+        .await
+        .expect("by platform");
+    let summary: Vec<(String, u64, u64)> = by_platform
+        .iter()
+        .map(|g| (g.key.clone(), g.totals.completed, g.totals.failed))
+        .collect();
+    assert_eq!(summary, [("tiktok".to_string(), 1, 1)]);
+    let by_source = store
+        .download_totals_by(GroupBy::Source, Window::default())
+        .await
+        .expect("by source");
+    assert_eq!(by_source.len(), 1);
+    assert_eq!(by_source[0].totals.total, 2);
+    let day_one = Window {
+        from: Some(at(0)),
+        to: Some(at(86_400)),
+    };
+    assert_eq!(
+        store.download_totals(day_one).await.expect("day one"),
+        DownloadTotals::default()
+    );
+    assert!(
+        store
+            .download_timeline(Bucket::Day, day_one)
+            .await
+            .expect("timeline")
+            .is_empty(),
+        "no empty buckets"
+    );
+    for (filter, expected) in [
+        (
+            DownloadFilter {
+                platform: Some("instagram".into()),
+                ..Default::default()
+            },
+            0,
+        ),
+        (
+            DownloadFilter {
+                platform: Some("tiktok".into()),
+                status: Some(DownloadStatus::Failed),
+                ..Default::default()
+            },
+            1,
+        ),
+        (
+            DownloadFilter {
+                source: Some("example.com".into()),
+                date_from: Some(day(2026, 3, 4)),
+                ..Default::default()
+            },
+            2,
+        ),
+        (
+            DownloadFilter {
+                date_to: Some(day(2026, 3, 3)),
+                ..Default::default()
+            },
+            0,
+        ),
+    ] {
+        let page = store
+            .list_downloads(&filter, Page::default())
+            .await
+            .expect("list");
+        assert_eq!(page.total, expected, "count for {filter:?}");
+        assert_eq!(page.items.len() as u64, expected, "rows for {filter:?}");
+    }
 }
 
 // ---------------------------------------------------------------- queue
