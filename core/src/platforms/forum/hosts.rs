@@ -158,8 +158,17 @@ pub fn host_is(url: &Url, domain: &str) -> bool {
     })
 }
 
-fn either_is(link: &HostLink, domain: &str) -> bool {
-    host_is(&link.page, domain) || link.thumbnail.as_ref().is_some_and(|t| host_is(t, domain))
+/// Whether `url`'s host is `domain` itself or `www.` + `domain` (a host's
+/// viewer pages, as opposed to its file servers on other subdomains).
+pub fn site_is(url: &Url, domain: &str) -> bool {
+    url.host_str().is_some_and(|host| {
+        let host = host.to_ascii_lowercase();
+        host.strip_prefix("www.").unwrap_or(&host) == domain
+    })
+}
+
+fn thumbnail_is(link: &HostLink, domain: &str) -> bool {
+    link.thumbnail.as_ref().is_some_and(|t| host_is(t, domain))
 }
 
 fn no_image(page: &Url, host: &str) -> DownloadError {
@@ -175,8 +184,10 @@ async fn largest_on_page(page: &Url, fetcher: &PageFetcher) -> Result<Url, Downl
     largest_image(&fetched.body, &fetched.url).ok_or_else(|| no_image(page, "linked"))
 }
 
-/// Selects the host's full image on its page, falling back to the largest image.
-fn pick(page: &FetchedPage, selectors: &[(&str, &str)]) -> Option<Url> {
+/// The first image matching one of `selectors` (`(css, attribute)` pairs)
+/// on a fetched page, falling back to the largest image: what most
+/// resolvers, including users' own, need.
+pub fn pick(page: &FetchedPage, selectors: &[(&str, &str)]) -> Option<Url> {
     selectors
         .iter()
         .find_map(|(css, attr)| select_url(&page.body, &page.url, css, attr))
@@ -202,6 +213,11 @@ fn swap_numbered_label(url: &Url, from: &str, to: &str) -> Option<Url> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pixhost;
 
+impl Pixhost {
+    /// Where the full image is on the viewer page.
+    pub const SELECTORS: &[(&str, &str)] = &[("img#image", "src")];
+}
+
 #[async_trait]
 impl ImageHost for Pixhost {
     fn name(&self) -> &str {
@@ -209,7 +225,14 @@ impl ImageHost for Pixhost {
     }
 
     fn handles(&self, link: &HostLink) -> bool {
-        either_is(link, "pixhost.to") || either_is(link, "pixhost.org")
+        let viewer = ["pixhost.to", "pixhost.org"]
+            .iter()
+            .any(|d| site_is(&link.page, d));
+        let thumb = link
+            .thumbnail
+            .as_ref()
+            .is_some_and(|t| host_is(t, "pixhost.to") && t.path().starts_with("/thumbs/"));
+        viewer || thumb
     }
 
     fn rewrite(&self, link: &HostLink) -> Option<Url> {
@@ -222,7 +245,7 @@ impl ImageHost for Pixhost {
 
     async fn resolve(&self, link: &HostLink, fetcher: &PageFetcher) -> Result<Url, DownloadError> {
         let page = fetcher.get(&link.page, None).await?;
-        pick(&page, &[("img#image", "src")]).ok_or_else(|| no_image(&link.page, "pixhost"))
+        pick(&page, Self::SELECTORS).ok_or_else(|| no_image(&link.page, "pixhost"))
     }
 }
 
@@ -231,6 +254,11 @@ impl ImageHost for Pixhost {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Imgbox;
 
+impl Imgbox {
+    /// Where the full image is on the viewer page.
+    pub const SELECTORS: &[(&str, &str)] = &[("img#img", "src")];
+}
+
 #[async_trait]
 impl ImageHost for Imgbox {
     fn name(&self) -> &str {
@@ -238,7 +266,11 @@ impl ImageHost for Imgbox {
     }
 
     fn handles(&self, link: &HostLink) -> bool {
-        either_is(link, "imgbox.com")
+        site_is(&link.page, "imgbox.com")
+            || link
+                .thumbnail
+                .as_ref()
+                .is_some_and(|t| host_is(t, "imgbox.com") && t.path().contains("_t."))
     }
 
     fn rewrite(&self, link: &HostLink) -> Option<Url> {
@@ -253,7 +285,7 @@ impl ImageHost for Imgbox {
 
     async fn resolve(&self, link: &HostLink, fetcher: &PageFetcher) -> Result<Url, DownloadError> {
         let page = fetcher.get(&link.page, None).await?;
-        pick(&page, &[("img#img", "src")]).ok_or_else(|| no_image(&link.page, "imgbox"))
+        pick(&page, Self::SELECTORS).ok_or_else(|| no_image(&link.page, "imgbox"))
     }
 }
 
@@ -262,6 +294,13 @@ impl ImageHost for Imgbox {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Imagebam;
 
+impl Imagebam {
+    /// Where the full image is on the viewer page (past the interstitial).
+    pub const SELECTORS: &[(&str, &str)] = &[("img.main-image", "src"), ("img#main-image", "src")];
+    /// The interstitial's link to the image page.
+    pub const CONTINUE: &str = "a#continue, .continue a, a.continue";
+}
+
 #[async_trait]
 impl ImageHost for Imagebam {
     fn name(&self) -> &str {
@@ -269,29 +308,24 @@ impl ImageHost for Imagebam {
     }
 
     fn handles(&self, link: &HostLink) -> bool {
-        host_is(&link.page, "imagebam.com")
+        site_is(&link.page, "imagebam.com")
     }
 
     async fn resolve(&self, link: &HostLink, fetcher: &PageFetcher) -> Result<Url, DownloadError> {
         fetcher.add_cookie(&link.page, "nsfw_inter=1; Path=/");
         let page = fetcher.get(&link.page, None).await?;
-        let selectors = [("img.main-image", "src"), ("img#main-image", "src")];
-        if let Some(url) = selectors
+        if let Some(url) = Self::SELECTORS
             .iter()
             .find_map(|(css, attr)| select_url(&page.body, &page.url, css, attr))
         {
             return Ok(url);
         }
         // Still the interstitial: follow its "continue" link once.
-        if let Some(next) = select_url(
-            &page.body,
-            &page.url,
-            "a#continue, .continue a, a.continue",
-            "href",
-        ) && next != page.url
+        if let Some(next) = select_url(&page.body, &page.url, Self::CONTINUE, "href")
+            && next != page.url
         {
             let page = fetcher.get(&next, Some(&link.page)).await?;
-            return pick(&page, &selectors).ok_or_else(|| no_image(&link.page, "imagebam"));
+            return pick(&page, Self::SELECTORS).ok_or_else(|| no_image(&link.page, "imagebam"));
         }
         largest_image(&page.body, &page.url).ok_or_else(|| no_image(&link.page, "imagebam"))
     }
@@ -301,6 +335,11 @@ impl ImageHost for Imagebam {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Imagetwist;
 
+impl Imagetwist {
+    /// Where the full image is on the viewer page.
+    pub const SELECTORS: &[(&str, &str)] = &[("img.pic", "src")];
+}
+
 #[async_trait]
 impl ImageHost for Imagetwist {
     fn name(&self) -> &str {
@@ -308,12 +347,12 @@ impl ImageHost for Imagetwist {
     }
 
     fn handles(&self, link: &HostLink) -> bool {
-        host_is(&link.page, "imagetwist.com")
+        site_is(&link.page, "imagetwist.com")
     }
 
     async fn resolve(&self, link: &HostLink, fetcher: &PageFetcher) -> Result<Url, DownloadError> {
         let page = fetcher.get(&link.page, None).await?;
-        pick(&page, &[("img.pic", "src")]).ok_or_else(|| no_image(&link.page, "imagetwist"))
+        pick(&page, Self::SELECTORS).ok_or_else(|| no_image(&link.page, "imagetwist"))
     }
 }
 
@@ -321,20 +360,9 @@ impl ImageHost for Imagetwist {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Postimg;
 
-#[async_trait]
-impl ImageHost for Postimg {
-    fn name(&self) -> &str {
-        "postimg"
-    }
-
-    fn handles(&self, link: &HostLink) -> bool {
-        ["postimg.cc", "postimg.org", "postimages.org"]
-            .iter()
-            .any(|domain| host_is(&link.page, domain))
-    }
-
-    async fn resolve(&self, link: &HostLink, fetcher: &PageFetcher) -> Result<Url, DownloadError> {
-        let page = fetcher.get(&link.page, None).await?;
+impl Postimg {
+    /// The full image on a viewer page: the download button, then `og:image`.
+    pub fn image_on(page: &FetchedPage) -> Option<Url> {
         let found = select_url(&page.body, &page.url, "a#download", "href").map(|mut url| {
             // The button adds `?dl=1` to force a download; the file is the same.
             let kept: Vec<(String, String)> = url
@@ -349,17 +377,33 @@ impl ImageHost for Postimg {
             }
             url
         });
-        found
-            .or_else(|| {
-                pick(
-                    &page,
-                    &[
-                        ("meta[property=\"og:image\"]", "content"),
-                        ("img#main-image", "src"),
-                    ],
-                )
-            })
-            .ok_or_else(|| no_image(&link.page, "postimg"))
+        found.or_else(|| {
+            pick(
+                page,
+                &[
+                    ("meta[property=\"og:image\"]", "content"),
+                    ("img#main-image", "src"),
+                ],
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl ImageHost for Postimg {
+    fn name(&self) -> &str {
+        "postimg"
+    }
+
+    fn handles(&self, link: &HostLink) -> bool {
+        ["postimg.cc", "postimg.org", "postimages.org"]
+            .iter()
+            .any(|domain| site_is(&link.page, domain))
+    }
+
+    async fn resolve(&self, link: &HostLink, fetcher: &PageFetcher) -> Result<Url, DownloadError> {
+        let page = fetcher.get(&link.page, None).await?;
+        Self::image_on(&page).ok_or_else(|| no_image(&link.page, "postimg"))
     }
 }
 
@@ -368,6 +412,11 @@ impl ImageHost for Postimg {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Imxto;
 
+impl Imxto {
+    /// Where the full image is on the viewer page (past the "continue" form).
+    pub const SELECTORS: &[(&str, &str)] = &[("img.centred", "src"), ("img.image-show", "src")];
+}
+
 #[async_trait]
 impl ImageHost for Imxto {
     fn name(&self) -> &str {
@@ -375,7 +424,12 @@ impl ImageHost for Imxto {
     }
 
     fn handles(&self, link: &HostLink) -> bool {
-        either_is(link, "imx.to")
+        (site_is(&link.page, "imx.to") && link.page.path().starts_with("/i/"))
+            || (thumbnail_is(link, "imx.to")
+                && link
+                    .thumbnail
+                    .as_ref()
+                    .is_some_and(|t| t.path().starts_with("/u/t/")))
     }
 
     fn rewrite(&self, link: &HostLink) -> Option<Url> {
@@ -387,7 +441,6 @@ impl ImageHost for Imxto {
     }
 
     async fn resolve(&self, link: &HostLink, fetcher: &PageFetcher) -> Result<Url, DownloadError> {
-        let selectors = [("img.centred", "src"), ("img.image-show", "src")];
         let mut page = fetcher.get(&link.page, None).await?;
         if let Some(form) = find_form(&page.body, &page.url, "form", false)
             && form.fields.iter().any(|(name, _)| name == "imgContinue")
@@ -396,7 +449,7 @@ impl ImageHost for Imxto {
                 .post_form(&form.action, &form.fields, Some(&link.page))
                 .await?;
         }
-        pick(&page, &selectors).ok_or_else(|| no_image(&link.page, "imx.to"))
+        pick(&page, Self::SELECTORS).ok_or_else(|| no_image(&link.page, "imx.to"))
     }
 }
 
@@ -407,6 +460,12 @@ impl ImageHost for Imxto {
 pub struct Chevereto;
 
 impl Chevereto {
+    /// Where the full image is on a viewer page.
+    pub const SELECTORS: &[(&str, &str)] = &[
+        ("meta[property=\"og:image\"]", "content"),
+        ("link[rel=\"image_src\"]", "href"),
+    ];
+
     /// `name.th.jpg` / `name.md.jpg` → `name.jpg`.
     fn full_size(url: &Url) -> Option<Url> {
         if !is_image_url(url) {
@@ -441,19 +500,16 @@ impl ImageHost for Chevereto {
     }
 
     fn rewrite(&self, link: &HostLink) -> Option<Url> {
+        if is_image_url(&link.page) && Self::full_size(&link.page).is_none() {
+            // The link is a full-size file already; only its thumbnail is Chevereto's.
+            return Some(link.page.clone());
+        }
         Self::full_size(&link.page).or_else(|| link.thumbnail.as_ref().and_then(Self::full_size))
     }
 
     async fn resolve(&self, link: &HostLink, fetcher: &PageFetcher) -> Result<Url, DownloadError> {
         let page = fetcher.get(&link.page, None).await?;
-        pick(
-            &page,
-            &[
-                ("meta[property=\"og:image\"]", "content"),
-                ("link[rel=\"image_src\"]", "href"),
-            ],
-        )
-        .ok_or_else(|| no_image(&link.page, "Chevereto"))
+        pick(&page, Self::SELECTORS).ok_or_else(|| no_image(&link.page, "Chevereto"))
     }
 }
 

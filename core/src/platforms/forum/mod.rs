@@ -484,15 +484,6 @@ impl ThreadWalk {
             return Err(DownloadError::Cancelled);
         }
         let (url, host, referer, content_type) = match link.kind {
-            MediaKind::Image => match self.hosts.rewrite_image(&link.target) {
-                Some((full, host)) => (full, host, Some(page.url.clone()), "image"),
-                None => (
-                    link.target.clone(),
-                    host_name(&link.target),
-                    Some(page.url.clone()),
-                    "image",
-                ),
-            },
             MediaKind::Video => (
                 link.target.clone(),
                 host_name(&link.target),
@@ -513,27 +504,34 @@ impl ThreadWalk {
                     kind,
                 )
             }
-            MediaKind::Page => {
-                if link.thumbnail.is_none() && !self.hosts.knows(&link.target) {
+            MediaKind::Image | MediaKind::Page => {
+                let host_link = host_link(link);
+                let known = self.hosts.find(&host_link).is_some();
+                if !known && link.kind == MediaKind::Image {
+                    (
+                        link.target.clone(),
+                        host_name(&link.target),
+                        Some(page.url.clone()),
+                        "image",
+                    )
+                } else if !known && link.thumbnail.is_none() {
+                    // A plain link to a page no host resolver knows: not media.
                     return Ok(None);
-                }
-                let host_link = HostLink {
-                    page: link.target.clone(),
-                    thumbnail: link.thumbnail.clone(),
-                };
-                let resolved = self
-                    .hosts
-                    .resolve(&host_link, &self.fetcher)
-                    .await
-                    .map_err(|err| {
-                        with_context(err, &format!("post {} link {}", post.id, link.target))
-                    })?;
-                let kind = if links::is_video_url(&resolved.url) {
-                    "video"
                 } else {
-                    "image"
-                };
-                (resolved.url, resolved.host, resolved.referer, kind)
+                    let resolved = self
+                        .hosts
+                        .resolve(&host_link, &self.fetcher)
+                        .await
+                        .map_err(|err| {
+                            with_context(err, &format!("post {} link {}", post.id, link.target))
+                        })?;
+                    let kind = if links::is_video_url(&resolved.url) {
+                        "video"
+                    } else {
+                        "image"
+                    };
+                    (resolved.url, resolved.host, resolved.referer, kind)
+                }
             }
         };
         if !links::is_fetchable(&url) {
@@ -663,6 +661,19 @@ fn posts_after(posts: Vec<Post>, last: &str) -> Vec<Post> {
             .filter(|p| p.id.parse::<u64>().map_or(true, |id| id > last))
             .collect(),
         Err(_) => posts,
+    }
+}
+
+/// How a post's link is put to the image hosts: with the thumbnail shown,
+/// or for a lone image, the image itself as the thumbnail (a host may know
+/// the full size of its thumbnails).
+pub fn host_link(link: &MediaLink) -> HostLink {
+    HostLink {
+        page: link.target.clone(),
+        thumbnail: link
+            .thumbnail
+            .clone()
+            .or_else(|| (link.kind == MediaKind::Image).then(|| link.target.clone())),
     }
 }
 

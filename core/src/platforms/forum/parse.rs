@@ -140,7 +140,8 @@ selectors! {
     VB_DATE = "span.date, span.postdate, .postdate, td.thead";
     VB_ATTACHMENTS = "a[href*=\"attachment.php\"]";
     VB_SKIP = ".bbcode_container, .bbcode_quote, .quote_container, .signature, .signaturecontainer, td.alt2, script, style, noscript";
-    VB_TITLE = "span.threadtitle, h1, td.navbar strong";
+    VB_TITLE = "span.threadtitle";
+    VB_NAVBAR_TITLE = "td.navbar strong";
     VB_NEXT = "a[rel=\"next\"], a[title^=\"Next Page\"]";
     PHPBB_ROOT = "body#phpbb";
     PHPBB_POST = "div.post[id^=\"p\"]";
@@ -156,6 +157,7 @@ selectors! {
     GENERIC_TITLE = "meta[property=\"og:title\"]";
     H1 = "h1";
     TITLE = "title";
+    BASE = "base[href]";
     REL_NEXT = "link[rel=\"next\"], a[rel=\"next\"]";
     ANCHOR = "a[href]";
     IMG = "img";
@@ -168,26 +170,32 @@ selectors! {
 /// Parses one thread page fetched from `url`.
 pub fn parse_thread_page(html: &str, url: &Url) -> ThreadPage {
     let doc = Html::parse_document(html);
+    // `<base href>` (vBulletin 4 sets it) decides what relative links mean.
+    let base = doc
+        .select(&BASE)
+        .find_map(|b| b.attr("href"))
+        .and_then(|href| url.join(href.trim()).ok())
+        .filter(is_fetchable)
+        .unwrap_or_else(|| url.clone());
+    let base = &base;
     let engine = detect_engine(&doc);
     let mut guest_placeholder = false;
     let posts = match engine {
-        ThreadEngine::XenForo => xenforo_posts(&doc, url, &mut guest_placeholder),
-        ThreadEngine::VBulletin => vbulletin_posts(&doc, url, &mut guest_placeholder),
-        ThreadEngine::PhpBb => phpbb_posts(&doc, url, &mut guest_placeholder),
+        ThreadEngine::XenForo => xenforo_posts(&doc, base, &mut guest_placeholder),
+        ThreadEngine::VBulletin => vbulletin_posts(&doc, base, &mut guest_placeholder),
+        ThreadEngine::PhpBb => phpbb_posts(&doc, base, &mut guest_placeholder),
         ThreadEngine::Generic => Vec::new(),
     };
     let has_password_form = doc.select(&PASSWORD).next().is_some();
     let (engine, posts) = if posts.is_empty() && !has_password_form {
         // No posts in the engine's markup: take what any page offers.
-        let posts = generic_posts(&doc, url, &mut guest_placeholder);
-        (
-            if engine == ThreadEngine::Generic {
-                engine
-            } else {
-                engine
-            },
-            posts,
-        )
+        let posts = generic_posts(&doc, base, &mut guest_placeholder);
+        let engine = if posts.is_empty() {
+            engine
+        } else {
+            ThreadEngine::Generic
+        };
+        (engine, posts)
     } else {
         (engine, posts)
     };
@@ -223,7 +231,7 @@ pub fn parse_thread_page(html: &str, url: &Url) -> ThreadPage {
         title,
         published_at: json_ld.published_at,
         posts,
-        next_page: next_page(&doc, url, engine),
+        next_page: next_page(&doc, url, base, engine),
         login_wall,
     }
 }
@@ -660,6 +668,7 @@ fn is_decoration(img: ElementRef, base: &Url) -> bool {
         "/images/statusicon/",
         "/images/ranks/",
         "/images/reputation/",
+        "/upload_icons/",
         "spacer.gif",
         "clear.gif",
         "pixel.gif",
@@ -711,7 +720,9 @@ fn same_site(a: &Url, b: &Url) -> bool {
 fn engine_title(doc: &Html, engine: ThreadEngine) -> Option<String> {
     let heading = match engine {
         ThreadEngine::XenForo => first_text(doc, &XF_TITLE),
-        ThreadEngine::VBulletin => first_text(doc, &VB_TITLE),
+        ThreadEngine::VBulletin => first_text(doc, &VB_TITLE)
+            .or_else(|| first_text(doc, &VB_NAVBAR_TITLE))
+            .or_else(|| first_text(doc, &H1)),
         ThreadEngine::PhpBb => first_text(doc, &PHPBB_TITLE),
         ThreadEngine::Generic => doc
             .select(&GENERIC_TITLE)
@@ -849,7 +860,7 @@ fn json_ld(doc: &Html) -> JsonLd {
 
 // ------------------------------------------------------------ next page
 
-fn next_page(doc: &Html, url: &Url, engine: ThreadEngine) -> Option<Url> {
+fn next_page(doc: &Html, url: &Url, base: &Url, engine: ThreadEngine) -> Option<Url> {
     let specific: Option<&Selector> = match engine {
         ThreadEngine::XenForo => Some(&XF_NEXT),
         ThreadEngine::VBulletin => Some(&VB_NEXT),
@@ -862,24 +873,24 @@ fn next_page(doc: &Html, url: &Url, engine: ThreadEngine) -> Option<Url> {
         .chain(std::iter::once(&*REL_NEXT))
         .flat_map(|selector| doc.select(selector))
         .filter_map(|el| el.attr("href"))
-        .filter_map(|href| resolve_href(url, href))
+        .filter_map(|href| resolve_href(base, href))
         .map(|u| without_fragment(&u));
     for candidate in candidates {
         if candidate != current && same_site(&candidate, url) {
             return Some(candidate);
         }
     }
-    next_by_number(doc, url)
+    next_by_number(doc, url, base)
 }
 
 /// The closest later page among the links of the same thread, for pages
 /// without `rel="next"` or a recognised "next" button.
-fn next_by_number(doc: &Html, url: &Url) -> Option<Url> {
+fn next_by_number(doc: &Html, url: &Url, base: &Url) -> Option<Url> {
     let thread = thread_id(url).id;
     let here = page_position(url);
     doc.select(&ANCHOR)
         .filter_map(|a| a.attr("href"))
-        .filter_map(|href| resolve_href(url, href))
+        .filter_map(|href| resolve_href(base, href))
         .filter(|u| same_site(u, url) && is_fetchable(u))
         .filter_map(|u| {
             let position = page_position(&u);
