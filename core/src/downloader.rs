@@ -259,8 +259,12 @@ impl Registry {
         registry.register(crate::platforms::direct::Direct);
         #[cfg(feature = "forum")]
         registry.register(crate::platforms::forum::Forum::default());
+        #[cfg(feature = "instagram")]
+        registry.register(crate::platforms::instagram::Instagram::default());
         #[cfg(feature = "gallerydl")]
         registry.register(crate::engines::GalleryDl::instagram());
+        #[cfg(feature = "tiktok")]
+        registry.register(crate::platforms::tiktok::TikTok::default());
         #[cfg(feature = "ytdlp")]
         registry.register(crate::engines::YtDlp::tiktok());
         registry

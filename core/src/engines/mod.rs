@@ -428,6 +428,12 @@ impl WorkDir {
     /// A fresh directory inside `staging`, or inside the system's
     /// temporary directory for listings (no staging then).
     pub fn new(staging: Option<&Staging>) -> Result<Self, DownloadError> {
+        if let Some(staging) = staging {
+            // The engine names the staging directory; it may not exist yet.
+            std::fs::create_dir_all(staging.dir()).map_err(|err| {
+                DownloadError::Storage(format!("{}: {err}", staging.dir().display()))
+            })?;
+        }
         let builder = tempfile::Builder::new().prefix(".mediadl-run-").tempdir_in(
             staging.map_or_else(std::env::temp_dir, |staging| staging.dir().to_path_buf()),
         );
