@@ -562,6 +562,75 @@ mod tests {
         }
     }
 
+    /// One field of a generated expression and the values it stands for.
+    fn field_strategy(
+        min: u32,
+        max: u32,
+        wildcard_weight: u32,
+    ) -> impl proptest::strategy::Strategy<Value = (String, Vec<u32>)> {
+        use proptest::prelude::*;
+        prop_oneof![
+            wildcard_weight => Just(("*".to_owned(), (min..=max).collect())),
+            1 => (1..=(max - min).max(1)).prop_map(move |step| {
+                (format!("*/{step}"), (min..=max).step_by(step as usize).collect())
+            }),
+            2 => proptest::collection::btree_set(min..=max, 1..4).prop_map(|set| {
+                let text: Vec<String> = set.iter().map(u32::to_string).collect();
+                (text.join(","), set.into_iter().collect())
+            }),
+            1 => (min..=max, min..=max).prop_map(|(a, b)| {
+                let (lo, hi) = (a.min(b), a.max(b));
+                (format!("{lo}-{hi}"), (lo..=hi).collect())
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+
+        /// croner against a naive minute-by-minute matcher with Vixie
+        /// semantics (day of month OR day of week when both are
+        /// restricted; 7 is Sunday), from random instants.
+        #[test]
+        fn next_after_agrees_with_a_naive_matcher(
+            (minute, minutes) in field_strategy(0, 59, 1),
+            (hour, hours) in field_strategy(0, 23, 2),
+            (dom, doms) in field_strategy(1, 28, 4),
+            (dow, dows) in field_strategy(0, 7, 3),
+            start in 1_577_836_800i64..1_893_456_000i64,
+        ) {
+            use chrono::{Datelike, Timelike};
+            let expr = format!("{minute} {hour} {dom} * {dow}");
+            let schedule = Schedule::parse(&expr, None).unwrap();
+            let after = DateTime::<Utc>::from_timestamp(start, 0).unwrap();
+            let dom_restricted = dom != "*";
+            let dow_restricted = dow != "*";
+            let matches = |at: DateTime<Utc>| {
+                let weekday = at.weekday().num_days_from_sunday();
+                let dom_ok = doms.contains(&at.day());
+                let dow_ok = dows.iter().any(|d| d % 7 == weekday);
+                let day_ok = match (dom_restricted, dow_restricted) {
+                    (true, true) => dom_ok || dow_ok,
+                    (true, false) => dom_ok,
+                    (false, true) => dow_ok,
+                    (false, false) => true,
+                };
+                minutes.contains(&at.minute()) && hours.contains(&at.hour()) && day_ok
+            };
+            let mut at = after
+                .with_second(0)
+                .unwrap()
+                + chrono::Duration::minutes(1);
+            let limit = after + chrono::Duration::days(70);
+            while !matches(at) && at < limit {
+                at += chrono::Duration::minutes(1);
+            }
+            proptest::prop_assert!(at < limit, "{expr}: no slot within 70 days");
+            proptest::prop_assert_eq!(schedule.next_after(after), Some(at), "{}", expr);
+            proptest::prop_assert_eq!(schedule.latest_at_or_before(at), Some(at), "{}", expr);
+        }
+    }
+
     #[test]
     fn uncommon_shapes_get_a_generic_description() {
         let schedule = Schedule::parse("0 9-17/2 1-7 * 1", None).unwrap();

@@ -166,18 +166,14 @@ async fn run_job(id: String, state: AppState) -> ApiResult {
 
 async fn history(state: AppState, q: HistoryQuery) -> ApiResult {
     let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        Some(status) => Some(
-            status
-                .parse::<RunStatus>()
-                .map_err(|_| {
-                    ApiError::validation(
-                        "status",
-                        format!(
-                            "unknown run status {status:?} (one of: success, failure, running, skipped)"
-                        ),
-                    )
-                })?,
-        ),
+        Some(status) => Some(status.parse::<RunStatus>().map_err(|_| {
+            ApiError::validation(
+                "status",
+                format!(
+                    "unknown run status {status:?} (one of: success, failure, running, skipped)"
+                ),
+            )
+        })?),
         None => None,
     };
     let limit = q.limit.unwrap_or(DEFAULT_HISTORY);
