@@ -576,7 +576,17 @@ impl Scheduler for CronScheduler {
         let mut fired = Vec::new();
         for job in &jobs {
             match self.tick_job(job, now).await {
-                Ok(Some(firing)) => fired.push(firing),
+                Ok(Some(firing)) => {
+                    tracing::info!(
+                        job = %firing.job_id,
+                        slot = ?firing.slot,
+                        run = firing.run.id,
+                        status = firing.run.status.as_str(),
+                        queue_id = ?firing.queue_item.as_ref().map(|item| item.id),
+                        "job fired"
+                    );
+                    fired.push(firing);
+                }
                 Ok(None) => {}
                 Err(err) => tracing::warn!(job = %job.id, error = %err, "scheduler: job not fired"),
             }
