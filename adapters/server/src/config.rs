@@ -164,7 +164,7 @@ impl ServerConfig {
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
             format!(
-                "sqlite://{}?mode=rwc",
+                "sqlite://{}",
                 self.data_dir.join("mediadl.db").display()
             )
         })
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn database_url_defaults_to_sqlite_in_the_data_dir() {
         let config = ServerConfig::new("/tmp/x");
-        assert_eq!(config.database_url(), "sqlite:///tmp/x/mediadl.db?mode=rwc");
+        assert_eq!(config.database_url(), "sqlite:///tmp/x/mediadl.db");
         assert_eq!(
             redact_url("postgres://u:secret@h/db"),
             "postgres://u:***@h/db"

@@ -31,6 +31,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod logs;
+pub mod openapi;
 
 pub mod pagination;
 pub mod ratelimit;
@@ -80,7 +81,7 @@ async fn connect_store(url: &str) -> Result<Arc<dyn Store>, mediadl::StoreError>
         let store = mediadl_store::PgStore::connect(url).await?;
         return Ok(Arc::new(store));
     }
-    Ok(Arc::new(mediadl::store::MemoryStore::new()))
+    Ok(Arc::new(mediadl_store::SqliteStore::connect(url).await?))
 }
 
 fn create_dir(dir: &Path) -> Result<(), ServerError> {
@@ -186,7 +187,9 @@ pub async fn build_state(
 /// Every route of the server, with errors turned into the error body.
 pub fn router(state: AppState) -> BoxedFilter<(Response,)> {
     let api = warp::path!("api" / "v1" / ..).and(routes::api(state.clone()));
-    api.or(ws::routes(state))
+    api.or(openapi::routes())
+        .unify()
+        .or(ws::routes(state))
         .unify()
         .or(web::routes())
         .unify()

@@ -147,7 +147,7 @@ async fn overview(state: AppState) -> ApiResult {
             "used_human": human_bytes(used),
             "limit_bytes": limit,
             "limit_human": limit.map(human_bytes),
-            "percent": limit.map(|limit| ((used as f64 * 1000.0 / limit as f64).round() / 10.0)),
+            "percent": limit.map(|limit| (used as f64 * 1000.0 / limit as f64).round() / 10.0),
         },
         "platforms": platforms,
         "next_scheduled_task": next,
