@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod fetch;
 pub mod model;
+pub mod notify;
 pub mod platforms;
 pub mod queue;
 pub mod scheduler;

@@ -268,6 +268,7 @@ impl Settings {
             3600,
         )?;
         range("logs.retention_days", self.logs.retention_days, 0, 36_500)?;
+        crate::notify::NotificationSettings::from_settings(self)?;
         for (name, section) in &self.platforms {
             if !section.is_object() {
                 return Err(InvalidSetting::new(

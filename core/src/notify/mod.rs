@@ -1,0 +1,777 @@
+//! Notifications: an [`EventBus`] subscriber that turns what happens
+//! (downloads completed or failed, sources needing a login, failed
+//! scheduled runs, the storage limit, forum monitors ending) into browser
+//! toasts, emails and signed webhooks, as the `notifications` settings'
+//! rules say.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use mediadl::notify::Notifier;
+//! # fn start(store: Arc<dyn mediadl::Store>, events: Arc<dyn mediadl::EventBus>,
+//! #          settings: mediadl::SettingsHandle) {
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let notifier = Notifier::new(store, events, settings, Arc::new(mediadl::SystemClock));
+//! // Subscribes now; the returned future does the work.
+//! tokio::spawn(notifier.run(shutdown.clone()));
+//! # }
+//! ```
+//!
+//! # Transports
+//!
+//! * **browser** (always built): the spec's `notification` event published
+//!   on the bus, which the WebSocket forwards. The engine's own
+//!   `notification` events (storage, source needs attention) reach browsers
+//!   as they are; the notifier reads them as rule events for email and
+//!   webhooks and ignores every other `notification`, its own among them,
+//!   so nothing is announced twice.
+//! * **email** (feature `notify-email`): SMTP through lettre and rustls.
+//!   Rules with `digest_minutes` group their emails: the first notice
+//!   starts the window and one email carries everything of that window.
+//! * **webhooks** (feature `webhooks`): a POST per notice, signed with
+//!   HMAC-SHA256 in `X-Mediadl-Signature`, as JSON, a Discord message or an
+//!   ntfy publish.
+//!
+//! Email and webhook deliveries run in their own tasks (a few at a time),
+//! are retried with backoff as `notifications.retry` says, and are
+//! recorded with every attempt in the [`history`]. The engine and the API
+//! never wait on them: the bus never blocks its publishers, and a slow
+//! notifier only lags (and says so in the log).
+//!
+//! Several instances sharing a database each run a notifier: with a
+//! cross-process bus each would deliver, so run notifications on one.
+
+pub mod history;
+pub mod notice;
+pub mod settings;
+mod watch;
+
+#[cfg(feature = "notify-email")]
+pub mod email;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::SettingsHandle;
+use crate::events::{BusMessage, EventBus};
+use crate::model::{Event, EventKind, NotificationTopic, Settings};
+use crate::store::{StateRepo, Store};
+
+pub use history::{Delivery, DeliveryFilter, DeliveryLog, DeliveryStatus, DeliveryTransport};
+pub use notice::{EmailContent, Notice};
+pub use settings::NotificationSettings;
+
+/// Why one delivery attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("{field}: {reason}")]
+    InvalidAddress { field: String, reason: String },
+    #[error("not configured: {0}")]
+    NotConfigured(String),
+    /// What the SMTP server or the connection to it said.
+    #[error("SMTP: {reason}")]
+    Smtp { reason: String, permanent: bool },
+    #[error("HTTP {status}: {body}")]
+    HttpStatus { status: u16, body: String },
+    #[error("{0}")]
+    Network(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl DeliveryError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::InvalidAddress { .. } | Self::NotConfigured(_) => false,
+            Self::Smtp { permanent, .. } => !permanent,
+            Self::HttpStatus { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            Self::Network(_) | Self::Timeout(_) => true,
+        }
+    }
+}
+
+/// `error: cause: cause`, the way a person wants to read it.
+#[cfg_attr(
+    not(any(feature = "notify-email", feature = "webhooks")),
+    allow(dead_code)
+)]
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Tuning of a [`Notifier`].
+#[derive(Debug, Clone)]
+pub struct NotifierOptions {
+    /// How often the store is looked at for failed runs without a queue
+    /// item and for forum monitors about to stop.
+    pub watch_interval: Duration,
+    /// Deliveries in flight at once; the rest wait their turn.
+    pub max_concurrent_deliveries: usize,
+    /// On shutdown: how long the pending digest and deliveries in flight
+    /// may still take.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for NotifierOptions {
+    fn default() -> Self {
+        Self {
+            watch_interval: Duration::from_secs(60),
+            max_concurrent_deliveries: 8,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What deliveries share.
+#[derive(Debug)]
+struct Shared {
+    store: Arc<dyn Store>,
+    events: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    log: DeliveryLog,
+    permits: Semaphore,
+    #[cfg(feature = "webhooks")]
+    http: reqwest::Client,
+}
+
+/// The notification subscriber.
+#[derive(Debug)]
+pub struct Notifier {
+    shared: Arc<Shared>,
+    settings: SettingsHandle,
+    options: NotifierOptions,
+}
+
+/// Notices waiting for their digest email.
+#[derive(Debug, Default)]
+struct Digest {
+    notices: Vec<Notice>,
+    deadline: Option<Instant>,
+}
+
+impl Digest {
+    /// Adds a notice; the digest goes out `minutes` after the notice at
+    /// the latest (the earliest deadline of its notices wins).
+    fn push(&mut self, notice: Notice, minutes: u32, now: Instant) {
+        let due = now + Duration::from_secs(u64::from(minutes) * 60);
+        self.deadline = Some(self.deadline.map_or(due, |d| d.min(due)));
+        self.notices.push(notice);
+    }
+
+    fn take(&mut self) -> Vec<Notice> {
+        self.deadline = None;
+        std::mem::take(&mut self.notices)
+    }
+}
+
+/// The parsed `notifications` section of the settings now in effect.
+#[derive(Debug)]
+struct CurrentSettings {
+    source: Arc<Settings>,
+    parsed: Arc<NotificationSettings>,
+}
+
+fn parse(settings: &Settings) -> Arc<NotificationSettings> {
+    Arc::new(
+        NotificationSettings::from_settings(settings).unwrap_or_else(|err| {
+            // Settings are validated before they are published, so this is
+            // a document from another version: notify with the defaults.
+            tracing::warn!(target: "mediadl::notify", error = %err, "invalid notification settings; using defaults");
+            NotificationSettings::default()
+        }),
+    )
+}
+
+impl Notifier {
+    pub fn new(
+        store: Arc<dyn Store>,
+        events: Arc<dyn EventBus>,
+        settings: SettingsHandle,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let options = NotifierOptions::default();
+        let state: Arc<dyn StateRepo> = store.clone();
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                events,
+                clock,
+                log: DeliveryLog::new(state),
+                permits: Semaphore::new(options.max_concurrent_deliveries),
+                #[cfg(feature = "webhooks")]
+                http: webhook_client(),
+            }),
+            settings,
+            options,
+        }
+    }
+
+    /// Replaces the default [`NotifierOptions`].
+    pub fn with_options(mut self, options: NotifierOptions) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.permits = Semaphore::new(options.max_concurrent_deliveries.max(1));
+        }
+        self.options = options;
+        self
+    }
+
+    /// Subscribes to the bus now and returns the work: notifying until
+    /// `shutdown` is cancelled (then the pending digest is sent and
+    /// deliveries in flight get [`NotifierOptions::shutdown_grace`]).
+    pub fn run(self, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+        let stream = self.shared.events.subscribe();
+        self.work(stream, shutdown)
+    }
+
+    async fn work(self, mut stream: BoxStream<'static, BusMessage>, shutdown: CancellationToken) {
+        let mut state = LoopState {
+            current: CurrentSettings {
+                source: self.settings.current(),
+                parsed: parse(&self.settings.current()),
+            },
+            digest: Digest::default(),
+            recent: HashMap::new(),
+            deliveries: JoinSet::new(),
+        };
+        let mut watch = tokio::time::interval(self.options.watch_interval);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = state.digest.deadline;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                message = stream.next() => match message {
+                    None => break,
+                    Some(BusMessage::Event(event)) => self.on_event(&mut state, &event).await,
+                    Some(BusMessage::Lagged(missed)) => {
+                        tracing::warn!(target: "mediadl::notify", missed, "notifier fell behind the event bus; events were not notified");
+                    }
+                },
+                () = sleep_until(deadline) => self.flush_digest(&mut state),
+                _ = watch.tick() => self.watch(&mut state).await,
+                Some(_) = state.deliveries.join_next(), if !state.deliveries.is_empty() => {}
+            }
+        }
+        if !state.digest.notices.is_empty() {
+            self.flush_digest(&mut state);
+        }
+        let drain = async { while state.deliveries.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.options.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(target: "mediadl::notify", "stopping with notification deliveries unfinished");
+        }
+    }
+
+    fn settings_now(&self, state: &mut LoopState) -> Arc<NotificationSettings> {
+        let now = self.settings.current();
+        if !Arc::ptr_eq(&now, &state.current.source) {
+            state.current = CurrentSettings {
+                parsed: parse(&now),
+                source: now,
+            };
+        }
+        Arc::clone(&state.current.parsed)
+    }
+
+    async fn on_event(&self, state: &mut LoopState, event: &Event) {
+        if let Some(notice) = Notice::from_event(event) {
+            self.dispatch(state, notice).await;
+        }
+    }
+
+    async fn watch(&self, state: &mut LoopState) {
+        let settings = self.settings_now(state);
+        let now = self.shared.clock.now();
+        let check = watch::check(self.shared.store.as_ref(), &settings, now);
+        match tokio::time::timeout(Duration::from_secs(30), check).await {
+            Ok(Ok(notices)) => {
+                for notice in notices {
+                    self.dispatch(state, notice).await;
+                }
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(target: "mediadl::notify", error = %err, "cannot check runs and monitors")
+            }
+            Err(_) => {
+                tracing::warn!(target: "mediadl::notify", "checking runs and monitors timed out")
+            }
+        }
+    }
+
+    /// Sends `notice` through every transport its rule has on.
+    async fn dispatch(&self, state: &mut LoopState, notice: Notice) {
+        let settings = self.settings_now(state);
+        let Some(rule) = settings.rules.get(notice.topic).cloned() else {
+            return;
+        };
+        if !rule.enabled {
+            return;
+        }
+        if rule.repeat_after_minutes > 0 {
+            let key = (notice.topic, notice.repeat_key());
+            let now = Instant::now();
+            let quiet = Duration::from_secs(u64::from(rule.repeat_after_minutes) * 60);
+            if state
+                .recent
+                .get(&key)
+                .is_some_and(|last| now.duration_since(*last) < quiet)
+            {
+                return;
+            }
+            state
+                .recent
+                .retain(|_, last| now.duration_since(*last) < quiet);
+            state.recent.insert(key, now);
+        }
+        if rule.browser && settings.browser.enabled && !notice.on_bus {
+            let notification = notice.to_notification(settings.browser.auto_dismiss_seconds);
+            self.shared
+                .events
+                .publish(Event {
+                    timestamp: self.shared.clock.now(),
+                    kind: EventKind::Notification(notification),
+                })
+                .await;
+        }
+        if rule.email && settings.email.enabled {
+            if rule.digest_minutes == 0 {
+                self.spawn_email(state, &settings, vec![notice.clone()]);
+            } else {
+                state
+                    .digest
+                    .push(notice.clone(), rule.digest_minutes, Instant::now());
+            }
+        }
+        if rule.webhook {
+            self.spawn_webhooks(state, &settings, &notice);
+        }
+    }
+
+    fn flush_digest(&self, state: &mut LoopState) {
+        let notices = state.digest.take();
+        if notices.is_empty() {
+            return;
+        }
+        let settings = self.settings_now(state);
+        if settings.email.enabled {
+            self.spawn_email(state, &settings, notices);
+        }
+    }
+
+    #[cfg(feature = "notify-email")]
+    fn spawn_email(
+        &self,
+        state: &mut LoopState,
+        settings: &Arc<NotificationSettings>,
+        notices: Vec<Notice>,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let settings = Arc::clone(settings);
+        state.deliveries.spawn(async move {
+            let Ok(_permit) = shared.permits.acquire().await else {
+                return;
+            };
+            deliver_email(
+                &settings,
+                &notices,
+                &shared.log,
+                shared.clock.as_ref(),
+                false,
+            )
+            .await;
+        });
+    }
+
+    #[cfg(not(feature = "notify-email"))]
+    fn spawn_email(&self, _: &mut LoopState, _: &Arc<NotificationSettings>, _: Vec<Notice>) {
+        tracing::debug!(target: "mediadl::notify", "email is enabled but not built in (feature notify-email)");
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn spawn_webhooks(
+        &self,
+        state: &mut LoopState,
+        settings: &Arc<NotificationSettings>,
+        notice: &Notice,
+    ) {
+        for (name, hook) in &settings.webhooks {
+            if !hook.wants(notice.topic) {
+                continue;
+            }
+            let shared = Arc::clone(&self.shared);
+            let settings = Arc::clone(settings);
+            let (name, hook, notice) = (name.clone(), hook.clone(), notice.clone());
+            state.deliveries.spawn(async move {
+                let Ok(_permit) = shared.permits.acquire().await else {
+                    return;
+                };
+                webhook::deliver(
+                    &shared.http,
+                    &name,
+                    &hook,
+                    &notice,
+                    &settings,
+                    &shared.log,
+                    shared.clock.as_ref(),
+                    false,
+                )
+                .await;
+            });
+        }
+    }
+
+    #[cfg(not(feature = "webhooks"))]
+    fn spawn_webhooks(&self, _: &mut LoopState, settings: &Arc<NotificationSettings>, _: &Notice) {
+        if !settings.webhooks.is_empty() {
+            tracing::debug!(target: "mediadl::notify", "webhooks are set but not built in (feature webhooks)");
+        }
+    }
+}
+
+/// What the notifier's loop keeps between events.
+#[derive(Debug)]
+struct LoopState {
+    current: CurrentSettings,
+    digest: Digest,
+    /// When each notice was last sent, for `repeat_after_minutes`.
+    recent: HashMap<(NotificationTopic, String), Instant>,
+    deliveries: JoinSet<()>,
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(feature = "webhooks")]
+fn webhook_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!(
+            "mediadl/",
+            env!("CARGO_PKG_VERSION"),
+            " (notifications)"
+        ))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Sends one email for `notices` with retries and records it.
+#[cfg(feature = "notify-email")]
+async fn deliver_email(
+    settings: &NotificationSettings,
+    notices: &[Notice],
+    log: &DeliveryLog,
+    clock: &dyn Clock,
+    test: bool,
+) -> Delivery {
+    let content = EmailContent::render(notices, settings);
+    let mut delivery = Delivery::new(
+        DeliveryTransport::Email,
+        settings.email.to.join(", "),
+        notices.iter().map(|n| n.topic).collect(),
+        content.subject.clone(),
+        notices.len() as u32,
+        clock.now(),
+    );
+    delivery.test = test;
+    let attempts = if test {
+        1
+    } else {
+        settings.retry.max_attempts.max(1)
+    };
+    for number in 1..=attempts {
+        let at = clock.now();
+        let started = std::time::Instant::now();
+        let result = email::send(&settings.email, &content).await;
+        let (success, error, again) = match &result {
+            Ok(()) => (true, None, false),
+            Err(err) => (false, Some(err.to_string()), err.is_retryable()),
+        };
+        delivery.attempts.push(history::DeliveryAttempt {
+            attempt: number,
+            at,
+            success,
+            status_code: None,
+            error: error.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        delivery.updated_at = clock.now();
+        let last = success || !again || number == attempts;
+        delivery.status = match (success, last) {
+            (true, _) => DeliveryStatus::Delivered,
+            (false, true) => DeliveryStatus::Failed,
+            (false, false) => DeliveryStatus::Pending,
+        };
+        if let Err(err) = log.record(&delivery, settings.history_limit).await {
+            tracing::warn!(target: "mediadl::notify", error = %err, "cannot record an email delivery");
+        }
+        if last {
+            if !success {
+                tracing::warn!(target: "mediadl::notify", attempts = number, error = error.as_deref().unwrap_or_default(), "email delivery failed");
+            }
+            break;
+        }
+        tokio::time::sleep(settings.retry.backoff(number)).await;
+    }
+    delivery
+}
+
+/// Which transports `POST /notifications/test` tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestTransport {
+    Email,
+    Webhook,
+    Browser,
+}
+
+/// The body of `POST /notifications/test`; empty tests every transport set up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestRequest {
+    pub transport: Option<TestTransport>,
+    /// Only this webhook (by name).
+    pub webhook: Option<String>,
+}
+
+/// How one test delivery went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestOutcome {
+    pub transport: TestTransport,
+    /// Recipients, webhook name, or `browser`.
+    pub target: String,
+    pub success: bool,
+    /// The SMTP server's, the network's or the receiver's words.
+    pub error: Option<String>,
+    /// The entry in the delivery history (email and webhooks).
+    pub delivery_id: Option<String>,
+}
+
+/// Why nothing could be tested.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TestError {
+    /// A transport is not set up; `field` names the setting to fill in.
+    #[error("{field}: {reason}")]
+    NotConfigured { field: String, reason: String },
+    /// No webhook of that name.
+    #[error("no webhook named {0:?}")]
+    UnknownWebhook(String),
+    /// The transport is not built into this binary.
+    #[error("{0} notifications are not built in (cargo feature {1})")]
+    NotBuilt(&'static str, &'static str),
+}
+
+/// Sends a test message through the transports `request` names (all that
+/// are set up when it names none), waiting for each (bounded by the
+/// transports' timeouts, one attempt each), and records email and webhook
+/// tests in the history.
+pub async fn send_test(
+    store: Arc<dyn StateRepo>,
+    events: &dyn EventBus,
+    clock: &dyn Clock,
+    settings: &Settings,
+    request: &TestRequest,
+) -> Result<Vec<TestOutcome>, TestError> {
+    let settings =
+        NotificationSettings::from_settings(settings).map_err(|err| TestError::NotConfigured {
+            field: err.field,
+            reason: err.reason,
+        })?;
+    let notice = Notice::test(clock.now());
+    let log = DeliveryLog::new(store);
+    let wants = |transport| request.transport.is_none_or(|t| t == transport);
+    let mut outcomes = Vec::new();
+
+    if let Some(name) = &request.webhook
+        && !settings.webhooks.contains_key(name)
+    {
+        return Err(TestError::UnknownWebhook(name.clone()));
+    }
+
+    if wants(TestTransport::Browser) && (request.transport.is_some() || settings.browser.enabled) {
+        events
+            .publish(Event {
+                timestamp: clock.now(),
+                kind: EventKind::Notification(
+                    notice.to_notification(settings.browser.auto_dismiss_seconds),
+                ),
+            })
+            .await;
+        outcomes.push(TestOutcome {
+            transport: TestTransport::Browser,
+            target: "browser".into(),
+            success: true,
+            error: None,
+            delivery_id: None,
+        });
+    }
+
+    if wants(TestTransport::Email) && request.webhook.is_none() {
+        let email = &settings.email;
+        if email.is_configured() {
+            outcomes.push(test_email(&settings, &notice, &log, clock).await?);
+        } else if request.transport == Some(TestTransport::Email) {
+            let field = if email.smtp_host.trim().is_empty() {
+                "notifications.email.smtp_host"
+            } else if email.from.trim().is_empty() {
+                "notifications.email.from"
+            } else {
+                "notifications.email.to"
+            };
+            return Err(TestError::NotConfigured {
+                field: field.into(),
+                reason: "must be set to send email".into(),
+            });
+        }
+    }
+
+    if wants(TestTransport::Webhook) {
+        let hooks: Vec<_> = settings
+            .webhooks
+            .iter()
+            .filter(|(name, hook)| match &request.webhook {
+                Some(wanted) => *name == wanted,
+                None => hook.enabled,
+            })
+            .collect();
+        if hooks.is_empty() && request.transport == Some(TestTransport::Webhook) {
+            return Err(TestError::NotConfigured {
+                field: "notifications.webhooks".into(),
+                reason: "no webhook is set up".into(),
+            });
+        }
+        for (name, hook) in hooks {
+            outcomes.push(test_webhook(name, hook, &settings, &notice, &log, clock).await?);
+        }
+    }
+
+    if outcomes.is_empty() {
+        return Err(TestError::NotConfigured {
+            field: "notifications".into(),
+            reason: "no transport is set up (browser off, no SMTP host, no webhook)".into(),
+        });
+    }
+    Ok(outcomes)
+}
+
+#[cfg(feature = "notify-email")]
+async fn test_email(
+    settings: &NotificationSettings,
+    notice: &Notice,
+    log: &DeliveryLog,
+    clock: &dyn Clock,
+) -> Result<TestOutcome, TestError> {
+    let delivery = deliver_email(settings, std::slice::from_ref(notice), log, clock, true).await;
+    Ok(TestOutcome {
+        transport: TestTransport::Email,
+        target: delivery.target.clone(),
+        success: delivery.status == DeliveryStatus::Delivered,
+        error: delivery.last_error().map(str::to_owned),
+        delivery_id: Some(delivery.id),
+    })
+}
+
+#[cfg(not(feature = "notify-email"))]
+async fn test_email(
+    _: &NotificationSettings,
+    _: &Notice,
+    _: &DeliveryLog,
+    _: &dyn Clock,
+) -> Result<TestOutcome, TestError> {
+    Err(TestError::NotBuilt("email", "notify-email"))
+}
+
+#[cfg(feature = "webhooks")]
+async fn test_webhook(
+    name: &str,
+    hook: &settings::WebhookSettings,
+    settings: &NotificationSettings,
+    notice: &Notice,
+    log: &DeliveryLog,
+    clock: &dyn Clock,
+) -> Result<TestOutcome, TestError> {
+    let client = webhook_client();
+    let delivery = webhook::deliver(&client, name, hook, notice, settings, log, clock, true).await;
+    Ok(TestOutcome {
+        transport: TestTransport::Webhook,
+        target: name.to_owned(),
+        success: delivery.status == DeliveryStatus::Delivered,
+        error: delivery.last_error().map(str::to_owned),
+        delivery_id: Some(delivery.id),
+    })
+}
+
+#[cfg(not(feature = "webhooks"))]
+async fn test_webhook(
+    _: &str,
+    _: &settings::WebhookSettings,
+    _: &NotificationSettings,
+    _: &Notice,
+    _: &DeliveryLog,
+    _: &dyn Clock,
+) -> Result<TestOutcome, TestError> {
+    Err(TestError::NotBuilt("webhook", "webhooks"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_earliest_deadline_of_a_digest_wins() {
+        let mut digest = Digest::default();
+        let now = Instant::now();
+        let notice = Notice::test(chrono::Utc::now());
+        digest.push(notice.clone(), 15, now);
+        digest.push(notice.clone(), 5, now + Duration::from_secs(60));
+        digest.push(notice, 30, now + Duration::from_secs(120));
+        assert_eq!(digest.deadline, Some(now + Duration::from_secs(360)));
+        assert_eq!(digest.take().len(), 3);
+        assert_eq!(digest.deadline, None);
+    }
+
+    #[test]
+    fn permanent_failures_are_not_retried() {
+        let smtp = |permanent| DeliveryError::Smtp {
+            reason: "535 bad credentials".into(),
+            permanent,
+        };
+        assert!(!smtp(true).is_retryable());
+        assert!(smtp(false).is_retryable());
+        assert!(DeliveryError::Timeout(Duration::from_secs(1)).is_retryable());
+        assert!(
+            !DeliveryError::HttpStatus {
+                status: 404,
+                body: String::new()
+            }
+            .is_retryable()
+        );
+    }
+}
