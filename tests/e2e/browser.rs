@@ -806,9 +806,15 @@ async fn the_dashboard_first_load_is_small() {
              const resources = performance.getEntriesByType('resource').filter(r => !r.name.includes('/api/') && !r.name.startsWith('ws'));
              const encoded = resources.reduce((n, r) => n + r.encodedBodySize, nav.encodedBodySize);
              const decoded = resources.reduce((n, r) => n + r.decodedBodySize, nav.decodedBodySize);
-             return { encoded, decoded, files: resources.length + 1, dom_interactive_ms: nav.domInteractive, load_ms: nav.loadEventEnd };")
+             const ready = performance.getEntriesByName('mediadl:ready:dashboard')[0];
+             return { encoded, decoded, files: resources.length + 1, dom_interactive_ms: nav.domInteractive,
+                      load_ms: nav.loadEventEnd, data_on_screen_ms: ready ? ready.startTime : null };")
         .await;
     eprintln!("dashboard first load: {figures}");
+    assert!(
+        figures["data_on_screen_ms"].is_number(),
+        "the dashboard marked itself ready: {figures}"
+    );
     let encoded = figures["encoded"].as_u64().unwrap();
     assert!(encoded > 0, "resource sizes were measured: {figures}");
     assert!(
@@ -819,5 +825,91 @@ async fn the_dashboard_first_load_is_small() {
         encoded < figures["decoded"].as_u64().unwrap(),
         "assets arrive compressed: {figures}"
     );
+    browser.close().await;
+}
+
+/// The WebSocket comes back by itself after the server restarts, and live
+/// updates flow again without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_updates_reconnect_after_a_server_restart() {
+    let mut server = TestServer::start().await.expect("server");
+    let site = fixture_site().await;
+    let browser = Browser::start(&server.base_url(), "reconnect").await;
+    browser.login("admin", ADMIN_PASSWORD).await;
+    browser.goto("/queue").await;
+    browser.wait_page("queue").await;
+    let live = "return document.getElementById('live-state').dataset.state === 'live'";
+    browser.wait_js("the live connection", live).await;
+
+    server.stop().await;
+    browser
+        .wait_js(
+            "the offline indicator",
+            "return document.getElementById('live-state').dataset.state !== 'live'",
+        )
+        .await;
+    browser.screenshot("offline").await;
+    server.start_again().await.expect("server restarted");
+    browser
+        .wait_js("the reconnected live connection", live)
+        .await;
+
+    // A queue change made by another client shows up live in this page.
+    let api = Api::login(&server.base_url(), "admin", ADMIN_PASSWORD).await;
+    let url = site.url("/media/photo.png");
+    api.download(&url).await;
+    browser
+        .wait_js(
+            "the new item, pushed over the WebSocket",
+            &format!(
+                "const row = [...document.querySelectorAll('tr[data-queue-id]')].find(r => r.textContent.includes({url:?}));
+                 return row && row.dataset.status === 'completed';"
+            ),
+        )
+        .await;
+    browser.close().await;
+}
+
+/// A `notification` event (here: the storage limit is reached) appears as a
+/// toast whose action leads to the page it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_events_appear_as_toasts_with_their_action() {
+    let server = TestServer::start().await.expect("server");
+    let site = fixture_site().await;
+    let api = Api::login(&server.base_url(), "admin", ADMIN_PASSWORD).await;
+    api.download(&site.url("/media/photo.png")).await;
+    // About one kilobyte: the download root already holds more.
+    api.send(
+        reqwest::Method::PATCH,
+        "/settings",
+        Some(json!({"general": {"storage_limit_gb": 0.000001}})),
+    )
+    .await;
+
+    let browser = Browser::start(&server.base_url(), "notification").await;
+    browser.login("admin", ADMIN_PASSWORD).await;
+    browser
+        .wait_js(
+            "the live connection",
+            "return document.getElementById('live-state').dataset.state === 'live'",
+        )
+        .await;
+    api.send(
+        reqwest::Method::POST,
+        "/queue",
+        Some(json!({"url": site.url("/media/slow-photo.png"), "platform": "direct", "content_type": "file"})),
+    )
+    .await;
+    browser
+        .wait_js(
+            "the storage toast",
+            "return [...document.querySelectorAll('#toasts .toast-warning')].some(t => t.textContent.includes('Storage limit reached'))",
+        )
+        .await;
+    browser.screenshot("toast").await;
+    browser
+        .click("#toasts .toast-warning a[href='/settings']")
+        .await;
+    browser.wait_page("settings").await;
     browser.close().await;
 }

@@ -38,6 +38,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Keeps the data directory alive for the server's lifetime.
     pub data_dir: tempfile::TempDir,
+    config: mediadl_server::ServerConfig,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), mediadl_server::ServerError>>>,
 }
@@ -62,15 +63,68 @@ impl TestServer {
         config.rate_limits.authenticated_per_hour = 100_000;
         config.shutdown_grace = Duration::from_secs(2);
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(mediadl_server::run(listener, config, shutdown.clone()));
+        let task = tokio::spawn(mediadl_server::run(
+            listener,
+            config.clone(),
+            shutdown.clone(),
+        ));
         let server = Self {
             addr,
             data_dir,
+            config,
             shutdown,
             task: Some(task),
         };
         server.wait_ready().await?;
         Ok(server)
+    }
+
+    /// Stops the server (gracefully) and starts it again on the same
+    /// address and data: clients see a restart, not a new server.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            // The outcome of the old run does not matter; it is gone either way.
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+        // The port may linger for a moment after the old listener closes.
+        let mut attempts = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(err) if attempts < 100 => {
+                    attempts += 1;
+                    let _ = err;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(source) => {
+                    return Err(HarnessError::Io {
+                        context: "binding the server port again",
+                        source,
+                    });
+                }
+            }
+        };
+        self.shutdown = CancellationToken::new();
+        self.task = Some(tokio::spawn(mediadl_server::run(
+            listener,
+            self.config.clone(),
+            self.shutdown.clone(),
+        )));
+        self.wait_ready().await
+    }
+
+    /// Stops the server and waits until it has let go of its port.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+
+    /// Starts a stopped server again (see [`TestServer::restart`]).
+    pub async fn start_again(&mut self) -> Result<(), HarnessError> {
+        self.restart().await
     }
 
     /// `http://127.0.0.1:PORT`.

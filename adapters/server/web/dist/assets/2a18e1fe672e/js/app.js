@@ -106,6 +106,8 @@ async function render() {
     const root = h('section', { class: 'page', 'data-page': module, 'aria-labelledby': 'page-title' });
     mount(main, root);
     await page.default(root, ctx);
+    // When the page had its data on screen (read by the load-time test).
+    if (seq === renderSeq) performance.mark(`mediadl:ready:${module}`);
   } catch (err) {
     console.error(err);
     if (seq === renderSeq) mount(main, errorState(err, render));
