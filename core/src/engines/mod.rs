@@ -321,6 +321,8 @@ pub fn classify_failure(name: &str, stderr: &str, exit_code: Option<i32>) -> Dow
         "unsupported url",
         "http error 404",
         "404 not found",
+        "'404 ",
+        "'410 ",
         "http error 410",
         "no video formats",
         "not available",

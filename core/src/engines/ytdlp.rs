@@ -288,14 +288,15 @@ impl YtDlp {
     }
 }
 
-/// A listed entry as a media item: `<platform>:<id>`, the page URL yt-dlp
-/// downloads from later, the post time and what else it printed.
+/// A listed entry as a media item: `<platform>:<id>`, the entry's URL
+/// (a video page, which yt-dlp downloads from later; the page of the whole
+/// listing only when the entry has none), the post time and the rest.
 pub fn item_from_listing(platform: &str, value: &Value) -> Result<MediaItem, String> {
     let id = value
         .get("id")
         .and_then(id_text)
         .ok_or("the entry has no id")?;
-    let url = ["webpage_url", "url"]
+    let url = ["url", "webpage_url"]
         .iter()
         .filter_map(|key| value.get(*key).and_then(Value::as_str))
         .find_map(|text| {
