@@ -397,7 +397,7 @@ async fn download_one(
             fetched
         }
         None => {
-            fetch_to_file(
+            let fetched = fetch_to_file(
                 &cx.http,
                 &media.url,
                 media.referer.as_ref(),
@@ -405,7 +405,22 @@ async fn download_one(
                 &cx.progress,
                 &cx.cancel,
             )
-            .await?
+            .await;
+            match fetched {
+                Ok(fetched) => fetched,
+                Err(error) => {
+                    // Keep a partial file only where a later attempt can resume it.
+                    let resumable =
+                        error.is_retryable() || matches!(error, DownloadError::Cancelled);
+                    let empty = tokio::fs::metadata(&temp)
+                        .await
+                        .is_ok_and(|meta| meta.len() == 0);
+                    if !resumable || empty {
+                        remove_file(&temp).await?;
+                    }
+                    return Err(error);
+                }
+            }
         }
     };
     let file_hash = format!("sha256:{}", fetched.sha256);

@@ -1,0 +1,153 @@
+//! Flags and subcommands (see CONTRACT.md for the names users rely on).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A self-hosted media archiver: subscribe to sources, download what is new
+/// exactly once, and browse the history in a web dashboard.
+#[derive(Debug, Parser)]
+#[command(name = "mediadl", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process: API, WebSocket, dashboard, workers, scheduler.
+    Serve(ServeArgs),
+    /// Run download workers only (no HTTP), against a shared database.
+    Worker(WorkerArgs),
+    /// Download URLs once from the terminal, with progress, then exit.
+    Download(DownloadArgs),
+    /// Manage user accounts.
+    User(UserArgs),
+    /// Apply database migrations and exit.
+    Migrate(DataArgs),
+}
+
+/// Where the data lives (shared by every command that opens the database).
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Holds the embedded SQLite database `mediadl.db` and, unless set otherwise, the downloads.
+    #[arg(
+        long,
+        env = "MEDIADL_DATA_DIR",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// `sqlite://…` (the default, embedded in the data dir) or `postgres://…`.
+    /// Also read from `DATABASE_URL`.
+    #[arg(long, env = "MEDIADL_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+impl DataArgs {
+    /// The database URL: the flag, `MEDIADL_DATABASE_URL`, then `DATABASE_URL`.
+    pub fn database_url(&self) -> Option<String> {
+        self.database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+            .filter(|url| !url.trim().is_empty())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "MEDIADL_BIND",
+        default_value = "127.0.0.1:8000",
+        value_name = "ADDR"
+    )]
+    pub bind: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Root of the downloads (default: DIR/downloads under the data dir).
+    #[arg(long, env = "MEDIADL_DOWNLOAD_DIR", value_name = "DIR")]
+    pub download_dir: Option<PathBuf>,
+    /// Settings file with the settings API's keys (default: mediadl.toml when present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Root of the downloads (default: the settings' download directory, else DIR/downloads).
+    #[arg(long, env = "MEDIADL_DOWNLOAD_DIR", value_name = "DIR")]
+    pub download_dir: Option<PathBuf>,
+    /// Workers in this process (default: the settings' general.concurrent_downloads).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Settings file with the settings API's keys (default: mediadl.toml when present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// URLs to download (or sources, with --platform).
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Read more URLs from FILE, one per line (`-` for standard input; `#` starts a comment).
+    #[arg(short = 'i', long = "input-file", value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+    /// Directory to write into.
+    #[arg(short, long, default_value = ".", value_name = "DIR")]
+    pub output: PathBuf,
+    /// Transfers at once.
+    #[arg(short = 'j', long, default_value_t = 4, value_name = "N")]
+    pub concurrency: u32,
+    /// Platform of the URLs: direct, forum, instagram, tiktok.
+    #[arg(short, long, default_value = "direct", value_name = "P")]
+    pub platform: String,
+    /// Content type for the platform (e.g. posts, stories, reels); its first by default.
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// Attempts per URL before giving up.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub retries: u32,
+    /// Print one line per finished URL instead of progress bars.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    pub action: UserAction,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create an account.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// admin, user or viewer.
+        #[arg(long, default_value = "user")]
+        role: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from standard input (otherwise one is generated and printed).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change an account's password.
+    Passwd {
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (otherwise one is generated and printed).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List,
+}

@@ -1,0 +1,43 @@
+//! `mediadl`: the command line. Parses flags and environment, starts
+//! tracing, and hands over to the library (thin-binary style).
+
+mod cli;
+mod download;
+mod serve;
+mod user;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("mediadl: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Worker(args) => serve::worker(args).await,
+            Command::Download(args) => download::download(args).await,
+            Command::User(args) => user::user(args).await,
+            Command::Migrate(args) => serve::migrate(args).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("mediadl: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
