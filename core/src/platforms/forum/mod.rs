@@ -17,6 +17,7 @@ pub mod parse;
 pub mod session;
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::downloader::{Context, Downloader, MediaItem, Request, Unavailable};
+use crate::downloader::{Context, Downloader, MediaItem, Request, Staging, Unavailable};
 use crate::error::{DownloadError, Error};
 use crate::fetch::{HttpClient, parse_netscape_cookies};
 use crate::model::{DownloaderInfo, ListingOrder, Metadata, Settings};
@@ -47,6 +48,11 @@ use session::{forum_page_error, is_login_url, log_in};
 /// The platform's name in requests, records and settings.
 pub const PLATFORM: &str = "forum";
 
+/// Metadata key of an item whose link could not be resolved (the reason).
+pub const UNRESOLVED: &str = "unresolved";
+/// Metadata key: whether resolving that link again later may succeed.
+const UNRESOLVED_RETRYABLE: &str = "unresolved_retryable";
+
 /// `platforms.forum` in the settings document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -60,6 +66,9 @@ pub struct ForumSettings {
     pub max_page_bytes: u64,
     /// Most pages read in one check (a guard against endless paging).
     pub max_pages_per_check: u32,
+    /// A Netscape cookies.txt's text for every forum without its own (what
+    /// `PUT /platforms/forum/cookies` stores).
+    pub cookies: Option<String>,
     /// A Netscape cookies file used for every forum without its own.
     pub cookies_file: Option<String>,
     /// Per forum, by forum name (the request's source) or host name.
@@ -73,6 +82,7 @@ impl Default for ForumSettings {
             request_interval_ms: 1000,
             max_page_bytes: 20 * 1024 * 1024,
             max_pages_per_check: 1000,
+            cookies: None,
             cookies_file: None,
             forums: BTreeMap::new(),
         }
@@ -194,6 +204,27 @@ impl Downloader for Forum {
         Self::thread_url(request).map(|_| ())
     }
 
+    /// Fails the items whose link could not be resolved (a host page
+    /// without an image, a redirect loop); the others go to the engine's fetch.
+    async fn transfer(
+        &self,
+        item: &MediaItem,
+        _staging: &Staging,
+        _cx: &Context,
+    ) -> Option<Result<PathBuf, DownloadError>> {
+        let reason = item.metadata.get(UNRESOLVED)?.as_str()?.to_owned();
+        let retryable = item
+            .metadata
+            .get(UNRESOLVED_RETRYABLE)
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Some(Err(if retryable {
+            DownloadError::retryable(reason)
+        } else {
+            DownloadError::permanent(reason)
+        }))
+    }
+
     fn discover(
         &self,
         request: &Request,
@@ -228,9 +259,15 @@ impl Downloader for Forum {
                                 yield Err(err);
                                 return;
                             }
-                            Err(err) => {
-                                walk.item_failed(&err);
+                            Err(err) if matches!(err, DownloadError::RateLimited { .. }) => {
                                 yield Err(err);
+                                return;
+                            }
+                            Err(err) => {
+                                // One broken link: an item that fails on its own
+                                // (see `transfer`), so the rest of the thread goes on.
+                                walk.item_failed(&err);
+                                yield Ok(walk.unresolved_item(&page, post, index, link, &err));
                             }
                         }
                     }
@@ -331,7 +368,9 @@ impl ThreadWalk {
             .last_page_url
             .as_deref()
             .and_then(|u| Url::parse(u).ok())
-            .filter(|u| thread_id(u) == thread);
+            // Same forum and thread id (page URLs may differ from the first
+            // page's in a trailing slash).
+            .filter(|u| thread_id(u).id == thread.id && u.host_str() == start.host_str());
         let resuming = resume_page.is_some();
         let next = Some(resume_page.unwrap_or_else(|| thread.first_page.clone()));
         let mut walk = Self {
@@ -540,6 +579,30 @@ impl ThreadWalk {
                 post.id
             )));
         }
+        Ok(Some(self.media_item(
+            page,
+            post,
+            index,
+            link,
+            url,
+            host,
+            referer,
+            content_type,
+        )))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn media_item(
+        &self,
+        page: &PageWork,
+        post: &Post,
+        index: usize,
+        link: &MediaLink,
+        url: Url,
+        host: String,
+        referer: Option<Url>,
+        content_type: &str,
+    ) -> MediaItem {
         let identity = link.identity();
         let archive_key = format!(
             "forum:{}:{}:post-{}:{}",
@@ -564,14 +627,14 @@ impl ThreadWalk {
         metadata.insert("engine".into(), json!(page.engine.as_str()));
         metadata.insert("link".into(), json!(link.target.as_str()));
         metadata.insert("media_index".into(), json!(index + 1));
-        Ok(Some(MediaItem {
+        MediaItem {
             referer,
             posted_at: post.posted_at,
             media_id: Some(format!("{}_{}", post.id, index + 1)),
             suggested_name: suggested_name(&url, link),
             metadata,
             ..MediaItem::new(archive_key, url, content_type)
-        }))
+        }
     }
 
     /// The first attachment of a check is fetched once to see whether the
@@ -604,6 +667,34 @@ impl ThreadWalk {
         }
         self.attachments_checked = true;
         Ok(())
+    }
+
+    /// An item standing for a link that could not be resolved: the engine
+    /// hands it to [`Forum::transfer`], which fails it with `err`, so it is
+    /// recorded as a failed download with a clear message.
+    fn unresolved_item(
+        &self,
+        page: &PageWork,
+        post: &Post,
+        index: usize,
+        link: &MediaLink,
+        err: &DownloadError,
+    ) -> MediaItem {
+        let mut item = self.media_item(
+            page,
+            post,
+            index,
+            link,
+            link.target.clone(),
+            host_name(&link.target),
+            None,
+            "image",
+        );
+        item.metadata
+            .insert(UNRESOLVED.into(), json!(err.to_string()));
+        item.metadata
+            .insert(UNRESOLVED_RETRYABLE.into(), json!(err.is_retryable()));
+        item
     }
 
     fn item_failed(&mut self, err: &DownloadError) {
@@ -722,13 +813,22 @@ fn suggested_name(url: &Url, link: &MediaLink) -> Option<String> {
     last(url).filter(|name| !name.is_empty())
 }
 
-/// The cookie jar of a check: the forum's cookies file or inline cookies,
-/// else the shared cookies file, else empty (a login may fill it).
+/// The cookie jar of a check: the forum's own cookies (inline, then file),
+/// else the platform's (inline, then file), else empty (a login may fill it).
 async fn load_cookies(
     settings: &ForumSettings,
     access: &ForumAccess,
 ) -> Result<Arc<Jar>, DownloadError> {
-    let text = if let Some(inline) = access.cookies.as_deref().filter(|c| !c.trim().is_empty()) {
+    let inline = access
+        .cookies
+        .as_deref()
+        .or(access
+            .cookies_file
+            .is_none()
+            .then_some(())
+            .and(settings.cookies.as_deref()))
+        .filter(|c| !c.trim().is_empty() && *c != crate::model::settings::MASK);
+    let text = if let Some(inline) = inline {
         Some(("inline cookies".to_owned(), inline.to_owned()))
     } else if let Some(path) = access
         .cookies_file

@@ -707,10 +707,13 @@ fn declared_size(img: ElementRef) -> (Option<u32>, Option<u32>) {
     (read("width"), read("height"))
 }
 
+/// Same host (ignoring `www.`) and port: the same site.
 fn same_site(a: &Url, b: &Url) -> bool {
     let strip = |h: &str| h.strip_prefix("www.").unwrap_or(h).to_ascii_lowercase();
     match (a.host_str(), b.host_str()) {
-        (Some(x), Some(y)) => strip(x) == strip(y),
+        (Some(x), Some(y)) => {
+            strip(x) == strip(y) && a.port_or_known_default() == b.port_or_known_default()
+        }
         _ => false,
     }
 }

@@ -1,0 +1,685 @@
+//! The forum platform end to end: a local fixture forum (XenForo markup,
+//! three pages) whose thumbnails link to a fake image host, through the
+//! engine on the in-memory store; and `discover` directly for login walls,
+//! oversized pages and logging in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use mediadl::clock::SystemClock;
+use mediadl::downloader::{Context, Downloader, Request, TransferProgress};
+use mediadl::error::DownloadError;
+use mediadl::fetch::HttpClient;
+use mediadl::model::{DownloadFilter, DownloadStatus, NewQueueItem, Page, QueueStatus, Settings};
+use mediadl::platforms::forum::{Forum, state_key, thread_id};
+use mediadl::store::{DownloadRepo, MemoryStore, QueueRepo, StateRepo};
+use mediadl::testkit::{Fixture, FixtureServer, TestEngine};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+const THREAD: &str = "/threads/fixture-thread.1/";
+
+fn image_bytes(n: u32) -> Vec<u8> {
+    let mut bytes = b"\xFF\xD8\xFF\xE0fake jpeg ".to_vec();
+    bytes.extend((0..20_000u32).map(|i| (i.wrapping_mul(7).wrapping_add(n * 13) % 251) as u8));
+    bytes
+}
+
+/// One XenForo post: `(post id, author, link target, thumbnail)`.
+struct FixturePost {
+    id: u32,
+    author: &'static str,
+    body: String,
+}
+
+fn post_linking(id: u32, host: &FixtureServer, target: &str) -> FixturePost {
+    FixturePost {
+        id,
+        author: if id % 2 == 0 { "Second" } else { "First" },
+        body: format!(
+            r#"Photo {id} <img src="/styles/smilies/smile.png" class="smilie" alt=":)">
+            <a href="{}" target="_blank" class="link link--external"><img src="{}" class="bbImage" alt="t"></a>
+            <blockquote class="bbCodeBlock bbCodeBlock--quote"><a href="{}"><img src="{}"></a></blockquote>"#,
+            host.url(target),
+            host.url(&format!("/thumbs/{id}.jpg")),
+            host.url("/show/quoted"),
+            host.url("/thumbs/quoted.jpg"),
+        ),
+    }
+}
+
+fn xenforo_page(title: &str, posts: &[FixturePost], next: Option<&str>) -> String {
+    let articles: String = posts
+        .iter()
+        .map(|post| {
+            format!(
+                r#"<article class="message message--post js-post" data-author="{author}" data-content="post-{id}" id="js-post-{id}">
+  <div class="message-inner"><div class="message-cell message-cell--user"><img class="avatar" src="/data/avatars/m/0/{id}.jpg" width="96" height="96"></div>
+  <div class="message-cell message-cell--main"><header class="message-attribution"><time class="u-dt" datetime="2024-03-0{day}T10:00:00+0000" data-time="{time}">Mar</time></header>
+  <div class="message-content"><article class="message-body"><div class="bbWrapper">{body}</div></article></div>
+  <aside class="message-signature"><div class="bbWrapper"><img src="/sig/banner.jpg" class="bbImage"></div></aside></div></div>
+</article>"#,
+                author = post.author,
+                id = post.id,
+                day = 1 + post.id % 9,
+                time = 1_709_287_200 + u64::from(post.id) * 86_400,
+                body = post.body,
+            )
+        })
+        .collect();
+    let next = next
+        .map(|href| format!(r#"<a href="{href}" class="pageNav-jump pageNav-jump--next">Next</a>"#))
+        .unwrap_or_default();
+    format!(
+        r#"<!DOCTYPE html><html id="XF" data-template="thread_view"><head><title>{title} | Fixture Forum</title></head>
+<body><div class="p-title"><h1 class="p-title-value">{title}</h1></div>
+<div class="pageNav">{next}</div><div class="block-body">{articles}</div></body></html>"#
+    )
+}
+
+/// An image host viewer page: a logo, an ad and the image.
+fn host_page(image: &str) -> String {
+    format!(
+        r#"<html><body><img src="/logo.png" width="160" height="40">
+        <img src="/ad.gif" width="728" height="90"><div class="viewer"><img src="{image}" width="1600" height="1200"></div></body></html>"#
+    )
+}
+
+/// A forum on one fixture server whose posts link to an image host on another.
+struct FixtureForum {
+    forum: FixtureServer,
+    host: FixtureServer,
+}
+
+impl FixtureForum {
+    async fn start() -> Self {
+        let forum = FixtureServer::start().await;
+        let host = FixtureServer::start().await;
+        for n in 1..=20u32 {
+            host.route(
+                &format!("/show/{n}"),
+                Fixture::html(host_page(&format!("/img/{n}.jpg"))),
+            );
+            host.route(
+                &format!("/img/{n}.jpg"),
+                Fixture::bytes(image_bytes(n)).header("content-type", "image/jpeg"),
+            );
+        }
+        host.route("/show/quoted", Fixture::html(host_page("/img/quoted.jpg")));
+        Self { forum, host }
+    }
+
+    fn page_path(page: u32) -> String {
+        if page == 1 {
+            THREAD.to_owned()
+        } else {
+            format!("{THREAD}page-{page}")
+        }
+    }
+
+    /// Serves the thread with `posts_per_page[i]` post ids on page `i + 1`.
+    fn serve(&self, pages: &[Vec<u32>]) {
+        for (index, ids) in pages.iter().enumerate() {
+            let page = index as u32 + 1;
+            let posts: Vec<FixturePost> = ids
+                .iter()
+                .map(|id| post_linking(*id, &self.host, &format!("/show/{id}")))
+                .collect();
+            let next = (index + 1 < pages.len()).then(|| Self::page_path(page + 1));
+            self.forum.route(
+                &Self::page_path(page),
+                Fixture::html(xenforo_page("Fixture Thread", &posts, next.as_deref())),
+            );
+        }
+    }
+
+    fn thread_url(&self) -> String {
+        self.forum.url(THREAD)
+    }
+}
+
+fn forum_settings(extra: serde_json::Value) -> Settings {
+    let mut settings = Settings::default();
+    let mut section = json!({"enabled": true, "request_interval_ms": 0});
+    if let (Some(section), Some(extra)) = (section.as_object_mut(), extra.as_object()) {
+        section.extend(extra.clone());
+    }
+    settings.platforms.insert("forum".into(), section);
+    settings
+}
+
+/// Runs the engine until every listed queue item is finished (or 30 s pass).
+async fn run_until_finished(test: &TestEngine, ids: &[i64]) {
+    let shutdown = CancellationToken::new();
+    let engine = test.engine.clone();
+    let runner = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { engine.run(shutdown).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut finished = true;
+        for id in ids {
+            finished &= test
+                .store
+                .get_queue_item(*id)
+                .await
+                .unwrap()
+                .status
+                .is_finished();
+        }
+        if finished || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    runner.await.unwrap().unwrap();
+}
+
+async fn check_thread(test: &TestEngine, url: &str) -> i64 {
+    let item = test
+        .queue()
+        .submit(NewQueueItem::new(url, "forum", "FixtureForum", "images"))
+        .await
+        .unwrap();
+    run_until_finished(test, &[item.id]).await;
+    let done = test.store.get_queue_item(item.id).await.unwrap();
+    assert_eq!(
+        done.status,
+        QueueStatus::Completed,
+        "{:?}",
+        done.error_message
+    );
+    item.id
+}
+
+#[tokio::test]
+async fn a_thread_across_three_pages_then_only_the_new_post() {
+    let fixture = FixtureForum::start().await;
+    fixture.serve(&[vec![1, 2], vec![3, 4], vec![5, 6]]);
+    let root = tempfile::tempdir().unwrap();
+    let test = TestEngine::new(root.path());
+    test.settings.replace(forum_settings(json!({})));
+
+    check_thread(&test, &fixture.thread_url()).await;
+    let list = test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::new(1, 200))
+        .await
+        .unwrap();
+    assert_eq!(
+        list.total,
+        6,
+        "{:#?}",
+        list.items.iter().map(|d| &d.url).collect::<Vec<_>>()
+    );
+    for download in &list.items {
+        assert_eq!(
+            download.status,
+            DownloadStatus::Completed,
+            "{:?}",
+            download.error_message
+        );
+        assert_eq!(download.platform, "forum");
+        assert_eq!(download.source, "FixtureForum");
+        let post_id: u32 = download.metadata["post_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            download.url,
+            fixture.host.url(&format!("/img/{post_id}.jpg"))
+        );
+        assert_eq!(download.metadata["thread_id"], "1");
+        assert_eq!(download.metadata["thread_title"], "Fixture Thread");
+        assert_eq!(download.metadata["forum"], "FixtureForum");
+        let author = if post_id % 2 == 0 { "Second" } else { "First" };
+        assert_eq!(download.metadata["author"], author);
+        assert!(download.post_date.is_some());
+        let path = std::path::PathBuf::from(download.file_path.as_deref().unwrap());
+        assert!(path.starts_with(root.path()), "{path:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), image_bytes(post_id));
+    }
+    // Never the thumbnails, the quoted post's image, avatars, smilies or signatures.
+    for path in ["/thumbs/1.jpg", "/show/quoted", "/img/quoted.jpg"] {
+        assert_eq!(fixture.host.hits(path), 0, "{path}");
+    }
+    for path in [
+        "/data/avatars/m/0/1.jpg",
+        "/sig/banner.jpg",
+        "/styles/smilies/smile.png",
+    ] {
+        assert_eq!(fixture.forum.hits(path), 0, "{path}");
+    }
+    let key = state_key(&thread_id(&Url::parse(&fixture.thread_url()).unwrap()));
+    let state = test
+        .store
+        .get_state(&key)
+        .await
+        .unwrap()
+        .expect("thread state");
+    assert_eq!(
+        state["last_page_url"],
+        fixture.forum.url(&format!("{THREAD}page-3"))
+    );
+    assert_eq!(state["last_post_id"], "6");
+
+    // A post is appended on the last page: the next check starts there and
+    // downloads only the new image.
+    fixture.serve(&[vec![1, 2], vec![3, 4], vec![5, 6, 7]]);
+    check_thread(&test, &fixture.thread_url()).await;
+    let list = test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::new(1, 200))
+        .await
+        .unwrap();
+    assert_eq!(list.total, 7);
+    assert_eq!(fixture.forum.hits(THREAD), 1, "page 1 is not read again");
+    assert_eq!(fixture.forum.hits(&format!("{THREAD}page-2")), 1);
+    assert_eq!(fixture.forum.hits(&format!("{THREAD}page-3")), 2);
+    for n in 1..=7 {
+        assert_eq!(fixture.host.hits(&format!("/img/{n}.jpg")), 1, "image {n}");
+        assert_eq!(fixture.host.hits(&format!("/show/{n}")), 1, "host page {n}");
+    }
+    let state = test.store.get_state(&key).await.unwrap().unwrap();
+    assert_eq!(state["last_post_id"], "7");
+
+    // A new page appears after the last one: followed from there.
+    fixture.serve(&[vec![1, 2], vec![3, 4], vec![5, 6, 7], vec![8]]);
+    check_thread(&test, &fixture.thread_url()).await;
+    let total = test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::new(1, 200))
+        .await
+        .unwrap()
+        .total;
+    assert_eq!(total, 8);
+    assert_eq!(fixture.forum.hits(THREAD), 1);
+}
+
+#[tokio::test]
+async fn broken_links_fail_alone_and_bad_links_are_ignored() {
+    let fixture = FixtureForum::start().await;
+    fixture.host.route(
+        "/show/empty",
+        Fixture::html("<html><body><p>Image removed</p></body></html>"),
+    );
+    fixture
+        .host
+        .route("/show/loop", Fixture::redirect("/show/loop"));
+    let mut posts = vec![
+        post_linking(1, &fixture.host, "/show/empty"),
+        post_linking(2, &fixture.host, "/show/loop"),
+        post_linking(3, &fixture.host, "/show/3"),
+    ];
+    posts.push(FixturePost {
+        id: 4,
+        author: "Prankster",
+        body: format!(
+            r#"<a href="javascript:alert(1)">js</a> <a href="data:text/html,hi">data</a>
+            <img src="data:image/png;base64,AAAA"> <a href="mailto:a@b.c">mail</a>
+            <a href="{}"><img src="{}"></a>"#,
+            fixture.host.url("/img/..%2F..%2Fetc%2Fpasswd%00.jpg"),
+            fixture.host.url("/thumbs/4.jpg"),
+        ),
+    });
+    fixture.host.route(
+        "/img/..%2F..%2Fetc%2Fpasswd%00.jpg",
+        Fixture::bytes(image_bytes(4)).header("content-type", "image/jpeg"),
+    );
+    fixture
+        .forum
+        .route(THREAD, Fixture::html(xenforo_page("Broken", &posts, None)));
+    let root = tempfile::tempdir().unwrap();
+    let test = TestEngine::new(root.path());
+    test.settings.replace(forum_settings(json!({})));
+    check_thread(&test, &fixture.thread_url()).await;
+
+    let list = test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::new(1, 200))
+        .await
+        .unwrap();
+    let by_post = |id: &str| list.items.iter().find(|d| d.metadata["post_id"] == id);
+    let good = by_post("3").expect("post 3 downloaded");
+    assert_eq!(good.status, DownloadStatus::Completed);
+    let odd_name = by_post("4").expect("post 4 downloaded");
+    assert_eq!(odd_name.status, DownloadStatus::Completed);
+    let path = std::path::PathBuf::from(odd_name.file_path.as_deref().unwrap());
+    assert!(path.starts_with(root.path()), "{path:?}");
+    for (post, reason) in [("1", "no image"), ("2", "redirect")] {
+        let failed = by_post(post).unwrap_or_else(|| panic!("post {post}: no failed record"));
+        assert_eq!(failed.status, DownloadStatus::Failed, "post {post}");
+        let message = failed.error_message.as_deref().unwrap_or_default();
+        assert!(message.contains(reason), "post {post}: {message}");
+    }
+    assert!(
+        list.items
+            .iter()
+            .all(|d| d.status == DownloadStatus::Failed || d.file_path.is_some()),
+        "{list:#?}"
+    );
+    // Only the two good files (the engine may leave its hidden lock files).
+    let files: Vec<_> = walk(root.path())
+        .into_iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn context(settings: Settings, state: Arc<MemoryStore>) -> Context {
+    Context {
+        http: HttpClient::new(&settings.network).unwrap(),
+        settings: Arc::new(settings),
+        cancel: CancellationToken::new(),
+        clock: Arc::new(SystemClock),
+        state,
+        progress: Arc::new(TransferProgress::new()),
+    }
+}
+
+fn request(url: &str) -> Request {
+    Request {
+        queue_id: 1,
+        url: url.into(),
+        platform: "forum".into(),
+        source: "FixtureForum".into(),
+        content_type: "images".into(),
+        downloader: None,
+        max_downloads: None,
+        since: None,
+        stop_after_known: 3,
+        referer: None,
+        metadata: Default::default(),
+    }
+}
+
+const LOGIN_PAGE: &str = r#"<html id="XF" data-template="login"><body>
+<form action="/login/login" method="post"><input type="text" name="login"><input type="password" name="password">
+<input type="hidden" name="_xfToken" value="tok123"></form></body></html>"#;
+
+#[tokio::test]
+async fn a_login_gated_attachment_is_auth_required() {
+    let forum = FixtureServer::start().await;
+    let page = xenforo_page(
+        "Members only",
+        &[FixturePost {
+            id: 1,
+            author: "Member",
+            body: r#"<a href="/attachments/secret-jpg.5/"><img src="/data/attachments/0/5-abc.jpg" class="bbImage"></a>"#
+                .into(),
+        }],
+        None,
+    );
+    forum.route(THREAD, Fixture::html(page));
+    forum.route("/attachments/secret-jpg.5/", Fixture::redirect("/login/"));
+    forum.route("/login/", Fixture::html(LOGIN_PAGE));
+    let cx = context(forum_settings(json!({})), Arc::new(MemoryStore::new()));
+    let mut listing = Forum::default().discover(&request(&forum.url(THREAD)), &cx);
+    match listing.next().await {
+        Some(Err(DownloadError::AuthRequired(reason))) => {
+            assert!(reason.contains("login"), "{reason}");
+        }
+        other => panic!("expected AuthRequired, got {other:?}"),
+    }
+    assert!(
+        listing.next().await.is_none(),
+        "nothing after the auth error"
+    );
+
+    // Through the engine: the queue item fails with the auth error, nothing is written.
+    let root = tempfile::tempdir().unwrap();
+    let test = TestEngine::new(root.path());
+    test.settings.replace(forum_settings(json!({})));
+    let item = test
+        .queue()
+        .submit(NewQueueItem::new(
+            forum.url(THREAD),
+            "forum",
+            "FixtureForum",
+            "images",
+        ))
+        .await
+        .unwrap();
+    run_until_finished(&test, &[item.id]).await;
+    let item = test.store.get_queue_item(item.id).await.unwrap();
+    assert_eq!(item.status, QueueStatus::Failed);
+    assert!(
+        item.error_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("authentication required"),
+        "{:?}",
+        item.error_message
+    );
+    assert!(
+        walk(root.path())
+            .iter()
+            .all(|p| p.file_name().unwrap().to_string_lossy().starts_with('.')),
+        "no file written"
+    );
+}
+
+#[tokio::test]
+async fn a_guest_placeholder_or_login_redirect_is_auth_required() {
+    let forum = FixtureServer::start().await;
+    let placeholder = xenforo_page(
+        "Videos",
+        &[FixturePost {
+            id: 1,
+            author: "A",
+            body: r#"<video controls><source src="/styles/notregistered.mp4"></video>"#.into(),
+        }],
+        None,
+    );
+    forum.route("/threads/videos.2/", Fixture::html(placeholder));
+    forum.route("/threads/private.3/", Fixture::redirect("/login/"));
+    forum.route("/login/", Fixture::html(LOGIN_PAGE));
+    let cx = context(forum_settings(json!({})), Arc::new(MemoryStore::new()));
+    for (path, needle) in [
+        ("/threads/videos.2/", "notregistered"),
+        ("/threads/private.3/", "login"),
+    ] {
+        let mut listing = Forum::default().discover(&request(&forum.url(path)), &cx);
+        match listing.next().await {
+            Some(Err(DownloadError::AuthRequired(reason))) => {
+                assert!(reason.contains(needle), "{path}: {reason}")
+            }
+            other => panic!("{path}: expected AuthRequired, got {other:?}"),
+        }
+    }
+    assert_eq!(forum.hits("/styles/notregistered.mp4"), 0);
+}
+
+#[tokio::test]
+async fn an_oversized_page_is_a_clear_error() {
+    let forum = FixtureServer::start().await;
+    forum.route(
+        THREAD,
+        Fixture::html("<html><body>".to_owned() + &"x".repeat(200_000)),
+    );
+    let cx = context(
+        forum_settings(json!({"max_page_bytes": 100_000})),
+        Arc::new(MemoryStore::new()),
+    );
+    let mut listing = Forum::default().discover(&request(&forum.url(THREAD)), &cx);
+    match listing.next().await {
+        Some(Err(DownloadError::Permanent(reason))) => {
+            assert!(reason.contains("larger than 100000 bytes"), "{reason}")
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn logs_in_with_credentials_and_keeps_the_session() {
+    use wiremock::matchers::{body_string_contains, header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    let base = server.uri();
+    let thread = format!("{base}/threads/private.9/");
+    let page = xenforo_page(
+        "Private",
+        &[FixturePost {
+            id: 90,
+            author: "Member",
+            body: format!(r#"<img src="{base}/data/full/90.jpg" class="bbImage">"#),
+        }],
+        None,
+    );
+    // Logged in (the session cookie is sent): the thread.
+    Mock::given(method("GET"))
+        .and(path("/threads/private.9/"))
+        .and(header("cookie", "xf_user=alice-session"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(page, "text/html"))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    // A guest: sent to the login page.
+    Mock::given(method("GET"))
+        .and(path("/threads/private.9/"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/login/"))
+        .with_priority(5)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/login/"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(LOGIN_PAGE, "text/html"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/login/login"))
+        .and(body_string_contains("login=alice"))
+        .and(body_string_contains("password=s3cret"))
+        .and(body_string_contains("_xfToken=tok123"))
+        .respond_with(
+            ResponseTemplate::new(303)
+                .insert_header("set-cookie", "xf_user=alice-session; Path=/; HttpOnly")
+                .insert_header("location", "/"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw("<html><body>Welcome back</body></html>", "text/html"),
+        )
+        .mount(&server)
+        .await;
+
+    let host = Url::parse(&base).unwrap().host_str().unwrap().to_owned();
+    let settings = forum_settings(json!({
+        "forums": { "FixtureForum": { "username": "alice", "password": "s3cret" } }
+    }));
+    let cx = context(settings, Arc::new(MemoryStore::new()));
+    let items: Vec<_> = Forum::default()
+        .discover(&request(&thread), &cx)
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let item = items.into_iter().next().unwrap().unwrap();
+    assert_eq!(item.url.as_str(), format!("{base}/data/full/90.jpg"));
+    assert_eq!(item.metadata["post_id"], "90");
+    assert_eq!(item.metadata["host"], host);
+
+    // Wrong password: the forum shows the login form again → AuthRequired.
+    let settings = forum_settings(json!({
+        "forums": { "FixtureForum": { "username": "alice", "password": "wrong" } }
+    }));
+    Mock::given(method("POST"))
+        .and(path("/login/login"))
+        .and(body_string_contains("password=wrong"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(LOGIN_PAGE, "text/html"))
+        .mount(&server)
+        .await;
+    let cx = context(settings, Arc::new(MemoryStore::new()));
+    let first = Forum::default()
+        .discover(&request(&thread), &cx)
+        .next()
+        .await;
+    assert!(
+        matches!(&first, Some(Err(DownloadError::AuthRequired(reason))) if reason.contains("alice")),
+        "{first:?}"
+    );
+}
+
+#[tokio::test]
+async fn cookies_from_settings_are_sent() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    let base = server.uri();
+    let page = xenforo_page(
+        "Cookie",
+        &[FixturePost {
+            id: 5,
+            author: "A",
+            body: format!(r#"<img src="{base}/data/full/5.jpg" class="bbImage">"#),
+        }],
+        None,
+    );
+    Mock::given(method("GET"))
+        .and(path("/threads/c.5/"))
+        .and(header("cookie", "xf_session=from-browser"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(page, "text/html"))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/threads/c.5/"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/login/"))
+        .with_priority(5)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/login/"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(LOGIN_PAGE, "text/html"))
+        .mount(&server)
+        .await;
+    let host = Url::parse(&base).unwrap().host_str().unwrap().to_owned();
+    let cookies = format!(
+        "# Netscape HTTP Cookie File\n{host}\tFALSE\t/\tFALSE\t0\txf_session\tfrom-browser\n"
+    );
+    let cx = context(
+        forum_settings(json!({ "cookies": cookies })),
+        Arc::new(MemoryStore::new()),
+    );
+    let items: Vec<_> = Forum::default()
+        .discover(&request(&format!("{base}/threads/c.5/")), &cx)
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(items[0].is_ok(), "{items:?}");
+
+    // Without them: the login redirect is AuthRequired.
+    let cx = context(forum_settings(json!({})), Arc::new(MemoryStore::new()));
+    let first = Forum::default()
+        .discover(&request(&format!("{base}/threads/c.5/")), &cx)
+        .next()
+        .await;
+    assert!(
+        matches!(first, Some(Err(DownloadError::AuthRequired(_)))),
+        "{first:?}"
+    );
+}
