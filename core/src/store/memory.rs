@@ -349,7 +349,7 @@ impl DownloadRepo for MemoryStore {
             .map(|(key, totals)| GroupTotals { key, totals })
             .collect();
         // Stable sort keeps the keys' alphabetical order among equal totals.
-        groups.sort_by(|a, b| b.totals.total.cmp(&a.totals.total));
+        groups.sort_by_key(|group| std::cmp::Reverse(group.totals.total));
         Ok(groups)
     }
 
