@@ -41,6 +41,23 @@ pub struct PgStoreOptions {
     pub acquire_timeout: Duration,
     /// Whether to apply pending migrations at connect.
     pub migrate: bool,
+    /// Whether the pool pings a connection before handing it out. Off by
+    /// default: the ping is a second round trip on every operation, and a
+    /// connection that died while idle fails its next operation with
+    /// `Unavailable` instead, which callers retry.
+    pub test_before_acquire: bool,
+    /// Commit the workers' lease transitions (claim, renew, progress,
+    /// complete, fail, release, requeue) without waiting for the WAL flush
+    /// (`synchronous_commit = off` on a second pool). Several times the
+    /// claim + complete throughput; the price is that a PostgreSQL crash
+    /// (not an application crash) can forget the last fraction of a
+    /// second of those transitions. That is safe by construction: a
+    /// forgotten claim makes the item claimable again and the old worker's
+    /// writes fail with `LeaseLost`; a forgotten completion puts the item
+    /// back after its lease, and its downloads — recorded durably before
+    /// completion — are then "already have it". Enqueues, downloads and
+    /// every other write stay durable either way.
+    pub asynchronous_lease_commits: bool,
 }
 
 impl Default for PgStoreOptions {
@@ -49,6 +66,8 @@ impl Default for PgStoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             migrate: true,
+            test_before_acquire: false,
+            asynchronous_lease_commits: false,
         }
     }
 }
@@ -61,6 +80,9 @@ impl Default for PgStoreOptions {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The pool for lease transitions: `pool` itself, or a second pool
+    /// with asynchronous commits (see [`PgStoreOptions`]).
+    lease_pool: PgPool,
 }
 
 impl PgStore {
@@ -78,19 +100,28 @@ impl PgStore {
             StoreError::Invalid(format!("invalid PostgreSQL URL {database_url:?}: {err}"))
         })?;
         let connect = connect.application_name("mediadl");
-        let pool = PgPoolOptions::new()
+        let pool_options = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .test_before_acquire(options.test_before_acquire);
+        let unavailable = |err| match map_err(err) {
+            StoreError::Unavailable(message) => StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {}: {message}",
+                redact_url(database_url)
+            )),
+            other => other,
+        };
+        let pool = pool_options
+            .clone()
+            .connect_with(connect.clone())
             .await
-            .map_err(|err| match map_err(err) {
-                StoreError::Unavailable(message) => StoreError::Unavailable(format!(
-                    "cannot connect to PostgreSQL at {}: {message}",
-                    redact_url(database_url)
-                )),
-                other => other,
-            })?;
-        let store = Self { pool };
+            .map_err(unavailable)?;
+        let lease_pool = if options.asynchronous_lease_commits {
+            pool_options.connect_lazy_with(connect.options([("synchronous_commit", "off")]))
+        } else {
+            pool.clone()
+        };
+        let store = Self { pool, lease_pool };
         if options.migrate {
             store.migrate().await?;
         }
@@ -100,7 +131,10 @@ impl PgStore {
     /// A store over an existing pool (migrations are the caller's business:
     /// see [`PgStore::migrate`]).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            lease_pool: pool.clone(),
+            pool,
+        }
     }
 
     /// Applies the migrations this build ships that the database lacks.
@@ -118,6 +152,7 @@ impl PgStore {
     /// Closes every connection; later operations fail with `Unavailable`.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.lease_pool.close().await;
     }
 }
 

@@ -46,7 +46,7 @@ impl PgStore {
         query: sqlx::query::QueryAs<'_, Postgres, QueueRow, sqlx::postgres::PgArguments>,
     ) -> StoreResult<QueueItem> {
         query
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.lease_pool)
             .await
             .map_err(map_err)?
             .ok_or_else(|| lease_lost(lease))
@@ -189,7 +189,7 @@ impl QueueRepo for PgStore {
             .bind(worker.0.clone())
             .bind(until)
             .bind(i64::from(n))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.lease_pool)
             .await
             .map_err(map_err)?;
         let mut claimed = rows
@@ -219,7 +219,7 @@ impl QueueRepo for PgStore {
             .bind(lease.token)
             .bind(lease.worker.0.clone())
             .bind(until)
-            .execute(&self.pool)
+            .execute(&self.lease_pool)
             .await
             .map_err(map_err)?;
         if done.rows_affected() == 0 {
@@ -246,7 +246,7 @@ impl QueueRepo for PgStore {
             .bind(to_i32("items_downloaded", progress.items_downloaded)?)
             .bind(items_total)
             .bind(progress.estimated_completion.map(to_micros))
-            .execute(&self.pool)
+            .execute(&self.lease_pool)
             .await
             .map_err(map_err)?;
         if done.rows_affected() == 0 {
@@ -296,7 +296,7 @@ impl QueueRepo for PgStore {
     async fn requeue_expired(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueItem>> {
         let mut rows = sqlx::query_as::<_, QueueRow>(REQUEUE_EXPIRED)
             .bind(to_micros(now))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.lease_pool)
             .await
             .map_err(map_err)?;
         let mut items: Vec<QueueItem> = convert_all(std::mem::take(&mut rows))?;

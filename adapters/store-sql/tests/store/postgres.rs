@@ -42,10 +42,16 @@ mod conformance {
 
 /// A store with exactly one connection: one worker process's view.
 async fn single_connection_store(db: &TestDatabase) -> PgStore {
+    worker_store(db, false).await
+}
+
+/// A worker's store, with durable or asynchronous lease commits.
+async fn worker_store(db: &TestDatabase, asynchronous_lease_commits: bool) -> PgStore {
     PgStore::connect_with(
         db.url(),
         PgStoreOptions {
             max_connections: 1,
+            asynchronous_lease_commits,
             ..Default::default()
         },
     )
@@ -94,7 +100,8 @@ async fn a_database_from_a_newer_version_is_refused_clearly() {
 }
 
 /// 8 workers, each on its own connection, claim 5,000 items: every item
-/// is taken exactly once.
+/// is taken exactly once. Half of them commit lease transitions
+/// asynchronously: the two kinds mix safely.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_workers_on_separate_connections_claim_each_item_once() {
     const ITEMS: usize = 5_000;
@@ -115,7 +122,7 @@ async fn eight_workers_on_separate_connections_claim_each_item_once() {
 
     let mut workers = Vec::new();
     for w in 0..WORKERS {
-        let store = single_connection_store(&db).await;
+        let store = worker_store(&db, w % 2 == 1).await;
         workers.push(tokio::spawn(async move {
             let me = WorkerId(format!("worker-{w}"));
             let mut done = Vec::new();
