@@ -390,11 +390,21 @@ async fn download_one(
     let fetched = match downloader.transfer(media, &staging, cx).await {
         Some(produced) => {
             let produced = produced?;
-            let fetched = hash_file(produced, media.url.clone()).await?;
+            // The file leaves the staging directory (a rename: same file
+            // system) before the directory is removed with whatever else
+            // the program left there.
+            let extension = produced
+                .extension()
+                .map(|ext| format!(".{}", ext.to_string_lossy()))
+                .unwrap_or_default();
+            let staged = dir.join(format!("{TEMP_PREFIX}{}.staged{extension}", &key_hash[..20]));
+            tokio::fs::rename(&produced, &staged)
+                .await
+                .map_err(|err| storage(&staged, err))?;
             let _ = tokio::fs::remove_dir_all(staging.dir())
                 .await
                 .or_else(ignore_missing);
-            fetched
+            hash_file(staged, media.url.clone()).await?
         }
         None => {
             let fetched = fetch_to_file(

@@ -628,6 +628,73 @@ mod real {
     }
 
     #[tokio::test]
+    async fn the_engine_hashes_and_records_what_ytdlp_wrote() {
+        use mediadl::model::{DownloadFilter, NewQueueItem, Page, QueueStatus};
+        use mediadl::store::{DownloadRepo, QueueRepo};
+        let program = installed("yt-dlp");
+        let server = server().await;
+        let root = tempfile::tempdir().unwrap();
+        let test = mediadl::testkit::TestEngine::new(root.path());
+        test.settings.replace(settings(
+            "tiktok",
+            "yt-dlp",
+            json!({"path": program, "url_templates": {"videos": format!("{}/@{{username}}", server.uri())}}),
+            json!({}),
+        ));
+        let mut new = NewQueueItem::new(
+            "https://www.tiktok.com/@someone",
+            "tiktok",
+            "someone",
+            "videos",
+        );
+        new.options.downloader = Some("yt-dlp".into());
+        let item = test.queue().submit(new).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let engine = test.engine.clone();
+        let runner = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { engine.run(shutdown).await }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let item = loop {
+            let item = test.store.get_queue_item(item.id).await.unwrap();
+            if item.status.is_finished() || tokio::time::Instant::now() > deadline {
+                break item;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        shutdown.cancel();
+        runner.await.unwrap().unwrap();
+        assert_eq!(
+            item.status,
+            QueueStatus::Completed,
+            "{:?}",
+            item.error_message
+        );
+        let downloads = test
+            .store
+            .list_downloads(&DownloadFilter::default(), Page::new(1, 10))
+            .await
+            .unwrap();
+        assert_eq!(downloads.total, 2);
+        for download in &downloads.items {
+            let bytes = std::fs::read(download.file_path.as_deref().unwrap()).unwrap();
+            use sha2::Digest;
+            let hash = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+            assert_eq!(download.file_hash.as_deref(), Some(hash.as_str()));
+            assert_eq!(download.metadata["downloader"], "yt-dlp");
+        }
+        let leftovers: Vec<_> = walk(root.path())
+            .into_iter()
+            .filter(|p| {
+                p.to_string_lossy().contains(".staging")
+                    || p.to_string_lossy().contains(".mediadl-run-")
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[tokio::test]
     async fn gallerydl_lists_and_downloads_from_a_local_server() {
         let program = installed("gallery-dl");
         let server = server().await;
