@@ -397,7 +397,10 @@ async fn download_one(
                 .extension()
                 .map(|ext| format!(".{}", ext.to_string_lossy()))
                 .unwrap_or_default();
-            let staged = dir.join(format!("{TEMP_PREFIX}{}.staged{extension}", &key_hash[..20]));
+            let staged = dir.join(format!(
+                "{TEMP_PREFIX}{}.staged{extension}",
+                &key_hash[..20]
+            ));
             tokio::fs::rename(&produced, &staged)
                 .await
                 .map_err(|err| storage(&staged, err))?;
