@@ -191,11 +191,27 @@ pub fn router(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(ws::routes(state))
         .unify()
-        .or(web::routes())
+        .or(not_api().and(web::routes()))
         .unify()
         .recover(error::recover)
         .unify()
         .boxed()
+}
+
+/// Rejects (404) paths of the API, the WebSocket and the docs before the
+/// dashboard's routes look at the method, so an unknown API path is a 404
+/// and not a 405.
+fn not_api() -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::path::full()
+        .and_then(|full: warp::path::FullPath| async move {
+            let path = full.as_str();
+            if path == "/api" || path.starts_with("/api/") || path.starts_with("/ws/") {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(())
+            }
+        })
+        .untuple_one()
 }
 
 /// Runs the server on `listener` until `shutdown` is cancelled: opens the

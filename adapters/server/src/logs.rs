@@ -265,7 +265,7 @@ mod tests {
             tracing::info!(target: "mediadl::platforms::tiktok", username = "eva", count = 3u64, "listed videos");
             tracing::debug!("not stored");
             tracing::warn!(target: "mediadl_server::bootstrap", "secret password");
-            tracing::error!(module = "Custom", "broke");
+            tracing::error!(target: "my_plugin", module = "Custom", "broke");
         });
         let mut receiver = capture.take_receiver().unwrap();
         let first = receiver.try_recv().unwrap();

@@ -306,10 +306,16 @@ pub fn routes() -> BoxedFilter<(Response,)> {
             response
         });
     let config = Arc::new(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"));
-    let docs_root = warp::path!("api" / "docs")
+    let docs_root = warp::path::full()
+        .and_then(|full: warp::path::FullPath| async move {
+            if full.as_str() == "/api/docs" {
+                Ok(warp::redirect::see_other(http::Uri::from_static("/api/docs/")).into_response())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
         .and(warp::get())
-        .and(warp::path::end())
-        .map(|| warp::redirect::see_other(http::Uri::from_static("/api/docs/")).into_response());
+        .map(|response: Response| response);
     let docs = warp::path("api")
         .and(warp::path("docs"))
         .and(warp::get())
