@@ -250,6 +250,8 @@ impl Engine {
         let shared = &self.shared;
         clean_stale_temp_files(&shared.download_root()).await;
         let mut settings = shared.settings.subscribe();
+        // Settings may have changed between build() and run().
+        shared.clients.refresh(&settings.borrow_and_update());
         let mut tasks: JoinSet<usize> = JoinSet::new();
         let mut free_slots: Vec<usize> = Vec::new();
         let mut next_slot = 0usize;

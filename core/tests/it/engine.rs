@@ -4,14 +4,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mediadl::model::{DownloadFilter, DownloadStatus, EventKind, NewQueueItem, Page, QueueFilter, QueuePatch, QueueStatus};
+use mediadl::model::{
+    DownloadFilter, DownloadStatus, EventKind, NewQueueItem, Page, QueueFilter, QueuePatch,
+    QueueStatus,
+};
 use mediadl::store::{DownloadRepo, QueueRepo};
 use mediadl::testkit::{Fixture, FixtureServer, TestEngine};
 use mediadl::{BusMessage, EventBus, Registry};
 use tokio_util::sync::CancellationToken;
 
 fn payload(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn direct(url: &str) -> NewQueueItem {
@@ -46,43 +51,90 @@ async fn run_until_finished(test: &TestEngine, ids: &[i64]) {
 async fn downloads_a_file_once_with_hash_and_name() {
     let server = FixtureServer::start().await;
     let body = payload(300_000, 1);
-    server.route("/files/photo.jpg", Fixture::bytes(body.clone()).header("content-type", "image/jpeg"));
+    server.route(
+        "/files/photo.jpg",
+        Fixture::bytes(body.clone()).header("content-type", "image/jpeg"),
+    );
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
-    let item = test.queue().submit(direct(&server.url("/files/photo.jpg"))).await.unwrap();
-    assert_eq!(item.source, "127.0.0.1", "source defaults to the URL's host");
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/files/photo.jpg")))
+        .await
+        .unwrap();
+    assert_eq!(
+        item.source, "127.0.0.1",
+        "source defaults to the URL's host"
+    );
     run_until_finished(&test, &[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(item.status, QueueStatus::Completed, "{:?}", item.error_message);
-    let list = test.store.list_downloads(&DownloadFilter::default(), Page::default()).await.unwrap();
+    assert_eq!(
+        item.status,
+        QueueStatus::Completed,
+        "{:?}",
+        item.error_message
+    );
+    let list = test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::default())
+        .await
+        .unwrap();
     assert_eq!(list.total, 1);
     let download = &list.items[0];
     assert_eq!(download.status, DownloadStatus::Completed);
     assert_eq!(download.filename.as_deref(), Some("photo.jpg"));
     let path = std::path::PathBuf::from(download.file_path.as_deref().unwrap());
-    assert!(path.starts_with(root.path().join("direct").join("127.0.0.1")), "{path:?}");
+    assert!(
+        path.starts_with(root.path().join("direct").join("127.0.0.1")),
+        "{path:?}"
+    );
     assert_eq!(std::fs::read(&path).unwrap(), body);
     use sha2::Digest;
     let expected = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
     assert_eq!(download.file_hash.as_deref(), Some(expected.as_str()));
 
     // The same URL again: known before any byte is fetched.
-    let again = test.queue().submit(direct(&server.url("/files/photo.jpg"))).await.unwrap();
+    let again = test
+        .queue()
+        .submit(direct(&server.url("/files/photo.jpg")))
+        .await
+        .unwrap();
     run_until_finished(&test, &[again.id]).await;
     assert_eq!(server.hits("/files/photo.jpg"), 1);
-    assert_eq!(test.store.list_downloads(&DownloadFilter::default(), Page::default()).await.unwrap().total, 1);
+    assert_eq!(
+        test.store
+            .list_downloads(&DownloadFilter::default(), Page::default())
+            .await
+            .unwrap()
+            .total,
+        1
+    );
 }
 
 #[tokio::test]
 async fn retries_server_errors_and_honours_retry_after() {
     let server = FixtureServer::start().await;
-    server.route("/flaky.bin", Fixture::bytes(payload(1000, 2)).then_fail_once(500, None));
-    server.route("/limited.bin", Fixture::bytes(payload(1000, 3)).then_fail_once(429, Some(1)));
+    server.route(
+        "/flaky.bin",
+        Fixture::bytes(payload(1000, 2)).then_fail_once(500, None),
+    );
+    server.route(
+        "/limited.bin",
+        Fixture::bytes(payload(1000, 3)).then_fail_once(429, Some(1)),
+    );
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
-    let flaky = test.queue().submit(direct(&server.url("/flaky.bin"))).await.unwrap();
-    let limited = test.queue().submit(direct(&server.url("/limited.bin"))).await.unwrap();
+    let flaky = test
+        .queue()
+        .submit(direct(&server.url("/flaky.bin")))
+        .await
+        .unwrap();
+    let limited = test
+        .queue()
+        .submit(direct(&server.url("/limited.bin")))
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     run_until_finished(&test, &[flaky.id, limited.id]).await;
 
@@ -92,7 +144,10 @@ async fn retries_server_errors_and_honours_retry_after() {
     let limited = test.store.get_queue_item(limited.id).await.unwrap();
     assert_eq!(limited.status, QueueStatus::Completed);
     assert_eq!(limited.attempts, 1, "a 429 does not use up an attempt");
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
     assert_eq!(server.hits("/limited.bin"), 2);
 }
 
@@ -100,36 +155,80 @@ async fn retries_server_errors_and_honours_retry_after() {
 async fn resumes_a_truncated_body_with_a_range_request() {
     let server = FixtureServer::start().await;
     let body = payload(500_000, 4);
-    server.route("/big.bin", Fixture::bytes(body.clone()).then_truncate_once(200_000));
+    server.route(
+        "/big.bin",
+        Fixture::bytes(body.clone()).then_truncate_once(200_000),
+    );
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
-    let item = test.queue().submit(direct(&server.url("/big.bin"))).await.unwrap();
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/big.bin")))
+        .await
+        .unwrap();
     run_until_finished(&test, &[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(item.status, QueueStatus::Completed, "{:?}", item.error_message);
+    assert_eq!(
+        item.status,
+        QueueStatus::Completed,
+        "{:?}",
+        item.error_message
+    );
     let ranges = server.ranges("/big.bin");
     assert_eq!(item.attempts, 2, "the cut attempt and the resumed one");
     assert_eq!(ranges.len(), 1, "{ranges:?}");
-    let resumed_from: usize = ranges[0].trim_start_matches("bytes=").trim_end_matches('-').parse().unwrap();
+    let resumed_from: usize = ranges[0]
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
     assert!(resumed_from > 0 && resumed_from <= 200_000, "{ranges:?}");
-    let download = &test.store.list_downloads(&DownloadFilter::default(), Page::default()).await.unwrap().items[0];
-    assert_eq!(std::fs::read(download.file_path.as_ref().unwrap()).unwrap(), body);
+    let download = &test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items[0];
+    assert_eq!(
+        std::fs::read(download.file_path.as_ref().unwrap()).unwrap(),
+        body
+    );
     use sha2::Digest;
-    assert_eq!(download.file_hash.as_deref().unwrap(), format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body))));
+    assert_eq!(
+        download.file_hash.as_deref().unwrap(),
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)))
+    );
 }
 
 #[tokio::test]
 async fn a_server_without_ranges_restarts_from_zero() {
     let server = FixtureServer::start().await;
     let body = payload(300_000, 5);
-    server.route("/norange.bin", Fixture::bytes(body.clone()).without_ranges().then_truncate_once(100_000));
+    server.route(
+        "/norange.bin",
+        Fixture::bytes(body.clone())
+            .without_ranges()
+            .then_truncate_once(100_000),
+    );
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
-    let item = test.queue().submit(direct(&server.url("/norange.bin"))).await.unwrap();
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/norange.bin")))
+        .await
+        .unwrap();
     run_until_finished(&test, &[item.id]).await;
-    let download = &test.store.list_downloads(&DownloadFilter::default(), Page::default()).await.unwrap().items[0];
-    assert_eq!(std::fs::read(download.file_path.as_ref().unwrap()).unwrap(), body);
+    let download = &test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items[0];
+    assert_eq!(
+        std::fs::read(download.file_path.as_ref().unwrap()).unwrap(),
+        body
+    );
 }
 
 #[tokio::test]
@@ -137,16 +236,30 @@ async fn not_found_leaves_a_failed_record_and_no_file() {
     let server = FixtureServer::start().await;
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
-    let item = test.queue().submit(direct(&server.url("/missing.jpg"))).await.unwrap();
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/missing.jpg")))
+        .await
+        .unwrap();
     run_until_finished(&test, &[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(item.status, QueueStatus::Failed);
     assert_eq!(item.attempts, 1, "a 404 is not retried");
-    assert!(item.error_message.as_deref().unwrap().contains("404"), "{:?}", item.error_message);
+    assert!(
+        item.error_message.as_deref().unwrap().contains("404"),
+        "{:?}",
+        item.error_message
+    );
     let failed = test
         .store
-        .list_downloads(&DownloadFilter { status: Some(DownloadStatus::Failed), ..Default::default() }, Page::default())
+        .list_downloads(
+            &DownloadFilter {
+                status: Some(DownloadStatus::Failed),
+                ..Default::default()
+            },
+            Page::default(),
+        )
         .await
         .unwrap();
     assert_eq!(failed.total, 1);
@@ -175,13 +288,25 @@ async fn hostile_disposition_names_stay_inside_the_root() {
     let server = FixtureServer::start().await;
     server.route(
         "/dl",
-        Fixture::bytes(payload(100, 6)).header("content-disposition", "attachment; filename=\"../../etc/passwd\""),
+        Fixture::bytes(payload(100, 6)).header(
+            "content-disposition",
+            "attachment; filename=\"../../etc/passwd\"",
+        ),
     );
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
-    let item = test.queue().submit(direct(&server.url("/dl"))).await.unwrap();
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/dl")))
+        .await
+        .unwrap();
     run_until_finished(&test, &[item.id]).await;
-    let download = &test.store.list_downloads(&DownloadFilter::default(), Page::default()).await.unwrap().items[0];
+    let download = &test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items[0];
     let path = std::path::Path::new(download.file_path.as_deref().unwrap());
     assert!(path.starts_with(root.path()), "{path:?}");
     assert_eq!(download.filename.as_deref(), Some("passwd.bin"));
@@ -195,15 +320,35 @@ async fn same_bytes_under_two_urls_are_stored_once() {
     server.route("/b.jpg", Fixture::bytes(body));
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
-    let a = test.queue().submit(direct(&server.url("/a.jpg"))).await.unwrap();
+    let a = test
+        .queue()
+        .submit(direct(&server.url("/a.jpg")))
+        .await
+        .unwrap();
     run_until_finished(&test, &[a.id]).await;
-    let b = test.queue().submit(direct(&server.url("/b.jpg"))).await.unwrap();
+    let b = test
+        .queue()
+        .submit(direct(&server.url("/b.jpg")))
+        .await
+        .unwrap();
     run_until_finished(&test, &[b.id]).await;
 
-    let list = test.store.list_downloads(&DownloadFilter::default(), Page::default()).await.unwrap();
+    let list = test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::default())
+        .await
+        .unwrap();
     assert_eq!(list.total, 2);
-    let duplicate = list.items.iter().find(|d| d.duplicate_of.is_some()).expect("one duplicate");
-    let owner = list.items.iter().find(|d| d.duplicate_of.is_none()).unwrap();
+    let duplicate = list
+        .items
+        .iter()
+        .find(|d| d.duplicate_of.is_some())
+        .expect("one duplicate");
+    let owner = list
+        .items
+        .iter()
+        .find(|d| d.duplicate_of.is_none())
+        .unwrap();
     assert_eq!(duplicate.duplicate_of, Some(owner.id));
     assert_eq!(duplicate.file_path, owner.file_path);
     assert_eq!(final_files(root.path()).len(), 1);
@@ -224,10 +369,20 @@ async fn two_engines_sharing_a_store_download_each_url_once() {
     let mut ids = Vec::new();
     for n in 0..30 {
         let path = format!("/f{n}.bin");
-        server.route(&path, Fixture::bytes(payload(20_000, n as u8)).slow(5_000, Duration::from_millis(2)));
+        server.route(
+            &path,
+            Fixture::bytes(payload(20_000, n as u8)).slow(5_000, Duration::from_millis(2)),
+        );
         // The same URL twice: both may run at once on different engines.
         for _ in 0..2 {
-            ids.push(first.queue().submit(direct(&server.url(&path))).await.unwrap().id);
+            ids.push(
+                first
+                    .queue()
+                    .submit(direct(&server.url(&path)))
+                    .await
+                    .unwrap()
+                    .id,
+            );
         }
     }
     let shutdown = CancellationToken::new();
@@ -243,7 +398,11 @@ async fn two_engines_sharing_a_store_download_each_url_once() {
     for runner in runners {
         runner.await.unwrap().unwrap();
     }
-    let list = first.store.list_downloads(&DownloadFilter::default(), Page::new(1, 200)).await.unwrap();
+    let list = first
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::new(1, 200))
+        .await
+        .unwrap();
     assert_eq!(list.total, 30, "one record per URL");
     assert_eq!(final_files(root.path()).len(), 30, "one file per URL");
     let workers: std::collections::HashSet<_> = first
@@ -262,11 +421,18 @@ async fn two_engines_sharing_a_store_download_each_url_once() {
 async fn pausing_a_running_item_stops_it_and_resuming_finishes_it() {
     let server = FixtureServer::start().await;
     let body = payload(400_000, 8);
-    server.route("/slow.bin", Fixture::bytes(body.clone()).slow(10_000, Duration::from_millis(10)));
+    server.route(
+        "/slow.bin",
+        Fixture::bytes(body.clone()).slow(10_000, Duration::from_millis(10)),
+    );
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
     let mut events = test.events.subscribe();
-    let item = test.queue().submit(direct(&server.url("/slow.bin"))).await.unwrap();
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/slow.bin")))
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let runner = tokio::spawn({
         let engine = test.engine.clone();
@@ -283,7 +449,13 @@ async fn pausing_a_running_item_stops_it_and_resuming_finishes_it() {
         }
     }
     test.queue()
-        .update(item.id, QueuePatch { priority: None, status: Some(QueueStatus::Paused) })
+        .update(
+            item.id,
+            QueuePatch {
+                priority: None,
+                status: Some(QueueStatus::Paused),
+            },
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -291,32 +463,68 @@ async fn pausing_a_running_item_stops_it_and_resuming_finishes_it() {
     assert_eq!(paused.status, QueueStatus::Paused);
     let hits_when_paused = server.hits("/slow.bin");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(server.hits("/slow.bin"), hits_when_paused, "nothing fetched while paused");
+    assert_eq!(
+        server.hits("/slow.bin"),
+        hits_when_paused,
+        "nothing fetched while paused"
+    );
 
     test.queue()
-        .update(item.id, QueuePatch { priority: None, status: Some(QueueStatus::Pending) })
+        .update(
+            item.id,
+            QueuePatch {
+                priority: None,
+                status: Some(QueueStatus::Pending),
+            },
+        )
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !test.store.get_queue_item(item.id).await.unwrap().status.is_finished() && tokio::time::Instant::now() < deadline {
+    while !test
+        .store
+        .get_queue_item(item.id)
+        .await
+        .unwrap()
+        .status
+        .is_finished()
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shutdown.cancel();
     runner.await.unwrap().unwrap();
     let done = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(done.status, QueueStatus::Completed);
-    assert!(!server.ranges("/slow.bin").is_empty(), "resumed with a Range request");
-    let download = &test.store.list_downloads(&DownloadFilter::default(), Page::default()).await.unwrap().items[0];
-    assert_eq!(std::fs::read(download.file_path.as_ref().unwrap()).unwrap(), body);
+    assert!(
+        !server.ranges("/slow.bin").is_empty(),
+        "resumed with a Range request"
+    );
+    let download = &test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items[0];
+    assert_eq!(
+        std::fs::read(download.file_path.as_ref().unwrap()).unwrap(),
+        body
+    );
 }
 
 #[tokio::test]
 async fn shutdown_returns_running_items_to_pending() {
     let server = FixtureServer::start().await;
-    server.route("/slow.bin", Fixture::bytes(payload(400_000, 9)).slow(4_000, Duration::from_millis(20)));
+    server.route(
+        "/slow.bin",
+        Fixture::bytes(payload(400_000, 9)).slow(4_000, Duration::from_millis(20)),
+    );
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
-    let item = test.queue().submit(direct(&server.url("/slow.bin"))).await.unwrap();
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/slow.bin")))
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let runner = tokio::spawn({
         let engine = test.engine.clone();
@@ -327,7 +535,11 @@ async fn shutdown_returns_running_items_to_pending() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), runner).await.expect("shuts down promptly").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .expect("shuts down promptly")
+        .unwrap()
+        .unwrap();
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(item.status, QueueStatus::Pending);
     assert_eq!(item.attempts, 0, "the interrupted attempt is not counted");
@@ -337,10 +549,17 @@ async fn shutdown_returns_running_items_to_pending() {
 #[tokio::test]
 async fn removing_a_running_item_cancels_it() {
     let server = FixtureServer::start().await;
-    server.route("/slow.bin", Fixture::bytes(payload(400_000, 10)).slow(4_000, Duration::from_millis(20)));
+    server.route(
+        "/slow.bin",
+        Fixture::bytes(payload(400_000, 10)).slow(4_000, Duration::from_millis(20)),
+    );
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
-    let item = test.queue().submit(direct(&server.url("/slow.bin"))).await.unwrap();
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/slow.bin")))
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let runner = tokio::spawn({
         let engine = test.engine.clone();
@@ -357,7 +576,14 @@ async fn removing_a_running_item_cancels_it() {
     assert_eq!(server.hits("/slow.bin"), hits);
     shutdown.cancel();
     runner.await.unwrap().unwrap();
-    assert_eq!(test.store.list_downloads(&DownloadFilter::default(), Page::default()).await.unwrap().total, 0);
+    assert_eq!(
+        test.store
+            .list_downloads(&DownloadFilter::default(), Page::default())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
     assert_no_final_files(root.path());
 }
 
@@ -375,7 +601,14 @@ async fn an_unwritable_root_fails_with_a_reason() {
     run_until_finished(&test, &[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(item.status, QueueStatus::Failed);
-    assert!(item.error_message.as_deref().unwrap().contains("cannot write"), "{:?}", item.error_message);
+    assert!(
+        item.error_message
+            .as_deref()
+            .unwrap()
+            .contains("cannot write"),
+        "{:?}",
+        item.error_message
+    );
 }
 
 #[tokio::test]
@@ -384,10 +617,20 @@ async fn refuses_bad_urls_before_queueing() {
     let test = TestEngine::new(root.path());
     for bad in ["file:///etc/passwd", "ftp://example.com/a", "not a url"] {
         let err = test.queue().submit(direct(bad)).await.unwrap_err();
-        assert!(matches!(err, mediadl::Error::Invalid { ref field, .. } if field == "url"), "{bad}: {err}");
+        assert!(
+            matches!(err, mediadl::Error::Invalid { ref field, .. } if field == "url"),
+            "{bad}: {err}"
+        );
     }
-    let err = test.queue().submit(NewQueueItem::new("https://e.com", "myspace", "x", "file")).await.unwrap_err();
-    assert!(matches!(err, mediadl::Error::Invalid { ref field, .. } if field == "platform"), "{err}");
+    let err = test
+        .queue()
+        .submit(NewQueueItem::new("https://e.com", "myspace", "x", "file"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, mediadl::Error::Invalid { ref field, .. } if field == "platform"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -402,9 +645,17 @@ async fn storage_limit_makes_items_wait_with_a_reason() {
     settings.general.concurrent_downloads = 1;
     test.settings.replace(settings);
     let mut events = test.events.subscribe();
-    let one = test.queue().submit(direct(&server.url("/one.bin"))).await.unwrap();
+    let one = test
+        .queue()
+        .submit(direct(&server.url("/one.bin")))
+        .await
+        .unwrap();
     run_until_finished(&test, &[one.id]).await;
-    let two = test.queue().submit(direct(&server.url("/two.bin"))).await.unwrap();
+    let two = test
+        .queue()
+        .submit(direct(&server.url("/two.bin")))
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let runner = tokio::spawn({
         let engine = test.engine.clone();
@@ -422,36 +673,58 @@ async fn storage_limit_makes_items_wait_with_a_reason() {
     })
     .await
     .expect("a notification");
-    assert!(notified.message.contains("storage limit"), "{}", notified.message);
+    assert!(
+        notified.message.contains("storage limit"),
+        "{}",
+        notified.message
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     shutdown.cancel();
     runner.await.unwrap().unwrap();
     let two = test.store.get_queue_item(two.id).await.unwrap();
     assert_eq!(two.status, QueueStatus::Pending);
-    assert!(two.error_message.as_deref().unwrap().contains("storage limit"));
+    assert!(
+        two.error_message
+            .as_deref()
+            .unwrap()
+            .contains("storage limit")
+    );
     assert_eq!(server.hits("/two.bin"), 0);
 }
 
 #[tokio::test]
 async fn progress_events_are_bounded_and_end_at_100() {
     let server = FixtureServer::start().await;
-    server.route("/p.bin", Fixture::bytes(payload(300_000, 14)).slow(3_000, Duration::from_millis(10)));
+    server.route(
+        "/p.bin",
+        Fixture::bytes(payload(300_000, 14)).slow(3_000, Duration::from_millis(10)),
+    );
     let root = tempfile::tempdir().unwrap();
     let test = TestEngine::new(root.path());
     let mut events = test.events.subscribe();
-    let item = test.queue().submit(direct(&server.url("/p.bin"))).await.unwrap();
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/p.bin")))
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     run_until_finished(&test, &[item.id]).await;
     let elapsed = started.elapsed().as_secs_f64();
     let mut progress = Vec::new();
-    while let Ok(Some(BusMessage::Event(event))) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
+    while let Ok(Some(BusMessage::Event(event))) =
+        tokio::time::timeout(Duration::from_millis(50), events.next()).await
+    {
         if let EventKind::DownloadProgress(p) = &event.kind {
             progress.push(p.progress);
         }
     }
     assert_eq!(progress.last(), Some(&100));
     let allowed = (elapsed * 4.0).ceil() as usize + 2;
-    assert!(progress.len() <= allowed, "{} events in {elapsed:.2}s", progress.len());
+    assert!(
+        progress.len() <= allowed,
+        "{} events in {elapsed:.2}s",
+        progress.len()
+    );
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
 }
 
@@ -459,7 +732,9 @@ fn final_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -475,4 +750,134 @@ fn final_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn assert_no_final_files(root: &std::path::Path) {
     let files = final_files(root);
     assert!(files.is_empty(), "unexpected files: {files:?}");
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_when_blocked() {
+    let server = FixtureServer::start().await;
+    server.route("/inside.bin", Fixture::bytes(payload(10, 15)));
+    let root = tempfile::tempdir().unwrap();
+    let test = TestEngine::new(root.path());
+    let mut settings = (*test.settings.current()).clone();
+    settings.network.block_private_addresses = true;
+    test.settings.replace(settings);
+    // Settings reach the engine's clients through the watch channel.
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/inside.bin")))
+        .await
+        .unwrap();
+    run_until_finished(&test, &[item.id]).await;
+    let item = test.store.get_queue_item(item.id).await.unwrap();
+    assert_eq!(item.status, QueueStatus::Failed);
+    assert!(
+        item.error_message.as_deref().unwrap().contains("private"),
+        "{:?}",
+        item.error_message
+    );
+    assert_eq!(server.hits("/inside.bin"), 0, "refused before connecting");
+}
+
+#[tokio::test]
+async fn requests_go_through_the_configured_proxy() {
+    // The fixture server answers absolute-form proxy requests by path.
+    let proxy = FixtureServer::start().await;
+    proxy.route("/via-proxy.bin", Fixture::bytes(payload(1_000, 16)));
+    let root = tempfile::tempdir().unwrap();
+    let test = TestEngine::new(root.path());
+    let mut settings = (*test.settings.current()).clone();
+    settings.network.proxy = proxy.url("");
+    test.settings.replace(settings);
+    let item = test
+        .queue()
+        .submit(direct("http://media.example.invalid/via-proxy.bin"))
+        .await
+        .unwrap();
+    run_until_finished(&test, &[item.id]).await;
+    let item = test.store.get_queue_item(item.id).await.unwrap();
+    assert_eq!(
+        item.status,
+        QueueStatus::Completed,
+        "{:?}",
+        item.error_message
+    );
+    assert_eq!(proxy.hits("/via-proxy.bin"), 1);
+}
+
+#[tokio::test]
+async fn metadata_sidecars_are_written_next_to_files() {
+    let server = FixtureServer::start().await;
+    server.route("/s.jpg", Fixture::bytes(payload(500, 17)));
+    let root = tempfile::tempdir().unwrap();
+    let test = TestEngine::new(root.path());
+    let mut settings = (*test.settings.current()).clone();
+    settings.downloads.metadata_sidecar = true;
+    test.settings.replace(settings);
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/s.jpg")))
+        .await
+        .unwrap();
+    run_until_finished(&test, &[item.id]).await;
+    let download = &test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items[0];
+    let sidecar = format!("{}.json", download.file_path.as_deref().unwrap());
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(sidecar).unwrap()).unwrap();
+    assert_eq!(json["url"], server.url("/s.jpg"));
+    assert_eq!(json["archive_key"], download.archive_key);
+}
+
+#[tokio::test]
+async fn concurrency_follows_the_settings_while_running() {
+    let server = FixtureServer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let test = TestEngine::new(root.path());
+    let mut settings = (*test.settings.current()).clone();
+    settings.general.concurrent_downloads = 1;
+    test.settings.replace(settings.clone());
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let path = format!("/c{n}.bin");
+        server.route(
+            &path,
+            Fixture::bytes(payload(40_000, 20 + n)).slow(4_000, Duration::from_millis(15)),
+        );
+        ids.push(
+            test.queue()
+                .submit(direct(&server.url(&path)))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let shutdown = CancellationToken::new();
+    let runner = tokio::spawn({
+        let engine = test.engine.clone();
+        let shutdown = shutdown.clone();
+        async move { engine.run(shutdown).await }
+    });
+    let downloading = || async { test.store.queue_counts().await.unwrap().downloading };
+    let mut most_at_once = 0;
+    for _ in 0..10 {
+        most_at_once = most_at_once.max(downloading().await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(most_at_once, 1, "one worker");
+    settings.general.concurrent_downloads = 4;
+    test.settings.replace(settings);
+    let mut most_after = 0;
+    for _ in 0..30 {
+        most_after = most_after.max(downloading().await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        most_after > 1,
+        "more workers after the change (saw {most_after})"
+    );
+    shutdown.cancel();
+    runner.await.unwrap().unwrap();
 }
