@@ -550,7 +550,7 @@ mod tests {
                 json!({"rules": {"download_failed": {"digest_minutes": 5000}}}),
                 "notifications.rules.download_failed.digest_minutes",
             ),
-            (json!({"rules": {"nope": {}}}), "notifications.rules"),
+            (json!({"rules": {"nope": {}}}), "notifications.rules.nope"),
             (
                 json!({"retry": {"max_attempts": 0}}),
                 "notifications.retry.max_attempts",

@@ -8,6 +8,8 @@ mod engines;
 mod forum;
 #[cfg(feature = "instagram")]
 mod instagram;
+#[cfg(all(feature = "notify-email", feature = "webhooks"))]
+mod notify;
 mod scheduler;
 #[cfg(feature = "tiktok")]
 mod tiktok;
