@@ -153,7 +153,7 @@ async fn claim_complete(
 }
 
 /// Loads `rows` downloads shaped like an archive: runs of 50 items from
-/// one source within minutes, 20,000 runs over a year, 300 sources on 4
+/// one source and content type within minutes, 20,000 runs over a year, 300 sources on 4
 /// platforms, 3% failed, 2% duplicates. Returns the newest download time.
 async fn load_downloads(store: &PgStore, rows: u64) -> DateTime<Utc> {
     let now: DateTime<Utc> = "2026-11-27T12:00:00Z".parse().expect("time");
@@ -170,7 +170,7 @@ async fn load_downloads(store: &PgStore, rows: u64) -> DateTime<Utc> {
              attempts, error_message, duplicate_of, metadata) \
              SELECT 'https://cdn.example.com/' || p || '/' || s || '/' || n || '.jpg', \
                     encode(sha256(convert_to('k:' || n, 'UTF8')), 'hex'), p || ':' || n, p, s, \
-                    (ARRAY['posts','stories','reels'])[1 + n % 3], \
+                    (ARRAY['posts','stories','reels'])[1 + r % 3], \
                     'IMG_' || n || '.jpg', '/data/downloads/' || p || '/' || s || '/IMG_' || n || '.jpg', \
                     100000 + (n * 7919) % 9900000, \
                     'sha256:' || encode(sha256(convert_to(n::text, 'UTF8')), 'hex'), \
@@ -179,7 +179,7 @@ async fn load_downloads(store: &PgStore, rows: u64) -> DateTime<Utc> {
                     CASE WHEN n % 33 = 0 THEN 'HTTP 404' END, \
                     CASE WHEN n % 50 = 7 THEN n - 1 END, \
                     jsonb_build_object('width', 1080, 'height', 1350) \
-             FROM (SELECT n, \
+             FROM (SELECT n, r, \
                           'source-' || (r * 7919) % 300 AS s, \
                           (ARRAY['instagram','tiktok','forum','direct'])[1 + ((r * 7919) % 300) % 4] AS p, \
                           $1 - make_interval(secs => r * 1577 + (n % 50) * 7) AS t \
@@ -193,7 +193,7 @@ async fn load_downloads(store: &PgStore, rows: u64) -> DateTime<Utc> {
         .expect("load downloads");
         from = to + 1;
     }
-    for table in ["downloads", "download_rollup"] {
+    for table in ["downloads", "download_rollup", "download_daily"] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {table}")))
             .execute(store.pool())
             .await
@@ -409,7 +409,7 @@ async fn stats_latencies(store: &PgStore, now: DateTime<Utc>) {
 async fn sizes(store: &PgStore, rows: u64) {
     let (table, indexes, rollup, database): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT pg_table_size('downloads'), pg_indexes_size('downloads'), \
-                pg_total_relation_size('download_rollup'), pg_database_size(current_database())",
+                pg_total_relation_size('download_rollup') + pg_total_relation_size('download_daily'), pg_database_size(current_database())",
     )
     .fetch_one(store.pool())
     .await
@@ -421,14 +421,14 @@ async fn sizes(store: &PgStore, rows: u64) {
     let per_million = |bytes: i64| bytes as f64 / 1_048_576.0 * 1_000_000.0 / rows as f64;
     println!("\n-- size --");
     println!(
-        "downloads table {:.0} MiB, its indexes {:.0} MiB, rollup {:.1} MiB ({rollup_rows} rows), database {:.0} MiB",
+        "downloads table {:.0} MiB, its indexes {:.0} MiB, rollups {:.1} MiB ({rollup_rows} hourly rows), database {:.0} MiB",
         table as f64 / 1_048_576.0,
         indexes as f64 / 1_048_576.0,
         rollup as f64 / 1_048_576.0,
         database as f64 / 1_048_576.0
     );
     println!(
-        "per million rows: table {:.0} MiB + indexes {:.0} MiB + rollup {:.1} MiB = {:.0} MiB",
+        "per million rows: table {:.0} MiB + indexes {:.0} MiB + rollups {:.1} MiB = {:.0} MiB",
         per_million(table),
         per_million(indexes),
         per_million(rollup),

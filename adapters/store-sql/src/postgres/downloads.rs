@@ -1,9 +1,11 @@
 //! The download history and its aggregates.
 //!
-//! Aggregates read `download_rollup` (per-hour totals kept by a trigger in
-//! the same transaction as each write) for the whole hours of a window and
-//! `downloads` only for the partial hours at its edges, so stats over a
-//! million rows read a few thousand.
+//! Aggregates read two rollups kept by a trigger in the same transaction
+//! as each write — `download_daily` (per day and platform) and
+//! `download_rollup` (per hour, platform, source and content type) — for
+//! the whole days or hours of a window, and `downloads` only for the
+//! partial ones at its edges, so stats over a million rows read a few
+//! thousand.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -98,8 +100,9 @@ fn list_query(prefix: &str, filter: &DownloadFilter, page: Page) -> QueryBuilder
 }
 
 /// The count of `list_downloads`. Without a text search every filter is
-/// a column of the hourly rollup and the date bounds are whole days, so
-/// the rollup gives the exact count without touching `downloads`.
+/// a column of a rollup and the date bounds are whole days, so a rollup
+/// gives the exact count without touching `downloads`: the daily one
+/// (a few rows per day) unless a source is named, then the hourly one.
 fn count_query(filter: &DownloadFilter) -> QueryBuilder<Postgres> {
     if filter.search.is_some() {
         let mut query = QueryBuilder::new("SELECT count(*) FROM downloads");
@@ -111,10 +114,17 @@ fn count_query(filter: &DownloadFilter) -> QueryBuilder<Postgres> {
         Some(DownloadStatus::Failed) => "failed",
         None => "completed + failed",
     };
+    let rollup = if filter.source.is_some() {
+        Rollup::Hourly
+    } else {
+        Rollup::Daily
+    };
     let mut query = QueryBuilder::new("SELECT COALESCE(sum(");
     query
         .push(counted)
-        .push("), 0)::BIGINT FROM download_rollup WHERE TRUE");
+        .push("), 0)::BIGINT FROM ")
+        .push(rollup.table())
+        .push(" WHERE TRUE");
     let (from, to) = rules::download_date_range(filter);
     if let Some(platform) = &filter.platform {
         query.push(" AND platform = ").push_bind(platform.clone());
@@ -123,12 +133,69 @@ fn count_query(filter: &DownloadFilter) -> QueryBuilder<Postgres> {
         query.push(" AND source = ").push_bind(source.clone());
     }
     if let Some(from) = from {
-        query.push(" AND hour >= ").push_bind(from);
+        query
+            .push(" AND ")
+            .push(rollup.time_column())
+            .push(" >= ")
+            .push_bind(from);
     }
     if let Some(to) = to {
-        query.push(" AND hour < ").push_bind(to);
+        query
+            .push(" AND ")
+            .push(rollup.time_column())
+            .push(" < ")
+            .push_bind(to);
     }
     query
+}
+
+/// The two trigger-maintained rollups.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rollup {
+    /// `download_rollup`: per hour, platform, source and content type.
+    Hourly,
+    /// `download_daily`: per UTC day and platform.
+    Daily,
+}
+
+impl Rollup {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Hourly => "download_rollup",
+            Self::Daily => "download_daily",
+        }
+    }
+
+    fn time_column(self) -> &'static str {
+        match self {
+            Self::Hourly => "hour",
+            Self::Daily => "day",
+        }
+    }
+
+    fn bucket(self) -> Bucket {
+        match self {
+            Self::Hourly => Bucket::Hour,
+            Self::Daily => Bucket::Day,
+        }
+    }
+
+    fn width(self) -> chrono::Duration {
+        match self {
+            Self::Hourly => chrono::Duration::hours(1),
+            Self::Daily => chrono::Duration::days(1),
+        }
+    }
+
+    /// The coarsest rollup that can answer `key`.
+    fn for_key(key: AggregateKey) -> Self {
+        match key {
+            AggregateKey::Nothing
+            | AggregateKey::Column("platform")
+            | AggregateKey::Bucket("day" | "week" | "month") => Self::Daily,
+            _ => Self::Hourly,
+        }
+    }
 }
 
 /// What an aggregate groups its rows by.
@@ -140,24 +207,25 @@ enum AggregateKey {
 }
 
 /// `SELECT key, total, completed, failed, size_bytes FROM (rollup ∪ edges)
-/// GROUP BY key`: the whole hours of `window` from the rollup, the partial
-/// hours at its edges from `downloads`.
+/// GROUP BY key`: the whole hours (or days) of `window` from a rollup, the
+/// partial ones at its edges from `downloads`.
 fn aggregate_query(key: AggregateKey, window: Window) -> QueryBuilder<Postgres> {
-    // First whole hour inside the window, and the end of the last one.
+    let rollup = Rollup::for_key(key);
+    // First whole period inside the window, and the end of the last one.
     let whole_from = window.from.map(|from| {
-        let start = rules::bucket_start(Bucket::Hour, from);
+        let start = rules::bucket_start(rollup.bucket(), from);
         if start == from {
             start
         } else {
-            start + chrono::Duration::hours(1)
+            start + rollup.width()
         }
     });
-    let whole_to = window.to.map(|to| rules::bucket_start(Bucket::Hour, to));
+    let whole_to = window.to.map(|to| rules::bucket_start(rollup.bucket(), to));
     let (rollup_key, raw_key) = match key {
         AggregateKey::Nothing => ("''".to_owned(), "''".to_owned()),
         AggregateKey::Column(column) => (column.to_owned(), column.to_owned()),
         AggregateKey::Bucket(unit) => (
-            format!("date_trunc('{unit}', hour, 'UTC')"),
+            format!("date_trunc('{unit}', {}, 'UTC')", rollup.time_column()),
             format!("date_trunc('{unit}', download_date, 'UTC')"),
         ),
     };
@@ -166,12 +234,22 @@ fn aggregate_query(key: AggregateKey, window: Window) -> QueryBuilder<Postgres> 
     );
     query
         .push(rollup_key)
-        .push(" AS key, completed, failed, size_bytes FROM download_rollup WHERE TRUE");
+        .push(" AS key, completed, failed, size_bytes FROM ")
+        .push(rollup.table())
+        .push(" WHERE TRUE");
     if let Some(from) = whole_from {
-        query.push(" AND hour >= ").push_bind(from);
+        query
+            .push(" AND ")
+            .push(rollup.time_column())
+            .push(" >= ")
+            .push_bind(from);
     }
     if let Some(to) = whole_to {
-        query.push(" AND hour < ").push_bind(to);
+        query
+            .push(" AND ")
+            .push(rollup.time_column())
+            .push(" < ")
+            .push_bind(to);
     }
     // The partial hours at the edges, each a short range of the date index
     // (two plain ranges, not one range with an OR, which would make
@@ -498,7 +576,7 @@ impl DownloadRepo for PgStore {
 
     async fn storage_used(&self) -> StoreResult<u64> {
         let used: i64 =
-            sqlx::query_scalar("SELECT COALESCE(sum(size_bytes), 0)::BIGINT FROM download_rollup")
+            sqlx::query_scalar("SELECT COALESCE(sum(size_bytes), 0)::BIGINT FROM download_daily")
                 .fetch_one(&self.pool)
                 .await
                 .map_err(map_err)?;
@@ -506,12 +584,12 @@ impl DownloadRepo for PgStore {
     }
 
     async fn last_download_per_platform(&self) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
-        // Platforms from the small rollup, then for each a backwards walk
+        // Platforms from the daily rollup, then for each a backwards walk
         // of (platform, download_date) that stops at the first completed row.
         let rows: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
             "SELECT p.platform, (SELECT max(d.download_date) FROM downloads d \
                                  WHERE d.platform = p.platform AND d.status = 'completed') \
-             FROM (SELECT DISTINCT platform FROM download_rollup WHERE completed > 0) AS p \
+             FROM (SELECT DISTINCT platform FROM download_daily WHERE completed > 0) AS p \
              ORDER BY p.platform",
         )
         .fetch_all(&self.pool)

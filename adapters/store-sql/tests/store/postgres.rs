@@ -531,9 +531,10 @@ async fn stats_with_unaligned_windows_match_the_rows() {
         .execute(store.pool())
         .await
         .expect("update");
+    // Unaligned to hours and days, spanning whole days in between.
     let window = Window {
         from: Some(at(1234)),
-        to: Some(at(200_000)),
+        to: Some(at(250_000)),
     };
     let totals = store.download_totals(window).await.expect("totals");
     let (total, completed, size): (i64, i64, i64) = sqlx::query_as(
@@ -542,7 +543,7 @@ async fn stats_with_unaligned_windows_match_the_rows() {
          FROM downloads WHERE download_date >= $1 AND download_date < $2",
     )
     .bind(at(1234))
-    .bind(at(200_000))
+    .bind(at(250_000))
     .fetch_one(store.pool())
     .await
     .expect("count");
@@ -558,13 +559,34 @@ async fn stats_with_unaligned_windows_match_the_rows() {
         by_platform.iter().map(|g| g.totals.total).sum::<u64>(),
         total as u64
     );
-    let timeline = store
-        .download_timeline(Bucket::Hour, window)
+    let by_source = store
+        .download_totals_by(GroupBy::Source, window)
         .await
-        .expect("timeline");
+        .expect("by source");
     assert_eq!(
-        timeline.iter().map(|p| p.downloads).sum::<u64>(),
-        total as u64
+        by_source.iter().map(|g| g.totals.completed).sum::<u64>(),
+        completed as u64
+    );
+    for bucket in [Bucket::Hour, Bucket::Day, Bucket::Week] {
+        let timeline = store
+            .download_timeline(bucket, window)
+            .await
+            .expect("timeline");
+        assert_eq!(
+            timeline.iter().map(|p| p.downloads).sum::<u64>(),
+            total as u64,
+            "{bucket:?}"
+        );
+    }
+    assert_eq!(
+        store.storage_used().await.expect("storage"),
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE(sum(file_size), 0)::BIGINT FROM downloads \
+             WHERE status = 'completed' AND duplicate_of IS NULL"
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("sum") as u64
     );
     let everything = store.download_totals(Window::default()).await.expect("all");
     let all: i64 = sqlx::query_scalar("SELECT count(*) FROM downloads")
