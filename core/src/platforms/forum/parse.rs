@@ -1011,10 +1011,8 @@ pub fn find_form(html: &str, base: &Url, css: &str, needs_password: bool) -> Opt
                 "text" | "email" => {
                     text_field.get_or_insert_with(|| name.to_owned());
                 }
-                "checkbox" | "radio" => {
-                    if input.attr("checked").is_some() {
-                        fields.push((name.to_owned(), value.to_owned()));
-                    }
+                "checkbox" | "radio" if input.attr("checked").is_some() => {
+                    fields.push((name.to_owned(), value.to_owned()));
                 }
                 "hidden" | "submit" => fields.push((name.to_owned(), value.to_owned())),
                 _ => {}
