@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mediadl::engine::{Engine, RetryPolicy};
-use mediadl::model::{DownloadFilter, DownloadStatus, EventKind, NewQueueItem, Page, QueueStatus};
-use mediadl::store::{MemoryStore, Store};
+use mediadl::model::{EventKind, NewQueueItem, QueueStatus, Window};
+use mediadl::store::{DownloadRepo, MemoryStore, Store};
 use mediadl::{
     BroadcastBus, BusMessage, EventBus, QueueService, Registry, Settings, SettingsHandle,
     SystemClock,
@@ -183,7 +183,7 @@ async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, Download
         let shutdown = shutdown.clone();
         async move { engine.run(shutdown).await }
     });
-    let ui = Ui::new(interactive, pending.len());
+    let ui = Ui::new(interactive, args.quiet, pending.len());
     let mut interrupted = false;
     while !pending.is_empty() {
         let message = tokio::select! {
@@ -216,20 +216,11 @@ async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, Download
     let _ = runner.await;
     ui.clear();
 
-    let downloads = store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, Page::MAX_PER_PAGE))
+    let totals = store
+        .download_totals(Window::default())
         .await
-        .ok();
-    let (files, bytes) = downloads
-        .map(|list| {
-            list.items
-                .iter()
-                .filter(|d| d.status == DownloadStatus::Completed)
-                .fold((0u64, 0u64), |(n, b), d| {
-                    (n + 1, b + d.file_size.unwrap_or(0))
-                })
-        })
         .unwrap_or_default();
+    let (files, bytes) = (totals.completed, totals.size_bytes);
     let elapsed = started.elapsed().as_secs_f64();
     if interrupted {
         eprintln!(
@@ -261,13 +252,15 @@ fn human(bytes: u64) -> String {
 /// Progress bars on a terminal, one line per finished URL otherwise.
 struct Ui {
     interactive: bool,
+    /// Only failures get a line.
+    quiet: bool,
     bars: MultiProgress,
     overall: ProgressBar,
     items: std::sync::Mutex<HashMap<i64, ProgressBar>>,
 }
 
 impl Ui {
-    fn new(interactive: bool, total: usize) -> Self {
+    fn new(interactive: bool, quiet: bool, total: usize) -> Self {
         let target = if interactive {
             ProgressDrawTarget::stderr_with_hz(10)
         } else {
@@ -285,6 +278,7 @@ impl Ui {
         overall.set_prefix("total");
         Self {
             interactive,
+            quiet,
             bars,
             overall,
             items: std::sync::Mutex::new(HashMap::new()),
@@ -322,6 +316,9 @@ impl Ui {
             self.bars.remove(&bar);
         }
         self.overall.inc(1);
+        if ok && self.quiet {
+            return;
+        }
         let line = if ok {
             format!("done    {url}")
         } else {
