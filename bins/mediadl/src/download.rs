@@ -12,7 +12,7 @@ use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mediadl::engine::{Engine, RetryPolicy};
 use mediadl::model::{EventKind, NewQueueItem, QueueStatus, Window};
-use mediadl::store::{DownloadRepo, MemoryStore, Store};
+use mediadl::store::{MemoryStore, Store};
 use mediadl::{
     BroadcastBus, BusMessage, EventBus, QueueService, Registry, Settings, SettingsHandle,
     SystemClock,
