@@ -251,26 +251,21 @@ fn aggregate_query(key: AggregateKey, window: Window) -> QueryBuilder<Postgres> 
             .push(" < ")
             .push_bind(to);
     }
-    // The partial hours at the edges, each a short range of the date index
-    // (two plain ranges, not one range with an OR, which would make
+    // The partial periods at the edges, each a short range of the date
+    // index (two plain ranges, not one range with an OR, which would make
     // PostgreSQL walk the whole window).
     let from = window.from.map(to_micros);
     let to = window.to.map(to_micros);
-    let edges: Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
-        match (from, to, whole_from, whole_to) {
-            // Inside one hour: the rollup part is empty, all of it is edge.
-            (Some(from), Some(to), Some(lo), Some(hi)) if lo > hi => vec![(Some(from), Some(to))],
-            (Some(from), Some(to), Some(lo), Some(hi)) => {
-                vec![(Some(from), Some(lo)), (Some(hi), Some(to))]
-            }
-            (Some(from), None, Some(lo), None) => vec![(Some(from), Some(lo))],
-            (None, Some(to), None, Some(hi)) => vec![(Some(hi), Some(to))],
-            _ => Vec::new(),
-        };
+    let edges: Vec<(DateTime<Utc>, DateTime<Utc>)> = match (from, to, whole_from, whole_to) {
+        // Inside one period: the rollup part is empty, all of it is edge.
+        (Some(from), Some(to), Some(lo), Some(hi)) if lo > hi => vec![(from, to)],
+        (Some(from), Some(to), Some(lo), Some(hi)) => vec![(from, lo), (hi, to)],
+        (Some(from), None, Some(lo), None) => vec![(from, lo)],
+        (None, Some(to), None, Some(hi)) => vec![(hi, to)],
+        _ => Vec::new(),
+    };
     for (edge_from, edge_to) in edges {
-        if let (Some(a), Some(b)) = (edge_from, edge_to)
-            && a >= b
-        {
+        if edge_from >= edge_to {
             continue;
         }
         query
@@ -278,16 +273,13 @@ fn aggregate_query(key: AggregateKey, window: Window) -> QueryBuilder<Postgres> 
             .push(raw_key.as_str())
             .push(
                 " AS key, (status = 'completed')::int::BIGINT, (status = 'failed')::int::BIGINT, \
-             CASE WHEN status = 'completed' AND duplicate_of IS NULL \
-             THEN COALESCE(file_size, 0) ELSE 0 END \
-             FROM downloads WHERE TRUE",
-            );
-        if let Some(edge_from) = edge_from {
-            query.push(" AND download_date >= ").push_bind(edge_from);
-        }
-        if let Some(edge_to) = edge_to {
-            query.push(" AND download_date < ").push_bind(edge_to);
-        }
+                 CASE WHEN status = 'completed' AND duplicate_of IS NULL \
+                 THEN COALESCE(file_size, 0) ELSE 0 END \
+                 FROM downloads WHERE download_date >= ",
+            )
+            .push_bind(edge_from)
+            .push(" AND download_date < ")
+            .push_bind(edge_to);
     }
     query.push(") AS parts GROUP BY key");
     query
