@@ -189,8 +189,11 @@ pub fn parse_version(text: &str) -> Option<Vec<u32>> {
 /// `GET /platforms` does not start a Python interpreter on every call.
 #[derive(Debug, Default)]
 pub struct VersionCache {
-    known: Mutex<HashMap<PathBuf, (Option<SystemTime>, u64, Result<String, Unavailable>)>>,
+    known: Mutex<HashMap<PathBuf, VersionAnswer>>,
 }
+
+/// What `--version` said, and the executable's (mtime, size) it said it for.
+type VersionAnswer = (Option<SystemTime>, u64, Result<String, Unavailable>);
 
 impl VersionCache {
     /// The program's version when it is at least `minimum`.

@@ -111,7 +111,8 @@ pub struct Pinned {
 impl Pinned {
     pub fn hold(&mut self, items: Vec<MediaItem>) {
         self.held.extend(items);
-        self.held.sort_by(|a, b| b.posted_at.cmp(&a.posted_at));
+        self.held
+            .sort_by_key(|item| std::cmp::Reverse(item.posted_at));
     }
 
     /// Held items posted at or after `posted_at`, newest first (all of

@@ -210,7 +210,7 @@ async fn reels_page_through_clips_user() {
         .await;
     Mock::given(method("POST"))
         .and(path("/api/v1/clips/user/"))
-        .and(body_string_contains(&format!("target_user_id={USER_ID}")))
+        .and(body_string_contains(format!("target_user_id={USER_ID}")))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(fixture("clips_user_page1.json", &server)),
         )

@@ -222,8 +222,10 @@ impl Downloader for Instagram {
                         .flat_map(|reel| reel.items)
                         .collect();
                     // Stories come oldest first; the engine wants newest first.
-                    items.sort_by(|a, b| b.taken_at.cmp(&a.taken_at));
-                    items.dedup_by(|a, b| a.pk == b.pk);
+                    // The same reel may come under `reels` and `reels_media`.
+                    let mut seen = std::collections::HashSet::new();
+                    items.retain(|media| seen.insert(media.pk.clone()));
+                    items.sort_by_key(|media| std::cmp::Reverse(media.taken_at));
                     for media in &items {
                         for item in api::media_items(media, section, &api.site, &mut skipped) {
                             yield item;
