@@ -63,9 +63,10 @@ CREATE TABLE download_source_rollup (
     completed     INTEGER NOT NULL DEFAULT 0,
     failed        INTEGER NOT NULL DEFAULT 0,
     size_bytes    INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (day, source)
+    -- Source first: an all-time breakdown groups in key order, no sort.
+    PRIMARY KEY (source, day)
 ) WITHOUT ROWID;
-CREATE INDEX download_source_rollup_source_idx ON download_source_rollup (source, day);
+CREATE INDEX download_source_rollup_day_idx ON download_source_rollup (day, source);
 
 -- Floor to the hour / day that also holds for times before 1970.
 CREATE TRIGGER downloads_rollup_insert AFTER INSERT ON downloads BEGIN
@@ -89,7 +90,7 @@ CREATE TRIGGER downloads_rollup_insert AFTER INSERT ON downloads BEGIN
         CASE WHEN NEW.status = 'completed' AND NEW.duplicate_of IS NULL
              THEN COALESCE(NEW.file_size, 0) ELSE 0 END
     )
-    ON CONFLICT (day, source) DO UPDATE SET
+    ON CONFLICT (source, day) DO UPDATE SET
         completed  = completed + excluded.completed,
         failed     = failed + excluded.failed,
         size_bytes = size_bytes + excluded.size_bytes;
@@ -149,7 +150,7 @@ BEGIN
         CASE WHEN NEW.status = 'completed' AND NEW.duplicate_of IS NULL
              THEN COALESCE(NEW.file_size, 0) ELSE 0 END
     )
-    ON CONFLICT (day, source) DO UPDATE SET
+    ON CONFLICT (source, day) DO UPDATE SET
         completed  = completed + excluded.completed,
         failed     = failed + excluded.failed,
         size_bytes = size_bytes + excluded.size_bytes;
@@ -184,15 +185,13 @@ CREATE TABLE queue (
     options               TEXT    NOT NULL DEFAULT '{}',
     metadata              TEXT    NOT NULL DEFAULT '{}'
 );
--- The claim: due pending items, most urgent first.
-CREATE INDEX queue_claim_idx ON queue (priority, created_date, id) WHERE status = 'pending';
+-- The claim (due pending items, most urgent first) and lists by status.
+-- Few indexes on purpose: every claim and completion rewrites them.
+CREATE INDEX queue_status_idx ON queue (status, priority, created_date, id);
 -- The reaper: leases that ran out.
 CREATE INDEX queue_lease_idx ON queue (lease_expires_at) WHERE status = 'downloading';
--- Lists by status / platform, and the wait/run statistics.
-CREATE INDEX queue_status_idx ON queue (status, priority, created_date, id);
+-- Lists by platform.
 CREATE INDEX queue_platform_idx ON queue (platform, priority, created_date, id);
-CREATE INDEX queue_started_idx ON queue (started_at) WHERE started_at IS NOT NULL;
-CREATE INDEX queue_finished_idx ON queue (download_date) WHERE download_date IS NOT NULL;
 
 -- Scheduled jobs and their history.
 CREATE TABLE jobs (

@@ -110,9 +110,12 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-32000")
             .statement_cache_capacity(256);
+        // A local file needs no liveness ping before each use; skipping it
+        // saves a round trip to the connection's thread per statement.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(connect.clone())
             .await
@@ -126,8 +129,14 @@ impl SqliteStore {
         } else {
             check_schema_current(&writer, &display).await?;
         }
+        // Fresh query-planner statistics when they are missing or stale.
+        sqlx::query("PRAGMA optimize=0x10002")
+            .execute(&writer)
+            .await
+            .map_err(|err| open_error(&display, err))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(connect.create_if_missing(false))
             .await
