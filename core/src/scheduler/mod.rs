@@ -230,6 +230,17 @@ impl CronScheduler {
         Ok(self.store.list_jobs().await?)
     }
 
+    /// The enabled job that fires next (the dashboard's `next_scheduled_task`).
+    pub async fn next_scheduled(&self) -> Result<Option<Job>, Error> {
+        Ok(self
+            .store
+            .list_jobs()
+            .await?
+            .into_iter()
+            .filter(|job| job.enabled && job.next_run.is_some())
+            .min_by_key(|job| job.next_run))
+    }
+
     pub async fn get_job(&self, id: &str) -> Result<Job, Error> {
         Ok(self.store.get_job(id).await?)
     }

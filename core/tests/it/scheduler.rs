@@ -314,6 +314,9 @@ async fn create_fills_defaults_ids_and_next_run() {
         "Every day at 09:00 (Europe/Berlin)"
     );
 
+    let next = h.scheduler.next_scheduled().await.unwrap().unwrap();
+    assert_eq!(next.id, "fake-evalongoria-posts", "12:00 today comes first");
+
     let disabled = h
         .scheduler
         .create_job(NewJob {
@@ -1103,4 +1106,32 @@ async fn a_scheduled_download_closes_its_run_through_the_engine() {
     let job = test.store.get_job(&job.id).await.unwrap();
     assert_eq!((job.total_runs, job.success_count), (1, 1));
     assert_eq!(job.last_run_items, Some(1));
+}
+
+/// A job read in Europe/Berlin keeps firing at 09:00 local time when the
+/// clocks go back: 07:00 UTC before the change, 08:00 UTC after.
+#[tokio::test]
+async fn a_zoned_job_fires_at_its_wall_clock_across_dst() {
+    let h = Harness::new();
+    h.clock.set(at("2025-10-24T12:00:00Z"));
+    let job = h
+        .scheduler
+        .create_job(NewJob {
+            timezone: Some("Europe/Berlin".into()),
+            ..fake_job("berlin", "0 9 * * *")
+        })
+        .await
+        .unwrap();
+    assert_eq!(job.next_run, Some(at("2025-10-25T07:00:00Z")));
+    assert!(h.tick_at("2025-10-25T06:59:00Z").await.is_empty());
+    let first = h.tick_at("2025-10-25T07:00:00Z").await.remove(0);
+    h.finish(first.run.id, RunStatus::Success, 0, None).await;
+    assert_eq!(
+        h.store.get_job(&job.id).await.unwrap().next_run,
+        Some(at("2025-10-26T08:00:00Z"))
+    );
+    assert!(h.tick_at("2025-10-26T07:00:00Z").await.is_empty());
+    let second = h.tick_at("2025-10-26T08:00:00Z").await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].slot, Some(at("2025-10-26T08:00:00Z")));
 }
