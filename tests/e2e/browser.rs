@@ -913,3 +913,159 @@ async fn notification_events_appear_as_toasts_with_their_action() {
     browser.wait_page("settings").await;
     browser.close().await;
 }
+
+/// A Chrome DevTools command through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp {
+    command: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"cmd": self.command, "params": self.params});
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// 500 queue items receiving 2,000 progress events a second: the page keeps
+/// every row right (on screen at once, off screen when scrolled to) and the
+/// frame figures are reported (not asserted: speed belongs to benches).
+///
+/// The items are real (queued on the server, engine off so they stay put);
+/// the events are fed to the page's own WebSocket object, so the whole path
+/// from message to pixels is the dashboard's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_active_items_render_every_progress_event_batched_per_frame() {
+    let server = TestServer::start_with(|config| config.run_engine = false)
+        .await
+        .expect("server");
+    let api = Api::login(&server.base_url(), "admin", ADMIN_PASSWORD).await;
+    let mut ids = Vec::new();
+    for n in 0..500 {
+        let item = api
+            .send(
+                reqwest::Method::POST,
+                "/queue",
+                Some(json!({"url": format!("http://127.0.0.1:9/item-{n}.jpg"), "platform": "direct", "content_type": "file"})),
+            )
+            .await;
+        ids.push(item["id"].as_i64().expect("a queue id"));
+    }
+
+    let browser = Browser::start(&server.base_url(), "queue-500").await;
+    // Keep a handle on the page's WebSocket (installed before any page script).
+    browser
+        .client
+        .issue_cmd(Cdp {
+            command: "Page.addScriptToEvaluateOnNewDocument",
+            params: json!({"source": "(() => { const Native = window.WebSocket; window.__sockets = [];
+                window.WebSocket = class extends Native { constructor(...args) { super(...args); window.__sockets.push(this); } }; })();"}),
+        })
+        .await
+        .expect("CDP script");
+    browser.login("admin", ADMIN_PASSWORD).await;
+    browser.goto("/queue?per_page=500").await;
+    browser.wait_page("queue").await;
+    browser
+        .wait_js(
+            "500 rows and a live connection",
+            "return document.querySelectorAll('tr[data-queue-id]').length === 500
+                && document.getElementById('live-state').dataset.state === 'live'
+                && window.__sockets.some(s => s.readyState === 1);",
+        )
+        .await;
+
+    // Four seconds of events: every 10 ms, 20 items advance by one step, so
+    // each item gets about four events a second; the last event of item i
+    // carries progress 40 + i % 60.
+    let figures = browser
+        .client
+        .execute_async(
+            "const [ids, done] = arguments;
+             const ws = window.__sockets.find(s => s.readyState === 1);
+             const frames = []; const long = [];
+             new PerformanceObserver(l => l.getEntries().forEach(e => long.push(e.duration))).observe({entryTypes: ['longtask']});
+             let last = performance.now(); let running = true;
+             const tick = (t) => { frames.push(t - last); last = t; if (running) requestAnimationFrame(tick); };
+             requestAnimationFrame(tick);
+             let sent = 0; let round = 0; const rounds = 400;
+             const timer = setInterval(() => {
+               for (let k = 0; k < 20; k++) {
+                 const i = (round * 20 + k) % ids.length;
+                 const step = Math.floor((round * 20 + k) / ids.length);
+                 const final = 40 + i % 60;
+                 const progress = Math.min(final, Math.round(final * (step + 1) / 16));
+                 ws.onmessage({ data: JSON.stringify({ type: 'download_progress', timestamp: new Date().toISOString(), data: {
+                   queue_id: ids[i], url: 'http://127.0.0.1:9/item-' + i + '.jpg', platform: 'direct', source: '127.0.0.1',
+                   status: 'downloading', progress, items_downloaded: step, items_total: 16, current_item: 'item.jpg',
+                   speed_mbps: 1.5, eta_seconds: 16 - step, bytes_downloaded: 0, bytes_total: null } }) });
+                 sent++;
+               }
+               if (++round === rounds) {
+                 clearInterval(timer);
+                 // Send every item its final value once more, then let two frames pass.
+                 ids.forEach((id, i) => ws.onmessage({ data: JSON.stringify({ type: 'download_progress', timestamp: new Date().toISOString(), data: {
+                   queue_id: id, url: '', platform: 'direct', source: '127.0.0.1', status: 'downloading', progress: 40 + i % 60,
+                   items_downloaded: 16, items_total: 16, current_item: null, speed_mbps: 1.5, eta_seconds: 0, bytes_downloaded: 0, bytes_total: null } }) }));
+                 requestAnimationFrame(() => requestAnimationFrame(() => {
+                   running = false;
+                   const sorted = frames.slice(1).sort((a, b) => a - b);
+                   const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
+                   done({ events: sent + ids.length, frames: sorted.length, median_ms: at(0.5), p95_ms: at(0.95), max_ms: sorted[sorted.length - 1],
+                          frames_over_20ms: sorted.filter(f => f > 20).length, long_tasks: long.length, longest_task_ms: Math.max(0, ...long) });
+                 }));
+               }
+             }, 10);",
+            vec![json!(ids)],
+        )
+        .await
+        .expect("the event feed");
+    eprintln!("500 items, progress events fed to the page: {figures}");
+    assert_eq!(figures["events"], json!(8_500));
+
+    // Rows on screen show their final values now; rows off screen show them
+    // once scrolled into view.
+    let check = "const rows = [...document.querySelectorAll('tr[data-queue-id]')];
+                 return rows.filter(r => { const i = Number(r.querySelector('.url div').textContent.match(/item-(\\d+)/)[1]);
+                   return r.querySelector('[role=progressbar]').getAttribute('aria-valuenow') !== String(40 + i % 60); })
+                   .map(r => r.dataset.queueId);";
+    browser.screenshot("top").await;
+    browser
+        .js("document.querySelector('tr[data-queue-id]:last-child').scrollIntoView(); return true;")
+        .await;
+    browser
+        .wait_js("the last row drawn after scrolling", "const r = document.querySelector('tr[data-queue-id]:last-child');
+            const i = Number(r.querySelector('.url div').textContent.match(/item-(\\d+)/)[1]);
+            return r.querySelector('[role=progressbar]').getAttribute('aria-valuenow') === String(40 + i % 60);")
+        .await;
+    browser.screenshot("bottom").await;
+    // Scroll through everything; afterwards no row may show a stale value.
+    browser
+        .js("return new Promise(async (resolve) => {
+              const frame = () => new Promise(f => requestAnimationFrame(() => requestAnimationFrame(f)));
+              window.scrollTo(0, 0); await frame();
+              while (window.scrollY + window.innerHeight < document.documentElement.scrollHeight - 2) {
+                window.scrollBy(0, window.innerHeight * 0.8); await frame();
+              }
+              await frame(); resolve(true); });")
+        .await;
+    let stale = browser.js(check).await;
+    assert_eq!(stale, json!([]), "rows showing a stale progress value");
+    let meta = browser
+        .js("return document.querySelector('tr[data-queue-id] .progress-meta').textContent")
+        .await;
+    assert!(meta.as_str().unwrap().contains("16/16 items"), "{meta}");
+    browser.close().await;
+}

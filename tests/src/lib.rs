@@ -48,6 +48,14 @@ impl TestServer {
     /// admin `admin` / [`ADMIN_PASSWORD`], and generous rate limits (a
     /// browser test makes many requests; the limits have their own tests).
     pub async fn start() -> Result<Self, HarnessError> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`TestServer::start`] with the configuration adjusted by `adjust`
+    /// (say, `run_engine = false` to keep queued items pending).
+    pub async fn start_with(
+        adjust: impl FnOnce(&mut mediadl_server::ServerConfig),
+    ) -> Result<Self, HarnessError> {
         let data_dir = tempfile::tempdir().map_err(io("creating the data directory"))?;
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -62,6 +70,7 @@ impl TestServer {
         config.rate_limits.public_per_hour = 100_000;
         config.rate_limits.authenticated_per_hour = 100_000;
         config.shutdown_grace = Duration::from_secs(2);
+        adjust(&mut config);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(mediadl_server::run(
             listener,

@@ -315,7 +315,13 @@ export default async function render(root, ctx) {
     ctx.setParams({ status, page: page > 1 ? page : '', per_page: perPage !== 200 ? perPage : '' });
     renderTabs();
     try {
-      const { body, headers } = await api.send('GET', '/queue', { params: { status, page, per_page: perPage } });
+      // The API pages by at most 200; a longer view is fetched in parts of 100.
+      const part = perPage > 200 ? 100 : perPage;
+      const parts = perPage / part;
+      const responses = await Promise.all(Array.from({ length: parts }, (_, k) =>
+        api.send('GET', '/queue', { params: { status, page: (page - 1) * parts + k + 1, per_page: part } })));
+      const { body, headers } = responses[0];
+      body.items = responses.flatMap((r) => r.body.items || []);
       if (!ctx.isCurrent()) return;
       for (const entry of rows.values()) visibility.unobserve(entry.tr);
       rows.clear();
