@@ -125,7 +125,6 @@ macro_rules! selectors {
 }
 
 selectors! {
-    XF_ROOT = "html#XF";
     XF_POST = "article.message[data-content^=\"post-\"]";
     XF_BODY = ".message-body .bbWrapper, .message-content .bbWrapper, .bbWrapper";
     XF_TIME = ".message-attribution time, time.u-dt";
@@ -250,7 +249,10 @@ fn looks_like_thread(doc: &Html, engine: ThreadEngine) -> bool {
 }
 
 fn detect_engine(doc: &Html) -> ThreadEngine {
-    if doc.select(&XF_ROOT).next().is_some() || doc.select(&XF_POST).next().is_some() {
+    // The root element first: one check instead of a walk over the page.
+    let root = doc.root_element();
+    let xf_root = root.value().name() == "html" && root.value().id() == Some("XF");
+    if xf_root || doc.select(&XF_POST).next().is_some() {
         ThreadEngine::XenForo
     } else if doc.select(&VB_GENERATOR).next().is_some()
         || doc.select(&VB_BODY).next().is_some()
@@ -514,10 +516,12 @@ impl<'a> Collector<'a> {
     /// A link, with or without a thumbnail inside.
     fn anchor(&mut self, anchor: ElementRef) {
         let target = anchor.attr("href").and_then(|h| resolve_href(self.base, h));
-        let thumbnail_img = anchor
+        let thumbnail_found = anchor
             .descendent_elements()
-            .find(|e| e.value().name() == "img" && !is_decoration(*e, self.base));
-        let thumbnail = thumbnail_img.and_then(|img| image_source(img, self.base));
+            .filter(|e| e.value().name() == "img")
+            .find_map(|img| usable_image(img, self.base).map(|source| (img, source)));
+        let thumbnail_img = thumbnail_found.as_ref().map(|(img, _)| *img);
+        let thumbnail = thumbnail_found.map(|(_, source)| source);
         let Some(target) = target else {
             // `javascript:` lightboxes and the like: the image itself is what there is.
             if let Some(img) = thumbnail_img {
@@ -556,10 +560,7 @@ impl<'a> Collector<'a> {
 
     /// An image not wrapped in a link.
     fn lone_image(&mut self, img: ElementRef) {
-        if is_decoration(img, self.base) {
-            return;
-        }
-        let Some(source) = image_source(img, self.base) else {
+        let Some(source) = usable_image(img, self.base) else {
             return;
         };
         if self.is_guest_placeholder(&source) {
@@ -642,8 +643,8 @@ fn image_source(img: ElementRef, base: &Url) -> Option<Url> {
     .find_map(|raw| resolve_href(base, raw))
 }
 
-/// Smilies, avatars, icons and spacers.
-fn is_decoration(img: ElementRef, base: &Url) -> bool {
+/// The image's address unless it is a smilie, avatar, icon or spacer.
+fn usable_image(img: ElementRef, base: &Url) -> Option<Url> {
     const CLASSES: &[&str] = &[
         "smilie",
         "smiley",
@@ -675,26 +676,22 @@ fn is_decoration(img: ElementRef, base: &Url) -> bool {
     ];
     let element = img.value();
     if element.attr("data-smilie").is_some() || element.attr("data-shortname").is_some() {
-        return true;
+        return None;
     }
     if element.classes().any(|class| {
         let class = class.to_ascii_lowercase();
         CLASSES.iter().any(|c| class.contains(c))
     }) {
-        return true;
+        return None;
     }
     if let (w, h) = declared_size(img)
         && (w.is_some_and(|w| w <= ICON_MAX_PIXELS) || h.is_some_and(|h| h <= ICON_MAX_PIXELS))
     {
-        return true;
+        return None;
     }
-    match image_source(img, base) {
-        Some(src) => {
-            let path = src.path().to_ascii_lowercase();
-            PATHS.iter().any(|p| path.contains(p))
-        }
-        None => false,
-    }
+    let source = image_source(img, base)?;
+    let path = source.path().to_ascii_lowercase();
+    (!PATHS.iter().any(|p| path.contains(p))).then_some(source)
 }
 
 /// `width` and `height` attributes when they are plain pixel numbers.
@@ -925,10 +922,7 @@ pub fn largest_image(html: &str, base: &Url) -> Option<Url> {
     let mut best: Option<(u64, Url)> = None;
     let mut first_undeclared: Option<Url> = None;
     for img in doc.select(&IMG) {
-        if is_decoration(img, base) {
-            continue;
-        }
-        let Some(source) = image_source(img, base) else {
+        let Some(source) = usable_image(img, base) else {
             continue;
         };
         match declared_size(img) {
