@@ -163,7 +163,7 @@ impl DeliveryLog {
         });
         list.retain(|kept| kept.id != delivery.id);
         list.insert(0, delivery.clone());
-        list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        list.sort_by_key(|d| std::cmp::Reverse(d.created_at));
         list.truncate(limit.max(1) as usize);
         let value = serde_json::to_value(&list)?;
         self.state.put_state(HISTORY_KEY, &value).await?;

@@ -606,7 +606,11 @@ pub async fn send_test(
         })?;
     let notice = Notice::test(clock.now());
     let log = DeliveryLog::new(store);
-    let wants = |transport| request.transport.is_none_or(|t| t == transport);
+    // Naming a webhook means testing that webhook only.
+    let only = request
+        .transport
+        .or(request.webhook.as_ref().map(|_| TestTransport::Webhook));
+    let wants = |transport| only.is_none_or(|t| t == transport);
     let mut outcomes = Vec::new();
 
     if let Some(name) = &request.webhook
@@ -615,7 +619,7 @@ pub async fn send_test(
         return Err(TestError::UnknownWebhook(name.clone()));
     }
 
-    if wants(TestTransport::Browser) && (request.transport.is_some() || settings.browser.enabled) {
+    if wants(TestTransport::Browser) && (only.is_some() || settings.browser.enabled) {
         events
             .publish(Event {
                 timestamp: clock.now(),
@@ -633,11 +637,11 @@ pub async fn send_test(
         });
     }
 
-    if wants(TestTransport::Email) && request.webhook.is_none() {
+    if wants(TestTransport::Email) {
         let email = &settings.email;
         if email.is_configured() {
             outcomes.push(test_email(&settings, &notice, &log, clock).await?);
-        } else if request.transport == Some(TestTransport::Email) {
+        } else if only == Some(TestTransport::Email) {
             let field = if email.smtp_host.trim().is_empty() {
                 "notifications.email.smtp_host"
             } else if email.from.trim().is_empty() {
@@ -661,7 +665,7 @@ pub async fn send_test(
                 None => hook.enabled,
             })
             .collect();
-        if hooks.is_empty() && request.transport == Some(TestTransport::Webhook) {
+        if hooks.is_empty() && only == Some(TestTransport::Webhook) {
             return Err(TestError::NotConfigured {
                 field: "notifications.webhooks".into(),
                 reason: "no webhook is set up".into(),

@@ -319,8 +319,10 @@ mod tests {
 
     #[test]
     fn formats_carry_the_notice() {
-        let mut settings = NotificationSettings::default();
-        settings.base_url = "https://media.example.org".into();
+        let settings = NotificationSettings {
+            base_url: "https://media.example.org".into(),
+            ..NotificationSettings::default()
+        };
         let notice = Notice::test(Utc::now());
         let mut hook = WebhookSettings {
             url: "https://ntfy.example.org/alerts".into(),
