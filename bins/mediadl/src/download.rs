@@ -93,12 +93,7 @@ fn source_of(argument: &str) -> String {
     match url::Url::parse(argument) {
         Ok(url) => url
             .path_segments()
-            .and_then(|segments| {
-                segments
-                    .filter(|s| !s.is_empty())
-                    .next_back()
-                    .map(str::to_owned)
-            })
+            .and_then(|mut segments| segments.rfind(|s| !s.is_empty()).map(str::to_owned))
             .unwrap_or_else(|| url.host_str().unwrap_or_default().to_owned()),
         Err(_) => argument.trim_start_matches('@').to_owned(),
     }
