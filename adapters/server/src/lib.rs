@@ -275,6 +275,16 @@ pub async fn run_with(
             }
         });
     }
+    // Notifications (email, browser, webhooks) as the settings' rules say.
+    tasks.spawn(
+        mediadl::notify::Notifier::new(
+            Arc::clone(&state.store),
+            Arc::clone(&state.events),
+            state.settings.clone(),
+            Arc::clone(&state.clock),
+        )
+        .run(background.clone()),
+    );
     if config.run_scheduler {
         let scheduler = Arc::clone(&state.scheduler);
         let stop = background.clone();

@@ -2,6 +2,7 @@
 //! on SQLite and on PostgreSQL.
 
 mod helpers;
+mod notifications;
 mod scenarios;
 mod scheduler;
 
