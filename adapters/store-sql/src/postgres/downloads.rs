@@ -206,83 +206,118 @@ enum AggregateKey {
     Bucket(&'static str),
 }
 
-/// `SELECT key, total, completed, failed, size_bytes FROM (rollup ∪ edges)
-/// GROUP BY key`: the whole hours (or days) of `window` from a rollup, the
-/// partial ones at its edges from `downloads`.
+/// A range of `download_date` still to be aggregated; `None` is open.
+type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// `SELECT key, total, completed, failed, size_bytes FROM (parts) GROUP BY
+/// key`, where the parts cover `window` exactly once: whole days from the
+/// daily rollup (when it can answer `key`), whole hours left at the edges
+/// from the hourly rollup, and only the partial hours left after that from
+/// `downloads` — each part a plain range of a primary key or the date index.
 fn aggregate_query(key: AggregateKey, window: Window) -> QueryBuilder<Postgres> {
-    let rollup = Rollup::for_key(key);
-    // First whole period inside the window, and the end of the last one.
-    let whole_from = window.from.map(|from| {
-        let start = rules::bucket_start(rollup.bucket(), from);
-        if start == from {
-            start
-        } else {
-            start + rollup.width()
-        }
-    });
-    let whole_to = window.to.map(|to| rules::bucket_start(rollup.bucket(), to));
-    let (rollup_key, raw_key) = match key {
-        AggregateKey::Nothing => ("''".to_owned(), "''".to_owned()),
-        AggregateKey::Column(column) => (column.to_owned(), column.to_owned()),
-        AggregateKey::Bucket(unit) => (
-            format!("date_trunc('{unit}', {}, 'UTC')", rollup.time_column()),
-            format!("date_trunc('{unit}', download_date, 'UTC')"),
-        ),
+    let tiers: &[Rollup] = match Rollup::for_key(key) {
+        Rollup::Daily => &[Rollup::Daily, Rollup::Hourly],
+        Rollup::Hourly => &[Rollup::Hourly],
     };
     let mut query = QueryBuilder::new(
-        "SELECT key, (sum(completed) + sum(failed))::BIGINT AS total, sum(completed)::BIGINT AS completed, sum(failed)::BIGINT AS failed, sum(size_bytes)::BIGINT AS size_bytes FROM (SELECT ",
+        "SELECT key, (sum(completed) + sum(failed))::BIGINT AS total, \
+         sum(completed)::BIGINT AS completed, sum(failed)::BIGINT AS failed, \
+         sum(size_bytes)::BIGINT AS size_bytes FROM (SELECT NULL AS key, \
+         0::BIGINT AS completed, 0::BIGINT AS failed, 0::BIGINT AS size_bytes WHERE FALSE",
     );
-    query
-        .push(rollup_key)
-        .push(" AS key, completed, failed, size_bytes FROM ")
-        .push(rollup.table())
-        .push(" WHERE TRUE");
-    if let Some(from) = whole_from {
-        query
-            .push(" AND ")
-            .push(rollup.time_column())
-            .push(" >= ")
-            .push_bind(from);
+    let mut spans: Vec<Span> = vec![(window.from.map(to_micros), window.to.map(to_micros))];
+    for &tier in tiers {
+        let mut rest = Vec::new();
+        for (from, to) in spans {
+            // The first whole period inside the span, and the end of the last one.
+            let lo = from.map(|from| {
+                let start = rules::bucket_start(tier.bucket(), from);
+                if start == from {
+                    start
+                } else {
+                    start + tier.width()
+                }
+            });
+            let hi = to.map(|to| rules::bucket_start(tier.bucket(), to));
+            if let (Some(lo), Some(hi)) = (lo, hi)
+                && lo >= hi
+            {
+                rest.push((from, to));
+                continue;
+            }
+            push_rollup_part(&mut query, key, tier, lo, hi);
+            if let (Some(from), Some(lo)) = (from, lo) {
+                rest.push((Some(from), Some(lo)));
+            }
+            if let (Some(hi), Some(to)) = (hi, to) {
+                rest.push((Some(hi), Some(to)));
+            }
+        }
+        spans = rest;
     }
-    if let Some(to) = whole_to {
-        query
-            .push(" AND ")
-            .push(rollup.time_column())
-            .push(" < ")
-            .push_bind(to);
-    }
-    // The partial periods at the edges, each a short range of the date
-    // index (two plain ranges, not one range with an OR, which would make
-    // PostgreSQL walk the whole window).
-    let from = window.from.map(to_micros);
-    let to = window.to.map(to_micros);
-    let edges: Vec<(DateTime<Utc>, DateTime<Utc>)> = match (from, to, whole_from, whole_to) {
-        // Inside one period: the rollup part is empty, all of it is edge.
-        (Some(from), Some(to), Some(lo), Some(hi)) if lo > hi => vec![(from, to)],
-        (Some(from), Some(to), Some(lo), Some(hi)) => vec![(from, lo), (hi, to)],
-        (Some(from), None, Some(lo), None) => vec![(from, lo)],
-        (None, Some(to), None, Some(hi)) => vec![(hi, to)],
-        _ => Vec::new(),
-    };
-    for (edge_from, edge_to) in edges {
-        if edge_from >= edge_to {
+    for (from, to) in spans {
+        if let (Some(from), Some(to)) = (from, to)
+            && from >= to
+        {
             continue;
         }
         query
             .push(" UNION ALL SELECT ")
-            .push(raw_key.as_str())
+            .push(key_expression(key, None))
             .push(
                 " AS key, (status = 'completed')::int::BIGINT, (status = 'failed')::int::BIGINT, \
-                 CASE WHEN status = 'completed' AND duplicate_of IS NULL \
-                 THEN COALESCE(file_size, 0) ELSE 0 END \
-                 FROM downloads WHERE download_date >= ",
-            )
-            .push_bind(edge_from)
-            .push(" AND download_date < ")
-            .push_bind(edge_to);
+             CASE WHEN status = 'completed' AND duplicate_of IS NULL \
+             THEN COALESCE(file_size, 0) ELSE 0 END FROM downloads WHERE TRUE",
+            );
+        if let Some(from) = from {
+            query.push(" AND download_date >= ").push_bind(from);
+        }
+        if let Some(to) = to {
+            query.push(" AND download_date < ").push_bind(to);
+        }
     }
     query.push(") AS parts GROUP BY key");
     query
+}
+
+/// The SQL expression of `key` over a rollup (`Some`) or `downloads` (`None`).
+fn key_expression(key: AggregateKey, rollup: Option<Rollup>) -> String {
+    let time = rollup.map_or("download_date", Rollup::time_column);
+    match key {
+        AggregateKey::Nothing => "''".to_owned(),
+        AggregateKey::Column(column) => column.to_owned(),
+        AggregateKey::Bucket(unit) => format!("date_trunc('{unit}', {time}, 'UTC')"),
+    }
+}
+
+/// `UNION ALL` the rows of `rollup` whose period lies in `[lo, hi)`.
+fn push_rollup_part(
+    query: &mut QueryBuilder<Postgres>,
+    key: AggregateKey,
+    rollup: Rollup,
+    lo: Option<DateTime<Utc>>,
+    hi: Option<DateTime<Utc>>,
+) {
+    query
+        .push(" UNION ALL SELECT ")
+        .push(key_expression(key, Some(rollup)))
+        .push(" AS key, completed, failed, size_bytes FROM ")
+        .push(rollup.table())
+        .push(" WHERE TRUE");
+    if let Some(lo) = lo {
+        query
+            .push(" AND ")
+            .push(rollup.time_column())
+            .push(" >= ")
+            .push_bind(lo);
+    }
+    if let Some(hi) = hi {
+        query
+            .push(" AND ")
+            .push(rollup.time_column())
+            .push(" < ")
+            .push_bind(hi);
+    }
 }
 
 #[derive(sqlx::FromRow)]
