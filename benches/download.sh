@@ -3,6 +3,7 @@
 #
 #   bash benches/download.sh            # 3 runs of each, medians
 #   RUNS=5 BENCH_DIR=/dev/shm/mdl bash benches/download.sh
+#   MEDIADL=target/release/mediadl bash benches/download.sh   # no rebuild
 #
 # (a) 2,000 files of 200 KiB: wget2 with 16 threads vs `mediadl download -j 16`
 # (b) 4 files of 256 MiB: sequential curl vs `mediadl download -j 4`
@@ -21,8 +22,11 @@ for tool in nginx wget2 curl /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nginx-light wget2 curl time)" >&2; exit 1; }
 done
 
-cargo build --release --quiet --bin mediadl
-MEDIADL="$PWD/target/release/mediadl"
+# MEDIADL=path/to/mediadl skips the build (measure a binary built earlier).
+if [ -z "${MEDIADL:-}" ]; then
+  cargo build --release --quiet --bin mediadl
+  MEDIADL="$PWD/target/release/mediadl"
+fi
 
 mkdir -p "$BENCH_DIR/www/small" "$BENCH_DIR/www/large" "$BENCH_DIR/nginx"
 if [ "$(ls "$BENCH_DIR/www/small" | wc -l)" -ne "$SMALL_COUNT" ]; then
@@ -77,12 +81,13 @@ measure() {
   local times=() rss=0
   for _ in $(seq 1 "$RUNS"); do
     rm -rf "$OUT"; mkdir -p "$OUT"; sync
+    /usr/bin/time -o "$BENCH_DIR/time.txt" -f "%e %M" "$@" >/dev/null 2>"$BENCH_DIR/stderr.txt" \
+      || { echo "$name failed:" >&2; tail -n 5 "$BENCH_DIR/stderr.txt" >&2; exit 1; }
     local line
-    line=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -n1 )
+    line=$(tail -n1 "$BENCH_DIR/time.txt")
     times+=("${line% *}")
     local kib=${line#* }
     [ "$kib" -gt "$rss" ] && rss=$kib
-    if [ "$name" != "${name%check}" ]; then :; fi
   done
   local median
   median=$(printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
@@ -94,6 +99,7 @@ export -f curl_sequential
 export OUT
 
 echo "runs: $RUNS (medians)"
+echo "small: $SMALL_COUNT x 200 KiB, large: $LARGE_COUNT x 256 MiB, files in $BENCH_DIR"
 small_wget=$(measure wget2 wget2 -q --max-threads=16 -P "$OUT" -i "$BENCH_DIR/small.txt")
 small_mdl=$(measure mediadl "$MEDIADL" download -q -j 16 -o "$OUT" -i "$BENCH_DIR/small.txt")
 large_curl=$(measure curl bash -c "curl_sequential $BENCH_DIR/large.txt")
