@@ -22,9 +22,9 @@ use crate::downloader::TransferProgress;
 use crate::error::DownloadError;
 
 /// Chunks in flight between the network and the writer thread.
-const PIPELINE_DEPTH: usize = 8;
+const PIPELINE_DEPTH: usize = 4;
 /// Writes are batched to this size.
-const WRITE_BUFFER: usize = 256 * 1024;
+const WRITE_BUFFER: usize = 128 * 1024;
 
 /// A finished transfer, still under its temporary name.
 #[derive(Debug, Clone, PartialEq, Eq)]
