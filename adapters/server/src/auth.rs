@@ -141,7 +141,12 @@ impl Auth {
     }
 
     /// Issues a token of `kind` for `user`.
-    pub fn issue(&self, user: &User, kind: TokenKind, now: DateTime<Utc>) -> Result<Issued, ApiError> {
+    pub fn issue(
+        &self,
+        user: &User,
+        kind: TokenKind,
+        now: DateTime<Utc>,
+    ) -> Result<Issued, ApiError> {
         let ttl = match kind {
             TokenKind::Access => ACCESS_TOKEN_TTL,
             TokenKind::Refresh => REFRESH_TOKEN_TTL,
@@ -360,7 +365,9 @@ mod tests {
     #[test]
     fn tokens_verify_only_with_their_secret_kind_and_time() {
         let auth = Auth::new(b"secret-one", LoginLockout::default());
-        let issued = auth.issue(&user(Role::User), TokenKind::Access, Utc::now()).unwrap();
+        let issued = auth
+            .issue(&user(Role::User), TokenKind::Access, Utc::now())
+            .unwrap();
         let claims = auth.verify(&issued.token, TokenKind::Access).unwrap();
         assert_eq!(claims.sub, "7");
         assert!(matches!(
@@ -379,7 +386,10 @@ mod tests {
                 Utc::now() - chrono::Duration::hours(1),
             )
             .unwrap();
-        assert_eq!(auth.verify(&old.token, TokenKind::Access), Err(TokenError::Expired));
+        assert_eq!(
+            auth.verify(&old.token, TokenKind::Access),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]
@@ -388,13 +398,20 @@ mod tests {
         let auth = Auth::new(b"secret", LoginLockout::default());
         let now = Utc::now().timestamp();
         let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
-        let payload = b64(
-            format!(r#"{{"sub":"1","exp":{},"iat":{now},"jti":"x","typ":"access","role":"admin"}}"#, now + 600)
-                .as_bytes(),
-        );
+        let payload = b64(format!(
+            r#"{{"sub":"1","exp":{},"iat":{now},"jti":"x","typ":"access","role":"admin"}}"#,
+            now + 600
+        )
+        .as_bytes());
         let token = format!("{header}.{payload}.");
-        assert!(matches!(auth.verify(&token, TokenKind::Access), Err(TokenError::Invalid(_))));
-        assert!(matches!(auth.verify("garbage", TokenKind::Access), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            auth.verify(&token, TokenKind::Access),
+            Err(TokenError::Invalid(_))
+        ));
+        assert!(matches!(
+            auth.verify("garbage", TokenKind::Access),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     /// Unpadded URL-safe base64, enough for a test token.
@@ -402,7 +419,8 @@ mod tests {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+            let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
+                << (8 * (3 - chunk.len()));
             for i in 0..=chunk.len() {
                 out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
             }
@@ -433,9 +451,14 @@ mod tests {
 
     #[test]
     fn roles_are_ordered() {
-        let viewer = AuthUser { user: user(Role::Viewer) };
+        let viewer = AuthUser {
+            user: user(Role::Viewer),
+        };
         assert!(viewer.require(Role::Viewer).is_ok());
-        assert_eq!(viewer.require(Role::User).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            viewer.require(Role::User).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(bearer_token(Some("Bearer abc")), Some("abc"));
         assert_eq!(bearer_token(Some("Basic abc")), None);
         assert_eq!(bearer_token(None), None);

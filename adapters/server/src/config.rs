@@ -108,7 +108,10 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("data_dir", &self.data_dir)
             .field("download_dir", &self.download_dir)
-            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("admin", &self.admin)
             .field("rate_limits", &self.rate_limits)
@@ -162,12 +165,9 @@ impl ServerConfig {
 
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}",
-                self.data_dir.join("mediadl.db").display()
-            )
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("mediadl.db").display()))
     }
 }
 

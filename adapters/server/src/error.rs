@@ -270,7 +270,10 @@ fn rejection_to_error(rejection: &Rejection) -> ApiError {
             "a content-length header is required",
         );
     }
-    if rejection.find::<warp::ws::MissingConnectionUpgrade>().is_some() {
+    if rejection
+        .find::<warp::ws::MissingConnectionUpgrade>()
+        .is_some()
+    {
         return ApiError::bad_request("WebSocket upgrade expected");
     }
     // Other warp rejections are about the request (a body that could not be
@@ -300,7 +303,10 @@ mod tests {
         let err: ApiError = StoreError::not_found("download", 7).into();
         assert_eq!(err.status, StatusCode::NOT_FOUND);
         let err: ApiError = StoreError::Conflict("taken".into()).into();
-        assert_eq!((err.status, err.code), (StatusCode::CONFLICT, codes::CONFLICT));
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::CONFLICT, codes::CONFLICT)
+        );
         let err: ApiError = CoreError::invalid("priority", "too big").into();
         assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(err.field.as_deref(), Some("priority"));

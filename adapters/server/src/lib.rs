@@ -76,8 +76,26 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerE
         .map_err(|err| ServerError::Store(format!("{}: {err}", config::redact_url(&url))))
 }
 
+/// The event bus for `config`: PostgreSQL LISTEN/NOTIFY when the database
+/// is PostgreSQL (so `mediadl worker`s elsewhere reach this server's
+/// WebSockets), else the in-process broadcast.
+pub async fn open_event_bus(config: &ServerConfig) -> Result<Arc<dyn EventBus>, ServerError> {
+    let url = config.database_url();
+    if is_postgres(&url) {
+        let bus = mediadl_store::PgEventBus::connect(&url)
+            .await
+            .map_err(|err| ServerError::Store(format!("{}: {err}", config::redact_url(&url))))?;
+        return Ok(Arc::new(bus));
+    }
+    Ok(Arc::new(BroadcastBus::default()))
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 async fn connect_store(url: &str) -> Result<Arc<dyn Store>, mediadl::StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres(url) {
         let store = mediadl_store::PgStore::connect(url).await?;
         return Ok(Arc::new(store));
     }
@@ -224,7 +242,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let store = open_store(&config).await?;
-    let events: Arc<dyn EventBus> = Arc::new(BroadcastBus::default());
+    let events = open_event_bus(&config).await?;
     run_with(listener, config, store, events, shutdown).await
 }
 
@@ -240,21 +258,31 @@ pub async fn run_with(
     // Background tasks stop on their own token, cancelled only once the
     // HTTP side has drained, so in-flight requests still see a live store.
     let background = CancellationToken::new();
-    let state = build_state(&config, store, events, background.clone()).await?;
+    // WebSockets close as soon as shutdown starts: upgraded connections are
+    // not waited for by the HTTP drain.
+    let state = build_state(&config, store, events, shutdown.child_token()).await?;
 
-    if let Some((user, generated)) = users::bootstrap_admin(state.store.as_ref(), &config.admin).await? {
+    if let Some((user, generated)) =
+        users::bootstrap_admin(state.store.as_ref(), &config.admin).await?
+    {
         match generated {
             Some(password) => tracing::warn!(
                 target: "mediadl_server::bootstrap",
                 "created admin user {:?} with generated password {password} (shown once; change it with `mediadl user passwd`)",
                 user.username
             ),
-            None => tracing::info!(target: "mediadl_server::bootstrap", "created admin user {:?}", user.username),
+            None => {
+                tracing::info!(target: "mediadl_server::bootstrap", "created admin user {:?}", user.username)
+            }
         }
     }
 
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(receiver) = config.log_capture.as_ref().and_then(LogCapture::take_receiver) {
+    if let Some(receiver) = config
+        .log_capture
+        .as_ref()
+        .and_then(LogCapture::take_receiver)
+    {
         tasks.spawn(logs::run_writer(
             receiver,
             Arc::clone(&state.store),
@@ -315,8 +343,12 @@ pub async fn run_with(
     if let Some(engine) = engine {
         match engine.await {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(target: "mediadl_server", error = %err, "engine stopped with an error"),
-            Err(err) => tracing::error!(target: "mediadl_server", error = %err, "engine task failed"),
+            Ok(Err(err)) => {
+                tracing::error!(target: "mediadl_server", error = %err, "engine stopped with an error")
+            }
+            Err(err) => {
+                tracing::error!(target: "mediadl_server", error = %err, "engine task failed")
+            }
         }
     }
     background.cancel();

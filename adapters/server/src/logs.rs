@@ -100,10 +100,7 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
             Level::WARN => LogLevel::Warning,
             _ => LogLevel::Info,
         };
-        let module = visitor
-            .module
-            .take()
-            .unwrap_or_else(|| module_name(target));
+        let module = visitor.module.take().unwrap_or_else(|| module_name(target));
         // A full buffer drops the entry: logging must never block.
         let _ = self.sender.try_send(NewLogEntry {
             timestamp: Utc::now(),
@@ -251,7 +248,10 @@ mod tests {
 
     #[test]
     fn module_names_follow_the_spec() {
-        assert_eq!(module_name("mediadl::platforms::instagram::api"), "Instagram");
+        assert_eq!(
+            module_name("mediadl::platforms::instagram::api"),
+            "Instagram"
+        );
         assert_eq!(module_name("mediadl::scheduler"), "Scheduler");
         assert_eq!(module_name("mediadl_server::routes::queue"), "Server");
         assert_eq!(module_name("my_plugin"), "my_plugin");
@@ -274,7 +274,10 @@ mod tests {
         assert_eq!(first.metadata["username"], "eva");
         assert_eq!(first.metadata["count"], 3);
         let second = receiver.try_recv().unwrap();
-        assert_eq!((second.level, second.module.as_str()), (LogLevel::Error, "Custom"));
+        assert_eq!(
+            (second.level, second.module.as_str()),
+            (LogLevel::Error, "Custom")
+        );
         assert!(receiver.try_recv().is_err());
         assert!(capture.take_receiver().is_none());
     }

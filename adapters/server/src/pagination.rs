@@ -18,7 +18,10 @@ pub fn page(page: Option<u32>, per_page: Option<u32>) -> Result<Page, ApiError> 
     let page = page.unwrap_or(1);
     let per_page = per_page.unwrap_or(DEFAULT_PER_PAGE);
     if page == 0 || page > 1_000_000 {
-        return Err(ApiError::validation("page", "must be between 1 and 1000000"));
+        return Err(ApiError::validation(
+            "page",
+            "must be between 1 and 1000000",
+        ));
     }
     if per_page == 0 || per_page > Page::MAX_PER_PAGE {
         return Err(ApiError::validation(
@@ -81,7 +84,10 @@ pub fn link_header(page: Page, pages: u64, path: &str, raw_query: &str) -> Strin
     let current = u64::from(page.page);
     let mut links = vec![format!("{}; rel=\"first\"", url_for(1))];
     if current > 1 {
-        links.push(format!("{}; rel=\"prev\"", url_for((current - 1).min(pages))));
+        links.push(format!(
+            "{}; rel=\"prev\"",
+            url_for((current - 1).min(pages))
+        ));
     }
     if current < pages {
         links.push(format!("{}; rel=\"next\"", url_for(current + 1)));
@@ -96,16 +102,28 @@ mod tests {
 
     #[test]
     fn pages_are_validated() {
-        assert_eq!(page(None, None).unwrap(), Page { page: 1, per_page: 50 });
+        assert_eq!(
+            page(None, None).unwrap(),
+            Page {
+                page: 1,
+                per_page: 50
+            }
+        );
         assert!(page(Some(0), None).is_err());
-        assert_eq!(page(None, Some(201)).unwrap_err().field.as_deref(), Some("per_page"));
+        assert_eq!(
+            page(None, Some(201)).unwrap_err().field.as_deref(),
+            Some("per_page")
+        );
         assert!(page(None, Some(0)).is_err());
     }
 
     #[test]
     fn links_keep_filters_and_name_neighbours() {
         let link = link_header(
-            Page { page: 2, per_page: 10 },
+            Page {
+                page: 2,
+                per_page: 10,
+            },
             5,
             "/api/v1/downloads",
             "platform=direct&page=2&per_page=10",
@@ -117,7 +135,15 @@ mod tests {
              </api/v1/downloads?platform=direct&page=3&per_page=10>; rel=\"next\", \
              </api/v1/downloads?platform=direct&page=5&per_page=10>; rel=\"last\""
         );
-        let only = link_header(Page { page: 1, per_page: 50 }, 1, "/x", "");
+        let only = link_header(
+            Page {
+                page: 1,
+                per_page: 50,
+            },
+            1,
+            "/x",
+            "",
+        );
         assert!(!only.contains("prev") && !only.contains("next"), "{only}");
     }
 }

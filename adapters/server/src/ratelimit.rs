@@ -15,8 +15,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::config::RateLimits;
 
-type Keyed<K> =
-    Governor<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+type Keyed<K> = Governor<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
 /// Who a request is counted against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,8 +79,14 @@ impl RateLimiter {
     /// Counts one request for `key`.
     pub fn check(&self, key: RateKey) -> RateStatus {
         let (limit, outcome) = match key {
-            RateKey::User(id) => (self.limits.authenticated_per_hour.max(1), self.users.check_key(&id)),
-            RateKey::Address(ip) => (self.limits.public_per_hour.max(1), self.addresses.check_key(&ip)),
+            RateKey::User(id) => (
+                self.limits.authenticated_per_hour.max(1),
+                self.users.check_key(&id),
+            ),
+            RateKey::Address(ip) => (
+                self.limits.public_per_hour.max(1),
+                self.addresses.check_key(&ip),
+            ),
         };
         // One request's share of the hour: the time to win one back.
         let per_request = Duration::from_secs(3600) / limit;

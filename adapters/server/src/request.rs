@@ -35,8 +35,8 @@ pub struct RequestInfo {
 }
 
 /// Extracts the [`RequestInfo`] the connection layer attached.
-pub fn request_info() -> impl Filter<Extract = (RequestInfo,), Error = std::convert::Infallible> + Clone
-{
+pub fn request_info()
+-> impl Filter<Extract = (RequestInfo,), Error = std::convert::Infallible> + Clone {
     warp::ext::optional::<RequestInfo>().map(|info: Option<RequestInfo>| {
         info.unwrap_or_else(|| RequestInfo {
             request_id: current_request_id(),
@@ -57,7 +57,9 @@ pub fn body_bytes() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clon
 /// naming the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("request body must be a JSON document"));
+        return Err(ApiError::bad_request(
+            "request body must be a JSON document",
+        ));
     }
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|err| ApiError::bad_request(format!("malformed JSON: {err}")))?;
@@ -68,17 +70,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." { "body".to_string() } else { path };
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
         ApiError::validation(field, err.into_inner())
     })
 }
 
 /// A JSON body parsed into `T` (see [`parse_json`]).
-pub fn json_body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone
-{
-    body_bytes().and_then(|bytes: Bytes| async move {
-        parse_json::<T>(&bytes).map_err(Rejection::from)
-    })
+pub fn json_body<T: DeserializeOwned + Send>()
+-> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    body_bytes()
+        .and_then(|bytes: Bytes| async move { parse_json::<T>(&bytes).map_err(Rejection::from) })
 }
 
 /// The query string parsed into `T`: a value of the wrong type → 422 naming
@@ -97,7 +102,11 @@ pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
         serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(raw.as_bytes()));
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." { "query".to_string() } else { path };
+        let field = if path == "." {
+            "query".to_string()
+        } else {
+            path
+        };
         ApiError::validation(field, err.into_inner())
     })
 }

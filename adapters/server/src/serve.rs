@@ -66,7 +66,10 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(target: "mediadl_server::serve", "open connections did not finish in time");
     }
 }
@@ -88,7 +91,9 @@ fn request_id_from(request: &Request<Incoming>) -> String {
         .filter(|id| {
             !id.is_empty()
                 && id.len() <= 64
-                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
@@ -114,7 +119,12 @@ fn rate_key(request: &Request<Incoming>, remote: SocketAddr, state: &AppState) -
         .map_or(RateKey::Address(remote.ip()), RateKey::User)
 }
 
-async fn handle<S>(mut request: Request<Incoming>, remote: SocketAddr, state: AppState, mut svc: S) -> Response
+async fn handle<S>(
+    mut request: Request<Incoming>,
+    remote: SocketAddr,
+    state: AppState,
+    mut svc: S,
+) -> Response
 where
     S: Service<Request<Limited<Incoming>>, Response = Response, Error = Infallible>,
 {
@@ -122,7 +132,8 @@ where
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     with_request_id(request_id.clone(), async move {
-        let rate = is_rate_limited(&path).then(|| state.limits.check(rate_key(&request, remote, &state)));
+        let rate =
+            is_rate_limited(&path).then(|| state.limits.check(rate_key(&request, remote, &state)));
         let too_large = request
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -130,8 +141,12 @@ where
             .and_then(|value| value.parse::<u64>().ok())
             .is_some_and(|length| length > MAX_BODY_BYTES);
         let mut response = if let Some(retry_after) = rate.and_then(|rate| rate.retry_after) {
-            ApiError::too_many(codes::RATE_LIMITED, "rate limit exceeded; see Retry-After", retry_after)
-                .to_response()
+            ApiError::too_many(
+                codes::RATE_LIMITED,
+                "rate limit exceeded; see Retry-After",
+                retry_after,
+            )
+            .to_response()
         } else if too_large {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

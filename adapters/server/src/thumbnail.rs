@@ -95,7 +95,11 @@ mod tests {
         let small = image::load_from_memory(&bytes).unwrap();
         assert_eq!((small.width(), small.height()), (320, 160));
         std::fs::remove_file(&source).unwrap();
-        assert_eq!(thumbnail(&source, &cached).unwrap(), bytes, "served from the cache");
+        assert_eq!(
+            thumbnail(&source, &cached).unwrap(),
+            bytes,
+            "served from the cache"
+        );
     }
 
     #[test]

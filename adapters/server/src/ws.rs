@@ -225,7 +225,8 @@ async fn serve_authenticated(
         }
     };
     if let Some((code, reason)) = close_with {
-        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::close_with(code, reason))).await;
+        let _ =
+            tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::close_with(code, reason))).await;
     }
     let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
     tracing::debug!(target: "mediadl_server::ws", user = user.id(), "websocket closed");

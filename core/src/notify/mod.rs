@@ -151,6 +151,11 @@ struct Shared {
     store: Arc<dyn Store>,
     events: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
+    /// Written by the email and webhook transports.
+    #[cfg_attr(
+        not(any(feature = "notify-email", feature = "webhooks")),
+        allow(dead_code)
+    )]
     log: DeliveryLog,
     permits: Semaphore,
     #[cfg(feature = "webhooks")]

@@ -16,8 +16,9 @@ use crate::users::{hash_password, validate_password, verify_password};
 
 /// A hash to verify against when the username is unknown, so both cases
 /// take the same time.
-static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| hash_password("no such user, no such password").unwrap_or_default());
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    hash_password("no such user, no such password").unwrap_or_default()
+});
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,7 +104,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
 }
 
 /// Clones the state into a filter chain.
-pub fn with(state: AppState) -> impl Filter<Extract = (AppState,), Error = std::convert::Infallible> + Clone {
+pub fn with(
+    state: AppState,
+) -> impl Filter<Extract = (AppState,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || state.clone())
 }
 
@@ -135,7 +138,10 @@ async fn login(state: AppState, body: LoginRequest) -> ApiResult {
         }
     };
     if user.disabled {
-        return Err(ApiError::unauthorized(codes::ACCOUNT_DISABLED, "the account is disabled"));
+        return Err(ApiError::unauthorized(
+            codes::ACCOUNT_DISABLED,
+            "the account is disabled",
+        ));
     }
     state.auth.record_success(&body.username);
     let now = state.clock.now();
@@ -154,7 +160,11 @@ async fn login(state: AppState, body: LoginRequest) -> ApiResult {
 
 async fn refresh(state: AppState, body: RefreshRequest) -> ApiResult {
     let claims = state.auth.verify(&body.refresh_token, TokenKind::Refresh)?;
-    let stored = match state.store.use_refresh_token(&claims.jti, state.clock.now()).await {
+    let stored = match state
+        .store
+        .use_refresh_token(&claims.jti, state.clock.now())
+        .await
+    {
         Ok(stored) => stored,
         Err(StoreError::Invalid(_) | StoreError::NotFound { .. }) => {
             return Err(ApiError::unauthorized(
@@ -166,13 +176,23 @@ async fn refresh(state: AppState, body: RefreshRequest) -> ApiResult {
     };
     let user = match state.store.get_user(stored.user_id).await {
         Ok(user) if !user.disabled => user,
-        Ok(_) => return Err(ApiError::unauthorized(codes::ACCOUNT_DISABLED, "the account is disabled")),
+        Ok(_) => {
+            return Err(ApiError::unauthorized(
+                codes::ACCOUNT_DISABLED,
+                "the account is disabled",
+            ));
+        }
         Err(StoreError::NotFound { .. }) => {
-            return Err(ApiError::unauthorized(codes::TOKEN_INVALID, "the token's user no longer exists"));
+            return Err(ApiError::unauthorized(
+                codes::TOKEN_INVALID,
+                "the token's user no longer exists",
+            ));
         }
         Err(err) => return Err(err.into()),
     };
-    let access = state.auth.issue(&user, TokenKind::Access, state.clock.now())?;
+    let access = state
+        .auth
+        .issue(&user, TokenKind::Access, state.clock.now())?;
     let rotated = state.auth.issue_refresh(&state, &user).await?;
     Ok(warp::reply::json(&serde_json::json!({
         "access_token": access.token,
@@ -184,7 +204,8 @@ async fn refresh(state: AppState, body: RefreshRequest) -> ApiResult {
 }
 
 async fn change_password(user: AuthUser, state: AppState, body: PasswordChange) -> ApiResult {
-    validate_password(&body.new_password).map_err(|err| ApiError::validation("new_password", err))?;
+    validate_password(&body.new_password)
+        .map_err(|err| ApiError::validation("new_password", err))?;
     let (_, hash) = state
         .store
         .user_by_username(&user.user.username)

@@ -20,7 +20,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::auth::{AuthUser, admin, reader, user_for_token, writer, bearer_token};
+use crate::auth::{AuthUser, admin, bearer_token, reader, user_for_token, writer};
 use crate::error::{ApiError, ApiResult, codes, handle};
 use crate::pagination;
 use crate::request::{json_body, query};
@@ -93,7 +93,12 @@ pub fn download_json(download: &Download) -> Value {
         );
         object.insert(
             "file_url".into(),
-            json!(download.file_path.as_ref().map(|_| format!("/api/v1/downloads/{}/file", download.id))),
+            json!(
+                download
+                    .file_path
+                    .as_ref()
+                    .map(|_| format!("/api/v1/downloads/{}/file", download.id))
+            ),
         );
     }
     value
@@ -138,7 +143,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(admin(state.clone()))
         .and(with(state.clone()))
         .and(query::<DeleteQuery>())
-        .and_then(|id, _: AuthUser, state, q: DeleteQuery| handle(delete(id, state, q.delete_file)));
+        .and_then(|id, _: AuthUser, state, q: DeleteQuery| {
+            handle(delete(id, state, q.delete_file))
+        });
     let file = warp::path!("downloads" / i64 / "file")
         .and(warp::get())
         .and(media_reader(state.clone()))
@@ -166,20 +173,26 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
 }
 
 /// A reader authenticated by the `Authorization` header or `?token=`.
-fn media_reader(state: AppState) -> impl Filter<Extract = (AuthUser,), Error = warp::Rejection> + Clone {
+fn media_reader(
+    state: AppState,
+) -> impl Filter<Extract = (AuthUser,), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(query::<TokenQuery>())
         .and_then(move |header: Option<String>, q: TokenQuery| {
             let state = state.clone();
             async move {
-                let token = bearer_token(header.as_deref()).map(str::to_owned).or(q.token);
+                let token = bearer_token(header.as_deref())
+                    .map(str::to_owned)
+                    .or(q.token);
                 let Some(token) = token else {
                     return Err(warp::reject::custom(ApiError::unauthorized(
                         codes::UNAUTHORIZED,
                         "authentication required: Authorization: Bearer <token> or ?token=",
                     )));
                 };
-                let user = user_for_token(&state, &token).await.map_err(warp::reject::custom)?;
+                let user = user_for_token(&state, &token)
+                    .await
+                    .map_err(warp::reject::custom)?;
                 user.require(Role::Viewer).map_err(warp::reject::custom)?;
                 Ok(user)
             }
@@ -202,7 +215,10 @@ async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
     if let (Some(from), Some(to)) = (q.date_from, q.date_to)
         && from > to
     {
-        return Err(ApiError::validation("date_from", "must not be after date_to"));
+        return Err(ApiError::validation(
+            "date_from",
+            "must not be after date_to",
+        ));
     }
     let filter = DownloadFilter {
         platform: bounded("platform", q.platform)?,
@@ -221,7 +237,13 @@ async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
         "per_page": page.per_page,
         "total_pages": pagination::total_pages(paged.total, page),
     });
-    Ok(pagination::paged_json(&body, paged.total, page, "/api/v1/downloads", &raw))
+    Ok(pagination::paged_json(
+        &body,
+        paged.total,
+        page,
+        "/api/v1/downloads",
+        &raw,
+    ))
 }
 
 /// The window of a `period` (`today`, `week`, `month`, `year`, `all`).
@@ -268,15 +290,24 @@ async fn stats(state: AppState, q: StatsQuery) -> ApiResult {
         }
     };
     let totals = state.store.download_totals(window).await?;
-    let by_platform = state.store.download_totals_by(GroupBy::Platform, window).await?;
-    let by_source = state.store.download_totals_by(GroupBy::Source, window).await?;
+    let by_platform = state
+        .store
+        .download_totals_by(GroupBy::Platform, window)
+        .await?;
+    let by_source = state
+        .store
+        .download_totals_by(GroupBy::Source, window)
+        .await?;
     // Daily points for short periods, monthly for a year or everything.
     let (bucket, timeline_window) = match q.period.as_deref() {
         Some("year") => (Bucket::Month, window),
         None | Some("all") => (Bucket::Month, window),
         _ => (Bucket::Day, window),
     };
-    let timeline = state.store.download_timeline(bucket, timeline_window).await?;
+    let timeline = state
+        .store
+        .download_timeline(bucket, timeline_window)
+        .await?;
     let mut body = json!({
         "total_downloads": totals.total,
         "completed": totals.completed,
@@ -307,7 +338,9 @@ async fn delete_one(state: &AppState, id: i64, delete_file: bool) -> Result<(), 
         Vec::new()
     };
     state.store.delete_download(id).await?;
-    if delete_file && download.duplicate_of.is_none() && others.is_empty()
+    if delete_file
+        && download.duplicate_of.is_none()
+        && others.is_empty()
         && let Some(path) = download.file_path.as_deref()
     {
         match contained_path(&state.download_root(), Path::new(path)) {
@@ -317,7 +350,8 @@ async fn delete_one(state: &AppState, id: i64, delete_file: bool) -> Result<(), 
                 {
                     tracing::warn!(target: "mediadl_server::routes::downloads", path = %path.display(), error = %err, "could not delete file");
                 }
-                let _ = tokio::fs::remove_file(state.thumbnail_dir().join(format!("{id}.jpg"))).await;
+                let _ =
+                    tokio::fs::remove_file(state.thumbnail_dir().join(format!("{id}.jpg"))).await;
             }
             None => tracing::warn!(
                 target: "mediadl_server::routes::downloads",
@@ -335,7 +369,10 @@ async fn delete(id: i64, state: AppState, delete_file: bool) -> ApiResult {
 
 async fn bulk(user: AuthUser, state: AppState, body: BulkRequest) -> ApiResult {
     if body.ids.is_empty() || body.ids.len() > MAX_BULK_IDS {
-        return Err(ApiError::validation("ids", format!("1 to {MAX_BULK_IDS} ids")));
+        return Err(ApiError::validation(
+            "ids",
+            format!("1 to {MAX_BULK_IDS} ids"),
+        ));
     }
     if body.action == BulkAction::Delete {
         user.require(Role::Admin)?;
@@ -349,12 +386,19 @@ async fn bulk(user: AuthUser, state: AppState, body: BulkRequest) -> ApiResult {
             BulkAction::MarkUpgraded => {
                 let mut patch = mediadl::model::Metadata::new();
                 patch.insert("upgraded".into(), Value::Bool(true));
-                state.store.update_download_metadata(id, patch).await.map(|_| ()).map_err(ApiError::from)
+                state
+                    .store
+                    .update_download_metadata(id, patch)
+                    .await
+                    .map(|_| ())
+                    .map_err(ApiError::from)
             }
         };
         match outcome {
             Ok(()) => success += 1,
-            Err(err) => errors.push(json!({"id": id, "error_code": err.code, "detail": err.detail})),
+            Err(err) => {
+                errors.push(json!({"id": id, "error_code": err.code, "detail": err.detail}))
+            }
         }
     }
     Ok(warp::reply::json(&json!({
@@ -433,7 +477,11 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
 async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
     let download = state.store.get_download(id).await?;
     let owner = match download.duplicate_of {
-        Some(original) => state.store.get_download(original).await.unwrap_or(download.clone()),
+        Some(original) => state
+            .store
+            .get_download(original)
+            .await
+            .unwrap_or(download.clone()),
         None => download.clone(),
     };
     let stored = owner
@@ -475,7 +523,10 @@ async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
     headers.insert(CONTENT_TYPE, header(mime.essence_str()));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
     let name = download
         .filename
         .clone()
@@ -496,16 +547,28 @@ fn header(text: &str) -> HeaderValue {
 pub fn content_disposition(kind: &str, name: &str) -> HeaderValue {
     let ascii: String = name
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
-    header(&format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"))
+    header(&format!(
+        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
 }
 
 async fn thumbnail(id: i64, state: AppState) -> ApiResult {
     let download = state.store.get_download(id).await?;
     let owner = match download.duplicate_of {
-        Some(original) => state.store.get_download(original).await.unwrap_or(download.clone()),
+        Some(original) => state
+            .store
+            .get_download(original)
+            .await
+            .unwrap_or(download.clone()),
         None => download,
     };
     let source = owner
@@ -529,12 +592,18 @@ async fn thumbnail(id: i64, state: AppState) -> ApiResult {
     };
     let (bytes, content_type) = match made {
         Some(jpeg) => (Bytes::from(jpeg), "image/jpeg"),
-        None => (Bytes::from_static(crate::thumbnail::placeholder_png()), "image/png"),
+        None => (
+            Bytes::from_static(crate::thumbnail::placeholder_png()),
+            "image/png",
+        ),
     };
     let mut response = Response::new(bytes.into());
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400"),
+    );
     Ok(response)
 }
 
@@ -559,8 +628,17 @@ mod tests {
         let now = Utc::now();
         assert!(period_window(Some("all"), now).unwrap().from.is_none());
         assert!(period_window(Some("week"), now).unwrap().from.unwrap() < now);
-        assert_eq!(period_window(Some("decade"), now).unwrap_err().field.as_deref(), Some("period"));
+        assert_eq!(
+            period_window(Some("decade"), now)
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("period")
+        );
         let value = content_disposition("inline", "a\"b/ü.jpg");
-        assert_eq!(value.to_str().unwrap(), "inline; filename=\"a_b/_.jpg\"; filename*=UTF-8''a%22b%2F%C3%BC%2Ejpg");
+        assert_eq!(
+            value.to_str().unwrap(),
+            "inline; filename=\"a_b/_.jpg\"; filename*=UTF-8''a%22b%2F%C3%BC%2Ejpg"
+        );
     }
 }

@@ -53,10 +53,12 @@ fn parse_time(field: &str, text: &str, end_of_day: bool) -> Result<DateTime<Utc>
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        ApiError::validation(field, "expected an RFC 3339 timestamp or YYYY-MM-DD")
-    })?;
-    let start = date.and_hms_opt(0, 0, 0).map(|d| d.and_utc()).ok_or_else(|| ApiError::validation(field, "bad date"))?;
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| ApiError::validation(field, "expected an RFC 3339 timestamp or YYYY-MM-DD"))?;
+    let start = date
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc())
+        .ok_or_else(|| ApiError::validation(field, "bad date"))?;
     Ok(if end_of_day {
         start + Duration::days(1) - Duration::nanoseconds(1)
     } else {
@@ -66,7 +68,10 @@ fn parse_time(field: &str, text: &str, end_of_day: bool) -> Result<DateTime<Utc>
 
 fn level(text: Option<String>) -> Result<Option<LogLevel>, ApiError> {
     text.filter(|t| !t.is_empty())
-        .map(|t| t.parse::<LogLevel>().map_err(|_| ApiError::validation("level", "one of DEBUG, INFO, WARNING, ERROR")))
+        .map(|t| {
+            t.parse::<LogLevel>()
+                .map_err(|_| ApiError::validation("level", "one of DEBUG, INFO, WARNING, ERROR"))
+        })
         .transpose()
 }
 
@@ -112,7 +117,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
 async fn list(state: AppState, q: LogsQuery) -> ApiResult {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::validation("limit", format!("must be between 1 and {MAX_LIMIT}")));
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
     }
     for (field, value) in [("module", &q.module), ("search", &q.search)] {
         if value.as_ref().is_some_and(|v| v.len() > 256) {
@@ -123,8 +131,16 @@ async fn list(state: AppState, q: LogsQuery) -> ApiResult {
         level: level(q.level)?,
         module: q.module.filter(|m| !m.is_empty()),
         search: q.search.filter(|s| !s.is_empty()),
-        date_from: q.date_from.as_deref().map(|t| parse_time("date_from", t, false)).transpose()?,
-        date_to: q.date_to.as_deref().map(|t| parse_time("date_to", t, true)).transpose()?,
+        date_from: q
+            .date_from
+            .as_deref()
+            .map(|t| parse_time("date_from", t, false))
+            .transpose()?,
+        date_to: q
+            .date_to
+            .as_deref()
+            .map(|t| parse_time("date_to", t, true))
+            .transpose()?,
         limit,
     };
     let page = state.store.query_logs(&filter).await?;
@@ -135,7 +151,9 @@ async fn list(state: AppState, q: LogsQuery) -> ApiResult {
         "returned": page.logs.len(),
     }))
     .into_response();
-    response.headers_mut().insert("x-total-count", HeaderValue::from(page.matching));
+    response
+        .headers_mut()
+        .insert("x-total-count", HeaderValue::from(page.matching));
     Ok(response)
 }
 
@@ -158,7 +176,12 @@ async fn download(state: AppState, q: DownloadQuery) -> ApiResult {
     let json_format = match q.format.as_deref() {
         None | Some("text") => false,
         Some("json") => true,
-        Some(other) => return Err(ApiError::validation("format", format!("unknown format {other:?} (json, text)"))),
+        Some(other) => {
+            return Err(ApiError::validation(
+                "format",
+                format!("unknown format {other:?} (json, text)"),
+            ));
+        }
     };
     let date = q.date.unwrap_or_else(|| state.clock.now().date_naive());
     let day = date.to_string();
@@ -178,23 +201,41 @@ async fn download(state: AppState, q: DownloadQuery) -> ApiResult {
             })
             .await?;
         let fetched = page.logs.len();
-        let Some(oldest) = page.logs.last().map(|entry| entry.timestamp) else { break };
+        let Some(oldest) = page.logs.last().map(|entry| entry.timestamp) else {
+            break;
+        };
         let before = entries.len();
         entries.extend(page.logs.into_iter().filter(|entry| seen.insert(entry.id)));
-        if fetched < MAX_LIMIT as usize || entries.len() == before || entries.len() >= MAX_FILE_ENTRIES {
+        if fetched < MAX_LIMIT as usize
+            || entries.len() == before
+            || entries.len() >= MAX_FILE_ENTRIES
+        {
             break;
         }
         to = oldest;
     }
     entries.reverse();
-    let (body, extension, ) = if json_format {
-        (serde_json::to_vec_pretty(&entries).map_err(ApiError::internal)?, "json")
+    let (body, extension) = if json_format {
+        (
+            serde_json::to_vec_pretty(&entries).map_err(ApiError::internal)?,
+            "json",
+        )
     } else {
-        (entries.iter().map(text_line).collect::<String>().into_bytes(), "log")
+        (
+            entries
+                .iter()
+                .map(text_line)
+                .collect::<String>()
+                .into_bytes(),
+            "log",
+        )
     };
     let mut response = Response::new(body.into());
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     let name = format!("media_downloader_{}.{extension}", date.format("%Y%m%d"));
     headers.insert(
         CONTENT_DISPOSITION,

@@ -3,9 +3,9 @@
 //! with a [`Response`]; failures are [`ApiError`](crate::error::ApiError)
 //! rejections that [`recover`](crate::error::recover) turns into the error body.
 
+use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
-use warp::Filter;
 
 use crate::state::AppState;
 
@@ -13,7 +13,6 @@ pub mod auth;
 pub mod downloads;
 pub mod health;
 pub mod logs;
-pub mod notifications;
 pub mod platforms;
 pub mod queue;
 /// `/scheduler/*` and `POST /platforms/forum/monitor` (owned by the scheduler work).
@@ -40,8 +39,6 @@ pub fn api(state: AppState) -> BoxedFilter<(Response,)> {
         .or(settings::routes(state.clone()))
         .unify()
         .or(logs::routes(state.clone()))
-        .unify()
-        .or(notifications::routes(state.clone()))
         .unify()
         .or(stats::routes(state))
         .unify()

@@ -73,7 +73,9 @@ fn cookies_summary(settings: &Settings, platform: &str) -> Value {
             "expires_at": parsed.earliest_expiry,
             "expired": parsed.earliest_expiry.is_some_and(|at| at < Utc::now()),
         }),
-        Some(Err(err)) => json!({"present": true, "count": 0, "expires_at": null, "error": err.to_string()}),
+        Some(Err(err)) => {
+            json!({"present": true, "count": 0, "expires_at": null, "error": err.to_string()})
+        }
         None => json!({"present": false, "count": 0, "expires_at": null}),
     }
 }
@@ -178,8 +180,12 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
             handle(async move {
                 let settings = state.settings.current();
                 let statuses = state.registry.statuses(&settings).await;
-                let last: BTreeMap<String, DateTime<Utc>> =
-                    state.store.last_download_per_platform().await?.into_iter().collect();
+                let last: BTreeMap<String, DateTime<Utc>> = state
+                    .store
+                    .last_download_per_platform()
+                    .await?
+                    .into_iter()
+                    .collect();
                 let platforms = platforms_json(&statuses, &settings, &last);
                 Ok(warp::reply::json(&json!({"platforms": platforms})).into_response())
             })
@@ -243,7 +249,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(admin(state.clone()))
         .and(with(state.clone()))
         .and(warp::body::bytes())
-        .and_then(|name: String, _: AuthUser, state, body: Bytes| handle(put_cookies(name, state, body)));
+        .and_then(|name: String, _: AuthUser, state, body: Bytes| {
+            handle(put_cookies(name, state, body))
+        });
     let delete_cookies = warp::path!("platforms" / String / "cookies")
         .and(warp::delete())
         .and(admin(state.clone()))
@@ -253,7 +261,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
                 cookie_platform(&state, &name)?;
                 state
                     .settings
-                    .update(state.store.as_ref(), &json!({"platforms": {name: {"cookies": null}}}))
+                    .update(
+                        state.store.as_ref(),
+                        &json!({"platforms": {name: {"cookies": null}}}),
+                    )
                     .await?;
                 Ok(StatusCode::NO_CONTENT.into_response())
             })
@@ -282,23 +293,31 @@ fn cookie_platform(state: &AppState, name: &str) -> Result<(), ApiError> {
         return Err(ApiError::not_found(format!("unknown platform {name:?}")));
     }
     if !infos.iter().any(|info| info.accepts_cookies) {
-        return Err(ApiError::validation("platform", format!("{name} does not use cookies")));
+        return Err(ApiError::validation(
+            "platform",
+            format!("{name} does not use cookies"),
+        ));
     }
     Ok(())
 }
 
 async fn put_cookies(name: String, state: AppState, body: Bytes) -> ApiResult {
     cookie_platform(&state, &name)?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::validation("cookies", "must be UTF-8 text (Netscape cookies.txt)"))?;
-    let parsed = parse_netscape_cookies(text)
-        .map_err(|err| ApiError::validation("cookies", format!("line {}: {}", err.line, err.reason)))?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::validation("cookies", "must be UTF-8 text (Netscape cookies.txt)")
+    })?;
+    let parsed = parse_netscape_cookies(text).map_err(|err| {
+        ApiError::validation("cookies", format!("line {}: {}", err.line, err.reason))
+    })?;
     if parsed.count == 0 {
         return Err(ApiError::validation("cookies", "the file holds no cookies"));
     }
     state
         .settings
-        .update(state.store.as_ref(), &json!({"platforms": {&name: {"cookies": text}}}))
+        .update(
+            state.store.as_ref(),
+            &json!({"platforms": {&name: {"cookies": text}}}),
+        )
         .await?;
     tracing::info!(target: "mediadl_server::routes::platforms", platform = %name, count = parsed.count, "cookies updated");
     Ok(warp::reply::json(&json!({

@@ -79,11 +79,18 @@ const MAX_URL_LEN: usize = 4096;
 /// Checks an http(s) URL given by a user.
 pub fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
     if url.len() > MAX_URL_LEN {
-        return Err(ApiError::validation(field, format!("at most {MAX_URL_LEN} characters")));
+        return Err(ApiError::validation(
+            field,
+            format!("at most {MAX_URL_LEN} characters"),
+        ));
     }
-    let parsed = url::Url::parse(url).map_err(|err| ApiError::validation(field, format!("not a URL: {err}")))?;
+    let parsed = url::Url::parse(url)
+        .map_err(|err| ApiError::validation(field, format!("not a URL: {err}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(ApiError::validation(field, "must be an http(s) URL with a host"));
+        return Err(ApiError::validation(
+            field,
+            "must be an http(s) URL with a host",
+        ));
     }
     Ok(())
 }
@@ -134,10 +141,18 @@ pub async fn submit(state: &AppState, request: QueueRequest) -> Result<QueueItem
             ..RequestOptions::default()
         },
         metadata,
-        ..NewQueueItem::new(url, request.platform, source, request.content_type.unwrap_or_default())
+        ..NewQueueItem::new(
+            url,
+            request.platform,
+            source,
+            request.content_type.unwrap_or_default(),
+        )
     };
     if item.priority > 10 {
-        return Err(ApiError::validation("priority", "must be between 1 (most urgent) and 10"));
+        return Err(ApiError::validation(
+            "priority",
+            "must be between 1 (most urgent) and 10",
+        ));
     }
     Ok(state.queue.submit(item).await?)
 }
@@ -179,7 +194,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
                     "created_date": item.created_date,
                     "task_id": task_id(&item),
                 });
-                Ok(warp::reply::with_status(warp::reply::json(&reply), StatusCode::CREATED).into_response())
+                Ok(
+                    warp::reply::with_status(warp::reply::json(&reply), StatusCode::CREATED)
+                        .into_response(),
+                )
             })
         });
     let clear = warp::path!("queue" / "clear")
@@ -210,7 +228,13 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
             handle(async move {
                 let item = state
                     .queue
-                    .update(id, QueuePatch { priority: body.priority, status: body.status })
+                    .update(
+                        id,
+                        QueuePatch {
+                            priority: body.priority,
+                            status: body.status,
+                        },
+                    )
                     .await?;
                 Ok(warp::reply::json(&json!({
                     "id": item.id,
@@ -297,7 +321,13 @@ async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
         "completed": counts.completed,
         "failed": counts.failed,
     });
-    Ok(pagination::paged_json(&body, paged.total, page, "/api/v1/queue", &raw))
+    Ok(pagination::paged_json(
+        &body,
+        paged.total,
+        page,
+        "/api/v1/queue",
+        &raw,
+    ))
 }
 
 async fn stats(state: AppState) -> ApiResult {
@@ -308,7 +338,8 @@ async fn stats(state: AppState) -> ApiResult {
     // Pending work spread over the workers at the recent mean run time.
     let estimated_completion = stats.avg_run_time_seconds.and_then(|run| {
         let remaining = (counts.pending + counts.downloading) as f64;
-        (remaining > 0.0).then(|| now + Duration::milliseconds((remaining * run / concurrency * 1000.0) as i64))
+        (remaining > 0.0)
+            .then(|| now + Duration::milliseconds((remaining * run / concurrency * 1000.0) as i64))
     });
     Ok(warp::reply::json(&json!({
         "total": counts.total(),

@@ -25,7 +25,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(admin(state.clone()))
         .and(with(state.clone()))
-        .map(|_: AuthUser, state: AppState| warp::reply::json(&masked_settings(&state)).into_response());
+        .map(|_: AuthUser, state: AppState| {
+            warp::reply::json(&masked_settings(&state)).into_response()
+        });
     let patch = warp::path!("settings")
         .and(warp::patch())
         .and(admin(state.clone()))
@@ -34,7 +36,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and_then(|user: AuthUser, state: AppState, patch: Value| {
             handle(async move {
                 if !patch.is_object() {
-                    return Err(ApiError::validation("body", "settings patch must be a JSON object"));
+                    return Err(ApiError::validation(
+                        "body",
+                        "settings patch must be a JSON object",
+                    ));
                 }
                 let update = state.settings.update(state.store.as_ref(), &patch).await?;
                 tracing::info!(

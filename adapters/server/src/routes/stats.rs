@@ -58,7 +58,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(with(state))
         .and_then(|_: AuthUser, state: AppState| {
             handle(async move {
-                let groups = state.store.download_totals_by(GroupBy::Platform, Window::default()).await?;
+                let groups = state
+                    .store
+                    .download_totals_by(GroupBy::Platform, Window::default())
+                    .await?;
                 let platforms: Vec<Value> = groups
                     .iter()
                     .map(|group| {
@@ -97,7 +100,9 @@ async fn overview(state: AppState) -> ApiResult {
     let statuses = state.registry.statuses(&settings).await;
     let mut platforms = serde_json::Map::new();
     for platform in state.registry.platforms() {
-        let usable = statuses.iter().any(|s| s.info.platform == platform && s.enabled);
+        let usable = statuses
+            .iter()
+            .any(|s| s.info.platform == platform && s.enabled);
         let today_count = by_platform_today
             .iter()
             .find(|group| group.key == platform)

@@ -36,7 +36,9 @@ pub struct UserChange {
     pub disabled: Option<bool>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -80,7 +82,13 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(admin(state.clone()))
         .and(with(state))
         .and_then(|id, me, state| handle(delete(id, me, state)));
-    list.or(create).unify().or(update).unify().or(delete).unify().boxed()
+    list.or(create)
+        .unify()
+        .or(update)
+        .unify()
+        .or(delete)
+        .unify()
+        .boxed()
 }
 
 async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
@@ -99,20 +107,36 @@ async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
         "per_page": page.per_page,
         "total_pages": pagination::total_pages(total, page),
     });
-    Ok(pagination::paged_json(&body, total, page, "/api/v1/users", &raw))
+    Ok(pagination::paged_json(
+        &body,
+        total,
+        page,
+        "/api/v1/users",
+        &raw,
+    ))
 }
 
 async fn create(state: AppState, body: NewUserRequest) -> ApiResult {
-    let user = create_user(state.store.as_ref(), &body.username, &body.password, body.role, body.email)
-        .await
-        .map_err(user_error)?;
+    let user = create_user(
+        state.store.as_ref(),
+        &body.username,
+        &body.password,
+        body.role,
+        body.email,
+    )
+    .await
+    .map_err(user_error)?;
     tracing::info!(target: "mediadl_server::routes::users", username = %user.username, role = user.role.as_str(), "user created");
     Ok(warp::reply::with_status(warp::reply::json(&user), StatusCode::CREATED).into_response())
 }
 
 async fn update(id: i64, me: AuthUser, state: AppState, body: UserChange) -> ApiResult {
-    if id == me.id() && (body.role.is_some_and(|role| role != Role::Admin) || body.disabled == Some(true)) {
-        return Err(ApiError::conflict("you cannot demote or disable your own account"));
+    if id == me.id()
+        && (body.role.is_some_and(|role| role != Role::Admin) || body.disabled == Some(true))
+    {
+        return Err(ApiError::conflict(
+            "you cannot demote or disable your own account",
+        ));
     }
     let password_hash = match body.password {
         Some(password) => {

@@ -102,7 +102,13 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -130,7 +136,12 @@ impl TestApp {
 
     pub async fn login(&self, username: &str, password: &str) -> Value {
         let (status, _, body) = self
-            .call(Method::POST, "/api/v1/auth/login", None, Some(json!({"username": username, "password": password})))
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "login {username}: {body}");
         body
@@ -146,7 +157,11 @@ impl TestApp {
     /// Creates a user with `role` and returns their access token.
     pub async fn user_token(&self, admin: &str, username: &str, role: &str) -> String {
         let (status, body) = self
-            .post("/api/v1/users", admin, json!({"username": username, "password": "password-123", "role": role}))
+            .post(
+                "/api/v1/users",
+                admin,
+                json!({"username": username, "password": "password-123", "role": role}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         self.login(username, "password-123").await["access_token"]
@@ -159,8 +174,15 @@ impl TestApp {
 /// Checks the spec's error body and that `X-Request-Id` carries its id.
 pub fn assert_error(headers: &reqwest::header::HeaderMap, body: &Value, code: &str) {
     assert_eq!(body["error_code"], code, "{body}");
-    assert!(body["detail"].is_string() && body["timestamp"].is_string(), "{body}");
-    let id = headers.get("x-request-id").expect("X-Request-Id").to_str().unwrap();
+    assert!(
+        body["detail"].is_string() && body["timestamp"].is_string(),
+        "{body}"
+    );
+    let id = headers
+        .get("x-request-id")
+        .expect("X-Request-Id")
+        .to_str()
+        .unwrap();
     assert_eq!(body["request_id"], id);
 }
 
