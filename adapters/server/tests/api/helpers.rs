@@ -46,6 +46,9 @@ impl Backing {
         let mut config = ServerConfig::new(self.dir.path().join("data"));
         config.database_url = self.pg.as_ref().map(|db| db.url().to_string());
         config.admin.password = Some(ADMIN_PASSWORD.into());
+        // Queue items stay where the test puts them; the download scenario
+        // turns the engine on.
+        config.run_engine = false;
         config.rate_limits = RateLimits {
             public_per_hour: 100_000,
             authenticated_per_hour: 100_000,

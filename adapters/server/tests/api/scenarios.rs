@@ -585,7 +585,10 @@ where
 }
 
 pub async fn download_with_websocket_file_and_thumbnail(db: Db) {
-    let (_backing, app) = app(db).await;
+    let backing = Backing::new(db).await;
+    let mut config = backing.config();
+    config.run_engine = true;
+    let app = TestApp::start(config).await;
     let admin = app.admin_token().await;
     let fixture = MockServer::start().await;
     let png = png_bytes();
@@ -1055,7 +1058,18 @@ pub async fn logs_are_stored_and_served(db: Db) {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let mut found = Value::Null;
-    for _ in 0..400 {
+    for attempt in 0..400 {
+        // Under a loaded test run an event can miss this thread's scoped
+        // subscriber; a fresh failed login every second tries again.
+        if attempt % 20 == 19 {
+            app.call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": format!("mallory{attempt}"), "password": "guessing-1"})),
+            )
+            .await;
+        }
         let (status, logs) = app
             .get(
                 "/api/v1/logs?module=Server&search=failed%20login&level=INFO",
@@ -1072,7 +1086,10 @@ pub async fn logs_are_stored_and_served(db: Db) {
     let (_, everything) = app.get("/api/v1/logs?limit=1000", &admin).await;
     let entry = &found["logs"][0];
     assert_eq!(entry["level"], "INFO", "{found} / all: {everything}");
-    assert_eq!(entry["metadata"]["username"], "mallory");
+    assert!(
+        entry["metadata"]["username"].as_str().unwrap_or("").starts_with("mallory"),
+        "{entry}"
+    );
     let (status, _, _) = app
         .call(Method::GET, "/api/v1/logs?limit=5000", Some(&admin), None)
         .await;
