@@ -85,7 +85,7 @@ async fn seed(path: &std::path::Path, rows: usize) {
                 let (platform, types) = PLATFORMS[(mix % 4) as usize];
                 let content_type = types[((mix >> 8) as usize) % types.len()];
                 let source = format!("{platform}-source-{}", (mix >> 16) % 200);
-                let failed = (mix >> 24) % 33 == 0;
+                let failed = (mix >> 24).is_multiple_of(33);
                 let when = end - ((mix >> 20) % year_seconds) as i64 * 1_000_000;
                 let key = format!("{platform}:{i}");
                 let filename = format!("{source}_{i}.jpg");
