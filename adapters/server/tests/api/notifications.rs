@@ -13,7 +13,10 @@ use crate::helpers::{Backing, Db, TestApp, assert_error};
 
 async fn app() -> (Backing, TestApp) {
     let backing = Backing::new(Db::Sqlite).await;
-    let app = TestApp::start(backing.config()).await;
+    let mut config = backing.config();
+    // A failing download is one of the notified events.
+    config.run_engine = true;
+    let app = TestApp::start(config).await;
     (backing, app)
 }
 
