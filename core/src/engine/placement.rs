@@ -20,7 +20,7 @@ const RESERVED: [&str; 22] = [
 
 /// Makes one path component safe: no separators, no control characters,
 /// no `.`/`..`, no leading dots or trailing dots/spaces, no reserved names,
-/// at most [`MAX_NAME_BYTES`] bytes (cut on a character boundary).
+/// at most 200 bytes (cut on a character boundary).
 pub fn sanitize_component(raw: &str) -> String {
     let mut name: String = raw
         .chars()

@@ -15,7 +15,7 @@ use crate::model::{CatchUp, Job, JobKind, Metadata, NewQueueItem, RequestOptions
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NewJob {
-    /// Defaults to "<platform> <source> <content type>".
+    /// Defaults to "`<platform> <source> <content type>`".
     pub name: Option<String>,
     pub platform: String,
     pub source: String,

@@ -563,15 +563,21 @@ mod tests {
     }
 
     /// One field of a generated expression and the values it stands for.
+    ///
+    /// `step_weight` 0 leaves out `*/n`: in the day fields its meaning
+    /// depends on conventions the naive matcher does not model (`*/n` in
+    /// day of month spans 1–31 whatever the month, and Vixie cron treats a
+    /// field starting with `*` as unrestricted for the OR rule).
     fn field_strategy(
         min: u32,
         max: u32,
         wildcard_weight: u32,
+        step_weight: u32,
     ) -> impl proptest::strategy::Strategy<Value = (String, Vec<u32>)> {
         use proptest::prelude::*;
         prop_oneof![
             wildcard_weight => Just(("*".to_owned(), (min..=max).collect())),
-            1 => (1..=(max - min).max(1)).prop_map(move |step| {
+            step_weight => (1..=(max - min).max(1)).prop_map(move |step| {
                 (format!("*/{step}"), (min..=max).step_by(step as usize).collect())
             }),
             2 => proptest::collection::btree_set(min..=max, 1..4).prop_map(|set| {
@@ -593,10 +599,10 @@ mod tests {
         /// restricted; 7 is Sunday), from random instants.
         #[test]
         fn next_after_agrees_with_a_naive_matcher(
-            (minute, minutes) in field_strategy(0, 59, 1),
-            (hour, hours) in field_strategy(0, 23, 2),
-            (dom, doms) in field_strategy(1, 28, 4),
-            (dow, dows) in field_strategy(0, 7, 3),
+            (minute, minutes) in field_strategy(0, 59, 1, 1),
+            (hour, hours) in field_strategy(0, 23, 2, 1),
+            (dom, doms) in field_strategy(1, 28, 4, 0),
+            (dow, dows) in field_strategy(0, 7, 3, 0),
             start in 1_577_836_800i64..1_893_456_000i64,
         ) {
             use chrono::{Datelike, Timelike};
