@@ -380,7 +380,11 @@ async fn download_one(
     // the item recorded and stops.
     let _turn = lock_temp(&temp, &cx.cancel).await?;
     if !upgrade
-        && let Some(done) = shared.store.download_by_archive_key(&media.archive_key).await.map_err(DownloadError::from)?
+        && let Some(done) = shared
+            .store
+            .download_by_archive_key(&media.archive_key)
+            .await
+            .map_err(DownloadError::from)?
         && done.status == DownloadStatus::Completed
     {
         remove_file(&temp).await?;
@@ -556,7 +560,10 @@ async fn download_one(
 
 /// Takes an exclusive lock on the item's temporary file (creating it
 /// empty if needed), waiting while another worker holds it.
-async fn lock_temp(temp: &Path, cancel: &CancellationToken) -> Result<std::fs::File, DownloadError> {
+async fn lock_temp(
+    temp: &Path,
+    cancel: &CancellationToken,
+) -> Result<std::fs::File, DownloadError> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

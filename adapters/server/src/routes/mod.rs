@@ -13,6 +13,7 @@ pub mod auth;
 pub mod downloads;
 pub mod health;
 pub mod logs;
+pub mod notifications;
 pub mod platforms;
 pub mod queue;
 /// `/scheduler/*` and `POST /platforms/forum/monitor` (owned by the scheduler work).
@@ -39,6 +40,8 @@ pub fn api(state: AppState) -> BoxedFilter<(Response,)> {
         .or(settings::routes(state.clone()))
         .unify()
         .or(logs::routes(state.clone()))
+        .unify()
+        .or(notifications::routes(state.clone()))
         .unify()
         .or(stats::routes(state))
         .unify()
