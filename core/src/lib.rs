@@ -28,8 +28,8 @@ pub mod testkit;
 
 pub use clock::{Clock, SystemClock};
 pub use config::SettingsHandle;
-pub use engine::{Engine, EngineBuilder};
 pub use downloader::{Context, Downloader, MediaItem, Registry, Request, Unavailable};
+pub use engine::{Engine, EngineBuilder};
 pub use error::{DownloadError, Error, StoreError};
 pub use events::{BroadcastBus, BusMessage, EventBus};
 pub use model::Settings;

@@ -127,7 +127,9 @@ pub struct FixtureServer {
 impl FixtureServer {
     /// Starts a server on a free loopback port.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind a loopback port");
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
         let routes = Arc::new(Mutex::new(Routes::default()));
         let stop = CancellationToken::new();
@@ -145,7 +147,9 @@ impl FixtureServer {
                 let Ok((stream, _)) = accepted else { continue };
                 let routes = Arc::clone(&routes);
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| answer(Arc::clone(&routes), request));
+                    let service = hyper::service::service_fn(move |request| {
+                        answer(Arc::clone(&routes), request)
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -157,7 +161,11 @@ impl FixtureServer {
 
     /// Serves `fixture` at `path` (which may include a query string).
     pub fn route(&self, path: &str, fixture: Fixture) -> &Self {
-        self.routes.lock().expect("routes lock").fixtures.insert(path.to_owned(), fixture);
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .fixtures
+            .insert(path.to_owned(), fixture);
         self
     }
 
@@ -172,12 +180,24 @@ impl FixtureServer {
 
     /// Requests received for `path`.
     pub fn hits(&self, path: &str) -> usize {
-        self.routes.lock().expect("routes lock").hits.get(path).copied().unwrap_or(0)
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .hits
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The `Range` headers received for `path`, in order.
     pub fn ranges(&self, path: &str) -> Vec<String> {
-        self.routes.lock().expect("routes lock").ranges_asked.get(path).cloned().unwrap_or_default()
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .ranges_asked
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn stop(&self) {
@@ -187,24 +207,40 @@ impl FixtureServer {
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
-async fn answer(routes: Arc<Mutex<Routes>>, request: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+async fn answer(
+    routes: Arc<Mutex<Routes>>,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let key = match request.uri().query() {
         Some(query) => format!("{}?{query}", request.uri().path()),
         None => request.uri().path().to_owned(),
     };
-    let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let range = request
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (fixture, failure, truncate) = {
         let mut routes = routes.lock().expect("routes lock");
         let path = request.uri().path().to_owned();
-        let found = if routes.fixtures.contains_key(&key) { key.clone() } else { path };
+        let found = if routes.fixtures.contains_key(&key) {
+            key.clone()
+        } else {
+            path
+        };
         *routes.hits.entry(found.clone()).or_default() += 1;
         if let Some(range) = &range {
-            routes.ranges_asked.entry(found.clone()).or_default().push(range.clone());
+            routes
+                .ranges_asked
+                .entry(found.clone())
+                .or_default()
+                .push(range.clone());
         }
         match routes.fixtures.get_mut(&found) {
             None => (None, None, None),
             Some(fixture) => {
-                let failure = (!fixture.fail_first.is_empty()).then(|| fixture.fail_first.remove(0));
+                let failure =
+                    (!fixture.fail_first.is_empty()).then(|| fixture.fail_first.remove(0));
                 let truncate = if failure.is_none() && !fixture.truncate_first.is_empty() {
                     Some(fixture.truncate_first.remove(0))
                 } else {
@@ -218,9 +254,14 @@ async fn answer(routes: Arc<Mutex<Routes>>, request: Request<hyper::body::Incomi
         return Ok(plain(StatusCode::NOT_FOUND, "no fixture here"));
     };
     if let Some((status, retry_after)) = failure {
-        let mut response = plain(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "fixture failure");
+        let mut response = plain(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "fixture failure",
+        );
         if let Some(secs) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         return Ok(response);
     }
@@ -233,9 +274,10 @@ async fn answer(routes: Arc<Mutex<Routes>>, request: Request<hyper::body::Incomi
     {
         if from >= total {
             let mut response = plain(StatusCode::RANGE_NOT_SATISFIABLE, "");
-            response
-                .headers_mut()
-                .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{total}")).expect("header"));
+            response.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{total}")).expect("header"),
+            );
             return Ok(response);
         }
         start = from;
@@ -254,7 +296,10 @@ async fn answer(routes: Arc<Mutex<Routes>>, request: Request<hyper::body::Incomi
                 if cut_short && offset < declared {
                     // Let the bytes sent so far reach the client before the connection drops.
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    return Some((Err(std::io::Error::other("fixture cut the body short")), declared));
+                    return Some((
+                        Err(std::io::Error::other("fixture cut the body short")),
+                        declared,
+                    ));
                 }
                 return None;
             }
@@ -274,10 +319,16 @@ async fn answer(routes: Arc<Mutex<Routes>>, request: Request<hyper::body::Incomi
     }
     if status == StatusCode::PARTIAL_CONTENT {
         let value = format!("bytes {start}-{}/{total}", total.saturating_sub(1));
-        headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&value).expect("header"));
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&value).expect("header"),
+        );
     }
     for (name, value) in &fixture.headers {
-        if let (Ok(name), Ok(value)) = (header::HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::try_from(name.as_str()),
+            HeaderValue::from_str(value),
+        ) {
             headers.insert(name, value);
         }
     }
@@ -285,7 +336,9 @@ async fn answer(routes: Arc<Mutex<Routes>>, request: Request<hyper::body::Incomi
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(BodyExt::boxed(Full::new(Bytes::from_static(text.as_bytes())).map_err(|never| match never {})));
+    let mut response = Response::new(BodyExt::boxed(
+        Full::new(Bytes::from_static(text.as_bytes())).map_err(|never| match never {}),
+    ));
     *response.status_mut() = status;
     response
 }
@@ -314,11 +367,23 @@ impl TestEngine {
     }
 
     pub fn with_registry(root: &Path, registry: Registry) -> Self {
-        Self::sharing(root, registry, Arc::new(MemoryStore::new()), Arc::new(BroadcastBus::default()), "test")
+        Self::sharing(
+            root,
+            registry,
+            Arc::new(MemoryStore::new()),
+            Arc::new(BroadcastBus::default()),
+            "test",
+        )
     }
 
     /// Another engine on the same store and bus (a second worker process).
-    pub fn sharing(root: &Path, registry: Registry, store: Arc<MemoryStore>, events: Arc<BroadcastBus>, name: &str) -> Self {
+    pub fn sharing(
+        root: &Path,
+        registry: Registry,
+        store: Arc<MemoryStore>,
+        events: Arc<BroadcastBus>,
+        name: &str,
+    ) -> Self {
         let settings = SettingsHandle::new(Settings::default());
         let registry = Arc::new(registry);
         let engine = Engine::builder()

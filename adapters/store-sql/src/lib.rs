@@ -7,8 +7,8 @@ pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore, SqliteStoreOptions};
 
 #[cfg(feature = "postgres")]
 mod postgres;
-#[cfg(feature = "postgres")]
-pub use postgres::{PgEventBus, PgEventBusOptions, PgStore, PgStoreOptions};
 /// Test helpers (feature `testing`): a fresh PostgreSQL database per test.
 #[cfg(feature = "testing")]
 pub use postgres::testing;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgEventBus, PgEventBusOptions, PgStore, PgStoreOptions};

@@ -10,11 +10,11 @@ pub mod direct;
     feature = "gallerydl"
 ))]
 pub mod accounts;
+#[cfg(feature = "forum")]
+pub mod forum;
 #[cfg(feature = "instagram")]
 pub mod instagram;
 #[cfg(any(feature = "instagram", feature = "tiktok"))]
 pub mod social;
 #[cfg(feature = "tiktok")]
 pub mod tiktok;
-#[cfg(feature = "forum")]
-pub mod forum;

@@ -37,7 +37,11 @@ struct FixturePost {
 fn post_linking(id: u32, host: &FixtureServer, target: &str) -> FixturePost {
     FixturePost {
         id,
-        author: if id.is_multiple_of(2) { "Second" } else { "First" },
+        author: if id.is_multiple_of(2) {
+            "Second"
+        } else {
+            "First"
+        },
         body: format!(
             r#"Photo {id} <img src="/styles/smilies/smile.png" class="smilie" alt=":)">
             <a href="{}" target="_blank" class="link link--external"><img src="{}" class="bbImage" alt="t"></a>
@@ -237,7 +241,11 @@ async fn a_thread_across_three_pages_then_only_the_new_post() {
         assert_eq!(download.metadata["thread_id"], "1");
         assert_eq!(download.metadata["thread_title"], "Fixture Thread");
         assert_eq!(download.metadata["forum"], "FixtureForum");
-        let author = if post_id.is_multiple_of(2) { "Second" } else { "First" };
+        let author = if post_id.is_multiple_of(2) {
+            "Second"
+        } else {
+            "First"
+        };
         assert_eq!(download.metadata["author"], author);
         assert!(download.post_date.is_some());
         let path = std::path::PathBuf::from(download.file_path.as_deref().unwrap());

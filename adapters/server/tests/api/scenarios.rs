@@ -1087,7 +1087,10 @@ pub async fn logs_are_stored_and_served(db: Db) {
     let entry = &found["logs"][0];
     assert_eq!(entry["level"], "INFO", "{found} / all: {everything}");
     assert!(
-        entry["metadata"]["username"].as_str().unwrap_or("").starts_with("mallory"),
+        entry["metadata"]["username"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("mallory"),
         "{entry}"
     );
     let (status, _, _) = app

@@ -1,4 +1,3 @@
-
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
