@@ -192,6 +192,8 @@ async fn scheduler_app(db: Db) -> (Backing, TestApp) {
     let mut registry = Registry::builtin();
     registry.register(QuietForum);
     config.registry = Arc::new(registry);
+    // Runs must finish: the engine closes their history rows.
+    config.run_engine = true;
     let app = TestApp::start(config).await;
     (backing, app)
 }
