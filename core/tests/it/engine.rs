@@ -23,14 +23,25 @@ fn direct(url: &str) -> NewQueueItem {
     NewQueueItem::new(url, "direct", "", "file")
 }
 
-/// Runs the engine until every listed queue item is finished (or 20 s pass).
-async fn run_until_finished(test: &TestEngine, ids: &[i64]) {
+/// Starts the engine in the background; cancel the token to stop it.
+fn start(
+    test: &TestEngine,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), mediadl::Error>>,
+) {
     let shutdown = CancellationToken::new();
     let engine = test.engine.clone();
     let runner = tokio::spawn({
         let shutdown = shutdown.clone();
         async move { engine.run(shutdown).await }
     });
+    (shutdown, runner)
+}
+
+/// Runs the engine until every listed queue item is finished (or 20 s pass).
+async fn run_until_finished(test: &TestEngine, ids: &[i64]) {
+    let (shutdown, runner) = start(test);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let mut finished = true;
@@ -433,12 +444,7 @@ async fn pausing_a_running_item_stops_it_and_resuming_finishes_it() {
         .submit(direct(&server.url("/slow.bin")))
         .await
         .unwrap();
-    let shutdown = CancellationToken::new();
-    let runner = tokio::spawn({
-        let engine = test.engine.clone();
-        let shutdown = shutdown.clone();
-        async move { engine.run(shutdown).await }
-    });
+    let (shutdown, runner) = start(&test);
     // Wait for progress, then pause.
     loop {
         if let Some(BusMessage::Event(event)) = events.next().await
@@ -525,12 +531,7 @@ async fn shutdown_returns_running_items_to_pending() {
         .submit(direct(&server.url("/slow.bin")))
         .await
         .unwrap();
-    let shutdown = CancellationToken::new();
-    let runner = tokio::spawn({
-        let engine = test.engine.clone();
-        let shutdown = shutdown.clone();
-        async move { engine.run(shutdown).await }
-    });
+    let (shutdown, runner) = start(&test);
     while test.store.get_queue_item(item.id).await.unwrap().status != QueueStatus::Downloading {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -560,12 +561,7 @@ async fn removing_a_running_item_cancels_it() {
         .submit(direct(&server.url("/slow.bin")))
         .await
         .unwrap();
-    let shutdown = CancellationToken::new();
-    let runner = tokio::spawn({
-        let engine = test.engine.clone();
-        let shutdown = shutdown.clone();
-        async move { engine.run(shutdown).await }
-    });
+    let (shutdown, runner) = start(&test);
     while test.store.get_queue_item(item.id).await.unwrap().status != QueueStatus::Downloading {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -656,12 +652,7 @@ async fn storage_limit_makes_items_wait_with_a_reason() {
         .submit(direct(&server.url("/two.bin")))
         .await
         .unwrap();
-    let shutdown = CancellationToken::new();
-    let runner = tokio::spawn({
-        let engine = test.engine.clone();
-        let shutdown = shutdown.clone();
-        async move { engine.run(shutdown).await }
-    });
+    let (shutdown, runner) = start(&test);
     let notified = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Some(BusMessage::Event(event)) = events.next().await
@@ -854,12 +845,7 @@ async fn concurrency_follows_the_settings_while_running() {
                 .id,
         );
     }
-    let shutdown = CancellationToken::new();
-    let runner = tokio::spawn({
-        let engine = test.engine.clone();
-        let shutdown = shutdown.clone();
-        async move { engine.run(shutdown).await }
-    });
+    let (shutdown, runner) = start(&test);
     let downloading = || async { test.store.queue_counts().await.unwrap().downloading };
     let mut most_at_once = 0;
     for _ in 0..10 {
