@@ -13,6 +13,7 @@
 //! [`Downloader`]: crate::Downloader
 
 mod clients;
+mod completer;
 pub mod placement;
 mod retry;
 mod worker;
@@ -27,6 +28,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use completer::CompletionBatcher;
 pub use retry::RetryPolicy;
 
 use crate::clock::{Clock, SystemClock};
@@ -35,7 +37,7 @@ use crate::downloader::Registry;
 use crate::error::Error;
 use crate::events::{BusMessage, EventBus};
 use crate::model::{Event, EventKind, QueueAction, QueueUpdate, WorkerId};
-use crate::store::Store;
+use crate::store::{QueueRepo, Store};
 use clients::Clients;
 
 /// Prefix of temporary files; files with it are never final.
@@ -150,6 +152,7 @@ impl EngineBuilder {
         let clients = Clients::new(&settings.current())?;
         Ok(Engine {
             shared: Arc::new(Shared {
+                completer: CompletionBatcher::new(Arc::clone(&store) as Arc<dyn QueueRepo>),
                 store,
                 events,
                 registry: self
@@ -183,6 +186,8 @@ fn default_engine_name() -> String {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
+    /// Completions go through here, so concurrent workers share commits.
+    pub(crate) completer: CompletionBatcher,
     pub(crate) events: Arc<dyn EventBus>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) settings: SettingsHandle,

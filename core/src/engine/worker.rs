@@ -757,7 +757,7 @@ async fn finish(
             )
             .await
     } else {
-        shared.store.complete(lease, downloaded, now).await
+        shared.completer.complete(lease, downloaded, now).await
     };
     match ended {
         Ok(ended) => {

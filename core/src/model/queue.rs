@@ -252,6 +252,16 @@ pub struct Leased {
     pub lease: LeaseToken,
 }
 
+/// One finished item for [`QueueRepo::complete_many`](crate::store::QueueRepo::complete_many):
+/// what [`QueueRepo::complete`](crate::store::QueueRepo::complete) takes, as a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub lease: LeaseToken,
+    pub items_downloaded: u32,
+    /// When the worker finished (the item's `download_date`).
+    pub finished_at: DateTime<Utc>,
+}
+
 /// Progress of a running item, written under its lease.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueProgress {

@@ -28,8 +28,8 @@ use serde_json::{Value, json};
 use super::{Store, StoreResult};
 use crate::error::StoreError;
 use crate::model::{
-    Bucket, CatchUp, DownloadFilter, DownloadStatus, DownloadTotals, GroupBy, Job, JobKind,
-    LogFilter, LogLevel, Metadata, NewDownload, NewLogEntry, NewQueueItem, NewUser, Page,
+    Bucket, CatchUp, Completion, DownloadFilter, DownloadStatus, DownloadTotals, GroupBy, Job,
+    JobKind, LogFilter, LogLevel, Metadata, NewDownload, NewLogEntry, NewQueueItem, NewUser, Page,
     QueueFilter, QueuePatch, QueueProgress, QueueStatus, RefreshToken, Role, RunFilter, RunStatus,
     UserPatch, Window, WorkerId,
 };
@@ -85,6 +85,7 @@ macro_rules! store_conformance_suite {
             queue_enqueue_list_and_counts,
             queue_claim_order_and_due_time,
             queue_lease_renew_progress_complete,
+            queue_complete_many_checks_each_lease,
             queue_fail_retry_and_attempts,
             queue_release_gives_the_attempt_back,
             queue_expired_leases_are_requeued,
@@ -1326,6 +1327,96 @@ pub async fn queue_lease_renew_progress_complete(store: Arc<dyn Store>) {
         store.complete(&missing, 1, at(61)).await,
         999_999,
         "a lease on a missing item",
+    );
+}
+
+/// A batched completion checks every lease on its own: a lost lease fails
+/// that item only, the others complete with their own counts and times.
+pub async fn queue_complete_many_checks_each_lease(store: Arc<dyn Store>) {
+    for n in 0..4 {
+        store
+            .enqueue(new_item(&format!("https://example.com/{n}"), 5), at(0))
+            .await
+            .expect("enqueue");
+    }
+    let claimed = store
+        .claim(&worker("w1"), 4, LEASE, at(1))
+        .await
+        .expect("claim");
+    let [a, b, c, d] = <[_; 4]>::try_from(claimed).expect("four items");
+    store
+        .complete(&d.lease, 1, at(5))
+        .await
+        .expect("complete d alone");
+    let mut forged = b.lease.clone();
+    forged.token = uuid::Uuid::new_v4();
+    let mut other_worker = c.lease.clone();
+    other_worker.worker = worker("w2");
+    let completion = |lease: &crate::model::LeaseToken, items: u32, seconds: i64| Completion {
+        lease: lease.clone(),
+        items_downloaded: items,
+        finished_at: at(seconds),
+    };
+
+    assert_eq!(
+        store.complete_many(&[]).await.expect("empty batch"),
+        Vec::new(),
+        "an empty batch"
+    );
+    let results = store
+        .complete_many(&[
+            completion(&a.lease, 3, 10),
+            completion(&forged, 1, 11),
+            completion(&other_worker, 1, 12),
+            completion(&c.lease, 7, 13),
+            completion(&c.lease, 8, 14),
+            completion(&d.lease, 1, 15),
+        ])
+        .await
+        .expect("batch");
+    let [done_a, lost_b, lost_c_other, done_c, again_c, again_d] =
+        <[_; 6]>::try_from(results).expect("one result per completion");
+
+    let done_a = done_a.expect("a completes");
+    assert_eq!(
+        (
+            done_a.status,
+            done_a.items_downloaded,
+            done_a.download_date,
+            done_a.progress
+        ),
+        (QueueStatus::Completed, 3, Some(at(10)), 100)
+    );
+    assert_eq!(done_a.lease_expires_at, None);
+    assert_eq!(store.get_queue_item(a.item.id).await.expect("get"), done_a);
+    expect_lease_lost(lost_b, b.item.id, "a forged token in a batch");
+    expect_lease_lost(lost_c_other, c.item.id, "another worker's name in a batch");
+    let done_c = done_c.expect("c completes under its own lease");
+    assert_eq!(
+        (done_c.status, done_c.items_downloaded, done_c.download_date),
+        (QueueStatus::Completed, 7, Some(at(13)))
+    );
+    expect_lease_lost(again_c, c.item.id, "the same lease twice in a batch");
+    expect_lease_lost(again_d, d.item.id, "an item completed before the batch");
+
+    let untouched = store.get_queue_item(b.item.id).await.expect("get b");
+    assert_eq!(
+        (untouched.status, untouched.lease_expires_at),
+        (QueueStatus::Downloading, Some(at(31))),
+        "a lost lease in a batch leaves the item as it was"
+    );
+    assert_eq!(
+        store
+            .get_queue_item(d.item.id)
+            .await
+            .expect("get d")
+            .download_date,
+        Some(at(5)),
+        "the earlier completion stands"
+    );
+    assert_eq!(
+        store.get_queue_item(c.item.id).await.expect("get c"),
+        done_c
     );
 }
 

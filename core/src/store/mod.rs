@@ -15,11 +15,11 @@ use serde_json::Value;
 
 use crate::error::StoreError;
 use crate::model::{
-    Bucket, Download, DownloadFilter, DownloadTotals, GroupBy, GroupTotals, Job, JobRun,
-    LeaseToken, Leased, LogFilter, LogPage, LogsDeleted, Metadata, NewDownload, NewLogEntry,
-    NewQueueItem, NewUser, Page, Paged, QueueCounts, QueueFilter, QueueItem, QueuePatch,
-    QueueProgress, QueueStats, QueueStatus, RefreshToken, RunFilter, RunStatus, TimelinePoint,
-    User, UserPatch, Window, WorkerId,
+    Bucket, Completion, Download, DownloadFilter, DownloadTotals, GroupBy, GroupTotals, Job,
+    JobRun, LeaseToken, Leased, LogFilter, LogPage, LogsDeleted, Metadata, NewDownload,
+    NewLogEntry, NewQueueItem, NewUser, Page, Paged, QueueCounts, QueueFilter, QueueItem,
+    QueuePatch, QueueProgress, QueueStats, QueueStatus, RefreshToken, RunFilter, RunStatus,
+    TimelinePoint, User, UserPatch, Window, WorkerId,
 };
 
 #[cfg(any(test, feature = "testkit"))]
@@ -125,6 +125,25 @@ pub trait QueueRepo: Send + Sync {
         items_downloaded: u32,
         now: DateTime<Utc>,
     ) -> StoreResult<QueueItem>;
+    /// Completes several items at once, each under its own lease: the
+    /// result for `done[i]` is at index `i`, and a lost lease fails only
+    /// that item. The outer error means nothing was written (the database
+    /// was unreachable). Adapters override it to write the batch in one
+    /// commit; the default completes one item after another.
+    async fn complete_many(&self, done: &[Completion]) -> StoreResult<Vec<StoreResult<QueueItem>>> {
+        let mut results = Vec::with_capacity(done.len());
+        for completion in done {
+            results.push(
+                self.complete(
+                    &completion.lease,
+                    completion.items_downloaded,
+                    completion.finished_at,
+                )
+                .await,
+            );
+        }
+        Ok(results)
+    }
     /// Ends the attempt with an error: back to `pending` until `retry_at`
     /// when given, otherwise `failed`.
     async fn fail(

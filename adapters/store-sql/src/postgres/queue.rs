@@ -1,13 +1,14 @@
 //! The work queue with leases.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mediadl::StoreError;
 use mediadl::model::{
-    LeaseToken, Leased, NewQueueItem, Page, Paged, QueueCounts, QueueFilter, QueueItem, QueuePatch,
-    QueueProgress, QueueStats, QueueStatus, WorkerId,
+    Completion, LeaseToken, Leased, NewQueueItem, Page, Paged, QueueCounts, QueueFilter, QueueItem,
+    QueuePatch, QueueProgress, QueueStats, QueueStatus, WorkerId,
 };
 use mediadl::store::rules::{self, to_micros};
 use mediadl::store::{QueueRepo, StoreResult};
@@ -23,6 +24,7 @@ const CLAIM: &str = include_str!("../../queries/postgres/claim.sql");
 const RENEW: &str = include_str!("../../queries/postgres/renew.sql");
 const RECORD_PROGRESS: &str = include_str!("../../queries/postgres/record_progress.sql");
 const COMPLETE: &str = include_str!("../../queries/postgres/complete.sql");
+const COMPLETE_MANY: &str = include_str!("../../queries/postgres/complete_many.sql");
 const FAIL: &str = include_str!("../../queries/postgres/fail.sql");
 const RELEASE: &str = include_str!("../../queries/postgres/release.sql");
 const REQUEUE_EXPIRED: &str = include_str!("../../queries/postgres/requeue_expired.sql");
@@ -35,6 +37,49 @@ fn lease_lost(lease: &LeaseToken) -> StoreError {
 
 fn not_found(id: i64) -> StoreError {
     StoreError::not_found("queue item", id)
+}
+
+/// A row of `complete_many.sql`: the completed item and the lease it was
+/// completed under.
+#[derive(sqlx::FromRow)]
+struct CompletedRow {
+    #[sqlx(flatten)]
+    row: QueueRow,
+    completed_token: uuid::Uuid,
+    completed_worker: String,
+}
+
+/// Puts the rows a batched completion returned in the order of the batch;
+/// a completion without its row lost its lease. A lease named twice
+/// completes once, as two calls to `complete` would.
+fn match_completions(
+    done: &[Completion],
+    completed: Vec<CompletedRow>,
+) -> StoreResult<Vec<StoreResult<QueueItem>>> {
+    let mut by_lease = completed
+        .into_iter()
+        .map(|completed| {
+            let item = QueueItem::try_from(completed.row)?;
+            let lease = (
+                item.id,
+                completed.completed_token,
+                completed.completed_worker,
+            );
+            Ok((lease, item))
+        })
+        .collect::<StoreResult<HashMap<_, _>>>()?;
+    Ok(done
+        .iter()
+        .map(|completion| {
+            by_lease
+                .remove(&(
+                    completion.lease.queue_id,
+                    completion.lease.token,
+                    completion.lease.worker.0.clone(),
+                ))
+                .ok_or_else(|| lease_lost(&completion.lease))
+        })
+        .collect())
 }
 
 impl PgStore {
@@ -265,6 +310,34 @@ impl QueueRepo for PgStore {
             .bind(to_micros(now))
             .bind(to_i32("items_downloaded", items_downloaded)?);
         self.leased_write(lease, query).await
+    }
+
+    async fn complete_many(&self, done: &[Completion]) -> StoreResult<Vec<StoreResult<QueueItem>>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items_downloaded = done
+            .iter()
+            .map(|completion| to_i32("items_downloaded", completion.items_downloaded))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let rows = sqlx::query_as::<_, CompletedRow>(COMPLETE_MANY)
+            .bind(done.iter().map(|c| c.lease.queue_id).collect::<Vec<_>>())
+            .bind(done.iter().map(|c| c.lease.token).collect::<Vec<_>>())
+            .bind(
+                done.iter()
+                    .map(|c| c.lease.worker.0.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                done.iter()
+                    .map(|c| to_micros(c.finished_at))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(items_downloaded)
+            .fetch_all(&self.lease_pool)
+            .await
+            .map_err(map_err)?;
+        match_completions(done, rows)
     }
 
     async fn fail(

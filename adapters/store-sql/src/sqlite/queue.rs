@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mediadl::StoreError;
 use mediadl::model::{
-    LeaseToken, Leased, NewQueueItem, Page, Paged, QueueCounts, QueueFilter, QueueItem, QueuePatch,
-    QueueProgress, QueueStats, QueueStatus, WorkerId,
+    Completion, LeaseToken, Leased, NewQueueItem, Page, Paged, QueueCounts, QueueFilter, QueueItem,
+    QueuePatch, QueueProgress, QueueStats, QueueStatus, WorkerId,
 };
 use mediadl::store::rules;
 use mediadl::store::{QueueRepo, StoreResult};
@@ -32,6 +32,14 @@ macro_rules! held {
         "id = $1 AND lease_token = $2 AND assigned_worker = $3 AND status = 'downloading'"
     };
 }
+
+const COMPLETE: &str = concat!(
+    "UPDATE queue SET status = 'completed', download_date = $4, progress = 100, \
+     items_downloaded = $5, error_message = NULL, estimated_completion = NULL, \
+     lease_token = NULL, lease_expires_at = NULL WHERE ",
+    held!(),
+    " RETURNING *",
+);
 
 fn token_text(lease: &LeaseToken) -> String {
     lease.token.simple().to_string()
@@ -284,20 +292,40 @@ impl QueueRepo for SqliteStore {
         items_downloaded: u32,
         now: DateTime<Utc>,
     ) -> StoreResult<QueueItem> {
-        let row = under_lease(
-            self,
-            concat!(
-                "UPDATE queue SET status = 'completed', download_date = $4, progress = 100, \
-                 items_downloaded = $5, error_message = NULL, estimated_completion = NULL, \
-                 lease_token = NULL, lease_expires_at = NULL WHERE ",
-                held!(),
-                " RETURNING *",
-            ),
-            lease,
-            |query| query.bind(micros(now)).bind(i64::from(items_downloaded)),
-        )
+        let row = under_lease(self, COMPLETE, lease, |query| {
+            query.bind(micros(now)).bind(i64::from(items_downloaded))
+        })
         .await?;
         rows::queue_item(&row)
+    }
+
+    async fn complete_many(&self, done: &[Completion]) -> StoreResult<Vec<StoreResult<QueueItem>>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction: SQLite's cost per write is the commit, so the
+        // batch pays it once.
+        let mut tx = self.write_tx().await?;
+        let mut results = Vec::with_capacity(done.len());
+        for completion in done {
+            let row = sqlx::query(COMPLETE)
+                .bind(completion.lease.queue_id)
+                .bind(token_text(&completion.lease))
+                .bind(completion.lease.worker.0.clone())
+                .bind(micros(completion.finished_at))
+                .bind(i64::from(completion.items_downloaded))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            results.push(match row {
+                Some(row) => rows::queue_item(&row),
+                None => Err(StoreError::LeaseLost {
+                    queue_id: completion.lease.queue_id,
+                }),
+            });
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(results)
     }
 
     async fn fail(
