@@ -12,7 +12,10 @@
 //!
 //! Prints:
 //! 1. claim + complete with 16 workers, each on its own connection, for
-//!    claim batches of 1 and 16 items: items per second;
+//!    claim batches of 1 and 16 items, completing each item on its own or
+//!    through the engine's `CompletionBatcher` (on a connection of its own;
+//!    the claimed items finish concurrently and share commits): items per
+//!    second;
 //! 2. with the download rows loaded: p50/p99 of `list_downloads` (page and
 //!    count) for the dashboard's filters, and of the stats queries;
 //! 3. table, index and database size, per million rows.
@@ -21,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use mediadl::engine::CompletionBatcher;
 use mediadl::model::{Bucket, DownloadFilter, DownloadStatus, GroupBy, Page, Window, WorkerId};
 use mediadl::store::{DownloadRepo, QueueRepo};
 use mediadl_store::testing::fresh_pg_database;
@@ -56,14 +60,26 @@ async fn main() {
 
     println!("== claim + complete, {WORKERS} workers, one connection each ==");
     for asynchronous in [false, true] {
-        for batch in [1_u32, 16] {
-            let rate = claim_complete(&store, db.url(), items, batch, asynchronous).await;
-            let commits = if asynchronous {
+        for (batch, batched_completions) in [(1_u32, false), (16, false), (1, true), (16, true)] {
+            let commits = Commits {
+                asynchronous,
+                batched_completions,
+            };
+            let rate = claim_complete(&store, db.url(), items, batch, commits).await;
+            let durability = if asynchronous {
                 "asynchronous lease commits"
             } else {
                 "durable commits"
             };
-            println!("claim batch {batch:>2}, {commits:<26}: {items} items, {rate:>8.0} items/s");
+            let completions = if batched_completions {
+                "batched"
+            } else {
+                "one by one"
+            };
+            println!(
+                "claim batch {batch:>2}, completions {completions:<10}, {durability:<26}: \
+                 {items} items, {rate:>8.0} items/s"
+            );
         }
     }
 
@@ -75,6 +91,15 @@ async fn main() {
     sizes(&store, rows).await;
 }
 
+/// How the queue's writes are committed.
+#[derive(Clone, Copy)]
+struct Commits {
+    /// `PgStoreOptions::asynchronous_lease_commits`.
+    asynchronous: bool,
+    /// Completions through a `CompletionBatcher` rather than one by one.
+    batched_completions: bool,
+}
+
 /// Enqueues `items` and times 16 workers claiming `batch` at a time and
 /// completing each item, until the queue is empty.
 async fn claim_complete(
@@ -82,7 +107,7 @@ async fn claim_complete(
     url: &str,
     items: u64,
     batch: u32,
-    asynchronous_lease_commits: bool,
+    commits: Commits,
 ) -> f64 {
     sqlx::query("TRUNCATE queue")
         .execute(store.pool())
@@ -104,25 +129,31 @@ async fn claim_complete(
         .execute(store.pool())
         .await
         .expect("vacuum");
+    let connect = || {
+        PgStore::connect_with(
+            url,
+            PgStoreOptions {
+                max_connections: 1,
+                migrate: false,
+                asynchronous_lease_commits: commits.asynchronous,
+                ..Default::default()
+            },
+        )
+    };
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
-        workers.push(
-            PgStore::connect_with(
-                url,
-                PgStoreOptions {
-                    max_connections: 1,
-                    migrate: false,
-                    asynchronous_lease_commits,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("worker connection"),
-        );
+        workers.push(connect().await.expect("worker connection"));
     }
+    let completer = if commits.batched_completions {
+        let store = connect().await.expect("completer connection");
+        Some(CompletionBatcher::new(Arc::new(store)))
+    } else {
+        None
+    };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (w, worker) in workers.into_iter().enumerate() {
+        let completer = completer.clone();
         tasks.push(tokio::spawn(async move {
             let me = WorkerId(format!("bench-{w}"));
             let mut done = 0_u64;
@@ -134,12 +165,24 @@ async fn claim_complete(
                 if claimed.is_empty() {
                     return done;
                 }
-                for leased in claimed {
-                    worker
-                        .complete(&leased.lease, 1, Utc::now())
-                        .await
-                        .expect("complete");
-                    done += 1;
+                done += claimed.len() as u64;
+                match &completer {
+                    Some(completer) => {
+                        let finished = claimed
+                            .iter()
+                            .map(|leased| completer.complete(&leased.lease, 1, Utc::now()));
+                        for result in futures::future::join_all(finished).await {
+                            result.expect("complete");
+                        }
+                    }
+                    None => {
+                        for leased in claimed {
+                            worker
+                                .complete(&leased.lease, 1, Utc::now())
+                                .await
+                                .expect("complete");
+                        }
+                    }
                 }
             }
         }));

@@ -7,7 +7,9 @@
 //! ```
 //!
 //! * `claim+complete`: 16 workers each loop claim → complete over a
-//!   pre-filled queue (unbatched, and in batches of 10).
+//!   pre-filled queue, claiming 1 or 16 items at a time, completing each
+//!   item on its own or through the engine's `CompletionBatcher` (the
+//!   claimed items finish concurrently and share commits).
 //! * `list`: the download list with its count over `MEDIADL_BENCH_ROWS`
 //!   records (default 1,000,000) for several filters, p50/p99 of 200 runs.
 //! * `stats overview`: every store call the dashboard overview makes.
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use mediadl::engine::CompletionBatcher;
 use mediadl::model::{
     DownloadFilter, DownloadStatus, GroupBy, NewQueueItem, Page, WorkerId, url_hash,
 };
@@ -42,8 +45,8 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-async fn claim_complete(dir: &std::path::Path, batch: u32) -> f64 {
-    let path = dir.join(format!("queue-{batch}.db"));
+async fn claim_complete(dir: &std::path::Path, batch: u32, batched_completions: bool) -> f64 {
+    let path = dir.join(format!("queue-{batch}-{batched_completions}.db"));
     let store = Arc::new(SqliteStore::open(&path).await.expect("open"));
     let now = Utc::now();
     for n in 0..QUEUE_ITEMS {
@@ -56,10 +59,12 @@ async fn claim_complete(dir: &std::path::Path, batch: u32) -> f64 {
         item.priority = (n % 10) as u8 + 1;
         store.enqueue(item, now).await.expect("enqueue");
     }
+    let completer = batched_completions.then(|| CompletionBatcher::new(store.clone()));
     let started = Instant::now();
     let mut workers = Vec::new();
     for w in 0..WORKERS {
         let store = store.clone();
+        let completer = completer.clone();
         workers.push(tokio::spawn(async move {
             let me = WorkerId(format!("bench-{w}"));
             let mut done = 0_usize;
@@ -71,12 +76,24 @@ async fn claim_complete(dir: &std::path::Path, batch: u32) -> f64 {
                 if claimed.is_empty() {
                     break done;
                 }
-                for leased in claimed {
-                    store
-                        .complete(&leased.lease, 1, Utc::now())
-                        .await
-                        .expect("complete");
-                    done += 1;
+                done += claimed.len();
+                match &completer {
+                    Some(completer) => {
+                        let finished = claimed
+                            .iter()
+                            .map(|leased| completer.complete(&leased.lease, 1, Utc::now()));
+                        for result in futures::future::join_all(finished).await {
+                            result.expect("complete");
+                        }
+                    }
+                    None => {
+                        for leased in claimed {
+                            store
+                                .complete(&leased.lease, 1, Utc::now())
+                                .await
+                                .expect("complete");
+                        }
+                    }
                 }
             }
         }));
@@ -340,10 +357,15 @@ fn main() {
         .expect("runtime");
     let dir = tempfile::TempDir::new().expect("temp dir");
     runtime.block_on(async {
-        for batch in [1, 10] {
-            let rate = claim_complete(dir.path(), batch).await;
+        for (batch, batched_completions) in [(1, false), (16, false), (1, true), (16, true)] {
+            let rate = claim_complete(dir.path(), batch, batched_completions).await;
+            let completions = if batched_completions {
+                "batched"
+            } else {
+                "one by one"
+            };
             println!(
-                "claim+complete, {WORKERS} workers, claim batch {batch:>2}: {rate:>9.0} items/s ({QUEUE_ITEMS} items)"
+                "claim+complete, {WORKERS} workers, claim batch {batch:>2}, completions {completions:<10}: {rate:>9.0} items/s ({QUEUE_ITEMS} items)"
             );
         }
         large_history(dir.path(), rows).await;
