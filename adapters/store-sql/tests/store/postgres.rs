@@ -300,6 +300,11 @@ async fn filtered_download_list_uses_an_index() {
             ..Default::default()
         },
         DownloadFilter {
+            platform: Some("tiktok".into()),
+            status: Some(DownloadStatus::Failed),
+            ..Default::default()
+        },
+        DownloadFilter {
             status: Some(DownloadStatus::Failed),
             ..Default::default()
         },
