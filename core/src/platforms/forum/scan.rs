@@ -1,23 +1,30 @@
-//! One streaming pass over a thread page with lol_html: CSS-selector
-//! handlers record, for every forum engine at once, the posts, the raw
-//! `href`/`src` values of their media, the texts that hold titles, authors
-//! and dates, and the links that may lead to the next page. Nothing is
-//! resolved here: [`super::parse`] turns the [`RawPage`] into a thread page
-//! once the page's `<base href>` and engine are known.
+//! One streaming pass over a thread page with lol_html's tokenizer: for
+//! every forum engine at once, it records the posts, the raw `href`/`src`
+//! values of their media, the texts that hold titles, authors and dates,
+//! and the links that may lead to the next page. Nothing is resolved here:
+//! [`super::parse`] turns the [`RawPage`] into a thread page once the
+//! page's `<base href>` and engine are known.
 //!
 //! No DOM is built. What a DOM walk got from the tree, the pass gets from a
 //! stack of open frames: an element that opens a post, a post body, a
-//! skipped region (quotes, signatures), a link or a text to capture pushes a
-//! frame and closes it from its end-tag handler. lol_html calls those
-//! handlers for elements closed implicitly by an ancestor's end tag too, so
-//! the frames follow its element stack; elements still open at the end of
-//! the page stay open, as in a browser.
+//! skipped region (quotes, signatures), a context (`.author`,
+//! `.pagination`), a link or a text to capture pushes a frame and closes it
+//! from its end-tag handler. lol_html calls those handlers for elements
+//! closed implicitly by an ancestor's end tag too, so the frames follow its
+//! element stack; elements still open at the end of the page stay open, as
+//! in a browser.
+//!
+//! One handler sees every start tag and matches the engines' selectors
+//! (written next to each test below) on the tag, its classes and id. Given
+//! to lol_html as some fifty CSS selectors instead, its selector machine
+//! made the pass about three times as slow: most are class selectors, which
+//! it must try on the attributes of every element.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use lol_html::html_content::Element;
-use lol_html::{HandlerResult, HtmlRewriter, Settings, element, end_tag, text};
+use lol_html::{HandlerResult, HtmlRewriter, Settings, doc_text, element, end_tag};
 
 /// What a handler fails with (lol_html's handler error type).
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -235,8 +242,20 @@ struct OpenVideo {
     scopes: Vec<Scope>,
 }
 
+/// Ancestors some selectors need (`.author .username`): bit flags, each
+/// with a count of open elements in [`Scan::contexts`].
+const IN_ATTRIBUTION: u8 = 1;
+const IN_POPUPMENU: u8 = 2;
+const IN_AUTHOR: u8 = 4;
+const IN_P_AUTHOR: u8 = 8;
+const IN_P_AUTHOR_STRONG: u8 = 16;
+const IN_TD_NAVBAR: u8 = 32;
+const IN_PAGINATION: u8 = 64;
+const IN_LI_NEXT: u8 = 128;
+
 #[derive(Debug, Clone, Copy)]
 enum FrameKind {
+    Context(u8),
     XfPost,
     PhpbbPost,
     VbContainer,
@@ -268,6 +287,8 @@ struct Scan {
     link: Option<OpenLink>,
     video: Option<OpenVideo>,
     head: Option<u64>,
+    /// Open elements per context bit (see `IN_AUTHOR` and the others).
+    contexts: [u32; 8],
 }
 
 type Shared = Rc<RefCell<Scan>>;
@@ -282,229 +303,12 @@ pub(super) fn scan(html: &str) -> RawPage {
     });
     {
         let s = &state;
-        let handlers = vec![
-            element!("head", move |el| {
-                let seq = open_skip(s, SKIP_GENERIC, el)?;
-                s.borrow_mut().head = seq;
-                Ok(())
-            }),
-            element!("body", move |el| {
-                // A page without `</head>` has its head closed by `<body>`.
-                let head = s.borrow_mut().head.take();
-                if let Some(head) = head {
-                    s.borrow_mut().close(head);
-                }
-                if el.get_attribute("id").as_deref() == Some("phpbb") {
-                    s.borrow_mut().page.phpbb_root = true;
-                }
-                Ok(())
-            }),
-            element!(
-                "blockquote, .bbCodeBlock--quote, .message-signature, script, style, noscript, template",
-                move |el| open_skip(s, SKIP_XF, el).map(drop)
-            ),
-            element!(
-                ".bbcode_container, .bbcode_quote, .quote_container, .signature, .signaturecontainer, td.alt2, script, style, noscript",
-                move |el| open_skip(s, SKIP_VB, el).map(drop)
-            ),
-            element!(
-                "blockquote, .signature, script, style, noscript",
-                move |el| { open_skip(s, SKIP_PHPBB, el).map(drop) }
-            ),
-            element!(
-                "header, footer, nav, script, style, noscript, .signature, aside",
-                move |el| open_skip(s, SKIP_GENERIC, el).map(drop)
-            ),
-            element!("iframe, object, embed, svg, select, textarea", move |el| {
-                open_skip(s, SKIP_OPAQUE, el).map(drop)
-            }),
-            element!("html#XF", move |_| {
-                s.borrow_mut().page.xf_root = true;
-                Ok(())
-            }),
-            element!(
-                "meta[name=\"generator\"][content^=\"vBulletin\"]",
-                move |_| {
-                    s.borrow_mut().page.vb_generator = true;
-                    Ok(())
-                }
-            ),
-            element!("article.message[data-content^=\"post-\"]", move |el| {
-                xf_post(s, el)
-            }),
-            element!(".bbWrapper", move |el| {
-                let post = s.borrow().xf_post;
-                match post {
-                    Some(post) if !s.borrow().page.xf_posts[post].body_taken => {
-                        s.borrow_mut().page.xf_posts[post].body_taken = true;
-                        open_scope(s, Scope::XfBody(post), el)
-                    }
-                    _ => Ok(()),
-                }
-            }),
-            element!(".message-attachments, .attachmentList", move |el| {
-                let post = s.borrow().xf_post;
-                match post {
-                    Some(post) => open_scope(s, Scope::XfAttachments(post), el),
-                    None => Ok(()),
-                }
-            }),
-            element!(".message-attribution time, time.u-dt", move |el| {
-                let post = s.borrow().xf_post;
-                match post {
-                    Some(post) => open_date(s, PostRef::Xf(post), el),
-                    None => Ok(()),
-                }
-            }),
-            element!(
-                "li[id^=\"post\"], table[id^=\"post\"], div[id^=\"edit\"]",
-                move |el| { vb_container(s, el) }
-            ),
-            element!("div[id^=\"post_message_\"]", move |el| {
-                s.borrow_mut().page.vb_body_seen = true;
-                vb_body(s, el, "post_message_", false)
-            }),
-            element!("td[id^=\"td_post_\"]", move |el| {
-                s.borrow_mut().page.vb_td_body_seen = true;
-                vb_body(s, el, "td_post_", true)
-            }),
-            element!(
-                "a.username, a.bigusername, .username, .popupmenu a.siteicon_profile",
-                move |el| {
-                    let container = s.borrow().containers.last().copied();
-                    match container {
-                        Some(c) => open_author(s, PostRef::VbContainer(c), el),
-                        None => Ok(()),
-                    }
-                }
-            ),
-            element!("span.date, span.postdate, .postdate, td.thead", move |el| {
-                let container = s.borrow().containers.last().copied();
-                match container {
-                    Some(c) => open_date(s, PostRef::VbContainer(c), el),
-                    None => Ok(()),
-                }
-            }),
-            element!("div.post[id^=\"p\"]", move |el| phpbb_post(s, el)),
-            element!("div.content", move |el| {
-                let post = s.borrow().phpbb_post;
-                match post {
-                    Some(post) if !s.borrow().page.phpbb_posts[post].body_taken => {
-                        s.borrow_mut().page.phpbb_posts[post].body_taken = true;
-                        open_scope(s, Scope::PhpbbBody(post), el)
-                    }
-                    _ => Ok(()),
-                }
-            }),
-            element!(".attachbox", move |el| {
-                let post = s.borrow().phpbb_post;
-                match post {
-                    Some(post) => open_scope(s, Scope::PhpbbAttachbox(post), el),
-                    None => Ok(()),
-                }
-            }),
-            element!(
-                ".author .username, .author .username-coloured, p.author strong a, .author a[href*=\"mode=viewprofile\"]",
-                move |el| {
-                    let post = s.borrow().phpbb_post;
-                    match post {
-                        Some(post) => open_author(s, PostRef::Phpbb(post), el),
-                        None => Ok(()),
-                    }
-                }
-            ),
-            element!(".author time, p.author", move |el| {
-                let post = s.borrow().phpbb_post;
-                match post {
-                    Some(post) => open_date(s, PostRef::Phpbb(post), el),
-                    None => Ok(()),
-                }
-            }),
-            element!("h1.p-title-value", move |el| open_title(
-                s,
-                TitleSource::XenForo,
-                el
-            )),
-            element!("span.threadtitle", move |el| open_title(
-                s,
-                TitleSource::VbThreadTitle,
-                el
-            )),
-            element!("td.navbar strong", move |el| open_title(
-                s,
-                TitleSource::VbNavbar,
-                el
-            )),
-            element!("h1", move |el| open_title(s, TitleSource::H1, el)),
-            element!("h2", move |el| open_title(s, TitleSource::H2, el)),
-            element!("title", move |el| open_title(s, TitleSource::Title, el)),
-            element!("meta[property=\"og:title\"][content]", move |el| {
-                let mut scan = s.borrow_mut();
-                if scan.page.og_title.is_none() {
-                    scan.page.og_title = attribute(el, "content");
-                }
-                Ok(())
-            }),
-            element!("script[type=\"application/ld+json\"]", move |el| {
-                let index = {
-                    let mut scan = s.borrow_mut();
-                    scan.page.json_ld.push(String::new());
-                    scan.page.json_ld.len() - 1
-                };
-                open_capture(s, CaptureTarget::JsonLd(index), el)
-            }),
-            element!("base[href]", move |el| {
-                let mut scan = s.borrow_mut();
-                if scan.page.base_href.is_none() {
-                    scan.page.base_href = attribute(el, "href");
-                }
-                Ok(())
-            }),
-            element!("input[type=\"password\"]", move |_| {
-                s.borrow_mut().page.password_input = true;
-                Ok(())
-            }),
-            element!("a.pageNav-jump--next[href]", move |el| {
-                next_link(s, NextSource::XenForo, el)
-            }),
-            element!(
-                "a[rel=\"next\"][href], a[title^=\"Next Page\"][href]",
-                move |el| { next_link(s, NextSource::VBulletin, el) }
-            ),
-            element!(
-                ".pagination li.next a[href], .pagination a[rel=\"next\"][href], a.right-box[rel=\"next\"][href]",
-                move |el| next_link(s, NextSource::PhpBb, el)
-            ),
-            element!(
-                "link[rel=\"next\"][href], a[rel=\"next\"][href]",
-                move |el| { next_link(s, NextSource::RelNext, el) }
-            ),
-            element!("a[href]", move |el| open_link(s, el)),
-            element!("img", move |el| {
-                image(s, el);
-                Ok(())
-            }),
-            element!("video", move |el| open_video(s, el)),
-            element!("source", move |el| {
-                let mut scan = s.borrow_mut();
-                if let Some(video) = scan.video.as_mut() {
-                    video.sources.extend(attribute(el, "src"));
-                    video.sources.extend(attribute(el, "data-src"));
-                }
-                Ok(())
-            }),
-        ];
         let settings = Settings {
-            element_content_handlers: handlers
-                .into_iter()
-                .chain([text!(
-                    "title, h1, h2, span.threadtitle, td.navbar, script[type=\"application/ld+json\"], time, .username, a.bigusername, .popupmenu, span.date, span.postdate, .postdate, td.thead, .author",
-                    move |chunk| {
-                        s.borrow_mut().text(chunk.as_str());
-                        Ok(())
-                    }
-                )])
-                .collect(),
+            element_content_handlers: vec![element!("*", move |el| start_tag(s, el))],
+            document_content_handlers: vec![doc_text!(move |chunk| {
+                s.borrow_mut().text(chunk.as_str());
+                Ok(())
+            })],
             ..Settings::new()
         };
         let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
@@ -517,6 +321,331 @@ pub(super) fn scan(html: &str) -> RawPage {
     // Elements left open at the end of the page end there.
     scan.close_from(0);
     scan.page
+}
+
+/// The class attribute's words.
+struct Classes(Option<String>);
+
+impl Classes {
+    fn has(&self, class: &str) -> bool {
+        self.0
+            .as_deref()
+            .is_some_and(|classes| classes.split_ascii_whitespace().any(|c| c == class))
+    }
+}
+
+/// Whether `el`'s attribute `name` equals `value` (ASCII case ignored).
+fn attribute_is(el: &Element, name: &str, value: &str) -> bool {
+    el.get_attribute(name)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(value))
+}
+
+/// Everything a start tag may open or stand for, in the order the roles
+/// depend on each other: skipped regions before the links inside them,
+/// posts before their bodies, context checks before the element's own context.
+fn start_tag(s: &Shared, el: &mut Element) -> HandlerResult {
+    let tag = el.tag_name();
+    let tag = tag.as_str();
+    let classes = Classes(el.get_attribute("class"));
+    let id = el.get_attribute("id");
+    let id = id.as_deref().unwrap_or_default();
+    let contexts = s.borrow().contexts;
+    let inside = |bit: u8| contexts[bit.trailing_zeros() as usize] > 0;
+
+    match tag {
+        "head" => {
+            let seq = open_skip(s, SKIP_GENERIC, el)?;
+            s.borrow_mut().head = seq;
+        }
+        "body" => {
+            // A page without `</head>` has its head closed by `<body>`.
+            let head = s.borrow_mut().head.take();
+            if let Some(head) = head {
+                s.borrow_mut().close(head);
+            }
+            if id == "phpbb" {
+                s.borrow_mut().page.phpbb_root = true;
+            }
+        }
+        // html#XF
+        "html" if id == "XF" => s.borrow_mut().page.xf_root = true,
+        // meta[name="generator"][content^="vBulletin"]
+        "meta"
+            if attribute_is(el, "name", "generator")
+                && el
+                    .get_attribute("content")
+                    .is_some_and(|c| c.starts_with("vBulletin")) =>
+        {
+            s.borrow_mut().page.vb_generator = true;
+        }
+        _ => {}
+    }
+
+    let skipped = skipped_regions(tag, &classes);
+    if skipped != 0 {
+        open_skip(s, skipped, el)?;
+    }
+
+    // XenForo: article.message[data-content^="post-"], .bbWrapper,
+    // .message-attachments, .attachmentList, `.message-attribution time, time.u-dt`.
+    if tag == "article"
+        && classes.has("message")
+        && el
+            .get_attribute("data-content")
+            .is_some_and(|c| c.starts_with("post-"))
+    {
+        xf_post(s, el)?;
+    }
+    let xf_post_open = s.borrow().xf_post;
+    if let Some(post) = xf_post_open {
+        if classes.has("bbWrapper") && !s.borrow().page.xf_posts[post].body_taken {
+            s.borrow_mut().page.xf_posts[post].body_taken = true;
+            open_scope(s, Scope::XfBody(post), el)?;
+        }
+        if classes.has("message-attachments") || classes.has("attachmentList") {
+            open_scope(s, Scope::XfAttachments(post), el)?;
+        }
+        if tag == "time" && (inside(IN_ATTRIBUTION) || classes.has("u-dt")) {
+            open_date(s, PostRef::Xf(post), el)?;
+        }
+    }
+
+    // vBulletin: `li[id^=post], table[id^=post], div[id^=edit]` around a
+    // post, div[id^="post_message_"], td[id^="td_post_"], the author
+    // (`a.username, a.bigusername, .username, .popupmenu a.siteicon_profile`)
+    // and date (`span.date, span.postdate, .postdate, td.thead`).
+    if (matches!(tag, "li" | "table") && id.starts_with("post"))
+        || (tag == "div" && id.starts_with("edit"))
+    {
+        vb_container(s, el, id)?;
+    }
+    if tag == "div" && id.starts_with("post_message_") {
+        s.borrow_mut().page.vb_body_seen = true;
+        vb_body(s, el, &id["post_message_".len()..], false)?;
+    }
+    if tag == "td" && id.starts_with("td_post_") {
+        s.borrow_mut().page.vb_td_body_seen = true;
+        vb_body(s, el, &id["td_post_".len()..], true)?;
+    }
+    let container = s.borrow().containers.last().copied();
+    if let Some(container) = container {
+        if classes.has("username")
+            || (tag == "a"
+                && (classes.has("bigusername")
+                    || (classes.has("siteicon_profile") && inside(IN_POPUPMENU))))
+        {
+            open_author(s, PostRef::VbContainer(container), el)?;
+        }
+        if (tag == "span" && classes.has("date"))
+            || classes.has("postdate")
+            || (tag == "td" && classes.has("thead"))
+        {
+            open_date(s, PostRef::VbContainer(container), el)?;
+        }
+    }
+
+    // phpBB: div.post[id^="p"], div.content, .attachbox, the author
+    // (`.author .username, .author .username-coloured, p.author strong a,
+    // .author a[href*="mode=viewprofile"]`) and date (`.author time, p.author`).
+    if tag == "div" && classes.has("post") && id.starts_with('p') {
+        phpbb_post(s, el, &id[1..])?;
+    }
+    let phpbb_post_open = s.borrow().phpbb_post;
+    if let Some(post) = phpbb_post_open {
+        if tag == "div" && classes.has("content") && !s.borrow().page.phpbb_posts[post].body_taken {
+            s.borrow_mut().page.phpbb_posts[post].body_taken = true;
+            open_scope(s, Scope::PhpbbBody(post), el)?;
+        }
+        if classes.has("attachbox") {
+            open_scope(s, Scope::PhpbbAttachbox(post), el)?;
+        }
+        let author = (inside(IN_AUTHOR)
+            && (classes.has("username")
+                || classes.has("username-coloured")
+                || (tag == "a"
+                    && el
+                        .get_attribute("href")
+                        .is_some_and(|h| h.contains("mode=viewprofile")))))
+            || (tag == "a" && inside(IN_P_AUTHOR_STRONG));
+        if author {
+            open_author(s, PostRef::Phpbb(post), el)?;
+        }
+        if (tag == "time" && inside(IN_AUTHOR)) || (tag == "p" && classes.has("author")) {
+            open_date(s, PostRef::Phpbb(post), el)?;
+        }
+    }
+
+    // Headings: h1.p-title-value, span.threadtitle, `td.navbar strong`, h1, h2, title.
+    match tag {
+        "h1" => {
+            if classes.has("p-title-value") {
+                open_title(s, TitleSource::XenForo, el)?;
+            }
+            open_title(s, TitleSource::H1, el)?;
+        }
+        "h2" => open_title(s, TitleSource::H2, el)?,
+        "title" => open_title(s, TitleSource::Title, el)?,
+        "span" if classes.has("threadtitle") => open_title(s, TitleSource::VbThreadTitle, el)?,
+        "strong" if inside(IN_TD_NAVBAR) => open_title(s, TitleSource::VbNavbar, el)?,
+        // meta[property="og:title"][content]
+        "meta" if attribute_is(el, "property", "og:title") => {
+            let content = attribute(el, "content");
+            let mut scan = s.borrow_mut();
+            if scan.page.og_title.is_none() {
+                scan.page.og_title = content;
+            }
+        }
+        // script[type="application/ld+json"]
+        "script" if attribute_is(el, "type", "application/ld+json") => {
+            let index = {
+                let mut scan = s.borrow_mut();
+                scan.page.json_ld.push(String::new());
+                scan.page.json_ld.len() - 1
+            };
+            open_capture(s, CaptureTarget::JsonLd(index), el)?;
+        }
+        "base" => {
+            let href = attribute(el, "href");
+            let mut scan = s.borrow_mut();
+            if scan.page.base_href.is_none() {
+                scan.page.base_href = href;
+            }
+        }
+        "input" if attribute_is(el, "type", "password") => {
+            s.borrow_mut().page.password_input = true;
+        }
+        _ => {}
+    }
+
+    if matches!(tag, "a" | "link")
+        && let Some(href) = attribute(el, "href")
+    {
+        let rel_next = attribute_is(el, "rel", "next");
+        let mut sources = Vec::new();
+        if tag == "a" {
+            // a.pageNav-jump--next
+            if classes.has("pageNav-jump--next") {
+                sources.push(NextSource::XenForo);
+            }
+            // a[rel="next"], a[title^="Next Page"]
+            if rel_next
+                || el
+                    .get_attribute("title")
+                    .is_some_and(|t| t.starts_with("Next Page"))
+            {
+                sources.push(NextSource::VBulletin);
+            }
+            // .pagination li.next a, .pagination a[rel="next"], a.right-box[rel="next"]
+            if (inside(IN_PAGINATION) && (inside(IN_LI_NEXT) || rel_next))
+                || (classes.has("right-box") && rel_next)
+            {
+                sources.push(NextSource::PhpBb);
+            }
+        }
+        // link[rel="next"], a[rel="next"]
+        if rel_next {
+            sources.push(NextSource::RelNext);
+        }
+        if !sources.is_empty() {
+            let mut scan = s.borrow_mut();
+            for source in sources {
+                scan.page.next_links.push((source, href.clone()));
+            }
+        }
+        if tag == "a" {
+            open_link(s, el, href)?;
+        }
+    }
+    match tag {
+        "img" => image(s, el),
+        "video" => open_video(s, el)?,
+        "source" => {
+            let mut scan = s.borrow_mut();
+            if let Some(video) = scan.video.as_mut() {
+                video.sources.extend(attribute(el, "src"));
+                video.sources.extend(attribute(el, "data-src"));
+            }
+        }
+        _ => {}
+    }
+
+    let mut opened = 0;
+    if classes.has("message-attribution") {
+        opened |= IN_ATTRIBUTION;
+    }
+    if classes.has("popupmenu") {
+        opened |= IN_POPUPMENU;
+    }
+    if classes.has("author") {
+        opened |= IN_AUTHOR;
+        if tag == "p" {
+            opened |= IN_P_AUTHOR;
+        }
+    }
+    if tag == "strong" && inside(IN_P_AUTHOR) {
+        opened |= IN_P_AUTHOR_STRONG;
+    }
+    if tag == "td" && classes.has("navbar") {
+        opened |= IN_TD_NAVBAR;
+    }
+    if classes.has("pagination") {
+        opened |= IN_PAGINATION;
+    }
+    if tag == "li" && classes.has("next") {
+        opened |= IN_LI_NEXT;
+    }
+    if opened != 0 && el.can_have_content() {
+        {
+            let mut scan = s.borrow_mut();
+            for (bit, count) in scan.contexts.iter_mut().enumerate() {
+                if opened & (1 << bit) != 0 {
+                    *count += 1;
+                }
+            }
+        }
+        open_frame(s, el, FrameKind::Context(opened))?;
+    }
+    Ok(())
+}
+
+/// Which engines leave out what is inside this element:
+/// XenForo `blockquote, .bbCodeBlock--quote, .message-signature, script, style, noscript, template`;
+/// vBulletin `.bbcode_container, .bbcode_quote, .quote_container, .signature,
+/// .signaturecontainer, td.alt2, script, style, noscript`;
+/// phpBB `blockquote, .signature, script, style, noscript`;
+/// the generic fallback `header, footer, nav, script, style, noscript, .signature, aside`;
+/// and nobody walks into `iframe, object, embed, svg, select, textarea`.
+fn skipped_regions(tag: &str, classes: &Classes) -> u8 {
+    let mut regions = match tag {
+        "script" | "style" | "noscript" => SKIP_XF | SKIP_VB | SKIP_PHPBB | SKIP_GENERIC,
+        "blockquote" => SKIP_XF | SKIP_PHPBB,
+        "template" => SKIP_XF,
+        "header" | "footer" | "nav" | "aside" => SKIP_GENERIC,
+        "iframe" | "object" | "embed" | "svg" | "select" | "textarea" => SKIP_OPAQUE,
+        "td" if classes.has("alt2") => SKIP_VB,
+        _ => 0,
+    };
+    if classes.0.is_none() {
+        return regions;
+    }
+    if classes.has("bbCodeBlock--quote") || classes.has("message-signature") {
+        regions |= SKIP_XF;
+    }
+    if [
+        "bbcode_container",
+        "bbcode_quote",
+        "quote_container",
+        "signaturecontainer",
+    ]
+    .iter()
+    .any(|c| classes.has(c))
+    {
+        regions |= SKIP_VB;
+    }
+    if classes.has("signature") {
+        regions |= SKIP_VB | SKIP_PHPBB | SKIP_GENERIC;
+    }
+    regions
 }
 
 /// An attribute's value with character references decoded.
@@ -552,6 +681,13 @@ impl Scan {
 
     fn undo(&mut self, frame: Frame) {
         match frame.kind {
+            FrameKind::Context(bits) => {
+                for (bit, count) in self.contexts.iter_mut().enumerate() {
+                    if bits & (1 << bit) != 0 {
+                        *count -= 1;
+                    }
+                }
+            }
             FrameKind::XfPost => self.xf_post = None,
             FrameKind::PhpbbPost => self.phpbb_post = None,
             FrameKind::VbContainer => {
@@ -782,21 +918,15 @@ fn xf_post(s: &Shared, el: &mut Element) -> HandlerResult {
     open_frame(s, el, FrameKind::XfPost).map(drop)
 }
 
-fn phpbb_post(s: &Shared, el: &mut Element) -> HandlerResult {
+fn phpbb_post(s: &Shared, el: &mut Element, id: &str) -> HandlerResult {
     let index = {
         let mut scan = s.borrow_mut();
         scan.page.phpbb_post_seen = true;
-        if scan.phpbb_post.is_some() || !el.can_have_content() {
+        if scan.phpbb_post.is_some() || !el.can_have_content() || !is_post_id(id) {
             return Ok(());
         }
-        let Some(id) = attribute(el, "id")
-            .and_then(|i| i.strip_prefix('p').map(str::to_owned))
-            .filter(|i| is_post_id(i))
-        else {
-            return Ok(());
-        };
         scan.page.phpbb_posts.push(RawPost {
-            id,
+            id: id.to_owned(),
             ..RawPost::default()
         });
         scan.page.phpbb_posts.len() - 1
@@ -807,10 +937,7 @@ fn phpbb_post(s: &Shared, el: &mut Element) -> HandlerResult {
 
 /// `li#post_N` (vB4), `table#postN` or `div#editN` (vB3): where a post's
 /// author, date and attachment links sit around its body.
-fn vb_container(s: &Shared, el: &mut Element) -> HandlerResult {
-    let Some(id) = attribute(el, "id") else {
-        return Ok(());
-    };
+fn vb_container(s: &Shared, el: &mut Element, id: &str) -> HandlerResult {
     let digits = id
         .strip_prefix("post_")
         .or_else(|| id.strip_prefix("post"))
@@ -835,13 +962,11 @@ fn vb_container(s: &Shared, el: &mut Element) -> HandlerResult {
     open_frame(s, el, FrameKind::VbContainer).map(drop)
 }
 
-fn vb_body(s: &Shared, el: &mut Element, prefix: &str, in_cell: bool) -> HandlerResult {
-    let Some(id) = attribute(el, "id")
-        .and_then(|i| i.strip_prefix(prefix).map(str::to_owned))
-        .filter(|i| is_post_id(i))
-    else {
+fn vb_body(s: &Shared, el: &mut Element, id: &str, in_cell: bool) -> HandlerResult {
+    if !is_post_id(id) {
         return Ok(());
-    };
+    }
+    let id = id.to_owned();
     let scope = {
         let mut scan = s.borrow_mut();
         let container = scan
@@ -866,17 +991,7 @@ fn vb_body(s: &Shared, el: &mut Element, prefix: &str, in_cell: bool) -> Handler
     open_scope(s, scope, el)
 }
 
-fn next_link(s: &Shared, source: NextSource, el: &mut Element) -> HandlerResult {
-    if let Some(href) = attribute(el, "href") {
-        s.borrow_mut().page.next_links.push((source, href));
-    }
-    Ok(())
-}
-
-fn open_link(s: &Shared, el: &mut Element) -> HandlerResult {
-    let Some(href) = attribute(el, "href") else {
-        return Ok(());
-    };
+fn open_link(s: &Shared, el: &mut Element, href: String) -> HandlerResult {
     let scopes = {
         let mut scan = s.borrow_mut();
         if href.contains("page") || href.contains("start") {
