@@ -1,12 +1,14 @@
 //! Parsing a 1 MB XenForo thread page (the target: ≤ 20 ms), and
-//! the same for vBulletin and phpBB markup of similar size.
+//! the same for vBulletin and phpBB markup of similar size. Set
+//! `FORUM_PARSE_ONCE=1` to parse each page once and exit (for callgrind:
+//! instruction counts do not depend on the machine's load).
 //!
 //! `cargo bench -p mediadl --features forum --bench forum_parse`
 
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use mediadl::platforms::forum::parse::find_form;
 use mediadl::platforms::forum::parse_thread_page;
 use url::Url;
@@ -35,8 +37,8 @@ fn megabyte_page(file: &str, post_start: &str, posts_end: &str, id_prefix: &str)
     page
 }
 
-fn parse(c: &mut Criterion) {
-    let cases = [
+fn cases() -> [(&'static str, String, &'static str); 3] {
+    [
         (
             "xenforo",
             megabyte_page(
@@ -67,7 +69,11 @@ fn parse(c: &mut Criterion) {
             ),
             "https://board.example/viewtopic.php?t=777",
         ),
-    ];
+    ]
+}
+
+fn parse(c: &mut Criterion) {
+    let cases = cases();
     let mut group = c.benchmark_group("forum_parse_1mb");
     for (name, page, url) in &cases {
         let url = Url::parse(url).expect("url");
@@ -82,15 +88,27 @@ fn parse(c: &mut Criterion) {
             b.iter(|| parse_thread_page(black_box(page), &url))
         });
     }
-    // The floor: scraper's HTML parsing alone (a form search that matches nothing).
+    // The floor: lol_html reading the page with one handler that matches nothing.
     let (_, page, url) = &cases[0];
     let url = Url::parse(url).expect("url");
     group.throughput(Throughput::Bytes(page.len() as u64));
-    group.bench_function("html_parse_only", |b| {
+    group.bench_function("stream_only", |b| {
         b.iter(|| find_form(black_box(page), &url, "form.none", false))
     });
     group.finish();
 }
 
 criterion_group!(benches, parse);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("FORUM_PARSE_ONCE").is_some() {
+        for (name, page, url) in cases() {
+            let url = Url::parse(url).expect("url");
+            let parsed = parse_thread_page(black_box(&page), &url);
+            println!("{name}: {} bytes, {} posts", page.len(), parsed.posts.len());
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -39,6 +39,15 @@ impl HostLimits {
         }
     }
 
+    /// Whether the host may receive a request right now; takes that
+    /// request's share of the budget when it may.
+    #[cfg(test)]
+    pub(crate) fn try_now(&self, host: &str) -> bool {
+        self.rate
+            .as_ref()
+            .is_none_or(|rate| rate.check_key(&host.to_owned()).is_ok())
+    }
+
     pub(crate) async fn permit(&self, host: String) -> HostPermit {
         let Some(limit) = self.concurrency else {
             return HostPermit { _permit: None };

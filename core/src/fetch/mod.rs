@@ -64,6 +64,25 @@ impl HttpClient {
     /// and turns error statuses into [`DownloadError`]s (429 → `RateLimited`,
     /// 5xx → `Retryable`, other 4xx → `Permanent`).
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, DownloadError> {
+        let (url, response) = self.execute(request).await?;
+        check_status(&url, response)
+    }
+
+    /// Sends a request after the address check and the host's rate limit,
+    /// like [`HttpClient::send`], but returns the response whatever its
+    /// status, for callers that read error pages (a 403 with a login form).
+    pub async fn send_any_status(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Response, DownloadError> {
+        self.execute(request).await.map(|(_, response)| response)
+    }
+
+    /// The request's URL (before redirects, for error messages) and the response.
+    async fn execute(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(Url, Response), DownloadError> {
         let request = request
             .build()
             .map_err(|err| DownloadError::permanent(format!("invalid request: {err}")))?;
@@ -75,7 +94,7 @@ impl HttpClient {
             .execute(request)
             .await
             .map_err(|err| map_reqwest_error(&url, err))?;
-        check_status(&url, response)
+        Ok((url, response))
     }
 
     /// `GET url` through [`HttpClient::send`].
@@ -105,6 +124,13 @@ impl HttpClient {
     /// Holds one of the host's concurrent-transfer slots until dropped.
     pub async fn host_permit(&self, url: &Url) -> HostPermit {
         self.hosts.permit(host_key(url)).await
+    }
+
+    /// Whether the host's rate limit lets a request through right now
+    /// (taking its share): how tests see that a path goes through the limiter.
+    #[cfg(test)]
+    pub(crate) fn host_rate_allows(&self, url: &Url) -> bool {
+        self.hosts.try_now(&host_key(url))
     }
 
     /// Refuses schemes other than http(s), and private addresses when blocked.

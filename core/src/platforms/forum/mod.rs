@@ -14,6 +14,7 @@
 pub mod hosts;
 pub mod links;
 pub mod parse;
+mod scan;
 pub mod session;
 
 use std::collections::{BTreeMap, HashSet};

@@ -2,14 +2,21 @@
 //! posts (id, author, date) with the media each links to, the thread title,
 //! the next page, and whether the page is a login wall.
 //!
-//! Everything here is synchronous and returns owned values: scraper's
-//! `Html` is not `Send`, so it never crosses an `.await`.
+//! A thread page is read in one streaming pass ([`super::scan`], no DOM);
+//! this module turns what the pass recorded into posts and links once the
+//! page's engine and `<base href>` are known. Host pages (small) are read
+//! the same way by [`largest_image`], [`select_url`] and [`find_form`].
+//!
+//! Everything here is synchronous and returns owned values.
 
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::rc::Rc;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use scraper::{ElementRef, Html, Selector};
+use lol_html::html_content::Element;
+use lol_html::{ElementContentHandlers, HtmlRewriter, Selector, Settings, element, end_tag};
 use serde_json::Value;
 use url::Url;
 
@@ -17,6 +24,7 @@ use super::links::{
     PagePosition, attachment_id, is_fetchable, is_image_url, is_video_url, page_position,
     resolve_href, thread_id,
 };
+use super::scan::{NextSource, RawDate, RawImage, RawMedia, RawPage, RawPost, TitleSource, scan};
 
 /// Longest thread title kept; longer ones are cut (they become file and folder names).
 const MAX_TITLE_CHARS: usize = 300;
@@ -113,82 +121,29 @@ impl MediaLink {
     }
 }
 
-fn selector(css: &str) -> Selector {
-    // Only called with the literals below; a typo is caught by every test.
-    Selector::parse(css).unwrap_or_else(|err| panic!("invalid built-in selector {css:?}: {err}"))
-}
-
-macro_rules! selectors {
-    ($($name:ident = $css:expr;)*) => {
-        $(static $name: LazyLock<Selector> = LazyLock::new(|| selector($css));)*
-    };
-}
-
-selectors! {
-    XF_POST = "article.message[data-content^=\"post-\"]";
-    XF_BODY = ".message-body .bbWrapper, .message-content .bbWrapper, .bbWrapper";
-    XF_TIME = ".message-attribution time, time.u-dt";
-    XF_ATTACHMENTS = ".message-attachments a[href], .attachmentList a[href]";
-    XF_SKIP = "blockquote, .bbCodeBlock--quote, .message-signature, script, style, noscript, template";
-    XF_TITLE = "h1.p-title-value";
-    XF_NEXT = "a.pageNav-jump--next";
-    VB_GENERATOR = "meta[name=\"generator\"][content^=\"vBulletin\"]";
-    VB_BODY = "div[id^=\"post_message_\"]";
-    VB_TD_BODY = "td[id^=\"td_post_\"]";
-    VB_AUTHOR = "a.username, a.bigusername, .username, .popupmenu a.siteicon_profile";
-    VB_DATE = "span.date, span.postdate, .postdate, td.thead";
-    VB_ATTACHMENTS = "a[href*=\"attachment.php\"]";
-    VB_SKIP = ".bbcode_container, .bbcode_quote, .quote_container, .signature, .signaturecontainer, td.alt2, script, style, noscript";
-    VB_TITLE = "span.threadtitle";
-    VB_NAVBAR_TITLE = "td.navbar strong";
-    VB_NEXT = "a[rel=\"next\"], a[title^=\"Next Page\"]";
-    PHPBB_ROOT = "body#phpbb";
-    PHPBB_POST = "div.post[id^=\"p\"]";
-    PHPBB_BODY = "div.content";
-    PHPBB_ATTACHBOX = ".attachbox";
-    PHPBB_AUTHOR = ".author .username, .author .username-coloured, p.author strong a, .author a[href*=\"mode=viewprofile\"]";
-    PHPBB_TIME = ".author time, p.author";
-    PHPBB_SKIP = "blockquote, .signature, script, style, noscript";
-    PHPBB_TITLE = "h2.topic-title, h2 a, h2";
-    PHPBB_NEXT = ".pagination li.next a, .pagination a[rel=\"next\"], a.right-box[rel=\"next\"]";
-    GENERIC_BODY = "body";
-    GENERIC_SKIP = "header, footer, nav, script, style, noscript, .signature, aside";
-    GENERIC_TITLE = "meta[property=\"og:title\"]";
-    H1 = "h1";
-    TITLE = "title";
-    BASE = "base[href]";
-    REL_NEXT = "link[rel=\"next\"], a[rel=\"next\"]";
-    ANCHOR = "a[href]";
-    IMG = "img";
-    JSON_LD = "script[type=\"application/ld+json\"]";
-    PASSWORD = "input[type=\"password\"]";
-    VIDEO_SOURCE = "source";
-    OG_IMAGE = "meta[property=\"og:image\"], meta[name=\"twitter:image\"]";
-}
-
 /// Parses one thread page fetched from `url`.
 pub fn parse_thread_page(html: &str, url: &Url) -> ThreadPage {
-    let doc = Html::parse_document(html);
+    let raw = scan(html);
     // `<base href>` (vBulletin 4 sets it) decides what relative links mean.
-    let base = doc
-        .select(&BASE)
-        .find_map(|b| b.attr("href"))
+    let base = raw
+        .base_href
+        .as_deref()
         .and_then(|href| url.join(href.trim()).ok())
         .filter(is_fetchable)
         .unwrap_or_else(|| url.clone());
     let base = &base;
-    let engine = detect_engine(&doc);
+    let engine = detect_engine(&raw);
     let mut guest_placeholder = false;
     let posts = match engine {
-        ThreadEngine::XenForo => xenforo_posts(&doc, base, &mut guest_placeholder),
-        ThreadEngine::VBulletin => vbulletin_posts(&doc, base, &mut guest_placeholder),
-        ThreadEngine::PhpBb => phpbb_posts(&doc, base, &mut guest_placeholder),
+        ThreadEngine::XenForo => xenforo_posts(&raw, base, &mut guest_placeholder),
+        ThreadEngine::VBulletin => vbulletin_posts(&raw, base, &mut guest_placeholder),
+        ThreadEngine::PhpBb => phpbb_posts(&raw, base, &mut guest_placeholder),
         ThreadEngine::Generic => Vec::new(),
     };
-    let has_password_form = doc.select(&PASSWORD).next().is_some();
+    let has_password_form = raw.password_input;
     let (engine, posts) = if posts.is_empty() && !has_password_form {
         // No posts in the engine's markup: take what any page offers.
-        let posts = generic_posts(&doc, base, &mut guest_placeholder);
+        let posts = generic_posts(&raw, base, &mut guest_placeholder);
         let engine = if posts.is_empty() {
             engine
         } else {
@@ -206,16 +161,16 @@ pub fn parse_thread_page(html: &str, url: &Url) -> ThreadPage {
         )
     } else if has_password_form
         && posts.iter().all(|p| p.media.is_empty())
-        && !looks_like_thread(&doc, engine)
+        && !looks_like_thread(&raw, engine)
     {
         Some("the page asks to log in (a login form instead of the thread)".to_owned())
     } else {
         None
     };
-    let json_ld = json_ld(&doc);
+    let json_ld = json_ld(&raw.json_ld);
     let title = json_ld
         .title
-        .or_else(|| engine_title(&doc, engine))
+        .or_else(|| engine_title(&raw, engine))
         .map(|t| clean_text(&t, MAX_TITLE_CHARS))
         .filter(|t| !t.is_empty());
     let mut posts = posts;
@@ -230,198 +185,131 @@ pub fn parse_thread_page(html: &str, url: &Url) -> ThreadPage {
         title,
         published_at: json_ld.published_at,
         posts,
-        next_page: next_page(&doc, url, base, engine),
+        next_page: next_page(&raw, url, base, engine),
         login_wall,
     }
 }
 
 /// Whether the page still shows thread posts (a quick-reply or login box
 /// next to posts is not a wall).
-fn looks_like_thread(doc: &Html, engine: ThreadEngine) -> bool {
+fn looks_like_thread(raw: &RawPage, engine: ThreadEngine) -> bool {
     match engine {
-        ThreadEngine::XenForo => doc.select(&XF_POST).next().is_some(),
-        ThreadEngine::VBulletin => {
-            doc.select(&VB_BODY).next().is_some() || doc.select(&VB_TD_BODY).next().is_some()
-        }
-        ThreadEngine::PhpBb => doc.select(&PHPBB_POST).next().is_some(),
+        ThreadEngine::XenForo => raw.xf_post_seen,
+        ThreadEngine::VBulletin => raw.vb_body_seen || raw.vb_td_body_seen,
+        ThreadEngine::PhpBb => raw.phpbb_post_seen,
         ThreadEngine::Generic => false,
     }
 }
 
-fn detect_engine(doc: &Html) -> ThreadEngine {
-    // The root element first: one check instead of a walk over the page.
-    let root = doc.root_element();
-    let xf_root = root.value().name() == "html" && root.value().id() == Some("XF");
-    if xf_root || doc.select(&XF_POST).next().is_some() {
+fn detect_engine(raw: &RawPage) -> ThreadEngine {
+    if raw.xf_root || raw.xf_post_seen {
         ThreadEngine::XenForo
-    } else if doc.select(&VB_GENERATOR).next().is_some()
-        || doc.select(&VB_BODY).next().is_some()
-        || doc.select(&VB_TD_BODY).next().is_some()
-    {
+    } else if raw.vb_generator || raw.vb_body_seen || raw.vb_td_body_seen {
         ThreadEngine::VBulletin
-    } else if doc.select(&PHPBB_ROOT).next().is_some() || doc.select(&PHPBB_POST).next().is_some() {
+    } else if raw.phpbb_root || raw.phpbb_post_seen {
         ThreadEngine::PhpBb
     } else {
         ThreadEngine::Generic
     }
 }
 
-// ---------------------------------------------------------------- XenForo
-
-fn xenforo_posts(doc: &Html, base: &Url, placeholder: &mut bool) -> Vec<Post> {
-    let mut posts = Vec::new();
-    for article in doc.select(&XF_POST) {
-        let Some(id) = article
-            .attr("data-content")
-            .and_then(|c| c.strip_prefix("post-"))
-            .map(str::trim)
-            .filter(|id| !id.is_empty())
-        else {
-            continue;
-        };
-        let mut collector = Collector::new(base, &XF_SKIP, None);
-        if let Some(body) = article.select(&XF_BODY).next() {
-            collector.walk(body);
+/// A post as the thread shows it: the body's media, then the media after
+/// it (attachments), with the author and the first readable date.
+fn post_from(
+    id: &str,
+    author: Option<&str>,
+    dates: &[RawDate],
+    media: &[&[Rc<RawMedia>]],
+    base: &Url,
+    placeholder: &mut bool,
+) -> Post {
+    let mut collector = Collector::new(base, None);
+    for list in media {
+        for item in list.iter() {
+            collector.take(item);
         }
-        for link in article.select(&XF_ATTACHMENTS) {
-            collector.anchor(link);
-        }
-        *placeholder |= collector.guest_placeholder;
-        posts.push(Post {
-            id: id.to_owned(),
-            author: article
-                .attr("data-author")
-                .map(|a| clean_text(a, 200))
-                .filter(|a| !a.is_empty()),
-            posted_at: article.select(&XF_TIME).find_map(element_time),
-            media: collector.finish(),
-        });
     }
-    posts
+    *placeholder |= collector.guest_placeholder;
+    Post {
+        id: id.to_owned(),
+        author: author
+            .map(|a| clean_text(&htmlize::unescape(a), 200))
+            .filter(|a| !a.is_empty()),
+        posted_at: dates.iter().find_map(raw_date_time),
+        media: collector.finish(),
+    }
 }
 
-// ------------------------------------------------------------- vBulletin
-
-fn vbulletin_posts(doc: &Html, base: &Url, placeholder: &mut bool) -> Vec<Post> {
-    let mut bodies: Vec<(String, ElementRef)> = doc
-        .select(&VB_BODY)
-        .filter_map(|el| {
-            let id = el.attr("id")?.strip_prefix("post_message_")?;
-            is_post_id(id).then(|| (id.to_owned(), el))
+fn xenforo_posts(raw: &RawPage, base: &Url, placeholder: &mut bool) -> Vec<Post> {
+    raw.xf_posts
+        .iter()
+        .filter(|post| !post.id.is_empty())
+        .map(|post| {
+            // `data-author` is an attribute: its entities are decoded already.
+            let author = post.author.as_deref().map(|a| clean_text(a, 200));
+            let mut post = post_from(
+                &post.id,
+                None,
+                &post.dates,
+                &[&post.body, &post.extra],
+                base,
+                placeholder,
+            );
+            post.author = author.filter(|a| !a.is_empty());
+            post
         })
-        .collect();
-    if bodies.is_empty() {
-        bodies = doc
-            .select(&VB_TD_BODY)
-            .filter_map(|el| {
-                let id = el.attr("id")?.strip_prefix("td_post_")?;
-                is_post_id(id).then(|| (id.to_owned(), el))
-            })
-            .collect();
-    }
+        .collect()
+}
+
+fn vbulletin_posts(raw: &RawPage, base: &Url, placeholder: &mut bool) -> Vec<Post> {
+    let bodies = if raw.vb_bodies.is_empty() {
+        &raw.vb_td_bodies
+    } else {
+        &raw.vb_bodies
+    };
     let mut seen = HashSet::new();
     let mut posts = Vec::new();
-    for (id, body) in bodies {
-        if !seen.insert(id.clone()) {
+    for body in bodies {
+        if !seen.insert(body.id.as_str()) {
             continue;
         }
-        let container = vb_container(body, &id);
-        let mut collector = Collector::new(base, &VB_SKIP, None);
-        collector.walk(body);
-        if let Some(container) = container {
-            for link in container.select(&VB_ATTACHMENTS) {
-                if !is_inside(link, &VB_SKIP, container) {
-                    collector.anchor(link);
-                }
-            }
-        }
-        *placeholder |= collector.guest_placeholder;
-        let author = container
-            .and_then(|c| c.select(&VB_AUTHOR).next())
-            .map(|a| clean_text(&a.text().collect::<String>(), 200))
-            .filter(|a| !a.is_empty());
-        let posted_at = container.and_then(|c| c.select(&VB_DATE).find_map(element_time));
-        posts.push(Post {
-            id,
-            author,
-            posted_at,
-            media: collector.finish(),
-        });
+        let empty = RawPost::default();
+        let container = body
+            .container
+            .and_then(|c| raw.vb_containers.get(c))
+            .unwrap_or(&empty);
+        posts.push(post_from(
+            &body.id,
+            container.author.as_deref(),
+            &container.dates,
+            &[&body.media, &container.extra],
+            base,
+            placeholder,
+        ));
     }
     posts
 }
 
-/// The element holding a vBulletin post's header (author, date): `li#post_N`
-/// (vB4), `table#postN` or `div#editN` (vB3).
-fn vb_container<'a>(body: ElementRef<'a>, id: &str) -> Option<ElementRef<'a>> {
-    let wanted = [
-        format!("post_{id}"),
-        format!("post{id}"),
-        format!("edit{id}"),
-    ];
-    body.ancestors()
-        .filter_map(ElementRef::wrap)
-        .find(|el| el.attr("id").is_some_and(|i| wanted.iter().any(|w| w == i)))
+fn phpbb_posts(raw: &RawPage, base: &Url, placeholder: &mut bool) -> Vec<Post> {
+    raw.phpbb_posts
+        .iter()
+        .map(|post| {
+            post_from(
+                &post.id,
+                post.author.as_deref(),
+                &post.dates,
+                &[&post.body, &post.extra],
+                base,
+                placeholder,
+            )
+        })
+        .collect()
 }
 
-fn is_post_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Whether `el` sits inside an element matching `skip`, below `scope`.
-fn is_inside(el: ElementRef, skip: &Selector, scope: ElementRef) -> bool {
-    for ancestor in el.ancestors().filter_map(ElementRef::wrap) {
-        if ancestor.id() == scope.id() {
-            return false;
-        }
-        if skip.matches(&ancestor) {
-            return true;
-        }
-    }
-    false
-}
-
-// ----------------------------------------------------------------- phpBB
-
-fn phpbb_posts(doc: &Html, base: &Url, placeholder: &mut bool) -> Vec<Post> {
-    let mut posts = Vec::new();
-    for post in doc.select(&PHPBB_POST) {
-        let Some(id) = post
-            .attr("id")
-            .and_then(|i| i.strip_prefix('p'))
-            .filter(|i| is_post_id(i))
-        else {
-            continue;
-        };
-        let mut collector = Collector::new(base, &PHPBB_SKIP, None);
-        if let Some(body) = post.select(&PHPBB_BODY).next() {
-            collector.walk(body);
-        }
-        for attachbox in post.select(&PHPBB_ATTACHBOX) {
-            collector.walk(attachbox);
-        }
-        *placeholder |= collector.guest_placeholder;
-        posts.push(Post {
-            id: id.to_owned(),
-            author: post
-                .select(&PHPBB_AUTHOR)
-                .next()
-                .map(|a| clean_text(&a.text().collect::<String>(), 200))
-                .filter(|a| !a.is_empty()),
-            posted_at: post.select(&PHPBB_TIME).find_map(element_time),
-            media: collector.finish(),
-        });
-    }
-    posts
-}
-
-// --------------------------------------------------------------- generic
-
-fn generic_posts(doc: &Html, base: &Url, placeholder: &mut bool) -> Vec<Post> {
-    let mut collector = Collector::new(base, &GENERIC_SKIP, Some(GENERIC_LONE_MIN_PIXELS));
-    match doc.select(&GENERIC_BODY).next() {
-        Some(body) => collector.walk(body),
-        None => collector.walk(doc.root_element()),
+fn generic_posts(raw: &RawPage, base: &Url, placeholder: &mut bool) -> Vec<Post> {
+    let mut collector = Collector::new(base, Some(GENERIC_LONE_MIN_PIXELS));
+    for item in &raw.generic {
+        collector.take(item);
     }
     *placeholder |= collector.guest_placeholder;
     let media = collector.finish();
@@ -438,12 +326,10 @@ fn generic_posts(doc: &Html, base: &Url, placeholder: &mut bool) -> Vec<Post> {
 
 // ------------------------------------------------------- media collection
 
-/// Gathers the media of one post body in document order, skipping
-/// quotes, signatures and decorations, without recursion (deeply nested
-/// markup cannot overflow the stack).
+/// Turns a post's raw media into links in document order, leaving out
+/// decorations and repeats.
 struct Collector<'a> {
     base: &'a Url,
-    skip: &'a Selector,
     /// `Some(n)`: lone images count only when declared at least `n` pixels
     /// (or undeclared); `None`: every non-decoration image counts.
     lone_min_pixels: Option<u32>,
@@ -453,10 +339,9 @@ struct Collector<'a> {
 }
 
 impl<'a> Collector<'a> {
-    fn new(base: &'a Url, skip: &'a Selector, lone_min_pixels: Option<u32>) -> Self {
+    fn new(base: &'a Url, lone_min_pixels: Option<u32>) -> Self {
         Self {
             base,
-            skip,
             lone_min_pixels,
             media: Vec::new(),
             seen: HashSet::new(),
@@ -474,51 +359,19 @@ impl<'a> Collector<'a> {
         }
     }
 
-    fn walk(&mut self, root: ElementRef) {
-        let mut stack: Vec<ElementRef> = root.child_elements().collect();
-        stack.reverse();
-        if root.value().name() == "img" || root.value().name() == "a" {
-            stack.push(root);
-        }
-        while let Some(el) = stack.pop() {
-            if self.skip.matches(&el) {
-                continue;
-            }
-            match el.value().name() {
-                "a" if el.attr("href").is_some() => {
-                    self.anchor(el);
-                    // Videos inside links are rare but real; images were handled.
-                    for video in el
-                        .descendent_elements()
-                        .filter(|e| e.value().name() == "video")
-                    {
-                        self.video(video);
-                    }
-                    continue;
-                }
-                "img" => {
-                    self.lone_image(el);
-                    continue;
-                }
-                "video" => {
-                    self.video(el);
-                    continue;
-                }
-                "iframe" | "object" | "embed" | "svg" | "select" | "textarea" => continue,
-                _ => {}
-            }
-            let first_child = stack.len();
-            stack.extend(el.child_elements());
-            stack[first_child..].reverse();
+    fn take(&mut self, media: &RawMedia) {
+        match media {
+            RawMedia::Anchor { href, images } => self.anchor(href, images),
+            RawMedia::Image(image) => self.lone_image(image),
+            RawMedia::Video(sources) => self.video(sources),
         }
     }
 
     /// A link, with or without a thumbnail inside.
-    fn anchor(&mut self, anchor: ElementRef) {
-        let target = anchor.attr("href").and_then(|h| resolve_href(self.base, h));
-        let thumbnail_found = anchor
-            .descendent_elements()
-            .filter(|e| e.value().name() == "img")
+    fn anchor(&mut self, href: &str, images: &[RawImage]) {
+        let target = resolve_href(self.base, href);
+        let thumbnail_found = images
+            .iter()
             .find_map(|img| usable_image(img, self.base).map(|source| (img, source)));
         let thumbnail_img = thumbnail_found.as_ref().map(|(img, _)| *img);
         let thumbnail = thumbnail_found.map(|(_, source)| source);
@@ -559,7 +412,7 @@ impl<'a> Collector<'a> {
     }
 
     /// An image not wrapped in a link.
-    fn lone_image(&mut self, img: ElementRef) {
+    fn lone_image(&mut self, img: &RawImage) {
         let Some(source) = usable_image(img, self.base) else {
             return;
         };
@@ -567,8 +420,7 @@ impl<'a> Collector<'a> {
             return;
         }
         if let Some(min) = self.lone_min_pixels {
-            let declared = declared_size(img);
-            let large = match declared {
+            let large = match declared_size(img) {
                 (Some(w), Some(h)) => w.max(h) >= min,
                 (Some(d), None) | (None, Some(d)) => d >= min,
                 (None, None) => is_image_url(&source),
@@ -589,29 +441,17 @@ impl<'a> Collector<'a> {
         });
     }
 
-    fn video(&mut self, video: ElementRef) {
-        let mut sources: Vec<&str> = Vec::new();
-        for attr in ["src", "data-src"] {
-            sources.extend(video.attr(attr));
-        }
-        for source in video.select(&VIDEO_SOURCE) {
-            for attr in ["src", "data-src"] {
-                sources.extend(source.attr(attr));
-            }
-        }
-        // One file per <video>: the first usable source (the others are other encodings).
-        for raw in sources {
-            if let Some(url) = resolve_href(self.base, raw) {
-                if self.is_guest_placeholder(&url) {
-                    return;
-                }
-                self.push(MediaLink {
-                    kind: MediaKind::Video,
-                    target: url,
-                    thumbnail: None,
-                });
+    /// One file per `<video>`: the first usable source (the others are other encodings).
+    fn video(&mut self, sources: &[String]) {
+        if let Some(url) = sources.iter().find_map(|raw| resolve_href(self.base, raw)) {
+            if self.is_guest_placeholder(&url) {
                 return;
             }
+            self.push(MediaLink {
+                kind: MediaKind::Video,
+                target: url,
+                thumbnail: None,
+            });
         }
     }
 
@@ -628,23 +468,9 @@ impl<'a> Collector<'a> {
     }
 }
 
-/// The best address of an image: the original behind XenForo's proxy
-/// (`data-url`), a lazy-loaded source, then `src`.
-fn image_source(img: ElementRef, base: &Url) -> Option<Url> {
-    [
-        "data-url",
-        "data-src",
-        "data-original",
-        "data-lazy-src",
-        "src",
-    ]
-    .iter()
-    .filter_map(|attr| img.attr(attr))
-    .find_map(|raw| resolve_href(base, raw))
-}
-
-/// The image's address unless it is a smilie, avatar, icon or spacer.
-fn usable_image(img: ElementRef, base: &Url) -> Option<Url> {
+/// The image's address unless it is a smilie, avatar, icon or spacer: the
+/// original behind XenForo's proxy (`data-url`), a lazy-loaded source, then `src`.
+fn usable_image(img: &RawImage, base: &Url) -> Option<Url> {
     const CLASSES: &[&str] = &[
         "smilie",
         "smiley",
@@ -674,13 +500,14 @@ fn usable_image(img: ElementRef, base: &Url) -> Option<Url> {
         "clear.gif",
         "pixel.gif",
     ];
-    let element = img.value();
-    if element.attr("data-smilie").is_some() || element.attr("data-shortname").is_some() {
+    if img.marked_smilie {
         return None;
     }
-    if element.classes().any(|class| {
-        let class = class.to_ascii_lowercase();
-        CLASSES.iter().any(|c| class.contains(c))
+    if img.class.as_deref().is_some_and(|classes| {
+        classes.split_ascii_whitespace().any(|class| {
+            let class = class.to_ascii_lowercase();
+            CLASSES.iter().any(|c| class.contains(c))
+        })
     }) {
         return None;
     }
@@ -689,19 +516,20 @@ fn usable_image(img: ElementRef, base: &Url) -> Option<Url> {
     {
         return None;
     }
-    let source = image_source(img, base)?;
+    let source = img.sources.iter().find_map(|raw| resolve_href(base, raw))?;
     let path = source.path().to_ascii_lowercase();
     (!PATHS.iter().any(|p| path.contains(p))).then_some(source)
 }
 
 /// `width` and `height` attributes when they are plain pixel numbers.
-fn declared_size(img: ElementRef) -> (Option<u32>, Option<u32>) {
-    let read = |name: &str| {
-        img.attr(name)
+fn declared_size(img: &RawImage) -> (Option<u32>, Option<u32>) {
+    let read = |value: &Option<String>| {
+        value
+            .as_deref()
             .map(|v| v.trim().trim_end_matches("px"))
             .and_then(|v| v.parse::<u32>().ok())
     };
-    (read("width"), read("height"))
+    (read(&img.width), read(&img.height))
 }
 
 /// Same host (ignoring `www.`) and port: the same site.
@@ -717,24 +545,27 @@ fn same_site(a: &Url, b: &Url) -> bool {
 
 // ---------------------------------------------------------- titles, dates
 
-fn engine_title(doc: &Html, engine: ThreadEngine) -> Option<String> {
+fn engine_title(raw: &RawPage, engine: ThreadEngine) -> Option<String> {
     let heading = match engine {
-        ThreadEngine::XenForo => first_text(doc, &XF_TITLE),
-        ThreadEngine::VBulletin => first_text(doc, &VB_TITLE)
-            .or_else(|| first_text(doc, &VB_NAVBAR_TITLE))
-            .or_else(|| first_text(doc, &H1)),
-        ThreadEngine::PhpBb => first_text(doc, &PHPBB_TITLE),
-        ThreadEngine::Generic => doc
-            .select(&GENERIC_TITLE)
-            .find_map(|m| m.attr("content").map(str::to_owned))
-            .or_else(|| first_text(doc, &H1)),
+        ThreadEngine::XenForo => first_text(raw, TitleSource::XenForo),
+        ThreadEngine::VBulletin => first_text(raw, TitleSource::VbThreadTitle)
+            .or_else(|| first_text(raw, TitleSource::VbNavbar))
+            .or_else(|| first_text(raw, TitleSource::H1)),
+        ThreadEngine::PhpBb => first_text(raw, TitleSource::H2),
+        ThreadEngine::Generic => raw
+            .og_title
+            .clone()
+            .or_else(|| first_text(raw, TitleSource::H1)),
     };
-    heading.or_else(|| first_text(doc, &TITLE))
+    heading.or_else(|| first_text(raw, TitleSource::Title))
 }
 
-fn first_text(doc: &Html, selector: &Selector) -> Option<String> {
-    doc.select(selector)
-        .map(|el| clean_text(&el.text().collect::<String>(), MAX_TITLE_CHARS))
+/// The first non-empty text of the headings of one kind.
+fn first_text(raw: &RawPage, source: TitleSource) -> Option<String> {
+    raw.titles
+        .iter()
+        .filter(|(from, _)| *from == source)
+        .map(|(_, text)| clean_text(&htmlize::unescape(text), MAX_TITLE_CHARS))
         .find(|t| !t.is_empty())
 }
 
@@ -749,18 +580,19 @@ fn clean_text(text: &str, max_chars: usize) -> String {
 }
 
 /// A date from `data-time` (Unix seconds), `datetime` or the element's text.
-fn element_time(el: ElementRef) -> Option<DateTime<Utc>> {
-    if let Some(seconds) = el
-        .attr("data-time")
+fn raw_date_time(date: &RawDate) -> Option<DateTime<Utc>> {
+    if let Some(seconds) = date
+        .data_time
+        .as_deref()
         .and_then(|t| t.trim().parse::<i64>().ok())
         && let Some(at) = DateTime::from_timestamp(seconds, 0)
     {
         return Some(at);
     }
-    if let Some(at) = el.attr("datetime").and_then(parse_date) {
+    if let Some(at) = date.datetime.as_deref().and_then(parse_date) {
         return Some(at);
     }
-    let text = clean_text(&el.text().collect::<String>(), 200);
+    let text = clean_text(&htmlize::unescape(date.text.as_str()), 200);
     // phpBB 3.0: "by author » Sun Jan 15, 2023 10:30 am".
     let text = text.rsplit('»').next().unwrap_or(&text).trim().to_owned();
     parse_date(&text)
@@ -808,11 +640,10 @@ struct JsonLd {
 }
 
 /// The thread's headline and start date from `DiscussionForumPosting` JSON-LD.
-fn json_ld(doc: &Html) -> JsonLd {
+fn json_ld(scripts: &[String]) -> JsonLd {
     let mut found = JsonLd::default();
-    for script in doc.select(&JSON_LD) {
-        let text: String = script.text().collect();
-        let Ok(value) = serde_json::from_str::<Value>(&text) else {
+    for text in scripts {
+        let Ok(value) = serde_json::from_str::<Value>(text) else {
             continue;
         };
         let mut pending = vec![&value];
@@ -860,19 +691,23 @@ fn json_ld(doc: &Html) -> JsonLd {
 
 // ------------------------------------------------------------ next page
 
-fn next_page(doc: &Html, url: &Url, base: &Url, engine: ThreadEngine) -> Option<Url> {
-    let specific: Option<&Selector> = match engine {
-        ThreadEngine::XenForo => Some(&XF_NEXT),
-        ThreadEngine::VBulletin => Some(&VB_NEXT),
-        ThreadEngine::PhpBb => Some(&PHPBB_NEXT),
+fn next_page(raw: &RawPage, url: &Url, base: &Url, engine: ThreadEngine) -> Option<Url> {
+    let specific = match engine {
+        ThreadEngine::XenForo => Some(NextSource::XenForo),
+        ThreadEngine::VBulletin => Some(NextSource::VBulletin),
+        ThreadEngine::PhpBb => Some(NextSource::PhpBb),
         ThreadEngine::Generic => None,
     };
     let current = without_fragment(url);
     let candidates = specific
         .into_iter()
-        .chain(std::iter::once(&*REL_NEXT))
-        .flat_map(|selector| doc.select(selector))
-        .filter_map(|el| el.attr("href"))
+        .chain(std::iter::once(NextSource::RelNext))
+        .flat_map(|source| {
+            raw.next_links
+                .iter()
+                .filter(move |(from, _)| *from == source)
+                .map(|(_, href)| href)
+        })
         .filter_map(|href| resolve_href(base, href))
         .map(|u| without_fragment(&u));
     for candidate in candidates {
@@ -880,16 +715,16 @@ fn next_page(doc: &Html, url: &Url, base: &Url, engine: ThreadEngine) -> Option<
             return Some(candidate);
         }
     }
-    next_by_number(doc, url, base)
+    next_by_number(raw, url, base)
 }
 
 /// The closest later page among the links of the same thread, for pages
 /// without `rel="next"` or a recognised "next" button.
-fn next_by_number(doc: &Html, url: &Url, base: &Url) -> Option<Url> {
+fn next_by_number(raw: &RawPage, url: &Url, base: &Url) -> Option<Url> {
     let thread = thread_id(url).id;
     let here = page_position(url);
-    doc.select(&ANCHOR)
-        .filter_map(|a| a.attr("href"))
+    raw.page_links
+        .iter()
         .filter_map(|href| resolve_href(base, href))
         .filter(|u| same_site(u, url) && is_fetchable(u))
         .filter_map(|u| {
@@ -914,14 +749,65 @@ fn without_fragment(url: &Url) -> Url {
 
 // ------------------------------------------------------- host page images
 
+/// Runs `html` through lol_html with these handlers; markup it cannot
+/// read further ends the pass with what was found until then.
+fn stream(html: &str, settings: Settings<'_, '_>) {
+    let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
+    if rewriter.write(html.as_bytes()).is_ok() {
+        let _ = rewriter.end();
+    }
+}
+
+/// An attribute's value with character references decoded.
+fn attribute(el: &Element, name: &str) -> Option<String> {
+    el.get_attribute(name)
+        .map(|raw| htmlize::unescape_attribute(raw).into_owned())
+}
+
 /// The main image of an image host's page, or of any page: the largest
 /// declared `<img>`, then the page's `og:image`, then the first image file
 /// that is not a decoration.
 pub fn largest_image(html: &str, base: &Url) -> Option<Url> {
-    let doc = Html::parse_document(html);
+    let images = RefCell::new(Vec::new());
+    let meta_images = RefCell::new(Vec::new());
+    stream(
+        html,
+        Settings {
+            element_content_handlers: vec![
+                element!("img", |el| {
+                    images.borrow_mut().push(RawImage {
+                        sources: [
+                            "data-url",
+                            "data-src",
+                            "data-original",
+                            "data-lazy-src",
+                            "src",
+                        ]
+                        .iter()
+                        .filter_map(|name| attribute(el, name))
+                        .collect(),
+                        width: attribute(el, "width"),
+                        height: attribute(el, "height"),
+                        class: attribute(el, "class"),
+                        marked_smilie: el.has_attribute("data-smilie")
+                            || el.has_attribute("data-shortname"),
+                    });
+                    Ok(())
+                }),
+                element!(
+                    "meta[property=\"og:image\"][content], meta[name=\"twitter:image\"][content]",
+                    |el| {
+                        meta_images.borrow_mut().extend(attribute(el, "content"));
+                        Ok(())
+                    }
+                ),
+            ],
+            ..Settings::new()
+        },
+    );
     let mut best: Option<(u64, Url)> = None;
     let mut first_undeclared: Option<Url> = None;
-    for img in doc.select(&IMG) {
+    for img in images.borrow().iter() {
         let Some(source) = usable_image(img, base) else {
             continue;
         };
@@ -940,24 +826,38 @@ pub fn largest_image(html: &str, base: &Url) -> Option<Url> {
         }
     }
     best.map(|(_, u)| u)
-        .or_else(|| meta_image(&doc, base))
+        .or_else(|| {
+            meta_images
+                .borrow()
+                .iter()
+                .find_map(|c| resolve_href(base, c))
+        })
         .or(first_undeclared)
 }
 
-fn meta_image(doc: &Html, base: &Url) -> Option<Url> {
-    doc.select(&OG_IMAGE)
-        .filter_map(|m| m.attr("content"))
-        .find_map(|c| resolve_href(base, c))
-}
-
 /// The first value of `attr` on an element matching `css` in `html`,
-/// resolved against `base`: what most image-host resolvers need.
+/// resolved against `base`: what most image-host resolvers need. `None`
+/// also for a selector lol_html does not support (`:has`, `+`, `~`).
 pub fn select_url(html: &str, base: &Url, css: &str, attr: &str) -> Option<Url> {
-    let selector = Selector::parse(css).ok()?;
-    let doc = Html::parse_document(html);
-    doc.select(&selector)
-        .filter_map(|el| el.attr(attr))
-        .find_map(|raw| resolve_href(base, raw))
+    let selector: Selector = css.parse().ok()?;
+    let found = RefCell::new(None);
+    stream(
+        html,
+        Settings {
+            element_content_handlers: vec![(
+                Cow::Owned(selector),
+                ElementContentHandlers::default().element(|el: &mut Element| {
+                    let mut found = found.borrow_mut();
+                    if found.is_none() {
+                        *found = attribute(el, attr).and_then(|raw| resolve_href(base, &raw));
+                    }
+                    Ok(())
+                }),
+            )],
+            ..Settings::new()
+        },
+    );
+    found.into_inner()
 }
 
 /// A form on a page: where it posts and the fields it would send.
@@ -974,62 +874,107 @@ pub struct HtmlForm {
     pub text_field: Option<String>,
 }
 
+/// A form as read, before its action is resolved.
+#[derive(Debug, Default)]
+struct RawForm {
+    action: Option<String>,
+    method: Option<String>,
+    fields: Vec<(String, String)>,
+    password_field: Option<String>,
+    text_field: Option<String>,
+}
+
 /// The first form in `html` that matches `css` (for example a login form:
-/// `form:has(input[type=password])` is not supported by scraper, so the
-/// caller passes a plain selector and `needs_password`).
+/// `form:has(input[type=password])` is not supported, so the caller passes
+/// a plain selector and `needs_password`).
 pub fn find_form(html: &str, base: &Url, css: &str, needs_password: bool) -> Option<HtmlForm> {
-    static INPUTS: LazyLock<Selector> = LazyLock::new(|| selector("input[name], button[name]"));
-    let form_selector = Selector::parse(css).ok()?;
-    let doc = Html::parse_document(html);
-    for form in doc.select(&form_selector) {
-        let mut fields = Vec::new();
-        let mut password_field = None;
-        let mut text_field = None;
-        for input in form.select(&INPUTS) {
-            let Some(name) = input.attr("name") else {
-                continue;
-            };
-            let kind = input
-                .attr("type")
-                .unwrap_or(if input.value().name() == "button" {
-                    "submit"
-                } else {
-                    "text"
-                })
-                .to_ascii_lowercase();
-            let value = input.attr("value").unwrap_or_default();
-            match kind.as_str() {
-                "password" => {
-                    password_field.get_or_insert_with(|| name.to_owned());
-                }
-                "text" | "email" => {
-                    text_field.get_or_insert_with(|| name.to_owned());
-                }
-                "checkbox" | "radio" if input.attr("checked").is_some() => {
-                    fields.push((name.to_owned(), value.to_owned()));
-                }
-                "hidden" | "submit" => fields.push((name.to_owned(), value.to_owned())),
-                _ => {}
+    let selector: Selector = css.parse().ok()?;
+    // Forms in document order; the last one is open while its inputs stream by.
+    let forms: RefCell<Vec<RawForm>> = RefCell::new(Vec::new());
+    let open = Rc::new(Cell::new(false));
+    stream(
+        html,
+        Settings {
+            element_content_handlers: vec![
+                (
+                    Cow::Owned(selector),
+                    ElementContentHandlers::default().element(|el: &mut Element| {
+                        // HTML does not nest forms: an inner one is ignored.
+                        if open.get() || !el.can_have_content() {
+                            return Ok(());
+                        }
+                        forms.borrow_mut().push(RawForm {
+                            action: attribute(el, "action"),
+                            method: attribute(el, "method"),
+                            ..RawForm::default()
+                        });
+                        open.set(true);
+                        let open = Rc::clone(&open);
+                        el.on_end_tag(end_tag!(move |_| {
+                            open.set(false);
+                            Ok(())
+                        }))
+                    }),
+                ),
+                element!("input[name], button[name]", |el| {
+                    if open.get()
+                        && let Some(form) = forms.borrow_mut().last_mut()
+                    {
+                        form_field(form, el);
+                    }
+                    Ok(())
+                }),
+            ],
+            ..Settings::new()
+        },
+    );
+    let form = forms
+        .into_inner()
+        .into_iter()
+        .find(|form| !needs_password || form.password_field.is_some())?;
+    let action = form
+        .action
+        .filter(|a| !a.trim().is_empty())
+        .and_then(|a| resolve_href(base, &a))
+        .unwrap_or_else(|| base.clone());
+    Some(HtmlForm {
+        action,
+        method: form.method.as_deref().unwrap_or("get").to_ascii_uppercase(),
+        fields: form.fields,
+        password_field: form.password_field,
+        text_field: form.text_field,
+    })
+}
+
+/// What one `<input>` or `<button>` adds to its form.
+fn form_field(form: &mut RawForm, input: &Element) {
+    let Some(name) = attribute(input, "name") else {
+        return;
+    };
+    let kind = attribute(input, "type")
+        .unwrap_or_else(|| {
+            if input.tag_name() == "button" {
+                "submit"
+            } else {
+                "text"
             }
+            .to_owned()
+        })
+        .to_ascii_lowercase();
+    let value = attribute(input, "value").unwrap_or_default();
+    match kind.as_str() {
+        "password" => {
+            form.password_field.get_or_insert(name);
         }
-        if needs_password && password_field.is_none() {
-            continue;
+        "text" | "email" => {
+            form.text_field.get_or_insert(name);
         }
-        let action = form
-            .attr("action")
-            .filter(|a| !a.trim().is_empty())
-            .and_then(|a| resolve_href(base, a))
-            .unwrap_or_else(|| base.clone());
-        let method = form.attr("method").unwrap_or("get").to_ascii_uppercase();
-        return Some(HtmlForm {
-            action,
-            method,
-            fields,
-            password_field,
-            text_field,
-        });
+        "checkbox" | "radio" if input.has_attribute("checked") => {
+            form.fields.push((name, value));
+        }
+        "hidden" | "submit" => form.fields.push((name, value)),
+        _ => {}
     }
-    None
 }
 
 #[cfg(test)]

@@ -112,19 +112,18 @@ impl PageFetcher {
         self.read(url, response).await
     }
 
-    /// `GET` of a forum page, spaced by the forum's request interval, with
-    /// the status left for the caller to judge ([`forum_page_error`]): a
-    /// 403 page with a login form means something else than a plain 403.
+    /// `GET` of a forum page, spaced by the forum's request interval and
+    /// within the host's shared rate limit and concurrency, with the status
+    /// left for the caller to judge ([`forum_page_error`]): a 403 page with
+    /// a login form means something else than a plain 403.
     pub async fn get_forum_page(&self, url: &Url) -> Result<FetchedPage, DownloadError> {
         self.http.check_url(url)?;
         self.wait_turn().await;
         let _slot = self.http.host_permit(url).await;
         let response = self
             .http
-            .request(Method::GET, url.clone())
-            .send()
-            .await
-            .map_err(|err| map_reqwest_error(url, err))?;
+            .send_any_status(self.http.request(Method::GET, url.clone()))
+            .await?;
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Err(status_error(url, status, response.headers()));
@@ -293,4 +292,40 @@ pub async fn log_in(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::settings::NetworkSettings;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    #[tokio::test]
+    async fn forum_pages_take_their_share_of_the_host_rate_limit() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(403).set_body_string("<p>no</p>"))
+            .mount(&server)
+            .await;
+        let network = NetworkSettings {
+            per_host_requests_per_second: 1,
+            ..NetworkSettings::default()
+        };
+        let jar = Arc::new(Jar::default());
+        let http = HttpClient::builder(&network)
+            .cookies(Arc::clone(&jar))
+            .build()
+            .unwrap();
+        let fetcher = PageFetcher::new(http.clone(), jar, 1024, Duration::ZERO);
+        let page = Url::parse(&format!("{}/threads/a.1/", server.uri())).unwrap();
+        let fetched = fetcher.get_forum_page(&page).await.unwrap();
+        // The error page is left to the caller, as before.
+        assert_eq!(fetched.status, StatusCode::FORBIDDEN);
+        // The host's budget of one request per second is spent by that fetch
+        // (a fresh budget replenishes only after a second).
+        assert!(!http.host_rate_allows(&page));
+        let other_host = Url::parse("http://other.example/").unwrap();
+        assert!(http.host_rate_allows(&other_host));
+    }
 }

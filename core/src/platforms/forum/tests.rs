@@ -427,3 +427,116 @@ fn deeply_nested_markup_is_walked_without_recursion() {
         .collect();
     assert_eq!(targets, ["https://cdn.example/deep.jpg"]);
 }
+
+/// The media targets of each post, as `<post id> <target>` lines.
+fn targets(html: &str, url: &str) -> Vec<String> {
+    let page = parse_thread_page(html, &Url::parse(url).unwrap());
+    page.posts
+        .iter()
+        .flat_map(|post| {
+            post.media
+                .iter()
+                .map(move |link| format!("{} {}", post.id, link.target))
+        })
+        .collect()
+}
+
+fn xenforo_post(id: u32, body: &str) -> String {
+    format!(
+        r#"<article class="message" data-content="post-{id}" data-author="A"><div class="bbWrapper">{body}</div></article>"#
+    )
+}
+
+#[test]
+fn character_references_in_links_are_decoded() {
+    let html = format!(
+        r#"<html id="XF"><head><title>Fish &amp; Chips</title></head><body>{}
+        <a class="pageNav-jump pageNav-jump--next" href="/threads/a.1/page-2?x=1&amp;y=2">Next</a></body></html>"#,
+        xenforo_post(
+            1,
+            r#"<a href="https://host.example/show.php?id=1&amp;size=full"><img src="https://host.example/t/1.jpg?a=1&amp;b=2"></a>
+            <img src="https://cdn.example/full.jpg?w=1&#38;h=2">
+            <a href="https://host.example/img.php?a=1&copy=2"><img src="https://host.example/t/2.jpg"></a>"#
+        )
+    );
+    let url = Url::parse("https://forum.example/threads/a.1/").unwrap();
+    let page = parse_thread_page(&html, &url);
+    let media = &page.posts[0].media;
+    assert_eq!(
+        media[0].target.as_str(),
+        "https://host.example/show.php?id=1&size=full"
+    );
+    assert_eq!(
+        media[0].thumbnail.as_ref().unwrap().as_str(),
+        "https://host.example/t/1.jpg?a=1&b=2"
+    );
+    assert_eq!(
+        media[1].target.as_str(),
+        "https://cdn.example/full.jpg?w=1&h=2"
+    );
+    // In an attribute, `&copy` followed by `=` is not a reference (HTML's rule).
+    assert_eq!(
+        media[2].target.as_str(),
+        "https://host.example/img.php?a=1&copy=2"
+    );
+    assert_eq!(
+        page.next_page.unwrap().as_str(),
+        "https://forum.example/threads/a.1/page-2?x=1&y=2"
+    );
+    assert_eq!(page.title.as_deref(), Some("Fish & Chips"));
+}
+
+#[test]
+fn nested_quotes_are_left_out_and_what_follows_them_counts() {
+    let html = format!(
+        r#"<html id="XF"><body>{}</body></html>"#,
+        xenforo_post(
+            1,
+            r#"<blockquote><img src="https://cdn.example/q1.jpg">
+                <blockquote><img src="https://cdn.example/q2.jpg"></blockquote>
+                <img src="https://cdn.example/q3.jpg"></blockquote>
+            <img src="https://cdn.example/own.jpg">"#
+        )
+    );
+    assert_eq!(
+        targets(&html, "https://forum.example/threads/a.1/"),
+        ["1 https://cdn.example/own.jpg"]
+    );
+}
+
+#[test]
+fn malformed_markup_is_read_as_a_browser_would() {
+    let url = "https://forum.example/threads/a.1/";
+    // A quote never closed ends with the element around it.
+    let html = format!(
+        r#"<html id="XF"><body>{}</body></html>"#,
+        xenforo_post(
+            1,
+            r#"<div><blockquote><img src="https://cdn.example/quoted.jpg"></div>
+            <img src="https://cdn.example/after.jpg">"#
+        )
+    );
+    assert_eq!(targets(&html, url), ["1 https://cdn.example/after.jpg"]);
+    // A link never closed ends where the next one starts; the second post
+    // and the page's end close everything left open.
+    let html = format!(
+        r#"<html id="XF"><body>{}<article class="message" data-content="post-2"><div class="bbWrapper">
+        <a href="https://cdn.example/b.jpg"><img src="https://cdn.example/b_t.jpg">"#,
+        xenforo_post(
+            1,
+            r#"<a href="https://cdn.example/a1.jpg"><img src="https://cdn.example/a1_t.jpg"><a href="https://cdn.example/a2.jpg">x</a>"#
+        )
+    );
+    assert_eq!(
+        targets(&html, url),
+        [
+            "1 https://cdn.example/a1.jpg",
+            "1 https://cdn.example/a2.jpg",
+            "2 https://cdn.example/b.jpg"
+        ]
+    );
+    // A generic page whose head is never closed: `<body>` closes it.
+    let html = r#"<html><head><title>Gallery</title><body>
+        <a href="https://host.example/v/1"><img src="https://host.example/t/1.jpg"></a>"#;
+    assert_eq!(targets(html, url), ["page https://host.example/v/1"]);
+}
