@@ -13,6 +13,7 @@ use crate::model::Event;
 /// What a subscriber receives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BusMessage {
+    /// The next event, shared by every subscriber.
     Event(Arc<Event>),
     /// The subscriber fell behind and this many events were dropped for it.
     Lagged(u64),

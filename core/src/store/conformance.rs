@@ -37,11 +37,13 @@ use crate::model::{
 /// A store under test and whatever must live exactly as long as it (a
 /// temporary directory, a guard that drops a scratch database).
 pub struct Harness {
+    /// The store the conformance cases run against.
     pub store: Arc<dyn Store>,
     keep_alive: Option<Box<dyn Any + Send + Sync>>,
 }
 
 impl Harness {
+    /// A harness owning nothing besides `store` (an in-memory store, a database that outlives the test).
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
