@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time (UTC).
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -27,16 +28,19 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock that reads `start` until set or advanced.
     pub fn new(start: DateTime<Utc>) -> Self {
         Self {
             now: Mutex::new(start),
         }
     }
 
+    /// Jumps to `to`, which may be earlier than now.
     pub fn set(&self, to: DateTime<Utc>) {
         *self.now.lock().expect("clock lock") = to;
     }
 
+    /// Moves the time forward by `by` (backwards when negative).
     pub fn advance(&self, by: chrono::Duration) {
         *self.now.lock().expect("clock lock") += by;
     }

@@ -19,6 +19,104 @@ use crate::model::{DownloaderInfo, DownloaderStatus, Metadata, QueueItem, Settin
 use crate::store::StateRepo;
 
 /// One way of getting media from one platform.
+///
+/// A downloader only *discovers*: it lists [`MediaItem`]s with stable
+/// archive keys. The engine skips keys it has archived, fetches the rest
+/// (with retries, rate limits, resuming and hashing), deduplicates, places
+/// and records them. Errors say what the engine should do next
+/// ([`DownloadError`]); cancellation arrives through [`Context::cancel`].
+///
+/// A complete platform, run by an engine on the in-memory store against a
+/// local fixture server:
+///
+/// ```
+/// use async_trait::async_trait;
+/// use futures::stream::{self, BoxStream, StreamExt};
+/// use mediadl::model::{DownloaderInfo, EventKind, ListingOrder, NewQueueItem, QueueStatus, Settings};
+/// use mediadl::testkit::{Fixture, FixtureServer, TestEngine};
+/// use mediadl::{
+///     BusMessage, Context, DownloadError, Downloader, Error, EventBus, MediaItem, Registry,
+///     Request, Unavailable,
+/// };
+/// use tokio_util::sync::CancellationToken;
+///
+/// /// Platform `note`: the source URL is the one file to save.
+/// #[derive(Debug)]
+/// struct Note;
+///
+/// #[async_trait]
+/// impl Downloader for Note {
+///     fn info(&self) -> DownloaderInfo {
+///         DownloaderInfo {
+///             platform: "note".into(),
+///             platform_display_name: "Notes".into(),
+///             name: "native".into(),
+///             display_name: "Notes".into(),
+///             aliases: Vec::new(),
+///             content_types: vec!["file".into()],
+///             features: Vec::new(),
+///             listing_order: ListingOrder::Single,
+///             accepts_cookies: false,
+///             is_default: true,
+///         }
+///     }
+///
+///     async fn check(&self, _settings: &Settings) -> Result<(), Unavailable> {
+///         Ok(())
+///     }
+///
+///     fn validate(&self, request: &Request) -> Result<(), Error> {
+///         url::Url::parse(&request.url)
+///             .map(drop)
+///             .map_err(|err| Error::invalid("url", err.to_string()))
+///     }
+///
+///     fn discover(
+///         &self,
+///         request: &Request,
+///         _cx: &Context,
+///     ) -> BoxStream<'static, Result<MediaItem, DownloadError>> {
+///         let item = url::Url::parse(&request.url)
+///             .map(|url| MediaItem::new(format!("note:{url}"), url, "file"))
+///             .map_err(|err| DownloadError::permanent(err.to_string()));
+///         stream::iter([item]).boxed()
+///     }
+/// }
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = FixtureServer::start().await;
+/// server.route("/hello.txt", Fixture::bytes("hello"));
+///
+/// let mut registry = Registry::new();
+/// registry.register(Note);
+/// let root = tempfile::tempdir()?;
+/// let test = TestEngine::with_registry(root.path(), registry);
+/// let mut events = test.events.subscribe();
+/// test.queue()
+///     .submit(NewQueueItem::new(server.url("/hello.txt"), "note", "local", "file"))
+///     .await?;
+///
+/// let shutdown = CancellationToken::new();
+/// let engine = test.engine.clone();
+/// let running = tokio::spawn({
+///     let shutdown = shutdown.clone();
+///     async move { engine.run(shutdown).await }
+/// });
+/// let completed = loop {
+///     if let Some(BusMessage::Event(event)) = events.next().await
+///         && let EventKind::DownloadCompleted(completed) = &event.kind
+///     {
+///         break completed.clone();
+///     }
+/// };
+/// shutdown.cancel();
+/// running.await??;
+/// assert_eq!(completed.status, QueueStatus::Completed);
+/// assert_eq!(completed.items_downloaded, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Downloader: Send + Sync + std::fmt::Debug {
@@ -70,10 +168,12 @@ pub fn url_archive_key(url: &url::Url) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{reason}")]
 pub struct Unavailable {
+    /// What is missing, phrased so a person can fix it ("yt-dlp is not installed").
     pub reason: String,
 }
 
 impl Unavailable {
+    /// An [`Unavailable`] saying `reason`.
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
@@ -84,19 +184,27 @@ impl Unavailable {
 /// What to fetch: one queue item's platform, source and limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
+    /// The queue item this request runs for.
     pub queue_id: i64,
     /// The URL to fetch or the source's page (direct files, forum threads).
     pub url: String,
+    /// Platform name, as in [`Registry`].
     pub platform: String,
+    /// The account, thread or URL to download from; its form is the platform's.
     pub source: String,
+    /// Kind of content to list (`posts`, `stories`, `thread`, …); one of the downloader's `content_types`.
     pub content_type: String,
+    /// The downloader asked for by name or alias; the platform's default when `None`.
     pub downloader: Option<String>,
+    /// Save at most this many new media items; the engine stops pulling after that.
     pub max_downloads: Option<u32>,
     /// Only media posted at or after this time (`days_back`).
     pub since: Option<DateTime<Utc>>,
     /// Stop a newest-first listing after this many archived items in a row.
     pub stop_after_known: u32,
+    /// `Referer` header the requests should send, when the URL needs one.
     pub referer: Option<String>,
+    /// Free-form data carried from the queue item (forum post, job name, …).
     pub metadata: Metadata,
 }
 
@@ -130,10 +238,13 @@ impl Request {
 pub struct MediaItem {
     /// Stable across runs: `instagram:3141592653`, `forum:site:123:post-9:2`.
     pub archive_key: String,
+    /// Where the file's bytes are.
     pub url: url::Url,
+    /// `Referer` header the fetch sends, when the host checks it.
     pub referer: Option<url::Url>,
     /// `post`, `story`, `reel`, `video`, `image`, `file`.
     pub content_type: String,
+    /// When the platform says the media was posted; used by the date window and `{date}` placeholders.
     pub posted_at: Option<DateTime<Utc>>,
     /// The platform's id of the media, used by filename templates.
     pub media_id: Option<String>,
@@ -141,6 +252,7 @@ pub struct MediaItem {
     pub suggested_name: Option<String>,
     /// Pixel size, when known, for quality upgrades.
     pub resolution: Option<(u32, u32)>,
+    /// Platform data written to the download record (and the sidecar, when enabled).
     pub metadata: Metadata,
 }
 
@@ -173,10 +285,12 @@ pub struct Staging {
 }
 
 impl Staging {
+    /// Staging in `dir`, which must exist and be on the final location's file system.
     pub fn new(dir: PathBuf) -> Self {
         Self { dir }
     }
 
+    /// The directory to write into.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -192,6 +306,7 @@ pub struct TransferProgress {
 }
 
 impl TransferProgress {
+    /// Nothing done, total unknown.
     pub fn new() -> Self {
         Self {
             done: AtomicU64::new(0),
@@ -199,16 +314,19 @@ impl TransferProgress {
         }
     }
 
+    /// Sets the bytes done and the total (`None` when unknown).
     pub fn set(&self, done: u64, total: Option<u64>) {
         self.done.store(done, Ordering::Relaxed);
         self.total
             .store(total.unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// Adds `bytes` to the bytes done.
     pub fn add(&self, bytes: u64) {
         self.done.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Sets the total once known (`None` when unknown).
     pub fn set_total(&self, total: Option<u64>) {
         self.total
             .store(total.unwrap_or(u64::MAX), Ordering::Relaxed);
@@ -230,9 +348,11 @@ pub struct Context {
     /// The shared client: proxy, user agent, per-host limits, address
     /// checks, and the platform's cookies.
     pub http: HttpClient,
+    /// The settings as they were when the item started.
     pub settings: Arc<Settings>,
     /// Cancelled when the item is paused, removed, or the engine stops.
     pub cancel: CancellationToken,
+    /// The time source; use it instead of `Utc::now()` so tests control time.
     pub clock: Arc<dyn Clock>,
     /// Per-source state kept between runs (a thread's last page, a cursor).
     pub state: Arc<dyn StateRepo>,
@@ -241,12 +361,23 @@ pub struct Context {
 }
 
 /// The downloaders a process knows, by platform and name.
+///
+/// ```
+/// use mediadl::Registry;
+///
+/// let registry = Registry::builtin();
+/// // `direct` is a default feature: plain http(s) URLs.
+/// let direct = registry.find("direct", None).expect("built in");
+/// assert!(direct.info().is_default);
+/// assert!(registry.find("no-such-platform", None).is_err());
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     downloaders: Vec<Arc<dyn Downloader>>,
 }
 
 impl Registry {
+    /// An empty registry; see [`Registry::builtin`] for the built-in downloaders.
     pub fn new() -> Self {
         Self::default()
     }
@@ -275,6 +406,7 @@ impl Registry {
         self.register_arc(Arc::new(downloader))
     }
 
+    /// Adds a shared downloader; the same replacement rule as [`Registry::register`].
     pub fn register_arc(&mut self, downloader: Arc<dyn Downloader>) -> &mut Self {
         let info = downloader.info();
         self.downloaders.retain(|known| {
@@ -304,6 +436,11 @@ impl Registry {
 
     /// The downloader for `platform` named `name` (or one of its aliases),
     /// or the platform's default when `name` is `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming `platform` or `downloader` when no such
+    /// platform or downloader is registered; the message lists the known ones.
     pub fn find(&self, platform: &str, name: Option<&str>) -> Result<Arc<dyn Downloader>, Error> {
         let of_platform: Vec<_> = self
             .downloaders

@@ -8,20 +8,31 @@ use std::time::Duration;
 pub enum Error {
     /// A value given by a user is not acceptable; `field` names it.
     #[error("{field}: {reason}")]
-    Invalid { field: String, reason: String },
+    Invalid {
+        /// The input's name or dotted path (`schedule`, `network.proxy`).
+        field: String,
+        /// What is wrong with it, for a person to read.
+        reason: String,
+    },
+    /// The store refused or failed an operation.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A download or a platform request failed.
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// A local file operation failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, with the path (`creating /data/x`).
         context: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 }
 
 impl Error {
+    /// [`Error::Invalid`] for `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),
@@ -29,6 +40,7 @@ impl Error {
         }
     }
 
+    /// [`Error::Io`] while doing `context`.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
@@ -40,8 +52,14 @@ impl Error {
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// No row has this id or key.
     #[error("{entity} {id} not found")]
-    NotFound { entity: &'static str, id: String },
+    NotFound {
+        /// What was looked up (`download`, `queue item`, `job`, …).
+        entity: &'static str,
+        /// The id or key looked up.
+        id: String,
+    },
     /// A unique key exists already (an archive key, a username, a job id).
     #[error("{0}")]
     Conflict(String),
@@ -51,7 +69,10 @@ pub enum StoreError {
     /// The lease named by a worker is no longer held (expired and re-claimed,
     /// paused or removed): the worker must stop working on the item.
     #[error("lease lost on queue item {queue_id}")]
-    LeaseLost { queue_id: i64 },
+    LeaseLost {
+        /// The item the lease was for.
+        queue_id: i64,
+    },
     /// The database cannot be reached or is busy; worth retrying later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -61,6 +82,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// [`StoreError::NotFound`] for `entity` `id`.
     pub fn not_found(entity: &'static str, id: impl ToString) -> Self {
         Self::NotFound {
             entity,
@@ -84,6 +106,7 @@ pub enum DownloadError {
     /// A transient failure: a 5xx, a reset connection, a short body.
     #[error("{reason}")]
     Retryable {
+        /// What failed, for the item's `error_message`.
         reason: String,
         /// The server's `Retry-After`, when it sent one.
         after: Option<Duration>,
@@ -91,7 +114,12 @@ pub enum DownloadError {
     /// The host asked us to slow down: the item waits `after` without
     /// using up an attempt.
     #[error("rate limited by {host}, retry in {}s", after.as_secs())]
-    RateLimited { host: String, after: Duration },
+    RateLimited {
+        /// The host that answered 429 (or its platform's equivalent).
+        host: String,
+        /// How long to wait before asking again.
+        after: Duration,
+    },
     /// Login, cookies or a challenge are needed: a person must act, so the
     /// source's job pauses and a notification goes out.
     #[error("authentication required: {0}")]
@@ -105,10 +133,12 @@ pub enum DownloadError {
 }
 
 impl DownloadError {
+    /// [`DownloadError::Permanent`] with `reason`.
     pub fn permanent(reason: impl Into<String>) -> Self {
         Self::Permanent(reason.into())
     }
 
+    /// [`DownloadError::Retryable`] with `reason` and no server-given delay.
     pub fn retryable(reason: impl Into<String>) -> Self {
         Self::Retryable {
             reason: reason.into(),

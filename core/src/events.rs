@@ -13,6 +13,7 @@ use crate::model::Event;
 /// What a subscriber receives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BusMessage {
+    /// The next event, shared by every subscriber.
     Event(Arc<Event>),
     /// The subscriber fell behind and this many events were dropped for it.
     Lagged(u64),
@@ -32,6 +33,43 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
 }
 
 /// The in-process bus: a `tokio::sync::broadcast` channel.
+///
+/// Clones share the channel. Each subscriber has its own window of the
+/// bus's capacity; one that falls further behind receives
+/// [`BusMessage::Lagged`] with the number of events it missed, then
+/// continues with the newest.
+///
+/// ```
+/// use futures::StreamExt;
+/// use mediadl::model::{Event, EventKind, LogEvent, LogLevel};
+/// use mediadl::{BroadcastBus, BusMessage, EventBus};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let bus = BroadcastBus::new(2);
+/// let log = |message: &str| {
+///     Event::now(EventKind::Log(LogEvent {
+///         level: LogLevel::Info,
+///         module: "example".into(),
+///         message: message.into(),
+///         metadata: Default::default(),
+///     }))
+/// };
+///
+/// let mut feed = bus.subscribe();
+/// bus.publish(log("started")).await;
+/// let Some(BusMessage::Event(event)) = feed.next().await else {
+///     panic!("an event was published");
+/// };
+/// assert_eq!(event.type_name(), "log");
+///
+/// // Three more than the capacity of 2: the subscriber lagged by one.
+/// for n in 0..3 {
+///     bus.publish(log(&n.to_string())).await;
+/// }
+/// assert_eq!(feed.next().await, Some(BusMessage::Lagged(1)));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct BroadcastBus {
     sender: broadcast::Sender<Arc<Event>>,

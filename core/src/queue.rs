@@ -25,6 +25,9 @@ pub struct QueueService {
 }
 
 impl QueueService {
+    /// A service over `store` that announces changes on `events`; `registry`
+    /// checks that a request's platform and downloader exist, `settings`
+    /// gives the defaults, `clock` stamps the items.
     pub fn new(
         store: Arc<dyn Store>,
         events: Arc<dyn EventBus>,
@@ -45,6 +48,12 @@ impl QueueService {
     /// of 0 take the settings' defaults; an empty `content_type` takes the
     /// downloader's first; a `direct` item without a source is labelled
     /// with the URL's host.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when the platform, downloader, content type,
+    /// priority or source is not acceptable (or the downloader's own
+    /// validation refuses the request); [`Error::Store`] when enqueueing fails.
     pub async fn submit(&self, mut new: NewQueueItem) -> Result<QueueItem, Error> {
         let settings = self.settings.current();
         let downloader = self
@@ -96,6 +105,13 @@ impl QueueService {
 
     /// Changes priority, pauses (a running item stops; its partial file is
     /// kept for resuming) or resumes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a priority outside 1–10 or a status other than
+    /// `paused`/`pending`; [`Error::Store`] when the item does not exist
+    /// ([`StoreError::NotFound`](crate::StoreError::NotFound)) or the change
+    /// does not apply to its state.
     pub async fn update(&self, id: i64, patch: QueuePatch) -> Result<QueueItem, Error> {
         if let Some(priority) = patch.priority
             && !(1..=10).contains(&priority)
@@ -128,6 +144,10 @@ impl QueueService {
     }
 
     /// Puts a failed item back in the queue with a fresh budget of attempts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the item does not exist or is not failed.
     pub async fn retry(&self, id: i64) -> Result<QueueItem, Error> {
         let extra = self.settings.current().general.retry_attempts;
         let item = self
@@ -139,13 +159,23 @@ impl QueueService {
     }
 
     /// Removes an item; a running one is cancelled by its worker.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the item does not exist.
     pub async fn remove(&self, id: i64) -> Result<QueueItem, Error> {
         let item = self.store.delete_queue_item(id).await?;
         self.announce(QueueAction::Removed, &item).await;
         Ok(item)
     }
 
-    /// Removes every item in one of `statuses` (only finished statuses may be cleared).
+    /// Removes every item in one of `statuses` (only finished statuses may
+    /// be cleared) and returns how many went.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when `statuses` names an unfinished status;
+    /// [`Error::Store`] when the store fails.
     pub async fn clear(&self, statuses: &[QueueStatus]) -> Result<u64, Error> {
         if let Some(active) = statuses.iter().find(|status| !status.is_finished()) {
             return Err(Error::invalid(

@@ -78,6 +78,7 @@ impl Fixture {
         Self::status(302).header("location", location)
     }
 
+    /// Adds a response header (replacing none: headers may repeat).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
@@ -174,6 +175,7 @@ impl FixtureServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The loopback address and port the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -200,6 +202,7 @@ impl FixtureServer {
             .unwrap_or_default()
     }
 
+    /// Stops accepting connections; connections already open finish their request.
     pub fn stop(&self) {
         self.stop.cancel();
     }
@@ -353,10 +356,15 @@ fn parse_range_start(value: &str) -> Option<usize> {
 /// leases and retry delays, downloading into `root`.
 #[derive(Debug, Clone)]
 pub struct TestEngine {
+    /// The engine; start it with [`Engine::run`].
     pub engine: Engine,
+    /// The in-memory store the engine uses, for seeding and inspecting rows.
     pub store: Arc<MemoryStore>,
+    /// The bus the engine publishes on; subscribe before queueing to see every event.
     pub events: Arc<BroadcastBus>,
+    /// The engine's live settings, defaults to begin with.
     pub settings: SettingsHandle,
+    /// The downloaders the engine and [`TestEngine::queue`] know.
     pub registry: Arc<Registry>,
 }
 
@@ -366,6 +374,7 @@ impl TestEngine {
         Self::with_registry(root, Registry::builtin())
     }
 
+    /// Builds one with only the downloaders of `registry` (a plugin under test).
     pub fn with_registry(root: &Path, registry: Registry) -> Self {
         Self::sharing(
             root,

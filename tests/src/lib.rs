@@ -15,12 +15,16 @@ use tokio_util::sync::CancellationToken;
 /// Why the harness could not start something.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
+    /// A socket or file operation failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done.
         context: &'static str,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The server never answered its health check; the text says what was seen.
     #[error("the server did not become ready: {0}")]
     NotReady(String),
 }
@@ -35,6 +39,7 @@ pub const ADMIN_PASSWORD: &str = "admin-password-e2e";
 /// A running `mediadl serve` (in-process), stopped when dropped.
 #[derive(Debug)]
 pub struct TestServer {
+    /// Where the server listens (127.0.0.1, a free port).
     pub addr: SocketAddr,
     /// Keeps the data directory alive for the server's lifetime.
     pub data_dir: tempfile::TempDir,
@@ -195,18 +200,23 @@ async fn raw_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Vec<u8>)
 /// One file the fixture site serves.
 #[derive(Debug, Clone)]
 pub struct FixtureFile {
+    /// The URL path it is served at (`/media/a.jpg`).
     pub path: String,
+    /// The `Content-Type` sent with it.
     pub content_type: &'static str,
+    /// The file's bytes.
     pub body: Vec<u8>,
     /// The body is sent in this many pieces with `pause` between them, so a
     /// download takes a while and reports progress on the way.
     pub pieces: usize,
+    /// The wait between two pieces.
     pub pause: Duration,
 }
 
 /// A local web site serving fixture files over plain HTTP/1.1.
 #[derive(Debug)]
 pub struct FixtureSite {
+    /// Where the site listens (127.0.0.1, a free port).
     pub addr: SocketAddr,
     stop: CancellationToken,
 }

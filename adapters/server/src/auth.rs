@@ -27,7 +27,9 @@ pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
+    /// Short-lived ([`ACCESS_TOKEN_TTL`]), sent as `Authorization: Bearer` on every call.
     Access,
+    /// Long-lived ([`REFRESH_TOKEN_TTL`]), exchanged once for a new pair.
     Refresh,
 }
 
@@ -36,24 +38,32 @@ pub enum TokenKind {
 pub struct Claims {
     /// The user id.
     pub sub: String,
+    /// Expiry, Unix seconds.
     pub exp: i64,
+    /// Issue time, Unix seconds.
     pub iat: i64,
+    /// Unique token id; refresh tokens are stored by it.
     pub jti: String,
+    /// Access or refresh.
     pub typ: TokenKind,
+    /// The user's role when the token was issued.
     pub role: Role,
 }
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthUser {
+    /// The account, as stored when the request was authenticated.
     pub user: User,
 }
 
 impl AuthUser {
+    /// The user's id.
     pub fn id(&self) -> i64 {
         self.user.id
     }
 
+    /// The user's role.
     pub fn role(&self) -> Role {
         self.user.role
     }
@@ -99,7 +109,9 @@ struct Failures {
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
+    /// The token's `exp` has passed (`TOKEN_EXPIRED`).
     Expired,
+    /// Malformed, wrongly signed, of the other kind, or issued in the future (`TOKEN_INVALID`).
     Invalid(String),
 }
 
@@ -119,7 +131,9 @@ impl From<TokenError> for ApiError {
 /// A freshly issued token and its claims.
 #[derive(Debug, Clone)]
 pub struct Issued {
+    /// The encoded JWT.
     pub token: String,
+    /// What it says.
     pub claims: Claims,
 }
 
@@ -127,6 +141,7 @@ pub struct Issued {
 const MAX_TRACKED_USERNAMES: usize = 10_000;
 
 impl Auth {
+    /// Signs and checks HS256 tokens with `secret`; locks usernames as `lockout` says.
     pub fn new(secret: &[u8], lockout: LoginLockout) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "iat", "sub"]);

@@ -35,7 +35,9 @@ impl Default for RateLimits {
 /// Failed-login lockout: `max_failures` in a row lock the username for `lock_for`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLockout {
+    /// Failed logins in a row that lock the username.
     pub max_failures: u32,
+    /// How long a locked username refuses logins.
     pub lock_for: Duration,
 }
 
@@ -51,6 +53,7 @@ impl Default for LoginLockout {
 /// The admin created on first start when there are no users.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminBootstrap {
+    /// Login name of the first admin (`admin` by default).
     pub username: String,
     /// `None`: a random password is generated and printed once to the log.
     pub password: Option<String>,
@@ -86,8 +89,11 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// Signs tokens; generated once and kept in `<data_dir>/jwt_secret` when `None`.
     pub jwt_secret: Option<String>,
+    /// The admin created on first start when there are no users.
     pub admin: AdminBootstrap,
+    /// Requests per client the API accepts.
     pub rate_limits: RateLimits,
+    /// Failed-login lockout.
     pub lockout: LoginLockout,
     /// Settings from a config file, applied over the stored ones (not saved).
     pub settings_overrides: Option<Value>,
@@ -158,6 +164,10 @@ impl ServerConfig {
     }
 
     /// Loads a TOML config file with the settings API's keys as overrides.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_config_file`].
     pub fn with_config_file(mut self, path: &Path) -> Result<Self, ServerError> {
         self.settings_overrides = Some(read_config_file(path)?);
         Ok(self)
@@ -172,6 +182,11 @@ impl ServerConfig {
 }
 
 /// A TOML file with the settings document's sections, as JSON.
+///
+/// # Errors
+///
+/// [`ServerError::Io`] when the file cannot be read, [`ServerError::Config`]
+/// naming the file when it is not valid TOML.
 pub fn read_config_file(path: &Path) -> Result<Value, ServerError> {
     let text = std::fs::read_to_string(path).map_err(|source| ServerError::Io {
         context: format!("reading config file {}", path.display()),

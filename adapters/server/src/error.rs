@@ -39,11 +39,15 @@ pub mod codes {
     pub const NOT_FOUND: &str = "NOT_FOUND";
     /// No route matches the path.
     pub const ROUTE_NOT_FOUND: &str = "ROUTE_NOT_FOUND";
+    /// The path exists but not with this HTTP method.
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
     /// A duplicate (username, job id) or a state that does not allow the change.
     pub const CONFLICT: &str = "CONFLICT";
+    /// The request body is larger than the route accepts.
     pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    /// The body's `Content-Type` is not one the route reads.
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+    /// A `Range` header lies outside the file.
     pub const RANGE_NOT_SATISFIABLE: &str = "RANGE_NOT_SATISFIABLE";
     /// The request rate limit is exhausted; see `Retry-After`.
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
@@ -59,8 +63,11 @@ pub mod codes {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{status} {code}: {detail}")]
 pub struct ApiError {
+    /// The HTTP status of the response.
     pub status: StatusCode,
+    /// One of [`codes`], sent as `error_code`.
     pub code: &'static str,
+    /// What went wrong, for people.
     pub detail: String,
     /// The offending field of a validation error.
     pub field: Option<String>,
@@ -75,6 +82,7 @@ pub struct ErrorBody {
     pub detail: String,
     /// Stable machine-readable code.
     pub error_code: String,
+    /// When the error happened (RFC 3339, UTC).
     pub timestamp: String,
     /// Also sent as the `X-Request-Id` header.
     pub request_id: String,
@@ -84,6 +92,7 @@ pub struct ErrorBody {
 }
 
 impl ApiError {
+    /// An error with `status`, `code` and `detail`, no field and no retry hint.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
@@ -94,6 +103,7 @@ impl ApiError {
         }
     }
 
+    /// 400 `BAD_REQUEST`: the request cannot be read.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, detail)
     }
@@ -111,22 +121,27 @@ impl ApiError {
         }
     }
 
+    /// 401 with `code` (`UNAUTHORIZED`, `TOKEN_EXPIRED`, …).
     pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, detail)
     }
 
+    /// 403 `FORBIDDEN`: the role does not allow the operation.
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, detail)
     }
 
+    /// 404 `NOT_FOUND`.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, detail)
     }
 
+    /// 409 `CONFLICT`.
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, codes::CONFLICT, detail)
     }
 
+    /// 429 with `code`, telling the client to retry after `retry_after` seconds (at least 1).
     pub fn too_many(code: &'static str, detail: impl Into<String>, retry_after: u64) -> Self {
         Self {
             retry_after: Some(retry_after.max(1)),
@@ -134,6 +149,8 @@ impl ApiError {
         }
     }
 
+    /// 500 `INTERNAL_ERROR`: `detail` goes to the log only, the client gets
+    /// a generic message.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(target: "mediadl_server", error = %detail, "internal error");
         Self::new(

@@ -6,12 +6,29 @@
 //!
 //! The binary stays thin: it parses flags, starts tracing and calls [`run`]:
 //!
-//! ```no_run
-//! # async fn example() -> Result<(), mediadl_server::ServerError> {
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await.unwrap();
-//! let config = mediadl_server::ServerConfig::new("./data").with_env();
-//! let shutdown = tokio_util::sync::CancellationToken::new();
-//! mediadl_server::run(listener, config, shutdown).await
+//! ```
+//! use mediadl_server::{ServerConfig, run};
+//! use tokio::net::TcpListener;
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let data = tempfile::tempdir()?;
+//! // Port 0 picks a free port; a real server binds its configured address.
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! let address = listener.local_addr()?;
+//! // SQLite in the data directory; the JWT secret and admin from the environment.
+//! let config = ServerConfig::new(data.path()).with_env();
+//! let shutdown = CancellationToken::new();
+//! let server = tokio::spawn(run(listener, config, shutdown.clone()));
+//!
+//! let health = reqwest::get(format!("http://{address}/api/v1/health")).await?;
+//! assert!(health.status().is_success());
+//!
+//! // Ctrl-C or a service manager's stop would do this.
+//! shutdown.cancel();
+//! server.await??;
+//! # Ok(())
 //! # }
 //! ```
 
@@ -51,23 +68,38 @@ pub use state::AppState;
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// A file or socket operation failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, with the path (`reading config file …`).
         context: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The configuration is not usable (a short JWT secret, a bad config file).
     #[error("configuration: {reason}")]
-    Config { reason: String },
+    Config {
+        /// What to fix.
+        reason: String,
+    },
+    /// The database could not be opened or migrated; the URL is redacted.
     #[error("database: {0}")]
     Store(String),
+    /// The core refused something at start-up (invalid stored settings, the engine).
     #[error(transparent)]
     Core(#[from] mediadl::Error),
+    /// The first admin could not be created.
     #[error("users: {0}")]
     Users(#[from] users::UserError),
 }
 
 /// Opens the store named by `config` (SQLite in the data dir by default).
+///
+/// # Errors
+///
+/// [`ServerError::Io`] when the data directory cannot be created,
+/// [`ServerError::Store`] when the database cannot be opened or migrated.
 pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
     create_dir(&config.data_dir)?;
     let url = config.database_url();
@@ -79,6 +111,10 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerE
 /// The event bus for `config`: PostgreSQL LISTEN/NOTIFY when the database
 /// is PostgreSQL (so `mediadl worker`s elsewhere reach this server's
 /// WebSockets), else the in-process broadcast.
+///
+/// # Errors
+///
+/// [`ServerError::Store`] when PostgreSQL cannot be reached for `LISTEN`.
 pub async fn open_event_bus(config: &ServerConfig) -> Result<Arc<dyn EventBus>, ServerError> {
     let url = config.database_url();
     if is_postgres(&url) {
@@ -111,6 +147,12 @@ fn create_dir(dir: &Path) -> Result<(), ServerError> {
 
 /// The JWT secret: the configured one, else the one kept in
 /// `<data_dir>/jwt_secret`, generated on first start.
+///
+/// # Errors
+///
+/// [`ServerError::Config`] for a configured secret shorter than 16
+/// characters, [`ServerError::Io`] when the secret file cannot be read or
+/// written.
 pub fn jwt_secret(config: &ServerConfig) -> Result<Vec<u8>, ServerError> {
     if let Some(secret) = &config.jwt_secret {
         if secret.len() < 16 {
@@ -157,6 +199,11 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Builds the shared state for `store` (used by [`run`] and by tests).
+///
+/// # Errors
+///
+/// [`ServerError::Core`] when the stored settings are invalid, and the
+/// errors of [`jwt_secret`].
 pub async fn build_state(
     config: &ServerConfig,
     store: Arc<dyn Store>,
@@ -236,6 +283,12 @@ fn not_api() -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
 /// store, creates the first admin, starts the log writer and the engine,
 /// and serves the API. On shutdown it stops accepting, lets open requests
 /// finish, returns running items to the queue and flushes the logs.
+///
+/// # Errors
+///
+/// Start-up failures only: the errors of [`open_store`],
+/// [`open_event_bus`] and [`run_with`]. Once serving, problems are logged
+/// and the server keeps running.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
@@ -248,6 +301,12 @@ pub async fn run(
 
 /// [`run`] with a store and event bus chosen by the caller (embedders, a
 /// PostgreSQL event bus).
+///
+/// # Errors
+///
+/// The errors of [`build_state`], [`ServerError::Users`] when the first
+/// admin cannot be created, [`ServerError::Core`] when the engine cannot
+/// be built.
 pub async fn run_with(
     listener: TcpListener,
     config: ServerConfig,

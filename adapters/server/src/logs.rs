@@ -56,6 +56,8 @@ impl Default for LogCapture {
 }
 
 impl LogCapture {
+    /// A capture with an empty buffer; add its [`layer`](Self::layer) to the
+    /// subscriber and hand it to the server's config.
     pub fn new() -> Self {
         let (sender, receiver) = mpsc::channel(BUFFER);
         Self {

@@ -20,14 +20,18 @@ type Keyed<K> = Governor<K, DefaultKeyedStateStore<K>, DefaultClock, StateInform
 /// Who a request is counted against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RateKey {
+    /// An authenticated user, by id ([`RateLimits::authenticated_per_hour`]).
     User(i64),
+    /// An unauthenticated client, by address ([`RateLimits::public_per_hour`]).
     Address(IpAddr),
 }
 
 /// The outcome of counting one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateStatus {
+    /// Requests allowed per hour for this key (`X-RateLimit-Limit`).
     pub limit: u32,
+    /// Requests left now (`X-RateLimit-Remaining`).
     pub remaining: u32,
     /// Unix seconds when the whole allowance is available again.
     pub reset: u64,
@@ -65,6 +69,7 @@ fn hourly(per_hour: u32) -> Quota {
 }
 
 impl RateLimiter {
+    /// Limiters allowing `limits` per hour for users and for addresses.
     pub fn new(limits: RateLimits) -> Self {
         Self {
             users: Governor::keyed(hourly(limits.authenticated_per_hour))

@@ -29,6 +29,8 @@ pub fn current_request_id() -> String {
 /// What the connection layer knows about a request, stored in its extensions.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
+    /// The `X-Request-Id` the client sent, or a fresh UUID; echoed in the
+    /// response and the error body.
     pub request_id: String,
     /// The peer address of the TCP connection.
     pub client_addr: Option<SocketAddr>,

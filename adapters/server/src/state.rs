@@ -15,22 +15,32 @@ use crate::ws::Connections;
 /// Shared state of a running server.
 #[derive(Clone)]
 pub struct AppState {
+    /// The database every handler reads and writes.
     pub store: Arc<dyn Store>,
+    /// Where queue changes, progress and logs are published (and the
+    /// WebSocket subscribes).
     pub events: Arc<dyn EventBus>,
+    /// The downloaders `/platforms` lists and requests are checked against.
     pub registry: Arc<Registry>,
+    /// The live settings (`/settings` reads and updates them).
     pub settings: SettingsHandle,
     /// Every queue write goes through here (validation, `queue_updated`).
     pub queue: QueueService,
     /// Job management for `/scheduler/*`; its firing loop runs in the server.
     pub scheduler: Arc<CronScheduler>,
+    /// The time source of tokens, history rows and queue items.
     pub clock: Arc<dyn Clock>,
+    /// Token issuing and checking, login lockout.
     pub auth: Arc<Auth>,
+    /// Per-user and per-address request counters.
     pub limits: Arc<RateLimiter>,
+    /// The limits `limits` enforces, for the WebSocket connection cap.
     pub rate_limits: RateLimits,
     /// WebSocket connections per user.
     pub connections: Arc<Connections>,
     /// Where downloads go unless the settings say otherwise.
     pub download_root: PathBuf,
+    /// The server's data directory (thumbnail cache, JWT secret).
     pub data_dir: PathBuf,
     /// Cancelled when the server shuts down (WebSockets close).
     pub shutdown: CancellationToken,

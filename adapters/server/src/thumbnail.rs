@@ -16,12 +16,16 @@ const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
 /// Why a thumbnail could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ThumbnailError {
+    /// The source image or the cache file could not be read or written.
     #[error("reading {path}: {source}")]
     Io {
+        /// The file concerned.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not an image this build decodes, or is too large.
     #[error("decoding image: {0}")]
     Image(#[from] image::ImageError),
 }

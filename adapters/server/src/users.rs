@@ -13,12 +13,21 @@ use crate::config::AdminBootstrap;
 /// Why a user operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
+    /// A username or password does not meet the rules.
     #[error("{field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// `username` or `password`.
+        field: &'static str,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// No user has this username.
     #[error("user {0:?} not found")]
     UnknownUser(String),
+    /// argon2 failed (out of memory, bad parameters).
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// The store failed or refused (a taken username is a conflict).
     #[error(transparent)]
     Store(#[from] mediadl::StoreError),
 }

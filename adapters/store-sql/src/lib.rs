@@ -1,4 +1,28 @@
-//! SQL stores for mediadl.
+//! SQL stores for mediadl: [`Store`](mediadl::Store) on an embedded
+//! SQLite file (feature `sqlite`, the default) or on PostgreSQL (feature
+//! `postgres`, with [`PgEventBus`] carrying events between processes over
+//! `LISTEN`/`NOTIFY`). Both apply their embedded migrations when opened and
+//! pass the core's store conformance suite, so the engine, scheduler and
+//! server behave the same on either.
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
+//! use mediadl::Store;
+//! use mediadl_store::SqliteStore;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("mediadl.db")).await?);
+//! // Hand `store` to the engine, the scheduler and the server.
+//! assert_eq!(store.count_users().await?, 0);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "sqlite"))]
+//! # fn main() {}
+//! ```
 
 #[cfg(feature = "sqlite")]
 mod sqlite;

@@ -87,11 +87,13 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
+    /// The queue and the records (required).
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
     }
 
+    /// Where progress, completions and queue changes are published (required).
     pub fn events(mut self, events: Arc<dyn EventBus>) -> Self {
         self.events = Some(events);
         self
@@ -103,6 +105,8 @@ impl EngineBuilder {
         self
     }
 
+    /// The live settings; the defaults when not given. Changes to worker
+    /// count, network and placement apply without a restart.
     pub fn settings(mut self, settings: SettingsHandle) -> Self {
         self.settings = Some(settings);
         self
@@ -114,16 +118,19 @@ impl EngineBuilder {
         self
     }
 
+    /// The time source of leases and backoff; the system clock when not given.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
     }
 
+    /// Backoff between attempts of a failed item; [`RetryPolicy::default`] when not given.
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }
 
+    /// Leases and polling; [`EngineTiming::default`] when not given.
     pub fn timing(mut self, timing: EngineTiming) -> Self {
         self.timing = timing;
         self
@@ -135,6 +142,12 @@ impl EngineBuilder {
         self
     }
 
+    /// The engine; nothing runs until [`Engine::run`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when the store or the event bus is missing, or
+    /// the network settings (a proxy URL) cannot be used.
     pub fn build(self) -> Result<Engine, Error> {
         let store = self
             .store
@@ -237,6 +250,68 @@ impl Shared {
 }
 
 /// The download engine. Cheap to clone; clones share one pool.
+///
+/// Built with [`Engine::builder`] from a store, an event bus, the
+/// downloaders and the live settings, then [`run`](Engine::run) until a
+/// token is cancelled. Items are queued through a
+/// [`QueueService`](crate::QueueService) (or by another process sharing
+/// the store).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use futures::StreamExt;
+/// use mediadl::model::{EventKind, NewQueueItem, QueueStatus};
+/// use mediadl::store::MemoryStore;
+/// use mediadl::testkit::{Fixture, FixtureServer};
+/// use mediadl::{
+///     BroadcastBus, BusMessage, Engine, EventBus, QueueService, Registry, SettingsHandle,
+///     SystemClock,
+/// };
+/// use tokio_util::sync::CancellationToken;
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = FixtureServer::start().await;
+/// server.route("/photo.jpg", Fixture::bytes(vec![7u8; 1000]).header("content-type", "image/jpeg"));
+/// let root = tempfile::tempdir()?;
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let events = Arc::new(BroadcastBus::default());
+/// let registry = Arc::new(Registry::builtin());
+/// let settings = SettingsHandle::new(Default::default());
+/// let engine = Engine::builder()
+///     .store(store.clone())
+///     .events(events.clone())
+///     .registry(registry.clone())
+///     .settings(settings.clone())
+///     .download_root(root.path())
+///     .build()?;
+/// let queue = QueueService::new(store, events.clone(), registry, settings, Arc::new(SystemClock));
+///
+/// let mut feed = events.subscribe();
+/// queue
+///     .submit(NewQueueItem::new(server.url("/photo.jpg"), "direct", "", "file"))
+///     .await?;
+/// let shutdown = CancellationToken::new();
+/// let running = tokio::spawn({
+///     let (engine, shutdown) = (engine.clone(), shutdown.clone());
+///     async move { engine.run(shutdown).await }
+/// });
+/// let completed = loop {
+///     if let Some(BusMessage::Event(event)) = feed.next().await
+///         && let EventKind::DownloadCompleted(completed) = &event.kind
+///     {
+///         break completed.clone();
+///     }
+/// };
+/// shutdown.cancel();
+/// running.await??;
+/// assert_eq!(completed.status, QueueStatus::Completed);
+/// assert!(root.path().join("direct").exists(), "placed under {{platform}}/{{source}}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Engine {
     shared: Arc<Shared>,
@@ -244,6 +319,7 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// A builder; see [`Engine`] for an example.
     pub fn builder() -> EngineBuilder {
         EngineBuilder::default()
     }
@@ -251,6 +327,11 @@ impl Engine {
     /// Runs workers until `shutdown` is cancelled, then stops taking work,
     /// returns in-flight items to `pending` (their partial files kept for
     /// resuming) and returns.
+    ///
+    /// # Errors
+    ///
+    /// None once running: an unreachable store or a failed item is logged
+    /// and retried, never returned, so the engine outlives outages.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
         let shared = &self.shared;
         clean_stale_temp_files(&shared.download_root()).await;

@@ -1,6 +1,46 @@
 //! Where a file goes: directory and file name templates, sanitising every
 //! name that came from a remote source, and the check that the final path
 //! stays under the download root.
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! use chrono::{TimeZone, Utc};
+//! use mediadl::MediaItem;
+//! use mediadl::engine::placement::{NameParts, contained_path, relative_location};
+//!
+//! let item = MediaItem {
+//!     posted_at: Utc.with_ymd_and_hms(2025, 10, 12, 14, 15, 23).single(),
+//!     media_id: Some("3141592653".into()),
+//!     ..MediaItem::new(
+//!         "instagram:3141592653",
+//!         "https://cdn.example/p/3141592653.jpg".parse().unwrap(),
+//!         "post",
+//!     )
+//! };
+//! let parts = NameParts {
+//!     platform: "instagram",
+//!     // Remote names are sanitised: no separators, no `..`.
+//!     source: "../evalongoria",
+//!     content_type: "posts",
+//!     item: &item,
+//!     original_name: None,
+//!     media_type: Some("image/jpeg"),
+//!     now: Utc::now(),
+//! };
+//! // The default templates of `downloads.directory_template` and `filename_template`.
+//! let (dir, name) = relative_location(
+//!     "{platform}/{source}",
+//!     "{source}_{date:%Y%m%d_%H%M%S}_{media_id}.{ext}",
+//!     &parts,
+//! );
+//! assert_eq!(dir, Path::new("instagram/_evalongoria"));
+//! assert_eq!(name, "_evalongoria_20251012_141523_3141592653.jpg");
+//!
+//! let root = Path::new("/data/downloads");
+//! assert!(contained_path(root, &dir.join(&name)).is_ok());
+//! assert!(contained_path(root, Path::new("../etc/passwd")).is_err());
+//! ```
 
 use std::path::{Component, Path, PathBuf};
 
@@ -70,6 +110,10 @@ fn truncate_keeping_extension(name: &str, max: usize) -> String {
 
 /// Joins `relative` (already sanitised components) under `root` and checks
 /// that the result stays inside it, lexically (no `..`, no absolute parts).
+///
+/// # Errors
+///
+/// [`DownloadError::Permanent`] when `relative` would leave `root`.
 pub fn contained_path(root: &Path, relative: &Path) -> Result<PathBuf, DownloadError> {
     let mut path = root.to_path_buf();
     for component in relative.components() {
@@ -96,9 +140,14 @@ pub fn contained_path(root: &Path, relative: &Path) -> Result<PathBuf, DownloadE
 /// Values the templates can use.
 #[derive(Debug, Clone)]
 pub struct NameParts<'a> {
+    /// `{platform}`: the platform name.
     pub platform: &'a str,
+    /// `{source}`: the account, thread or URL host the item came from.
     pub source: &'a str,
+    /// `{content_type}`: what the queue item asked for (`posts`, `thread`, …).
     pub content_type: &'a str,
+    /// The item: `{media_id}`, the post date of `{date}`, and its metadata
+    /// keys as placeholders of their own.
     pub item: &'a MediaItem,
     /// The file's own name (Content-Disposition, URL, or the program's output), unsanitised.
     pub original_name: Option<&'a str>,

@@ -47,6 +47,7 @@ const ENGINE_RATE_LIMIT_WAIT: Duration = Duration::from_secs(15 * 60);
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ProgramSettings {
+    /// Off: the downloader refuses to run (`GET /platforms` says why).
     pub enabled: bool,
     /// The program: a path, or a name looked up on `PATH`. Empty: the default name.
     pub path: String,
@@ -451,6 +452,7 @@ impl WorkDir {
         })
     }
 
+    /// The directory the program writes into.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -29,7 +29,9 @@ const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
 pub struct Invocation {
     /// Shown in errors: `yt-dlp`, `gallery-dl`.
     pub name: String,
+    /// The program's path (or a name looked up on `PATH`).
     pub program: PathBuf,
+    /// Arguments, in order.
     pub args: Vec<OsString>,
     /// Working directory; the current one when `None`.
     pub cwd: Option<PathBuf>,
@@ -40,6 +42,7 @@ pub struct Invocation {
 }
 
 impl Invocation {
+    /// Runs `program`, shown as `name` in errors, with no arguments yet.
     pub fn new(name: impl Into<String>, program: impl Into<PathBuf>) -> Self {
         Self {
             name: name.into(),
@@ -51,11 +54,13 @@ impl Invocation {
         }
     }
 
+    /// Adds one argument.
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         self.args.push(arg.into());
         self
     }
 
+    /// Adds several arguments, in order.
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -80,6 +85,7 @@ pub enum ProgramEvent {
 /// How a finished program ended.
 #[derive(Debug, Clone)]
 pub struct Finished {
+    /// The program's exit status.
     pub status: ExitStatus,
     /// The last lines of stderr.
     pub stderr: String,

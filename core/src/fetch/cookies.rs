@@ -10,14 +10,18 @@ use reqwest::cookie::Jar;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cookies file line {line}: {reason}")]
 pub struct CookieError {
+    /// 1-based line of the file.
     pub line: usize,
+    /// What is wrong with the line.
     pub reason: String,
 }
 
 /// What a parsed cookies file holds.
 #[derive(Debug, Clone)]
 pub struct ParsedCookies {
+    /// The cookies, ready for a client ([`HttpClientBuilder::cookies`](super::HttpClientBuilder::cookies)).
     pub jar: Arc<Jar>,
+    /// Cookies added to the jar.
     pub count: usize,
     /// The earliest expiry among the cookies that have one.
     pub earliest_expiry: Option<DateTime<Utc>>,
@@ -26,6 +30,10 @@ pub struct ParsedCookies {
 /// Parses a Netscape cookies file: tab-separated `domain, include
 /// subdomains, path, secure, expiry, name, value`; `#HttpOnly_` prefixes
 /// kept; comments and blank lines skipped.
+///
+/// # Errors
+///
+/// [`CookieError`] naming the first line that is not a cookie.
 pub fn parse_netscape_cookies(text: &str) -> Result<ParsedCookies, CookieError> {
     let jar = Arc::new(Jar::default());
     let mut count = 0;

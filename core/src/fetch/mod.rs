@@ -178,6 +178,12 @@ impl HttpClientBuilder<'_> {
         self
     }
 
+    /// The client.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming `network.proxy` for an unusable proxy URL,
+    /// or `network` when the TLS stack cannot be set up.
     pub fn build(self) -> Result<HttpClient, Error> {
         let settings = self.settings;
         let block_private = settings.block_private_addresses;

@@ -29,7 +29,9 @@ const WRITE_BUFFER: usize = 128 * 1024;
 /// A finished transfer, still under its temporary name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
+    /// The temporary file the bytes were written to (the caller's `temp`).
     pub path: PathBuf,
+    /// Bytes in the file.
     pub size: u64,
     /// Hex SHA-256 of the whole file.
     pub sha256: String,

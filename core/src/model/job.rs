@@ -31,14 +31,18 @@ pub enum CatchUp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Started and not finished yet.
     Running,
+    /// Finished; its queue item completed.
     Success,
+    /// Finished with an error; `error_message` says which.
     Failure,
     /// The slot fired while the previous run was still active.
     Skipped,
 }
 
 impl RunStatus {
+    /// The status's API and database spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
@@ -70,44 +74,68 @@ impl std::str::FromStr for RunStatus {
 pub struct Job {
     /// Slug such as `instagram-evalongoria-posts`.
     pub id: String,
+    /// Human-readable name shown in the dashboard.
     pub name: String,
+    /// What the job does when it fires.
     pub kind: JobKind,
+    /// Platform name, as in [`Registry`](crate::Registry).
     pub platform: String,
+    /// The account, thread or URL the job downloads from.
     pub source: String,
+    /// Kind of content to download (`posts`, `stories`, `thread`, …).
     pub content_type: String,
     /// Standard 5-field cron.
     pub schedule: String,
     /// IANA zone the schedule is read in; UTC when absent.
     pub timezone: Option<String>,
+    /// Disabled jobs keep their schedule but never fire.
     pub enabled: bool,
+    /// What happens to slots missed while no scheduler ran.
     pub catch_up: CatchUp,
     /// `max_downloads`, `downloader`, `days_back`, `url`, … as given by the user.
     pub config: Metadata,
     /// Forum monitors disable themselves after this time.
     pub monitor_until: Option<DateTime<Utc>>,
+    /// When the job last fired.
     pub last_run: Option<DateTime<Utc>>,
+    /// How its last run ended.
     pub last_run_status: Option<RunStatus>,
+    /// Media items its last run saved.
     pub last_run_items: Option<u32>,
+    /// The next slot it fires at, `None` while disabled.
     pub next_run: Option<DateTime<Utc>>,
     /// The latest slot any scheduler instance fired (exactly-once firing).
     pub last_slot: Option<DateTime<Utc>>,
+    /// Runs started since the job was created.
     pub total_runs: u64,
+    /// Runs that ended in success.
     pub success_count: u64,
+    /// Runs that ended in failure.
     pub failure_count: u64,
+    /// When the job was created.
     pub created_at: DateTime<Utc>,
+    /// When the job was last changed.
     pub updated_at: DateTime<Utc>,
 }
 
 /// One execution of a job (`/scheduler/history`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRun {
+    /// Store-assigned id.
     pub id: i64,
+    /// The job that ran ([`Job::id`]).
     pub job_id: String,
+    /// When the run fired.
     pub started_at: DateTime<Utc>,
+    /// When the run ended, once it has.
     pub completed_at: Option<DateTime<Utc>>,
+    /// Seconds from start to end, once ended.
     pub duration_seconds: Option<f64>,
+    /// How the run is going or ended.
     pub status: RunStatus,
+    /// Media items the run saved.
     pub items_downloaded: u32,
+    /// Why the run failed, when it did.
     pub error_message: Option<String>,
     /// The queue item the run enqueued.
     pub queue_id: Option<i64>,
@@ -116,7 +144,11 @@ pub struct JobRun {
 /// Filters of `GET /scheduler/history`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunFilter {
+    /// Only runs of this job.
     pub job_id: Option<String>,
+    /// Only runs in this status.
     pub status: Option<RunStatus>,
+    /// At most this many runs, newest first; 0 means the default
+    /// ([`run_history_limit`](crate::store::rules::run_history_limit)).
     pub limit: u32,
 }

@@ -7,13 +7,18 @@ use super::Metadata;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LogLevel {
+    /// Detail for debugging (also what `TRACE` parses to).
     Debug,
+    /// Normal operation.
     Info,
+    /// Something unexpected that mediadl recovered from.
     Warning,
+    /// Something failed.
     Error,
 }
 
 impl LogLevel {
+    /// The level's API spelling (`DEBUG`, `INFO`, `WARNING`, `ERROR`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Debug => "DEBUG",
@@ -43,22 +48,32 @@ impl std::str::FromStr for LogLevel {
 /// A stored log line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
+    /// Store-assigned id, increasing with insertion.
     pub id: i64,
+    /// When the line was logged.
     pub timestamp: DateTime<Utc>,
+    /// Severity.
     pub level: LogLevel,
     /// `Instagram`, `Scheduler`, … (the spec's modules), or a Rust module path.
     pub module: String,
+    /// The formatted message.
     pub message: String,
+    /// Structured fields of the log call.
     pub metadata: Metadata,
 }
 
 /// A log line before the store has given it an id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewLogEntry {
+    /// When the line was logged.
     pub timestamp: DateTime<Utc>,
+    /// Severity.
     pub level: LogLevel,
+    /// `Instagram`, `Scheduler`, … or a Rust module path.
     pub module: String,
+    /// The formatted message.
     pub message: String,
+    /// Structured fields of the log call.
     pub metadata: Metadata,
 }
 
@@ -71,7 +86,9 @@ pub struct LogFilter {
     pub module: Option<String>,
     /// Case-insensitive substring of the message.
     pub search: Option<String>,
+    /// Only entries at or after this time.
     pub date_from: Option<DateTime<Utc>>,
+    /// Only entries at or before this time.
     pub date_to: Option<DateTime<Utc>>,
     /// Newest first, at most this many (1–1000).
     pub limit: u32,
@@ -81,14 +98,18 @@ pub struct LogFilter {
 /// and how many entries are stored in all.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogPage {
+    /// The newest matching entries, newest first.
     pub logs: Vec<LogEntry>,
+    /// Entries matching the filter, beyond the page too.
     pub matching: u64,
+    /// Entries stored in all.
     pub total: u64,
 }
 
 /// What a log clean-up removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogsDeleted {
+    /// Entries removed.
     pub entries: u64,
     /// Approximate bytes of message and metadata text removed.
     pub bytes: u64,

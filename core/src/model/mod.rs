@@ -31,7 +31,9 @@ pub type Metadata = serde_json::Map<String, serde_json::Value>;
 /// A page request: 1-based page number and page size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Page {
+    /// 1-based page number.
     pub page: u32,
+    /// Rows per page, 1 to [`Page::MAX_PER_PAGE`].
     pub per_page: u32,
 }
 
@@ -62,7 +64,9 @@ impl Default for Page {
 /// One page of a list and the total number of matching rows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Paged<T> {
+    /// The rows of this page, in the list's order.
     pub items: Vec<T>,
+    /// Rows matching the query on all pages.
     pub total: u64,
 }
 

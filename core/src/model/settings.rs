@@ -16,14 +16,18 @@ pub const MASK: &str = "***";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
+    /// Where files go, worker count, time zone and other process-wide choices.
     pub general: GeneralSettings,
+    /// Placement, file names, retries and limits of the downloads.
     pub downloads: DownloadSettings,
+    /// Proxies, timeouts, rate limits and the address filter.
     pub network: NetworkSettings,
     /// Per platform, then per downloader; each platform reads its own part
     /// with [`Settings::platform`].
     pub platforms: Map<String, Value>,
     /// Email, browser and webhook notifications; read by the notifier.
     pub notifications: Map<String, Value>,
+    /// Log level and retention.
     pub logs: LogSettings,
 }
 
@@ -110,9 +114,11 @@ pub struct NetworkSettings {
     pub proxy: String,
     /// Per-platform proxies, overriding `proxy`.
     pub platform_proxies: Map<String, Value>,
+    /// `User-Agent` header of every request that does not set its own.
     pub user_agent: String,
     /// Refuse loopback, private and link-local targets (checked after DNS and on every redirect).
     pub block_private_addresses: bool,
+    /// Longest wait for a TCP (and TLS) connection, in seconds.
     pub connect_timeout_seconds: u32,
     /// Longest silence while reading a response.
     pub read_timeout_seconds: u32,
@@ -183,7 +189,9 @@ fn default_notifications() -> Map<String, Value> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct InvalidSetting {
+    /// Dotted path of the field, such as `network.proxy`.
     pub field: String,
+    /// What is wrong with the value, for a person to read.
     pub reason: String,
 }
 

@@ -5,12 +5,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Reads everything, changes nothing.
     Viewer,
+    /// Reads everything and queues downloads.
     User,
+    /// Everything, including users and settings.
     Admin,
 }
 
 impl Role {
+    /// The role's API and database spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Viewer => "viewer",
@@ -43,30 +47,45 @@ impl std::str::FromStr for Role {
 /// An account. The password hash never travels with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
+    /// Store-assigned id.
     pub id: i64,
+    /// Login name, unique.
     pub username: String,
+    /// Contact address for notifications, if given.
     pub email: Option<String>,
+    /// What the account may do.
     pub role: Role,
+    /// Disabled accounts cannot log in or refresh tokens.
     pub disabled: bool,
+    /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// When the account last logged in successfully.
     pub last_login: Option<DateTime<Utc>>,
 }
 
 /// A new account with its argon2 PHC hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewUser {
+    /// Login name; must not be taken.
     pub username: String,
+    /// Contact address for notifications, if given.
     pub email: Option<String>,
+    /// What the account may do.
     pub role: Role,
+    /// argon2 PHC string of the password (never the password).
     pub password_hash: String,
 }
 
 /// A change to an account; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserPatch {
+    /// `Some(None)` clears the address, `Some(Some(_))` sets it.
     pub email: Option<Option<String>>,
+    /// New role.
     pub role: Option<Role>,
+    /// New argon2 PHC string.
     pub password_hash: Option<String>,
+    /// Disable or re-enable the account.
     pub disabled: Option<bool>,
 }
 
@@ -75,9 +94,14 @@ pub struct UserPatch {
 pub struct RefreshToken {
     /// The token's `jti`.
     pub id: String,
+    /// The account the token was issued to.
     pub user_id: i64,
+    /// When it was issued.
     pub issued_at: DateTime<Utc>,
+    /// When it stops being accepted.
     pub expires_at: DateTime<Utc>,
+    /// When it was exchanged for a new pair; a token is accepted once.
     pub used_at: Option<DateTime<Utc>>,
+    /// Revoked tokens (logout, password change) are refused.
     pub revoked: bool,
 }

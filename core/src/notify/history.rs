@@ -19,7 +19,9 @@ pub const HISTORY_KEY: &str = "notifications.deliveries";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryTransport {
+    /// An email through the configured SMTP server.
     Email,
+    /// An HTTP POST to a configured webhook.
     Webhook,
 }
 
@@ -29,6 +31,7 @@ pub enum DeliveryTransport {
 pub enum DeliveryStatus {
     /// Attempts are still to come.
     Pending,
+    /// An attempt succeeded.
     Delivered,
     /// Every attempt failed; `attempts` says why.
     Failed,
@@ -39,19 +42,24 @@ pub enum DeliveryStatus {
 pub struct DeliveryAttempt {
     /// 1-based.
     pub attempt: u32,
+    /// When the attempt started.
     pub at: DateTime<Utc>,
+    /// Whether the transport accepted it.
     pub success: bool,
     /// HTTP status a webhook answered with.
     pub status_code: Option<u16>,
     /// Why it failed (the SMTP server's words, a timeout, the HTTP status).
     pub error: Option<String>,
+    /// How long the attempt took, in milliseconds.
     pub duration_ms: u64,
 }
 
 /// One delivery: an email (possibly a digest) or one webhook call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
+    /// Random (UUID v4) id, unique in the history.
     pub id: String,
+    /// Email or webhook.
     pub transport: DeliveryTransport,
     /// The webhook's name, or the recipients of an email (never a secret).
     pub target: String,
@@ -61,11 +69,15 @@ pub struct Delivery {
     pub title: String,
     /// Notices the delivery carries.
     pub notices: u32,
+    /// Where it stands now.
     pub status: DeliveryStatus,
+    /// Every attempt so far, oldest first.
     pub attempts: Vec<DeliveryAttempt>,
     /// Sent by `POST /notifications/test`.
     pub test: bool,
+    /// When the delivery was created.
     pub created_at: DateTime<Utc>,
+    /// When its last attempt ended.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -109,7 +121,9 @@ impl Delivery {
 /// Filters of the history listing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryFilter {
+    /// Only deliveries by this transport.
     pub transport: Option<DeliveryTransport>,
+    /// Only deliveries in this status.
     pub status: Option<DeliveryStatus>,
     /// At most this many (newest first); 0 means all kept.
     pub limit: u32,
@@ -118,8 +132,10 @@ pub struct DeliveryFilter {
 /// Why the history could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
+    /// The store could not read or write the history's state key.
     #[error("delivery history: {0}")]
     Store(#[from] StoreError),
+    /// The stored history is not a list of deliveries (written by another version?).
     #[error("delivery history is not readable: {0}")]
     Corrupt(#[from] serde_json::Error),
 }
@@ -140,6 +156,7 @@ fn write_lock() -> &'static tokio::sync::Mutex<()> {
 }
 
 impl DeliveryLog {
+    /// A log kept under [`HISTORY_KEY`] of `state`.
     pub fn new(state: Arc<dyn StateRepo>) -> Self {
         Self { state }
     }

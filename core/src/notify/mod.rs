@@ -4,15 +4,29 @@
 //! toasts, emails and signed webhooks, as the `notifications` settings'
 //! rules say.
 //!
-//! ```no_run
-//! # use std::sync::Arc;
-//! # use mediadl::notify::Notifier;
-//! # fn start(store: Arc<dyn mediadl::Store>, events: Arc<dyn mediadl::EventBus>,
-//! #          settings: mediadl::SettingsHandle) {
-//! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let notifier = Notifier::new(store, events, settings, Arc::new(mediadl::SystemClock));
+//! ```
+//! use std::sync::Arc;
+//!
+//! use mediadl::notify::Notifier;
+//! use mediadl::store::MemoryStore;
+//! use mediadl::{BroadcastBus, SettingsHandle, SystemClock};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tokio::task::JoinError> {
+//! let store = Arc::new(MemoryStore::new());
+//! let events = Arc::new(BroadcastBus::default());
+//! let settings = SettingsHandle::new(Default::default());
+//! let shutdown = CancellationToken::new();
+//! let notifier = Notifier::new(store, events, settings, Arc::new(SystemClock));
 //! // Subscribes now; the returned future does the work.
-//! tokio::spawn(notifier.run(shutdown.clone()));
+//! let notifying = tokio::spawn(notifier.run(shutdown.clone()));
+//!
+//! // … the engine and the API publish on `events` …
+//!
+//! shutdown.cancel();
+//! notifying.await?;
+//! # Ok(())
 //! # }
 //! ```
 //!
@@ -76,17 +90,37 @@ pub use settings::NotificationSettings;
 /// Why one delivery attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
+    /// An email address in the settings cannot be parsed.
     #[error("{field}: {reason}")]
-    InvalidAddress { field: String, reason: String },
+    InvalidAddress {
+        /// The setting holding the address (`notifications.email.from`, …).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The transport lacks a setting it needs; the text names it.
     #[error("not configured: {0}")]
     NotConfigured(String),
     /// What the SMTP server or the connection to it said.
     #[error("SMTP: {reason}")]
-    Smtp { reason: String, permanent: bool },
+    Smtp {
+        /// The server's reply or the connection error.
+        reason: String,
+        /// A 5xx reply: retrying the same message will not help.
+        permanent: bool,
+    },
+    /// The webhook receiver answered with a non-success status.
     #[error("HTTP {status}: {body}")]
-    HttpStatus { status: u16, body: String },
+    HttpStatus {
+        /// The HTTP status code.
+        status: u16,
+        /// The start of the response body, for the history.
+        body: String,
+    },
+    /// The connection failed (DNS, refused, reset, TLS).
     #[error("{0}")]
     Network(String),
+    /// No answer within the transport's timeout.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -211,6 +245,9 @@ fn parse(settings: &Settings) -> Arc<NotificationSettings> {
 }
 
 impl Notifier {
+    /// A notifier reading rules from `settings` (live), publishing browser
+    /// notifications on `events` and keeping its delivery history in
+    /// `store`'s state; it does nothing until [`run`](Self::run).
     pub fn new(
         store: Arc<dyn Store>,
         events: Arc<dyn EventBus>,
@@ -552,8 +589,11 @@ async fn deliver_email(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TestTransport {
+    /// An email to the configured recipients.
     Email,
+    /// A POST to each configured webhook (or the one named).
     Webhook,
+    /// A `notification` event to the connected dashboards.
     Browser,
 }
 
@@ -561,6 +601,7 @@ pub enum TestTransport {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TestRequest {
+    /// Only this transport; every transport that is set up when `None`.
     pub transport: Option<TestTransport>,
     /// Only this webhook (by name).
     pub webhook: Option<String>,
@@ -569,9 +610,11 @@ pub struct TestRequest {
 /// How one test delivery went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestOutcome {
+    /// The transport tried.
     pub transport: TestTransport,
     /// Recipients, webhook name, or `browser`.
     pub target: String,
+    /// Whether the delivery was accepted.
     pub success: bool,
     /// The SMTP server's, the network's or the receiver's words.
     pub error: Option<String>,
@@ -584,7 +627,12 @@ pub struct TestOutcome {
 pub enum TestError {
     /// A transport is not set up; `field` names the setting to fill in.
     #[error("{field}: {reason}")]
-    NotConfigured { field: String, reason: String },
+    NotConfigured {
+        /// The setting to fill in (`notifications.email.from`, …).
+        field: String,
+        /// What is missing.
+        reason: String,
+    },
     /// No webhook of that name.
     #[error("no webhook named {0:?}")]
     UnknownWebhook(String),

@@ -15,11 +15,17 @@ use super::settings::NotificationSettings;
 /// One thing worth telling a person, whatever the transport.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
+    /// What raised it; rules and webhooks filter on it.
     pub topic: NotificationTopic,
+    /// How urgent it is.
     pub level: NotificationLevel,
+    /// One-line heading (the toast's title, an email subject line).
     pub title: String,
+    /// The body text.
     pub message: String,
+    /// An optional link to act on it.
     pub action: Option<NotificationAction>,
+    /// When the underlying event happened.
     pub timestamp: DateTime<Utc>,
     /// The event the notice comes from (`{type, timestamp, data}`), or the
     /// record (job run, job) it was derived from; webhooks carry it.
@@ -253,8 +259,11 @@ fn duration(seconds: f64) -> String {
 /// An email's subject and its two bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailContent {
+    /// Subject line.
     pub subject: String,
+    /// Plain-text body.
     pub text: String,
+    /// HTML body with the same content.
     pub html: String,
 }
 

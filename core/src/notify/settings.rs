@@ -25,7 +25,9 @@ pub const MAX_HISTORY: u32 = 5000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotificationSettings {
+    /// SMTP server, sender and recipients.
     pub email: EmailSettings,
+    /// Toasts in the dashboard.
     pub browser: BrowserSettings,
     /// Webhooks by name.
     pub webhooks: BTreeMap<String, WebhookSettings>,
@@ -74,12 +76,17 @@ pub enum SmtpSecurity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmailSettings {
+    /// Off: no email is sent, whatever the rules say.
     pub enabled: bool,
+    /// Host name of the SMTP server.
     pub smtp_host: String,
+    /// Port of the SMTP server (587 for STARTTLS, 465 for implicit TLS, 25 plain).
     pub smtp_port: u16,
+    /// How the connection is encrypted.
     pub security: SmtpSecurity,
     /// Empty for a relay that needs no login.
     pub smtp_username: String,
+    /// Password of `smtp_username`; shown as `***` by the API.
     pub smtp_password: String,
     /// Sender, `mediadl@example.org` or `mediadl <mediadl@example.org>`.
     pub from: String,
@@ -117,6 +124,7 @@ impl EmailSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrowserSettings {
+    /// Off: no toast is published, whatever the rules say.
     pub enabled: bool,
     /// Toasts of successes and information close after this many seconds;
     /// warnings and errors stay until dismissed. 0 keeps every toast.
@@ -150,6 +158,7 @@ pub enum WebhookFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookSettings {
+    /// Off: the hook receives nothing.
     pub enabled: bool,
     /// `http(s)://` address the events are POSTed to.
     pub url: String,
@@ -158,6 +167,7 @@ pub struct WebhookSettings {
     /// Events this hook receives; empty means every event whose rule has
     /// the webhook transport on.
     pub events: Vec<NotificationTopic>,
+    /// Body shape: mediadl's JSON, a Discord message or an ntfy publish.
     pub format: WebhookFormat,
 }
 
@@ -220,8 +230,11 @@ impl RetrySettings {
 pub struct Rule {
     /// Off: the event notifies through no transport.
     pub enabled: bool,
+    /// Send it by email.
     pub email: bool,
+    /// Show it as a toast in the dashboard.
     pub browser: bool,
+    /// Send it to the webhooks that take this event.
     pub webhook: bool,
     /// Emails of this rule wait up to this many minutes and go out grouped
     /// with every other event of that time in one digest; 0 sends each at once.

@@ -54,8 +54,11 @@ pub fn verify(secret: &str, body: &[u8], signature: &str) -> bool {
 /// The request a webhook gets: where to, the body and its content type.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookRequest {
+    /// The webhook's address.
     pub url: String,
+    /// The request body, exactly as signed.
     pub body: Vec<u8>,
+    /// `Content-Type` of the body.
     pub content_type: &'static str,
 }
 

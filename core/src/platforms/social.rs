@@ -22,6 +22,7 @@ pub struct Pace {
     pub label: &'static str,
     /// Each request waits a random time in this range after the previous one.
     pub delay_min_seconds: f64,
+    /// Upper end of that range, in seconds.
     pub delay_max_seconds: f64,
     /// Requests per rolling hour; 0 for no limit.
     pub per_hour: u32,
@@ -109,6 +110,7 @@ pub struct Pinned {
 }
 
 impl Pinned {
+    /// Holds `items` back until the listing reaches their date.
     pub fn hold(&mut self, items: Vec<MediaItem>) {
         self.held.extend(items);
         self.held

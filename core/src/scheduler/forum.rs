@@ -22,18 +22,22 @@ const MAX_MONITOR_DAYS: u32 = 3650;
 pub struct ForumMonitorRequest {
     /// Becomes the downloads' `source`.
     pub forum_name: String,
+    /// The thread's `http(s)://` address.
     pub thread_url: String,
+    /// The thread's title, kept in the job's config, when known.
     pub thread_title: Option<String>,
     /// 30 when absent; 1–3650.
     pub monitor_days: Option<u32>,
     /// Cron of the re-checks; hourly when absent.
     pub schedule: Option<String>,
+    /// IANA zone the schedule is read in; UTC when absent.
     pub timezone: Option<String>,
 }
 
 /// The monitor after a request, and the check it started.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForumMonitor {
+    /// The `forum_monitor` job that re-checks the thread.
     pub job: Job,
     /// False when the thread was already monitored (re-checked, not duplicated).
     pub created: bool,

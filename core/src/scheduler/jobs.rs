@@ -17,14 +17,19 @@ use crate::model::{CatchUp, Job, JobKind, Metadata, NewQueueItem, RequestOptions
 pub struct NewJob {
     /// Defaults to "`<platform> <source> <content type>`".
     pub name: Option<String>,
+    /// Platform name, as in [`Registry`]; must be registered.
     pub platform: String,
+    /// The account, thread or URL to download from.
     pub source: String,
     /// The downloader's first content type when empty.
     pub content_type: String,
+    /// Standard 5-field cron (see [`Schedule::parse`]).
     pub schedule: String,
+    /// IANA zone the schedule is read in; UTC when absent.
     pub timezone: Option<String>,
     /// Defaults to true.
     pub enabled: Option<bool>,
+    /// What happens to slots missed while no scheduler ran; `once` when absent.
     pub catch_up: Option<CatchUp>,
     /// `max_downloads`, `downloader`, `days_back`, `stop_after_known`,
     /// `priority`, `url`.
@@ -35,14 +40,20 @@ pub struct NewJob {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct JobPatch {
+    /// New display name.
     pub name: Option<String>,
+    /// New source.
     pub source: Option<String>,
+    /// New content type; must be one of the downloader's.
     pub content_type: Option<String>,
+    /// New cron expression.
     pub schedule: Option<String>,
     /// `Some(None)` (JSON `null`) goes back to UTC.
     #[serde(deserialize_with = "double_option")]
     pub timezone: Option<Option<String>>,
+    /// Enable or disable; a disabled job keeps its schedule but never fires.
     pub enabled: Option<bool>,
+    /// New catch-up policy.
     pub catch_up: Option<CatchUp>,
     /// Replaces the whole config.
     pub config: Option<Metadata>,

@@ -3,19 +3,54 @@
 //!
 //! # Running it
 //!
-//! ```no_run
-//! # use std::sync::Arc;
-//! # use mediadl::scheduler::CronScheduler;
-//! # async fn serve(scheduler: Arc<CronScheduler>) {
-//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! ```
+//! use std::sync::Arc;
+//!
+//! use mediadl::SystemClock;
+//! use mediadl::scheduler::{CronScheduler, NewJob};
+//! use mediadl::testkit::TestEngine;
+//! use serde_json::json;
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let root = tempfile::tempdir()?;
+//! // An engine's store, queue, registry and settings (here the in-memory test engine's).
+//! let test = TestEngine::new(root.path());
+//! let scheduler = Arc::new(CronScheduler::new(
+//!     test.store.clone(),
+//!     test.queue(),
+//!     Arc::clone(&test.registry),
+//!     test.settings.clone(),
+//!     Arc::new(SystemClock),
+//! ));
+//! let shutdown = CancellationToken::new();
 //! let task = tokio::spawn({
 //!     let scheduler = Arc::clone(&scheduler);
 //!     let shutdown = shutdown.clone();
 //!     async move { scheduler.run(shutdown).await }
 //! });
-//! // … serve requests with `scheduler` (create/update/run jobs) …
+//!
+//! // Serve requests with `scheduler`: create, update and run jobs.
+//! let job = scheduler
+//!     .create_job(NewJob {
+//!         platform: "direct".into(),
+//!         source: "example.org".into(),
+//!         schedule: "0 */4 * * *".into(),
+//!         config: json!({ "url": "https://example.org/daily.jpg" })
+//!             .as_object()
+//!             .cloned()
+//!             .unwrap_or_default(),
+//!         ..NewJob::default()
+//!     })
+//!     .await?;
+//! assert!(job.next_run.is_some());
+//! let fired = scheduler.run_now(&job.id).await?;
+//! assert!(fired.queue_item.is_some(), "the run queued a download");
+//!
 //! shutdown.cancel();
-//! task.await.ok();
+//! task.await?;
+//! # Ok(())
 //! # }
 //! ```
 //!
@@ -87,6 +122,7 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
 /// Why a whole tick failed (one job's problem is never a tick error).
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
+    /// The store could not list the jobs.
     #[error("listing jobs: {0}")]
     Store(#[from] StoreError),
 }
@@ -94,6 +130,7 @@ pub enum SchedulerError {
 /// What one firing did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fired {
+    /// The job that fired ([`Job::id`]).
     pub job_id: String,
     /// The schedule slot fired; `None` for a manual run.
     pub slot: Option<DateTime<Utc>>,
@@ -241,6 +278,11 @@ impl CronScheduler {
             .min_by_key(|job| job.next_run))
     }
 
+    /// The job with `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] with [`StoreError::NotFound`] when there is none.
     pub async fn get_job(&self, id: &str) -> Result<Job, Error> {
         Ok(self.store.get_job(id).await?)
     }

@@ -16,16 +16,34 @@ use croner::parser::{CronParser, Seconds, Year};
 /// Why a schedule was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
+    /// Nothing but white space was given.
     #[error("schedule is empty: write 5 cron fields, e.g. \"0 */4 * * *\"")]
     Empty,
     #[error(
         "expected 5 fields (minute hour day-of-month month day-of-week), found {found} in {expr:?}"
     )]
-    FieldCount { expr: String, found: usize },
+    /// Not five fields (seconds and years are not accepted).
+    FieldCount {
+        /// The expression as given (trimmed).
+        expr: String,
+        /// How many fields it has.
+        found: usize,
+    },
+    /// A field is out of range or malformed, or a step is zero.
     #[error("invalid cron expression {expr:?}: {reason}")]
-    Invalid { expr: String, reason: String },
+    Invalid {
+        /// The expression as given (trimmed).
+        expr: String,
+        /// What is wrong, in the parser's words.
+        reason: String,
+    },
+    /// The expression is valid but matches no date (`0 0 31 2 *`).
     #[error("cron expression {expr:?} never fires")]
-    NeverFires { expr: String },
+    NeverFires {
+        /// The expression as given (trimmed).
+        expr: String,
+    },
+    /// The time zone is not an IANA name known to `chrono-tz`.
     #[error("unknown time zone {0:?} (use an IANA name such as \"Europe/Berlin\")")]
     UnknownTimezone(String),
 }
@@ -47,6 +65,35 @@ impl From<ScheduleError> for crate::Error {
 }
 
 /// A parsed schedule: the cron expression and the zone it is read in.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use mediadl::scheduler::{Schedule, ScheduleError};
+///
+/// let every_4_hours = Schedule::parse("0 */4 * * *", None).expect("valid");
+/// assert_eq!(every_4_hours.describe(), "Every 4 hours");
+/// let at = Utc.with_ymd_and_hms(2026, 3, 1, 10, 30, 0).unwrap();
+/// assert_eq!(
+///     every_4_hours.next_after(at),
+///     Some(Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap())
+/// );
+///
+/// // 09:00 in Berlin is 08:00 UTC in winter.
+/// let berlin = Schedule::parse("0 9 * * *", Some("Europe/Berlin")).expect("valid");
+/// assert_eq!(
+///     berlin.next_after(at),
+///     Some(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap())
+/// );
+///
+/// assert!(matches!(
+///     Schedule::parse("0 0 * *", None),
+///     Err(ScheduleError::FieldCount { found: 4, .. })
+/// ));
+/// assert!(matches!(
+///     Schedule::parse("0 0 31 2 *", None),
+///     Err(ScheduleError::NeverFires { .. })
+/// ));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Schedule {
     expr: String,
@@ -63,6 +110,12 @@ impl PartialEq for Schedule {
 impl Schedule {
     /// Parses standard 5-field cron (or an `@hourly`-style nickname), read
     /// in `timezone` (an IANA name) or UTC when absent.
+    ///
+    /// # Errors
+    ///
+    /// A [`ScheduleError`] saying what to fix: an empty expression, a wrong
+    /// field count, an invalid field or zero step, one that never fires, or
+    /// an unknown time zone.
     pub fn parse(expr: &str, timezone: Option<&str>) -> Result<Self, ScheduleError> {
         let expr = expr.trim();
         if expr.is_empty() {

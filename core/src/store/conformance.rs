@@ -6,11 +6,23 @@
 //! mismatch. [`store_conformance_suite!`](crate::store_conformance_suite)
 //! turns all of them into `#[tokio::test]`s for a store factory:
 //!
-//! ```ignore
-//! async fn fresh_store() -> mediadl::store::conformance::Harness {
-//!     mediadl::store::conformance::Harness::new(std::sync::Arc::new(MyStore::new()))
+//! ```
+//! use std::sync::Arc;
+//!
+//! use mediadl::store::MemoryStore;
+//! use mediadl::store::conformance::{self, Harness};
+//!
+//! // In a test file of your store's crate (here the in-memory store stands in for yours):
+//! async fn fresh_store() -> Harness {
+//!     Harness::new(Arc::new(MemoryStore::new()))
 //! }
 //! mediadl::store_conformance_suite!(fresh_store);
+//!
+//! // Each check can also be run on its own.
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! conformance::queue_claim_order_and_due_time(fresh_store().await.store).await;
+//! # }
 //! ```
 //!
 //! Every check gets a fresh, empty store. Times are fixed instants passed as
@@ -37,11 +49,13 @@ use crate::model::{
 /// A store under test and whatever must live exactly as long as it (a
 /// temporary directory, a guard that drops a scratch database).
 pub struct Harness {
+    /// The store the conformance cases run against.
     pub store: Arc<dyn Store>,
     keep_alive: Option<Box<dyn Any + Send + Sync>>,
 }
 
 impl Harness {
+    /// A harness owning nothing besides `store` (an in-memory store, a database that outlives the test).
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,

@@ -27,6 +27,42 @@ use crate::model::{
 };
 
 /// The complete in-process store.
+///
+/// Nothing survives the process; everything else behaves as the SQL
+/// stores do (leases, exactly-once slot claims, unique keys), so code
+/// tested on it runs unchanged on a database.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use chrono::Utc;
+/// use mediadl::StoreError;
+/// use mediadl::model::{NewQueueItem, QueueStatus, WorkerId};
+/// use mediadl::store::{MemoryStore, QueueRepo};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), StoreError> {
+/// let store = MemoryStore::new();
+/// let now = Utc::now();
+/// let item = NewQueueItem::new("https://example.org/a.jpg", "direct", "example.org", "file");
+/// store.enqueue(item, now).await?;
+///
+/// // A worker claims it under a lease and completes it.
+/// let worker = WorkerId("example/w1".into());
+/// let claimed = store.claim(&worker, 1, Duration::from_secs(60), now).await?;
+/// assert_eq!(claimed.len(), 1);
+/// assert_eq!(claimed[0].item.status, QueueStatus::Downloading);
+/// let done = store.complete(&claimed[0].lease, 1, now).await?;
+/// assert_eq!(done.status, QueueStatus::Completed);
+///
+/// // The lease ended with the item: another write under it is refused.
+/// assert!(matches!(
+///     store.complete(&claimed[0].lease, 1, now).await,
+///     Err(StoreError::LeaseLost { .. })
+/// ));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -88,6 +124,7 @@ impl State {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

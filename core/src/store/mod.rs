@@ -6,6 +6,16 @@
 //!
 //! Time: operations that depend on "now" take it as an argument, so the
 //! caller's [`Clock`](crate::clock::Clock) decides and tests move time by hand.
+//!
+//! # Errors
+//!
+//! Every operation returns a [`StoreError`] saying what the caller can do:
+//! `NotFound` for an id or key that does not exist, `Conflict` for a
+//! duplicate unique key, `Invalid` for a change the row's state does not
+//! allow, `LeaseLost` for a queue write under a lease that is no longer
+//! held, `Unavailable` when the database cannot be reached (worth retrying),
+//! and `Internal` for a bug or a corrupt row. The methods' docs name the
+//! cases particular to them.
 
 use std::time::Duration;
 
@@ -42,6 +52,7 @@ pub trait DownloadRepo: Send + Sync {
     /// Replaces the record `id` (keeping its id), e.g. a failed item that
     /// later succeeded, or an upgraded file.
     async fn replace_download(&self, id: i64, new: NewDownload) -> StoreResult<Download>;
+    /// The record `id`; `NotFound` when there is none.
     async fn get_download(&self, id: i64) -> StoreResult<Download>;
     /// Newest first (`download_date` descending, then id descending).
     async fn list_downloads(
@@ -51,6 +62,7 @@ pub trait DownloadRepo: Send + Sync {
     ) -> StoreResult<Paged<Download>>;
     /// Removes and returns the record.
     async fn delete_download(&self, id: i64) -> StoreResult<Download>;
+    /// The record of the media item with this archive key, completed or failed.
     async fn download_by_archive_key(&self, archive_key: &str) -> StoreResult<Option<Download>>;
     /// Which of `archive_keys` are recorded as completed (one query for a batch).
     async fn known_archive_keys(&self, archive_keys: &[String]) -> StoreResult<Vec<String>>;
@@ -91,11 +103,15 @@ pub trait DownloadRepo: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait QueueRepo: Send + Sync {
+    /// Stores a new `pending` item due at once, created at `now`.
     async fn enqueue(&self, new: NewQueueItem, now: DateTime<Utc>) -> StoreResult<QueueItem>;
+    /// The item `id`; `NotFound` when there is none.
     async fn get_queue_item(&self, id: i64) -> StoreResult<QueueItem>;
     /// Most urgent first (priority ascending, then oldest first).
     async fn list_queue(&self, filter: &QueueFilter, page: Page) -> StoreResult<Paged<QueueItem>>;
+    /// Items per status, over the whole queue.
     async fn queue_counts(&self) -> StoreResult<QueueCounts>;
+    /// Counts, mean wait and run times over the 24 hours before `now`, and the workers holding leases.
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<QueueStats>;
 
     /// Atomically takes up to `n` due items (pending, `next_attempt_at <= now`),
@@ -182,6 +198,7 @@ pub trait QueueRepo: Send + Sync {
         extra_attempts: u32,
         now: DateTime<Utc>,
     ) -> StoreResult<QueueItem>;
+    /// Removes and returns the item; a worker holding it loses its lease.
     async fn delete_queue_item(&self, id: i64) -> StoreResult<QueueItem>;
     /// Removes every item in one of `statuses`; returns how many.
     async fn clear_queue(&self, statuses: &[QueueStatus]) -> StoreResult<u64>;
@@ -193,11 +210,13 @@ pub trait QueueRepo: Send + Sync {
 pub trait JobRepo: Send + Sync {
     /// `Conflict` when the id exists.
     async fn create_job(&self, job: Job) -> StoreResult<Job>;
+    /// The job `id`; `NotFound` when there is none.
     async fn get_job(&self, id: &str) -> StoreResult<Job>;
     /// Ordered by id.
     async fn list_jobs(&self) -> StoreResult<Vec<Job>>;
     /// Replaces the job's definition and state; `NotFound` when missing.
     async fn update_job(&self, job: Job) -> StoreResult<Job>;
+    /// Removes the job and its run history; `NotFound` when missing.
     async fn delete_job(&self, id: &str) -> StoreResult<()>;
     /// Takes the firing of `slot` for this job: true for exactly one caller
     /// across every process (sets `last_slot` when it is older than `slot`).
@@ -240,16 +259,22 @@ pub trait JobRepo: Send + Sync {
 pub trait UserRepo: Send + Sync {
     /// `Conflict` when the username is taken (case-insensitive).
     async fn create_user(&self, new: NewUser, now: DateTime<Utc>) -> StoreResult<User>;
+    /// The account `id`; `NotFound` when there is none.
     async fn get_user(&self, id: i64) -> StoreResult<User>;
     /// The user and their password hash (case-insensitive username).
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>>;
     /// Ordered by id.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Applies the patch's `Some` fields and returns the account; `NotFound` when missing.
     async fn update_user(&self, id: i64, patch: UserPatch) -> StoreResult<User>;
+    /// Removes the account and its refresh tokens; `NotFound` when missing.
     async fn delete_user(&self, id: i64) -> StoreResult<()>;
+    /// Sets `last_login` to `at`.
     async fn record_login(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Accounts in all, disabled ones included.
     async fn count_users(&self) -> StoreResult<u64>;
 
+    /// Stores a newly issued refresh token (by its `jti`).
     async fn insert_refresh_token(&self, token: RefreshToken) -> StoreResult<()>;
     /// Marks the token used and returns it; `Invalid` when it is unknown,
     /// already used, revoked or expired at `now` (one atomic step, so a
@@ -265,6 +290,7 @@ pub trait UserRepo: Send + Sync {
 pub trait SettingsRepo: Send + Sync {
     /// The stored document; `{}` when nothing was ever saved.
     async fn get_settings(&self) -> StoreResult<Value>;
+    /// Replaces the whole stored document (validation is the caller's).
     async fn save_settings(&self, document: &Value) -> StoreResult<()>;
 }
 
@@ -272,9 +298,11 @@ pub trait SettingsRepo: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait LogRepo: Send + Sync {
+    /// Stores entries in order; their ids increase with insertion.
     async fn append_logs(&self, entries: Vec<NewLogEntry>) -> StoreResult<()>;
     /// Newest first.
     async fn query_logs(&self, filter: &LogFilter) -> StoreResult<LogPage>;
+    /// Removes entries logged before `cutoff`; says how many and how big.
     async fn delete_logs_before(&self, cutoff: DateTime<Utc>) -> StoreResult<LogsDeleted>;
 }
 
@@ -283,8 +311,11 @@ pub trait LogRepo: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait StateRepo: Send + Sync + std::fmt::Debug {
+    /// The document under `key`, `None` when nothing is stored.
     async fn get_state(&self, key: &str) -> StoreResult<Option<Value>>;
+    /// Stores `value` under `key`, replacing what was there.
     async fn put_state(&self, key: &str, value: &Value) -> StoreResult<()>;
+    /// Removes `key`; removing a missing key is not an error.
     async fn delete_state(&self, key: &str) -> StoreResult<()>;
 }
 

@@ -20,32 +20,44 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     hash_password("no such user, no such password").unwrap_or_default()
 });
 
+/// The body of `POST /auth/login`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// Login name (case-insensitive).
     pub username: String,
+    /// The account's password.
     pub password: String,
 }
 
+/// The body of `POST /auth/refresh`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    /// A refresh token not used before; it is spent by this call.
     pub refresh_token: String,
 }
 
+/// The body of `POST /auth/password`: the caller's own password change.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    /// The password now, proving it is the account's owner.
     pub current_password: String,
+    /// The password from now on; it must meet the password rules.
     pub new_password: String,
 }
 
 /// The user as login returns it.
 #[derive(Debug, Serialize)]
 pub struct UserSummary {
+    /// The account's id.
     pub id: i64,
+    /// Login name.
     pub username: String,
+    /// Contact address, if given.
     pub email: Option<String>,
+    /// What the account may do.
     pub role: mediadl::model::Role,
 }
 
@@ -60,6 +72,8 @@ impl From<&User> for UserSummary {
     }
 }
 
+/// The `/auth/*` routes (login and refresh are public, the rest need a token).
+/// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let login = warp::path!("auth" / "login")
         .and(warp::post())

@@ -108,6 +108,8 @@ fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infalli
     warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
+/// The `/downloads` routes: the history, the files and their thumbnails.
+/// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let list = warp::path!("downloads")
         .and(warp::get())

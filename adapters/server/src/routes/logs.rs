@@ -75,6 +75,8 @@ fn level(text: Option<String>) -> Result<Option<LogLevel>, ApiError> {
         .transpose()
 }
 
+/// The `/logs` routes.
+/// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let list = warp::path!("logs")
         .and(warp::get())

@@ -54,6 +54,8 @@ struct FailedTest<'a> {
     results: &'a [mediadl::notify::TestOutcome],
 }
 
+/// The `/notifications/*` routes (`admin` only).
+/// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let test = warp::path!("notifications" / "test")
         .and(warp::post())

@@ -171,6 +171,8 @@ fn accepted(item: &mediadl::model::QueueItem) -> Response {
     .into_response()
 }
 
+/// The `/platforms` routes: capabilities, download shortcuts and cookies.
+/// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let list = warp::path!("platforms")
         .and(warp::get())

@@ -37,24 +37,33 @@ pub struct QueueRequest {
     /// nothing (the source is used).
     #[serde(default)]
     pub url: Option<String>,
+    /// Platform name, as `GET /platforms` lists it.
     pub platform: String,
+    /// The account, thread or URL; for `direct`, the URL's host when absent.
     #[serde(default)]
     pub source: Option<String>,
+    /// Kind of content; the downloader's first when absent.
     #[serde(default)]
     pub content_type: Option<String>,
     /// 1 (most urgent) – 10; the settings' default when absent.
     #[serde(default)]
     pub priority: Option<u8>,
+    /// Save at most this many new media items.
     #[serde(default)]
     pub max_downloads: Option<u32>,
+    /// Only media posted within this many days.
     #[serde(default)]
     pub days_back: Option<u32>,
+    /// Downloader name or alias; the platform's default when absent.
     #[serde(default)]
     pub downloader: Option<String>,
+    /// `Referer` header for the requests.
     #[serde(default)]
     pub referer: Option<String>,
+    /// Attempts allowed; the settings' `retry_attempts` when absent.
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Free-form data carried to the download records.
     #[serde(default)]
     pub metadata: Option<Metadata>,
 }
@@ -162,6 +171,8 @@ pub fn task_id(item: &QueueItem) -> String {
     format!("queue-{}", item.id)
 }
 
+/// The `/queue` routes.
+/// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let list = warp::path!("queue")
         .and(warp::get())

@@ -51,6 +51,8 @@ fn reply(value: &Value, status: StatusCode) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
 
+/// The `/scheduler/*` routes and `POST /platforms/forum/monitor`.
+/// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let list = warp::path!("scheduler" / "jobs")
         .and(warp::get())

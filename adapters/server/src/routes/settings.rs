@@ -20,6 +20,8 @@ pub fn masked_settings(state: &AppState) -> Value {
     document
 }
 
+/// The `/settings` routes (`admin` only).
+/// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let get = warp::path!("settings")
         .and(warp::get())

@@ -40,6 +40,8 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// The `/stats/*` routes.
+/// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let overview = warp::path!("stats" / "overview")
         .and(warp::get())

@@ -15,12 +15,17 @@ use crate::routes::auth::with;
 use crate::state::AppState;
 use crate::users::{UserError, create_user, hash_password, validate_password};
 
+/// The body of `POST /users`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
+    /// Login name; must meet the username rules and not be taken.
     pub username: String,
+    /// Initial password; must meet the password rules.
     pub password: String,
+    /// What the account may do.
     pub role: Role,
+    /// Contact address for notifications.
     #[serde(default)]
     pub email: Option<String>,
 }
@@ -29,10 +34,14 @@ pub struct NewUserRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
+    /// New contact address; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
     pub email: Option<Option<String>>,
+    /// New role.
     pub role: Option<Role>,
+    /// New password (hashed before it is stored); revokes the refresh tokens.
     pub password: Option<String>,
+    /// Disable or re-enable the account.
     pub disabled: Option<bool>,
 }
 
@@ -57,6 +66,8 @@ pub(crate) fn user_error(err: UserError) -> ApiError {
     }
 }
 
+/// The `/users` routes; every one needs an `admin` token.
+/// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let list = warp::path!("users")
         .and(warp::get())

@@ -87,11 +87,21 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects with the default options and applies pending migrations.
+    ///
+    /// # Errors
+    ///
+    /// As [`PgStore::connect_with`].
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
         Self::connect_with(database_url, PgStoreOptions::default()).await
     }
 
     /// Connects with `options`; applies pending migrations unless told not to.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for a malformed URL, [`StoreError::Unavailable`]
+    /// when the server cannot be reached (the message names it, without the
+    /// password), and the errors of [`PgStore::migrate`].
     pub async fn connect_with(
         database_url: &str,
         options: PgStoreOptions,
@@ -140,6 +150,12 @@ impl PgStore {
     /// Applies the migrations this build ships that the database lacks.
     /// Concurrent callers are serialised by sqlx's advisory lock. A
     /// database migrated by a newer build is refused with a clear error.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Internal`] for a database migrated by a newer or a
+    /// different build, or left half-migrated; [`StoreError::Unavailable`]
+    /// when the connection fails.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await.map_err(map_migrate_err)
     }

@@ -22,24 +22,33 @@ pub fn test_server_url() -> String {
 /// Why a test database could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TestDatabaseError {
+    /// The URL does not parse as a PostgreSQL connection URL.
     #[error("MEDIADL_TEST_DATABASE_URL {url:?} is not a PostgreSQL URL: {source}")]
     BadUrl {
+        /// The URL as configured.
         url: String,
+        /// The driver's parse error.
         #[source]
         source: sqlx::Error,
     },
+    /// No connection to the server could be made.
     #[error(
         "PostgreSQL for tests is unreachable at {url} ({source}); start it (e.g. \
          `pg_ctlcluster 15 main start`) or set MEDIADL_TEST_DATABASE_URL"
     )]
     Unreachable {
+        /// The URL tried.
         url: String,
+        /// The connection error.
         #[source]
         source: sqlx::Error,
     },
+    /// The server refused `CREATE DATABASE` (permissions, disk).
     #[error("cannot create test database {name}: {source}")]
     Create {
+        /// The database that was to be created.
         name: String,
+        /// The server's error.
         #[source]
         source: sqlx::Error,
     },
@@ -98,12 +107,24 @@ impl Drop for TestDatabase {
 /// Creates a database with a random name on the test server and returns
 /// it; fails (never skips) when the server is unreachable.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// use mediadl::store::UserRepo;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let db = mediadl_store::testing::fresh_pg_database().await?;
 /// let store = mediadl_store::PgStore::connect(db.url()).await?;
-/// # Ok(()) }
+/// assert_eq!(store.count_users().await?, 0, "a fresh, migrated database");
+/// store.close().await;
+/// // Dropping `db` drops the database.
+/// # Ok(())
+/// # }
 /// ```
+///
+/// # Errors
+///
+/// [`TestDatabaseError`] when `MEDIADL_TEST_DATABASE_URL` is malformed,
+/// the server cannot be reached, or the database cannot be created.
 pub async fn fresh_pg_database() -> Result<TestDatabase, TestDatabaseError> {
     let server = test_server_url();
     let admin: PgConnectOptions = server.parse().map_err(|source| TestDatabaseError::BadUrl {

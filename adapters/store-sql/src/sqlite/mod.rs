@@ -56,6 +56,33 @@ impl Default for SqliteStoreOptions {
 }
 
 /// The SQLite implementation of every [`Store`](mediadl::Store) capability.
+///
+/// One file in WAL mode: writes go through a single connection (SQLite
+/// allows one writer), reads through a small pool. Several processes may
+/// open the same file; a write waits up to
+/// [`busy_timeout`](SqliteStoreOptions::busy_timeout) for the lock.
+///
+/// ```
+/// use chrono::Utc;
+/// use mediadl::model::{NewQueueItem, QueueStatus};
+/// use mediadl::store::QueueRepo;
+/// use mediadl_store::SqliteStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = SqliteStore::open(dir.path().join("mediadl.db")).await?;
+/// let item = NewQueueItem::new("https://example.org/a.jpg", "direct", "example.org", "file");
+/// let queued = store.enqueue(item, Utc::now()).await?;
+/// assert_eq!(store.get_queue_item(queued.id).await?.status, QueueStatus::Pending);
+/// store.close().await;
+///
+/// // Opening again finds the item: the file is the database.
+/// let store = SqliteStore::open(dir.path().join("mediadl.db")).await?;
+/// assert_eq!(store.get_queue_item(queued.id).await?.url, "https://example.org/a.jpg");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -66,11 +93,20 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` with default
     /// options and applies pending migrations.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open_with`].
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(path, SqliteStoreOptions::default()).await
     }
 
     /// Opens a `sqlite://path` (or `sqlite:path`) URL.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for a URL of another scheme or an in-memory
+    /// database; otherwise as [`SqliteStore::open_with`].
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let path = url
             .strip_prefix("sqlite://")
@@ -91,6 +127,11 @@ impl SqliteStore {
     /// program ([`StoreError::Unavailable`]), is not a SQLite database or is
     /// corrupt ([`StoreError::Internal`]), or was written by a newer
     /// mediadl ([`StoreError::Invalid`]).
+    ///
+    /// # Errors
+    ///
+    /// The errors above, and [`StoreError::Unavailable`] when the file cannot
+    /// be opened or created (missing directory, permissions).
     pub async fn open_with(
         path: impl AsRef<Path>,
         options: SqliteStoreOptions,
@@ -155,6 +196,11 @@ impl SqliteStore {
 
     /// Applies pending migrations (what `mediadl migrate` does); returns the
     /// versions applied.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] when the database was migrated by a newer
+    /// mediadl; other store errors when a migration fails (it is rolled back).
     pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
         let before = applied_versions(&self.writer).await?;
         MIGRATOR
@@ -173,6 +219,10 @@ impl SqliteStore {
 
     /// The query plan SQLite chooses for a download list query (tests and
     /// diagnostics): one line per plan step.
+    ///
+    /// # Errors
+    ///
+    /// A store error when the query cannot be planned.
     pub async fn explain_list_downloads(
         &self,
         filter: &mediadl::model::DownloadFilter,

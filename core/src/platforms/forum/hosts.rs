@@ -29,6 +29,7 @@ pub struct HostLink {
 /// Where a link's full image is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
+    /// The image file to fetch.
     pub url: Url,
     /// The host's name (`pixhost`, …) or the page's domain for unknown hosts.
     pub host: String,

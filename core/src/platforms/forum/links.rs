@@ -219,7 +219,9 @@ fn path_page_number(segment: &str) -> Option<u64> {
 /// `page=N`) or a post offset (`start=N`, phpBB). The first page is `Page(1)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PagePosition {
+    /// A page number, 1-based (`/page-N`, `/pageN`, `page=N`).
     Page(u64),
+    /// The offset of the page's first post, 0 on the first page (phpBB `start=N`).
     Offset(u64),
 }
 

@@ -96,6 +96,7 @@ impl Default for ForumSettings {
 pub struct ForumAccess {
     /// Account name, for forums that hide media from guests.
     pub username: Option<String>,
+    /// Password of `username`; shown as `***` by the API.
     pub password: Option<String>,
     /// The login page; without it, the login form of the first login wall is used.
     pub login_url: Option<String>,
@@ -127,7 +128,9 @@ pub struct ThreadState {
     pub last_page_url: Option<String>,
     /// The last post on that page whose media were all handed out.
     pub last_post_id: Option<String>,
+    /// The thread's title, for metadata and the job's name.
     pub title: Option<String>,
+    /// When the thread was last checked.
     pub checked_at: Option<DateTime<Utc>>,
 }
 

@@ -37,8 +37,11 @@ const GENERIC_LONE_MIN_PIXELS: u32 = 300;
 /// The forum software a page comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ThreadEngine {
+    /// A XenForo forum (`article.message` posts).
     XenForo,
+    /// A vBulletin forum.
     VBulletin,
+    /// A phpBB forum.
     PhpBb,
     /// Any other page: anchors around images and lone large images.
     Generic,
@@ -59,6 +62,7 @@ impl ThreadEngine {
 /// What one thread page holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThreadPage {
+    /// The forum software recognised on the page.
     pub engine: ThreadEngine,
     /// The thread's title (JSON-LD, then the page's heading, then `<title>`).
     pub title: Option<String>,
@@ -78,14 +82,18 @@ pub struct ThreadPage {
 pub struct Post {
     /// The forum's post id; `page` for the generic fallback's single pseudo-post.
     pub id: String,
+    /// The poster's name, when the page shows it.
     pub author: Option<String>,
+    /// When the post was made, when the page says.
     pub posted_at: Option<DateTime<Utc>>,
+    /// The media the post links to or shows, in document order.
     pub media: Vec<MediaLink>,
 }
 
 /// A piece of media a post links to or shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaLink {
+    /// How the link becomes a file URL.
     pub kind: MediaKind,
     /// The file, the attachment or the page to resolve.
     pub target: Url,
@@ -863,7 +871,9 @@ pub fn select_url(html: &str, base: &Url, css: &str, attr: &str) -> Option<Url> 
 /// A form on a page: where it posts and the fields it would send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HtmlForm {
+    /// Where the form posts to (resolved against the page).
     pub action: Url,
+    /// The HTTP method, upper case (`POST`, `GET`).
     pub method: String,
     /// Named inputs with their values, in document order (hidden fields,
     /// submit buttons, checkboxes that are checked).

@@ -22,7 +22,9 @@ use super::parse;
 pub struct FetchedPage {
     /// The URL after redirects.
     pub url: Url,
+    /// The HTTP status of the final response.
     pub status: StatusCode,
+    /// The response's media type, when it sent one.
     pub content_type: Option<String>,
     /// The body when it is text; empty for images and other binary bodies.
     pub body: String,

@@ -57,8 +57,6 @@ pub struct ProfileUser {
     /// Present when logged in: whether the session's account follows this one.
     #[serde(default)]
     pub followed_by_viewer: Option<bool>,
-    #[serde(default)]
-    pub full_name: Option<String>,
 }
 
 /// `GET /api/v1/feed/user/{id}/?count=…&max_id=…`
@@ -115,11 +113,6 @@ pub struct Media {
     pub code: Option<String>,
     #[serde(default)]
     pub taken_at: Option<i64>,
-    /// 1 image, 2 video, 8 carousel.
-    #[serde(default)]
-    pub media_type: Option<u8>,
-    #[serde(default)]
-    pub product_type: Option<String>,
     #[serde(default)]
     pub image_versions2: Option<ImageVersions>,
     #[serde(default)]

@@ -9,7 +9,7 @@
 //! redirect to the login or challenge page is [`DownloadError::AuthRequired`],
 //! so the source's job pauses and a person is told.
 
-pub mod api;
+pub(crate) mod api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +45,7 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct InstagramSettings {
+    /// The built-in `native` downloader's settings.
     pub native: NativeSettings,
     /// The uploaded Netscape cookies.txt (a secret).
     pub cookies: Option<String>,
@@ -54,6 +55,7 @@ pub struct InstagramSettings {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct NativeSettings {
+    /// Off: the `native` downloader refuses to run (`GET /platforms` says why).
     pub enabled: bool,
     /// Where the web API lives (tests point it at a local server).
     pub base_url: String,
@@ -65,6 +67,7 @@ pub struct NativeSettings {
     pub page_size: u32,
     /// Each request waits a random time in this range after the previous one.
     pub request_delay_min_seconds: f64,
+    /// Upper end of that range, in seconds.
     pub request_delay_max_seconds: f64,
     /// Requests per rolling hour, 0 for no limit.
     pub rate_limit_per_hour: u32,

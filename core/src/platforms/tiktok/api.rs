@@ -39,8 +39,6 @@ pub struct UserInfo {
 pub struct User {
     #[serde(rename = "secUid", default)]
     pub sec_uid: Option<String>,
-    #[serde(rename = "uniqueId", default)]
-    pub unique_id: Option<String>,
     #[serde(rename = "privateAccount", default)]
     pub private_account: bool,
 }

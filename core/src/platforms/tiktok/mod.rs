@@ -4,7 +4,7 @@
 //! `cursor`. Videos take the highest-bitrate play address (or the lowest
 //! with `quality: "sd"`), photo posts give one item per image.
 
-pub mod api;
+pub(crate) mod api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,7 @@ pub struct TikTokSettings {
     pub enabled: bool,
     /// `hd` (highest bitrate, the default) or `sd` (lowest).
     pub quality: String,
+    /// The built-in `native` downloader's settings.
     pub native: NativeSettings,
     /// The uploaded Netscape cookies.txt (a secret); optional for public accounts.
     pub cookies: Option<String>,
@@ -58,18 +59,23 @@ impl Default for TikTokSettings {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct NativeSettings {
+    /// Off: the `native` downloader refuses to run (`GET /platforms` says why).
     pub enabled: bool,
     /// The profile pages' site (tests point it at a local server).
     pub base_url: String,
     /// Where `/api/post/item_list/` lives; empty: the same as `base_url`.
     pub api_base_url: String,
+    /// `User-Agent` of every request to TikTok.
     pub user_agent: String,
     /// Posts per page asked for.
     pub page_size: u32,
+    /// Each request waits a random time between this and `request_delay_max_seconds` after the previous one.
     pub request_delay_min_seconds: f64,
+    /// Upper end of the random wait between requests, in seconds.
     pub request_delay_max_seconds: f64,
     /// Requests per rolling hour; 0 for no limit.
     pub rate_limit_per_hour: u32,
+    /// A wait for the hourly budget longer than this many seconds hands the item back to the queue instead.
     pub max_inline_wait_seconds: u64,
 }
 
