@@ -6,6 +6,7 @@ use super::Metadata;
 /// Outcome of one media item: the spec's `completed` or `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DownloadStatus {
     Completed,
     Failed,
@@ -36,6 +37,7 @@ impl std::str::FromStr for DownloadStatus {
 
 /// One archived media item (a row of the download history).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Download {
     pub id: i64,
     pub url: String,
@@ -62,6 +64,7 @@ pub struct Download {
     pub duplicate_of: Option<i64>,
     /// The queue item that produced this record.
     pub queue_id: Option<i64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Metadata,
 }
 

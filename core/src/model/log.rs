@@ -6,6 +6,7 @@ use super::Metadata;
 /// Log levels with the spec's spelling (`WARNING`, not `WARN`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LogLevel {
     Debug,
     Info,
@@ -42,6 +43,7 @@ impl std::str::FromStr for LogLevel {
 
 /// A stored log line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogEntry {
     pub id: i64,
     pub timestamp: DateTime<Utc>,
@@ -49,6 +51,7 @@ pub struct LogEntry {
     /// `Instagram`, `Scheduler`, … (the spec's modules), or a Rust module path.
     pub module: String,
     pub message: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Metadata,
 }
 

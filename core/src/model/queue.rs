@@ -9,6 +9,7 @@ use super::Metadata;
 /// from `pending` and `downloading` (the spec's list omits it; PATCH uses it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum QueueStatus {
     Pending,
     Downloading,
@@ -54,6 +55,7 @@ impl std::str::FromStr for QueueStatus {
 
 /// One unit of work: a URL, or a source to check, waiting for or held by a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueItem {
     pub id: i64,
     pub url: String,
@@ -84,11 +86,13 @@ pub struct QueueItem {
     pub items_downloaded: u32,
     pub items_total: Option<u32>,
     pub options: RequestOptions,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Metadata,
 }
 
 /// What to fetch for a source, beyond platform/source/content type.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestOptions {
     /// Downloader name within the platform (`native`, `gallery-dl`, …); the
     /// platform's default when absent.

@@ -551,6 +551,7 @@ async fn deliver_email(
 /// Which transports `POST /notifications/test` tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TestTransport {
     Email,
     Webhook,
@@ -560,6 +561,7 @@ pub enum TestTransport {
 /// The body of `POST /notifications/test`; empty tests every transport set up.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestRequest {
     pub transport: Option<TestTransport>,
     /// Only this webhook (by name).
@@ -568,6 +570,7 @@ pub struct TestRequest {
 
 /// How one test delivery went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestOutcome {
     pub transport: TestTransport,
     /// Recipients, webhook name, or `browser`.

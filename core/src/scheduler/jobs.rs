@@ -14,6 +14,7 @@ use crate::model::{CatchUp, Job, JobKind, Metadata, NewQueueItem, RequestOptions
 /// `POST /scheduler/jobs`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewJob {
     /// Defaults to "`<platform> <source> <content type>`".
     pub name: Option<String>,
@@ -28,12 +29,14 @@ pub struct NewJob {
     pub catch_up: Option<CatchUp>,
     /// `max_downloads`, `downloader`, `days_back`, `stop_after_known`,
     /// `priority`, `url`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: Metadata,
 }
 
 /// `PATCH /scheduler/jobs/{id}`: absent fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobPatch {
     pub name: Option<String>,
     pub source: Option<String>,
@@ -45,6 +48,7 @@ pub struct JobPatch {
     pub enabled: Option<bool>,
     pub catch_up: Option<CatchUp>,
     /// Replaces the whole config.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub config: Option<Metadata>,
 }
 

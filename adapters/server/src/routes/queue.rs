@@ -30,7 +30,7 @@ struct ListQuery {
 }
 
 /// `POST /queue`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueRequest {
     /// The file or page to fetch; for username platforms the profile URL or
@@ -56,19 +56,20 @@ pub struct QueueRequest {
     #[serde(default)]
     pub max_attempts: Option<u32>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchRequest {
+pub(crate) struct QueueChange {
     priority: Option<u8>,
     status: Option<QueueStatus>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ClearRequest {
+pub(crate) struct ClearRequest {
     #[serde(default)]
     status: Option<Vec<QueueStatus>>,
 }
@@ -223,8 +224,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::patch())
         .and(writer(state.clone()))
         .and(with(state.clone()))
-        .and(json_body::<PatchRequest>())
-        .and_then(|id, _: AuthUser, state: AppState, body: PatchRequest| {
+        .and(json_body::<QueueChange>())
+        .and_then(|id, _: AuthUser, state: AppState, body: QueueChange| {
             handle(async move {
                 let item = state
                     .queue

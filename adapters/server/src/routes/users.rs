@@ -15,7 +15,7 @@ use crate::routes::auth::with;
 use crate::state::AppState;
 use crate::users::{UserError, create_user, hash_password, validate_password};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
     pub username: String,
@@ -26,10 +26,11 @@ pub struct NewUserRequest {
 }
 
 /// `null` for `email` clears it; an absent key leaves it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
     pub role: Option<Role>,
     pub password: Option<String>,
