@@ -408,6 +408,15 @@ fn composed_schemas() -> Vec<(&'static str, Value)> {
             json!({
                 "type": "object",
                 "description": "Merged into the settings (RFC 7396: null removes a key)",
+                "additionalProperties": false,
+                "properties": {
+                    "general": { "type": ["object", "null"] },
+                    "downloads": { "type": ["object", "null"] },
+                    "network": { "type": ["object", "null"] },
+                    "platforms": { "type": ["object", "null"] },
+                    "notifications": { "type": ["object", "null"] },
+                    "logs": { "type": ["object", "null"] },
+                },
             }),
         ),
         (
@@ -646,6 +655,13 @@ fn page_params() -> Vec<Value> {
             "page size, default 50",
         ),
     ]
+}
+
+fn timestamp_or_date() -> Value {
+    json!({ "anyOf": [
+        { "type": "string", "format": "date-time" },
+        { "type": "string", "format": "date" },
+    ] })
 }
 
 fn text(max: u32) -> Value {
@@ -1243,16 +1259,8 @@ fn ops() -> Vec<Op> {
                 ),
                 query("module", text(256), "Instagram, TikTok, Scheduler, …"),
                 query("search", text(256), "substring of the message"),
-                query(
-                    "date_from",
-                    json!({ "type": "string" }),
-                    "RFC 3339 or YYYY-MM-DD",
-                ),
-                query(
-                    "date_to",
-                    json!({ "type": "string" }),
-                    "RFC 3339 or YYYY-MM-DD",
-                ),
+                query("date_from", timestamp_or_date(), "RFC 3339 or YYYY-MM-DD"),
+                query("date_to", timestamp_or_date(), "RFC 3339 or YYYY-MM-DD"),
                 query("limit", limit(1000, 100), "entries to return"),
             ],
             None,
@@ -1571,6 +1579,51 @@ pub fn document() -> Value {
 
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_string());
 
+/// Each documented path's segments (`None` for a `{parameter}`) and the
+/// methods it answers, as an `Allow` header value.
+static ALLOWED: LazyLock<Vec<(Vec<Option<&'static str>>, String)>> = LazyLock::new(|| {
+    let mut allowed: Vec<(Vec<Option<&'static str>>, String)> = Vec::new();
+    for op in ops() {
+        let method = op.method.to_ascii_uppercase();
+        let segments: Vec<Option<&'static str>> = op
+            .path
+            .split('/')
+            .map(|segment| (!segment.starts_with('{')).then_some(segment))
+            .collect();
+        match allowed.iter_mut().find(|(known, _)| *known == segments) {
+            Some((_, methods)) => {
+                methods.push_str(", ");
+                methods.push_str(&method);
+            }
+            None => allowed.push((segments, method)),
+        }
+    }
+    allowed
+});
+
+/// The `Allow` header of a 405 for `path`: the methods the document lists
+/// for it (the most literal match wins: `/queue/stats` over `/queue/{id}`);
+/// the dashboard's files answer GET and HEAD, the docs and WebSocket GET.
+pub fn allowed_methods(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.split('/').collect();
+    ALLOWED
+        .iter()
+        .filter(|(pattern, _)| {
+            pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(expected, actual)| expected.is_none_or(|literal| literal == *actual))
+        })
+        .max_by_key(|(pattern, _)| pattern.iter().filter(|segment| segment.is_some()).count())
+        .map(|(_, methods)| methods.as_str())
+        .unwrap_or(if path.starts_with("/api/") || path.starts_with("/ws/") {
+            "GET"
+        } else {
+            "GET, HEAD"
+        })
+}
+
 /// `/api/v1/openapi.json` and `/api/docs/…`.
 pub fn routes() -> BoxedFilter<(Response,)> {
     let json = warp::path!("api" / "v1" / "openapi.json")
@@ -1699,6 +1752,16 @@ mod tests {
             doc["components"]["securitySchemes"]["bearer"]["bearerFormat"],
             "JWT"
         );
+    }
+
+    #[test]
+    fn allow_lists_the_methods_of_the_matching_path() {
+        assert_eq!(allowed_methods("/api/v1/downloads"), "GET");
+        assert_eq!(allowed_methods("/api/v1/queue/17"), "GET, PATCH, DELETE");
+        assert_eq!(allowed_methods("/api/v1/queue/stats"), "GET");
+        assert_eq!(allowed_methods("/api/v1/settings"), "GET, PATCH");
+        assert_eq!(allowed_methods("/api/v1/openapi.json"), "GET");
+        assert_eq!(allowed_methods("/"), "GET, HEAD");
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub(crate) enum BulkAction {
 #[serde(deny_unknown_fields)]
 pub(crate) struct BulkRequest {
     action: BulkAction,
+    #[schema(min_items = 1, max_items = 1000)]
     ids: Vec<i64>,
     #[serde(default)]
     delete_files: bool,

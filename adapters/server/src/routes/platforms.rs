@@ -36,6 +36,7 @@ pub(crate) struct InstagramRequest {
     #[serde(default)]
     days_back: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10)]
     priority: Option<u8>,
 }
 
@@ -50,6 +51,7 @@ pub(crate) struct TiktokRequest {
     #[serde(default)]
     days_back: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10)]
     priority: Option<u8>,
 }
 

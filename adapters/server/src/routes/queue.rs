@@ -44,6 +44,7 @@ pub struct QueueRequest {
     pub content_type: Option<String>,
     /// 1 (most urgent) – 10; the settings' default when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10)]
     pub priority: Option<u8>,
     #[serde(default)]
     pub max_downloads: Option<u32>,
@@ -54,6 +55,7 @@ pub struct QueueRequest {
     #[serde(default)]
     pub referer: Option<String>,
     #[serde(default)]
+    #[schema(maximum = 20)]
     pub max_attempts: Option<u32>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -63,6 +65,7 @@ pub struct QueueRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct QueueChange {
+    #[schema(minimum = 1, maximum = 10)]
     priority: Option<u8>,
     status: Option<QueueStatus>,
 }
@@ -125,6 +128,13 @@ pub async fn submit(state: &AppState, request: QueueRequest) -> Result<QueueItem
     if let Some(referer) = &request.referer {
         check_url("referer", referer)?;
     }
+    // Absent means the settings' default; an explicit value must be in range.
+    if request.priority.is_some_and(|p| !(1..=10).contains(&p)) {
+        return Err(ApiError::validation(
+            "priority",
+            "must be between 1 (most urgent) and 10",
+        ));
+    }
     if request.max_attempts.is_some_and(|n| n > 20) {
         return Err(ApiError::validation("max_attempts", "at most 20"));
     }
@@ -149,12 +159,6 @@ pub async fn submit(state: &AppState, request: QueueRequest) -> Result<QueueItem
             request.content_type.unwrap_or_default(),
         )
     };
-    if item.priority > 10 {
-        return Err(ApiError::validation(
-            "priority",
-            "must be between 1 (most urgent) and 10",
-        ));
-    }
     Ok(state.queue.submit(item).await?)
 }
 

@@ -18,7 +18,9 @@ use crate::users::{UserError, create_user, hash_password, validate_password};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub username: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     pub role: Role,
     #[serde(default)]
@@ -33,6 +35,7 @@ pub struct UserChange {
     #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
     pub role: Option<Role>,
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: Option<String>,
     pub disabled: Option<bool>,
 }
