@@ -1393,6 +1393,147 @@ fn ops() -> Vec<Op> {
     ]
 }
 
+fn operation_id(method: &str, path: &str) -> String {
+    format!(
+        "{method}_{}",
+        path.trim_start_matches("/api/v1/")
+            .replace(['/', '{', '}'], "_")
+    )
+}
+
+/// Links from an answer that names a resource to the operations on it
+/// (source method and path, target method and path, where the id is).
+/// Schemathesis' stateful phase follows them with real ids.
+const LINKS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "post",
+        "/api/v1/queue",
+        "get",
+        "/api/v1/queue/{id}",
+        "$response.body#/id",
+    ),
+    (
+        "post",
+        "/api/v1/queue",
+        "patch",
+        "/api/v1/queue/{id}",
+        "$response.body#/id",
+    ),
+    (
+        "post",
+        "/api/v1/queue",
+        "delete",
+        "/api/v1/queue/{id}",
+        "$response.body#/id",
+    ),
+    (
+        "post",
+        "/api/v1/queue",
+        "post",
+        "/api/v1/queue/{id}/retry",
+        "$response.body#/id",
+    ),
+    (
+        "get",
+        "/api/v1/queue",
+        "get",
+        "/api/v1/queue/{id}",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "get",
+        "/api/v1/queue",
+        "post",
+        "/api/v1/queue/{id}/retry",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "get",
+        "/api/v1/downloads",
+        "get",
+        "/api/v1/downloads/{id}",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "get",
+        "/api/v1/downloads",
+        "get",
+        "/api/v1/downloads/{id}/file",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "get",
+        "/api/v1/downloads",
+        "get",
+        "/api/v1/downloads/{id}/thumbnail",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "get",
+        "/api/v1/downloads",
+        "delete",
+        "/api/v1/downloads/{id}",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "post",
+        "/api/v1/users",
+        "patch",
+        "/api/v1/users/{id}",
+        "$response.body#/id",
+    ),
+    (
+        "post",
+        "/api/v1/users",
+        "delete",
+        "/api/v1/users/{id}",
+        "$response.body#/id",
+    ),
+    (
+        "post",
+        "/api/v1/scheduler/jobs",
+        "get",
+        "/api/v1/scheduler/jobs/{id}",
+        "$response.body#/id",
+    ),
+    (
+        "post",
+        "/api/v1/scheduler/jobs",
+        "patch",
+        "/api/v1/scheduler/jobs/{id}",
+        "$response.body#/id",
+    ),
+    (
+        "post",
+        "/api/v1/scheduler/jobs",
+        "delete",
+        "/api/v1/scheduler/jobs/{id}",
+        "$response.body#/id",
+    ),
+    (
+        "post",
+        "/api/v1/scheduler/jobs",
+        "post",
+        "/api/v1/scheduler/jobs/{id}/run",
+        "$response.body#/id",
+    ),
+];
+
+fn links_from(method: &str, path: &str) -> Option<Value> {
+    let links: Map<String, Value> = LINKS
+        .iter()
+        .filter(|(from_method, from_path, ..)| *from_method == method && *from_path == path)
+        .map(|(_, _, to_method, to_path, id)| {
+            let target = operation_id(to_method, to_path);
+            (
+                target.clone(),
+                json!({ "operationId": target, "parameters": { "id": id } }),
+            )
+        })
+        .collect();
+    (!links.is_empty()).then_some(Value::Object(links))
+}
+
 /// What each shared error status means.
 fn error_description(status: u16) -> &'static str {
     match status {
@@ -1473,7 +1614,13 @@ fn operation(op: &Op) -> Value {
                 Some(json!({ "application/octet-stream": { "schema": { "type": "string" } } }))
             }
         };
-        responses.insert(status.to_string(), response(description, content, &extra));
+        let mut response = response(description, content, &extra);
+        if (200..300).contains(status) {
+            if let Some(links) = links_from(op.method, op.path) {
+                response["links"] = links;
+            }
+        }
+        responses.insert(status.to_string(), response);
     }
     let mut errors: Vec<u16> = op.errors.to_vec();
     if rate_limited {
@@ -1521,11 +1668,7 @@ fn operation(op: &Op) -> Value {
     let mut operation = json!({
         "tags": [op.tag],
         "summary": op.summary,
-        "operationId": format!(
-            "{}_{}",
-            op.method,
-            op.path.trim_start_matches("/api/v1/").replace(['/', '{', '}'], "_")
-        ),
+        "operationId": operation_id(op.method, op.path),
         "parameters": op.params,
         "responses": responses,
     });
@@ -1752,6 +1895,25 @@ mod tests {
             doc["components"]["securitySchemes"]["bearer"]["bearerFormat"],
             "JWT"
         );
+        let links = &add["responses"]["201"]["links"];
+        assert_eq!(
+            links["delete_queue__id_"]["parameters"]["id"],
+            "$response.body#/id"
+        );
+        let ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .map(|operation| operation["operationId"].as_str().unwrap())
+            .collect();
+        for (_, _, method, path, _) in LINKS {
+            let target = operation_id(method, path);
+            assert!(
+                ids.contains(&target.as_str()),
+                "{target} is not an operation"
+            );
+        }
     }
 
     #[test]
