@@ -407,8 +407,9 @@ fn composed_schemas() -> Vec<(&'static str, Value)> {
             "SettingsPatch",
             json!({
                 "type": "object",
-                "description": "Merged into the settings (RFC 7396: null removes a key)",
-                "additionalProperties": false,
+                "description": "Merged into the settings (RFC 7396: null removes a key, \
+                    so a null for a key that is not there changes nothing)",
+                "additionalProperties": { "type": "null" },
                 "properties": {
                     "general": { "type": ["object", "null"] },
                     "downloads": { "type": ["object", "null"] },
@@ -1615,10 +1616,10 @@ fn operation(op: &Op) -> Value {
             }
         };
         let mut response = response(description, content, &extra);
-        if (200..300).contains(status) {
-            if let Some(links) = links_from(op.method, op.path) {
-                response["links"] = links;
-            }
+        if (200..300).contains(status)
+            && let Some(links) = links_from(op.method, op.path)
+        {
+            response["links"] = links;
         }
         responses.insert(status.to_string(), response);
     }
@@ -1722,10 +1723,12 @@ pub fn document() -> Value {
 
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_string());
 
-/// Each documented path's segments (`None` for a `{parameter}`) and the
+/// A documented path's segments (`None` for a `{parameter}`) and the
 /// methods it answers, as an `Allow` header value.
-static ALLOWED: LazyLock<Vec<(Vec<Option<&'static str>>, String)>> = LazyLock::new(|| {
-    let mut allowed: Vec<(Vec<Option<&'static str>>, String)> = Vec::new();
+type PathMethods = (Vec<Option<&'static str>>, String);
+
+static ALLOWED: LazyLock<Vec<PathMethods>> = LazyLock::new(|| {
+    let mut allowed: Vec<PathMethods> = Vec::new();
     for op in ops() {
         let method = op.method.to_ascii_uppercase();
         let segments: Vec<Option<&'static str>> = op
