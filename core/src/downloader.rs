@@ -219,10 +219,12 @@ impl Request {
             content_type: item.content_type.clone(),
             downloader: item.options.downloader.clone(),
             max_downloads: item.options.max_downloads,
-            since: item
-                .options
-                .days_back
-                .map(|days| now - chrono::Duration::days(i64::from(days))),
+            // A window reaching before the earliest representable time
+            // means "everything": saturate rather than overflow.
+            since: item.options.days_back.map(|days| {
+                now.checked_sub_signed(chrono::Duration::days(i64::from(days)))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC)
+            }),
             stop_after_known: item
                 .options
                 .stop_after_known
@@ -489,5 +491,27 @@ impl Registry {
             });
         }
         statuses
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NewQueueItem;
+
+    fn item_with_days_back(days_back: u32) -> QueueItem {
+        let mut new = NewQueueItem::new("u", "tiktok", "someone", "videos");
+        new.options.days_back = Some(days_back);
+        new.into_item(1, Utc::now())
+    }
+
+    #[test]
+    fn days_back_sets_the_window_and_saturates_at_the_earliest_time() {
+        let now = Utc::now();
+        let settings = Settings::default();
+        let week = Request::from_item(&item_with_days_back(7), &settings, now);
+        assert_eq!(week.since, Some(now - chrono::Duration::days(7)));
+        let forever = Request::from_item(&item_with_days_back(u32::MAX), &settings, now);
+        assert_eq!(forever.since, Some(DateTime::<Utc>::MIN_UTC));
     }
 }

@@ -55,8 +55,8 @@ pub fn body_bytes() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clon
     warp::body::bytes()
 }
 
-/// Parses a JSON body: not JSON → 400, wrong type or missing field → 422
-/// naming the field.
+/// Parses a JSON body: not JSON → 400, not an object, wrong type or
+/// missing field → 422 naming the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
@@ -65,6 +65,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|err| ApiError::bad_request(format!("malformed JSON: {err}")))?;
+    // Every body of the API is an object; serde would otherwise read a
+    // struct from an array (`[null, null]`) by position.
+    if !value.is_object() {
+        return Err(ApiError::validation("body", "must be a JSON object"));
+    }
     from_value(value)
 }
 
@@ -130,6 +135,11 @@ mod tests {
         let err = parse_json::<Paging>(br#"{"page": "two"}"#).unwrap_err();
         assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(err.field.as_deref(), Some("page"));
+        for not_an_object in [&b"[null]"[..], b"[3]", b"7", b"null", b"\"x\""] {
+            let err = parse_json::<Paging>(not_an_object).unwrap_err();
+            assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(err.field.as_deref(), Some("body"));
+        }
     }
 
     #[test]

@@ -165,6 +165,12 @@ where
                 Err(never) => match never {},
             }
         };
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+            response.headers_mut().insert(
+                http::header::ALLOW,
+                HeaderValue::from_static(crate::openapi::allowed_methods(&path)),
+            );
+        }
         if let Some(rate) = rate {
             rate.apply(response.headers_mut());
         }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use mediadl_server::RateLimits;
 
 /// A self-hosted media archiver: subscribe to sources, download what is new
 /// exactly once, and browse the history in a web dashboard.
@@ -72,6 +73,14 @@ pub struct ServeArgs {
     /// Settings file with the settings API's keys (default: mediadl.toml when present).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Requests per hour allowed to each signed-in user.
+    #[arg(long, env = "MEDIADL_RATE_LIMIT_USER", value_name = "N",
+          default_value_t = RateLimits::default().authenticated_per_hour)]
+    pub rate_limit_user: u32,
+    /// Requests per hour allowed to each client address without a valid token (logins included).
+    #[arg(long, env = "MEDIADL_RATE_LIMIT_PUBLIC", value_name = "N",
+          default_value_t = RateLimits::default().public_per_hour)]
+    pub rate_limit_public: u32,
 }
 
 #[derive(Debug, Args)]

@@ -90,6 +90,8 @@ pub async fn serve(args: ServeArgs) -> CliResult {
     init_tracing(Some(&capture));
     let mut config = server_config(&args.data, args.download_dir, args.config)?;
     config.log_capture = Some(capture);
+    config.rate_limits.authenticated_per_hour = args.rate_limit_user;
+    config.rate_limits.public_per_hour = args.rate_limit_public;
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", args.bind))?;

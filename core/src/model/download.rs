@@ -6,6 +6,7 @@ use super::Metadata;
 /// Outcome of one media item: the spec's `completed` or `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DownloadStatus {
     /// The file was saved (or found as a duplicate).
     Completed,
@@ -39,6 +40,7 @@ impl std::str::FromStr for DownloadStatus {
 
 /// One archived media item (a row of the download history).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Download {
     /// Store-assigned id.
     pub id: i64,
@@ -78,6 +80,7 @@ pub struct Download {
     /// The queue item that produced this record.
     pub queue_id: Option<i64>,
     /// Platform data about the media (caption, dimensions, post id, …).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Metadata,
 }
 

@@ -219,6 +219,7 @@ pub struct NotificationAction {
 /// Why a notification was raised; notification rules match on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum NotificationTopic {
     /// A queue item completed.
     DownloadCompleted,

@@ -6,6 +6,7 @@ use super::Metadata;
 /// What a scheduled job does when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobKind {
     /// Enqueues a download of its source.
     #[default]
@@ -19,6 +20,7 @@ pub enum JobKind {
 /// What happens to slots missed while no scheduler ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CatchUp {
     /// Missed slots are dropped.
     None,
@@ -30,6 +32,7 @@ pub enum CatchUp {
 /// Result of one job run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RunStatus {
     /// Started and not finished yet.
     Running,
@@ -71,6 +74,7 @@ impl std::str::FromStr for RunStatus {
 
 /// A scheduled job (`/scheduler/jobs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     /// Slug such as `instagram-evalongoria-posts`.
     pub id: String,
@@ -93,6 +97,7 @@ pub struct Job {
     /// What happens to slots missed while no scheduler ran.
     pub catch_up: CatchUp,
     /// `max_downloads`, `downloader`, `days_back`, `url`, … as given by the user.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: Metadata,
     /// Forum monitors disable themselves after this time.
     pub monitor_until: Option<DateTime<Utc>>,
@@ -105,6 +110,8 @@ pub struct Job {
     /// The next slot it fires at, `None` while disabled.
     pub next_run: Option<DateTime<Utc>>,
     /// The latest slot any scheduler instance fired (exactly-once firing).
+    /// Internal: the API leaves it out of job bodies.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub last_slot: Option<DateTime<Utc>>,
     /// Runs started since the job was created.
     pub total_runs: u64,
@@ -120,6 +127,7 @@ pub struct Job {
 
 /// One execution of a job (`/scheduler/history`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRun {
     /// Store-assigned id.
     pub id: i64,

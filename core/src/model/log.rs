@@ -6,6 +6,7 @@ use super::Metadata;
 /// Log levels with the spec's spelling (`WARNING`, not `WARN`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LogLevel {
     /// Detail for debugging (also what `TRACE` parses to).
     Debug,
@@ -47,6 +48,7 @@ impl std::str::FromStr for LogLevel {
 
 /// A stored log line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogEntry {
     /// Store-assigned id, increasing with insertion.
     pub id: i64,
@@ -59,6 +61,7 @@ pub struct LogEntry {
     /// The formatted message.
     pub message: String,
     /// Structured fields of the log call.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Metadata,
 }
 

@@ -9,6 +9,7 @@ use super::Metadata;
 /// from `pending` and `downloading` (the spec's list omits it; PATCH uses it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum QueueStatus {
     /// Waiting for a worker (possibly until `next_attempt_at`).
     Pending,
@@ -61,6 +62,7 @@ impl std::str::FromStr for QueueStatus {
 
 /// One unit of work: a URL, or a source to check, waiting for or held by a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueItem {
     /// Store-assigned id, unique and increasing.
     pub id: i64,
@@ -109,11 +111,13 @@ pub struct QueueItem {
     /// What to fetch beyond platform, source and content type.
     pub options: RequestOptions,
     /// Free-form data carried from the request to the downloads (job name, forum post, …).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Metadata,
 }
 
 /// What to fetch for a source, beyond platform/source/content type.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestOptions {
     /// Downloader name within the platform (`native`, `gallery-dl`, …); the
     /// platform's default when absent.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 /// What a user may do: `admin` everything, `user` read and queue, `viewer` read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// Reads everything, changes nothing.
     Viewer,
@@ -46,6 +47,7 @@ impl std::str::FromStr for Role {
 
 /// An account. The password hash never travels with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     /// Store-assigned id.
     pub id: i64,

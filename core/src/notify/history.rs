@@ -18,6 +18,7 @@ pub const HISTORY_KEY: &str = "notifications.deliveries";
 /// How a delivery travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DeliveryTransport {
     /// An email through the configured SMTP server.
     Email,
@@ -28,6 +29,7 @@ pub enum DeliveryTransport {
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DeliveryStatus {
     /// Attempts are still to come.
     Pending,
@@ -39,6 +41,7 @@ pub enum DeliveryStatus {
 
 /// One try at delivering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryAttempt {
     /// 1-based.
     pub attempt: u32,
@@ -56,6 +59,7 @@ pub struct DeliveryAttempt {
 
 /// One delivery: an email (possibly a digest) or one webhook call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Delivery {
     /// Random (UUID v4) id, unique in the history.
     pub id: String,

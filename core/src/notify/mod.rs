@@ -588,6 +588,7 @@ async fn deliver_email(
 /// Which transports `POST /notifications/test` tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TestTransport {
     /// An email to the configured recipients.
     Email,
@@ -600,6 +601,7 @@ pub enum TestTransport {
 /// The body of `POST /notifications/test`; empty tests every transport set up.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestRequest {
     /// Only this transport; every transport that is set up when `None`.
     pub transport: Option<TestTransport>,
@@ -609,6 +611,7 @@ pub struct TestRequest {
 
 /// How one test delivery went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestOutcome {
     /// The transport tried.
     pub transport: TestTransport,

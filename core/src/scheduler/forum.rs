@@ -19,6 +19,7 @@ const MAX_MONITOR_DAYS: u32 = 3650;
 /// `POST /platforms/forum/monitor`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForumMonitorRequest {
     /// Becomes the downloads' `source`.
     pub forum_name: String,

@@ -14,6 +14,7 @@ use crate::model::{CatchUp, Job, JobKind, Metadata, NewQueueItem, RequestOptions
 /// `POST /scheduler/jobs`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewJob {
     /// Defaults to "`<platform> <source> <content type>`".
     pub name: Option<String>,
@@ -33,12 +34,14 @@ pub struct NewJob {
     pub catch_up: Option<CatchUp>,
     /// `max_downloads`, `downloader`, `days_back`, `stop_after_known`,
     /// `priority`, `url`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: Metadata,
 }
 
 /// `PATCH /scheduler/jobs/{id}`: absent fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobPatch {
     /// New display name.
     pub name: Option<String>,
@@ -56,6 +59,7 @@ pub struct JobPatch {
     /// New catch-up policy.
     pub catch_up: Option<CatchUp>,
     /// Replaces the whole config.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub config: Option<Metadata>,
 }
 

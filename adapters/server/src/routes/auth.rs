@@ -21,7 +21,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 /// The body of `POST /auth/login`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Login name (case-insensitive).
@@ -31,7 +31,7 @@ pub struct LoginRequest {
 }
 
 /// The body of `POST /auth/refresh`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// A refresh token not used before; it is spent by this call.
@@ -39,17 +39,18 @@ pub struct RefreshRequest {
 }
 
 /// The body of `POST /auth/password`: the caller's own password change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// The password now, proving it is the account's owner.
     pub current_password: String,
     /// The password from now on; it must meet the password rules.
+    #[schema(min_length = 8, max_length = 1024)]
     pub new_password: String,
 }
 
 /// The user as login returns it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
     /// The account's id.
     pub id: i64,

@@ -60,18 +60,19 @@ struct StatsQuery {
 }
 
 /// The spec's bulk actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-enum BulkAction {
+pub(crate) enum BulkAction {
     Delete,
     Retry,
     MarkUpgraded,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BulkRequest {
+pub(crate) struct BulkRequest {
     action: BulkAction,
+    #[schema(min_items = 1, max_items = 1000)]
     ids: Vec<i64>,
     #[serde(default)]
     delete_files: bool,

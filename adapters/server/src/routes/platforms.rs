@@ -23,9 +23,9 @@ use crate::routes::auth::with;
 use crate::routes::queue::{QueueRequest, submit, task_id};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct InstagramRequest {
+pub(crate) struct InstagramRequest {
     username: String,
     #[serde(default)]
     content_type: Option<String>,
@@ -36,12 +36,13 @@ struct InstagramRequest {
     #[serde(default)]
     days_back: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10)]
     priority: Option<u8>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TiktokRequest {
+pub(crate) struct TiktokRequest {
     username: String,
     #[serde(default)]
     downloader: Option<String>,
@@ -50,6 +51,7 @@ struct TiktokRequest {
     #[serde(default)]
     days_back: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10)]
     priority: Option<u8>,
 }
 

@@ -30,7 +30,7 @@ struct ListQuery {
 }
 
 /// `POST /queue`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueRequest {
     /// The file or page to fetch; for username platforms the profile URL or
@@ -47,6 +47,7 @@ pub struct QueueRequest {
     pub content_type: Option<String>,
     /// 1 (most urgent) – 10; the settings' default when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10)]
     pub priority: Option<u8>,
     /// Save at most this many new media items.
     #[serde(default)]
@@ -62,22 +63,25 @@ pub struct QueueRequest {
     pub referer: Option<String>,
     /// Attempts allowed; the settings' `retry_attempts` when absent.
     #[serde(default)]
+    #[schema(maximum = 20)]
     pub max_attempts: Option<u32>,
     /// Free-form data carried to the download records.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchRequest {
+pub(crate) struct QueueChange {
+    #[schema(minimum = 1, maximum = 10)]
     priority: Option<u8>,
     status: Option<QueueStatus>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ClearRequest {
+pub(crate) struct ClearRequest {
     #[serde(default)]
     status: Option<Vec<QueueStatus>>,
 }
@@ -133,6 +137,13 @@ pub async fn submit(state: &AppState, request: QueueRequest) -> Result<QueueItem
     if let Some(referer) = &request.referer {
         check_url("referer", referer)?;
     }
+    // Absent means the settings' default; an explicit value must be in range.
+    if request.priority.is_some_and(|p| !(1..=10).contains(&p)) {
+        return Err(ApiError::validation(
+            "priority",
+            "must be between 1 (most urgent) and 10",
+        ));
+    }
     if request.max_attempts.is_some_and(|n| n > 20) {
         return Err(ApiError::validation("max_attempts", "at most 20"));
     }
@@ -157,12 +168,6 @@ pub async fn submit(state: &AppState, request: QueueRequest) -> Result<QueueItem
             request.content_type.unwrap_or_default(),
         )
     };
-    if item.priority > 10 {
-        return Err(ApiError::validation(
-            "priority",
-            "must be between 1 (most urgent) and 10",
-        ));
-    }
     Ok(state.queue.submit(item).await?)
 }
 
@@ -234,8 +239,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::patch())
         .and(writer(state.clone()))
         .and(with(state.clone()))
-        .and(json_body::<PatchRequest>())
-        .and_then(|id, _: AuthUser, state: AppState, body: PatchRequest| {
+        .and(json_body::<QueueChange>())
+        .and_then(|id, _: AuthUser, state: AppState, body: QueueChange| {
             handle(async move {
                 let item = state
                     .queue

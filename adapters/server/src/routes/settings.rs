@@ -8,7 +8,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::auth::{AuthUser, admin};
-use crate::error::{ApiError, handle};
+use crate::error::handle;
 use crate::request::json_body;
 use crate::routes::auth::with;
 use crate::state::AppState;
@@ -37,12 +37,6 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(json_body::<Value>())
         .and_then(|user: AuthUser, state: AppState, patch: Value| {
             handle(async move {
-                if !patch.is_object() {
-                    return Err(ApiError::validation(
-                        "body",
-                        "settings patch must be a JSON object",
-                    ));
-                }
                 let update = state.settings.update(state.store.as_ref(), &patch).await?;
                 tracing::info!(
                     target: "mediadl_server::routes::settings",

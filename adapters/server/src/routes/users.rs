@@ -16,12 +16,14 @@ use crate::state::AppState;
 use crate::users::{UserError, create_user, hash_password, validate_password};
 
 /// The body of `POST /users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
     /// Login name; must meet the username rules and not be taken.
+    #[schema(min_length = 1, max_length = 64)]
     pub username: String,
     /// Initial password; must meet the password rules.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     /// What the account may do.
     pub role: Role,
@@ -31,15 +33,17 @@ pub struct NewUserRequest {
 }
 
 /// `null` for `email` clears it; an absent key leaves it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     /// New contact address; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
     /// New role.
     pub role: Option<Role>,
     /// New password (hashed before it is stored); revokes the refresh tokens.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: Option<String>,
     /// Disable or re-enable the account.
     pub disabled: Option<bool>,

@@ -27,6 +27,12 @@ pub async fn health_errors_and_headers(db: Db) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&headers, &body, "ROUTE_NOT_FOUND");
 
+    // A 405 names the methods the path answers.
+    let (status, headers, body) = app.call(Method::PUT, "/api/v1/queue/3", None, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&headers, &body, "METHOD_NOT_ALLOWED");
+    assert_eq!(headers["allow"], "GET, PATCH, DELETE");
+
     let (status, headers, body) = app.call(Method::GET, "/api/v1/downloads", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&headers, &body, "UNAUTHORIZED");
@@ -433,7 +439,12 @@ pub async fn queue_validation_and_changes(db: Db) {
             json!({"url": "http://h/x", "platform": "direct", "source": "s", "priority": -1}),
             "priority",
         ),
+        (
+            json!({"url": "http://h/x", "platform": "direct", "source": "s", "priority": 0}),
+            "priority",
+        ),
         (json!({"platform": "direct", "source": "s"}), "url"),
+        (json!(["http://h/x", "direct", "s"]), "body"),
     ] {
         let (status, headers, reply) = app
             .call(
