@@ -312,7 +312,9 @@ pub struct Leased {
 /// what [`QueueRepo::complete`](crate::store::QueueRepo::complete) takes, as a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
+    /// The lease the worker holds; a lost lease fails only this completion.
     pub lease: LeaseToken,
+    /// Files the attempt produced (the item's `items_downloaded`).
     pub items_downloaded: u32,
     /// When the worker finished (the item's `download_date`).
     pub finished_at: DateTime<Utc>,
