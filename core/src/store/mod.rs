@@ -143,8 +143,8 @@ pub trait QueueRepo: Send + Sync {
     ) -> StoreResult<QueueItem>;
     /// Completes several items at once, each under its own lease: the
     /// result for `done[i]` is at index `i`, and a lost lease fails only
-    /// that item. The outer error means nothing was written (the database
-    /// was unreachable). Adapters override it to write the batch in one
+    /// that item. An outer error fails the whole batch (the database is
+    /// unreachable, say). Adapters override it to write the batch in one
     /// commit; the default completes one item after another.
     async fn complete_many(&self, done: &[Completion]) -> StoreResult<Vec<StoreResult<QueueItem>>> {
         let mut results = Vec::with_capacity(done.len());
