@@ -1339,37 +1339,41 @@ mod index_tests {
     use crate::store::conformance::{at, new_download};
     use crate::store::{DownloadRepo, QueueRepo};
 
+    fn hash(n: u8) -> String {
+        format!("sha256:{n:064x}")
+    }
+
     #[tokio::test]
     async fn key_and_hash_lookups_follow_replace_and_delete() {
         let store = MemoryStore::new();
         let mut first = new_download("k:one", at(1));
-        first.file_hash = Some("sha256:aa".into());
+        first.file_hash = Some(hash(0xaa));
         let first = store.insert_download(first).await.unwrap();
         let mut twin = new_download("k:twin", at(2));
-        twin.file_hash = Some("sha256:aa".into());
+        twin.file_hash = Some(hash(0xaa));
         let twin = store.insert_download(twin).await.unwrap();
 
         let mut moved = new_download("k:moved", at(3));
-        moved.file_hash = Some("sha256:bb".into());
+        moved.file_hash = Some(hash(0xbb));
         store.replace_download(first.id, moved).await.unwrap();
         assert_eq!(store.download_by_archive_key("k:one").await.unwrap(), None);
         let found = store.download_by_archive_key("k:moved").await.unwrap();
         assert_eq!(found.map(|d| d.id), Some(first.id));
-        let owner = store.download_by_file_hash("sha256:aa").await.unwrap();
+        let owner = store.download_by_file_hash(&hash(0xaa)).await.unwrap();
         assert_eq!(
             owner.map(|d| d.id),
             Some(twin.id),
             "the other owner remains"
         );
-        let owner = store.download_by_file_hash("sha256:bb").await.unwrap();
+        let owner = store.download_by_file_hash(&hash(0xbb)).await.unwrap();
         assert_eq!(owner.map(|d| d.id), Some(first.id));
 
         let mut failed = new_download("k:twin", at(4));
         failed.status = DownloadStatus::Failed;
-        failed.file_hash = Some("sha256:aa".into());
+        failed.file_hash = Some(hash(0xaa));
         store.replace_download(twin.id, failed).await.unwrap();
         assert_eq!(
-            store.download_by_file_hash("sha256:aa").await.unwrap(),
+            store.download_by_file_hash(&hash(0xaa)).await.unwrap(),
             None,
             "a failed record owns no file"
         );
@@ -1380,7 +1384,7 @@ mod index_tests {
             None
         );
         assert_eq!(
-            store.download_by_file_hash("sha256:bb").await.unwrap(),
+            store.download_by_file_hash(&hash(0xbb)).await.unwrap(),
             None
         );
         store
