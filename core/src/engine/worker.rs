@@ -70,7 +70,7 @@ pub(super) async fn process(
     };
     let request = Request::from_item(&item, &settings, shared.clock.now());
     let info = downloader.info();
-    let live = Arc::new(LiveProgress {
+    let live = LiveProgress {
         bytes: Arc::new(TransferProgress::new()),
         items_done: AtomicU32::new(0),
         items_total: match info.listing_order {
@@ -78,7 +78,7 @@ pub(super) async fn process(
             _ => request.max_downloads,
         },
         current: std::sync::Mutex::new(None),
-    });
+    };
     let cx = Context {
         http: shared.clients.for_platform(&item.platform, &settings),
         settings: Arc::clone(&settings),
@@ -88,27 +88,20 @@ pub(super) async fn process(
         progress: Arc::clone(&live.bytes),
     };
 
-    let lease_lost = Arc::new(AtomicBool::new(false));
+    let lease_lost = AtomicBool::new(false);
     let helpers = CancellationToken::new();
-    let renewer = tokio::spawn(renew(
-        Arc::clone(shared),
-        lease.clone(),
-        cancel.clone(),
-        Arc::clone(&lease_lost),
-        helpers.clone(),
-    ));
-    let reporter = tokio::spawn(report(
-        Arc::clone(shared),
-        item.clone(),
-        lease.clone(),
-        Arc::clone(&live),
-        helpers.clone(),
-    ));
-
-    let outcome = run(shared, &item, downloader.as_ref(), &request, &cx, &live).await;
-    helpers.cancel();
-    let _ = renewer.await;
-    let _ = reporter.await;
+    let work = async {
+        let outcome = run(shared, &item, downloader.as_ref(), &request, &cx, &live).await;
+        helpers.cancel();
+        outcome
+    };
+    // The lease renewer and the progress reporter run beside the work in
+    // this task: nothing to spawn, and nothing else to wake, per item.
+    let (outcome, (), ()) = tokio::join!(
+        work,
+        renew(shared, &lease, &cancel, &lease_lost, &helpers),
+        report(shared, &item, &lease, &live, &helpers),
+    );
 
     if lease_lost.load(Ordering::SeqCst) {
         tracing::info!(target: "mediadl::engine", queue_id = item.id, "stopped: the item was paused, removed or taken over");
@@ -371,14 +364,13 @@ async fn download_one(
         &placeholder,
     );
     let dir = contained_path(&root, &dir_rel)?;
-    create_dir_all(&dir).await?;
     let key_hash = crate::model::url_hash(&media.archive_key);
     let temp = dir.join(format!("{TEMP_PREFIX}{}.part", &key_hash[..20]));
 
     // Two workers on the same item (duplicate queue entries, other
     // processes) take turns on its temporary file; the second then finds
     // the item recorded and stops.
-    let _turn = lock_temp(&temp, &cx.cancel).await?;
+    let turn = take_turn(&dir, &temp, &cx.cancel).await?;
     if !upgrade
         && let Some(done) = shared
             .store
@@ -419,6 +411,7 @@ async fn download_one(
                 &media.url,
                 media.referer.as_ref(),
                 &temp,
+                turn.partial_len,
                 &cx.progress,
                 &cx.cancel,
             )
@@ -558,22 +551,48 @@ async fn download_one(
     }
 }
 
-/// Takes an exclusive lock on the item's temporary file (creating it
-/// empty if needed), waiting while another worker holds it.
-async fn lock_temp(
+/// This worker's turn on an item's temporary file: held until dropped.
+#[derive(Debug)]
+struct Turn {
+    _lock: std::fs::File,
+    /// Bytes a previous attempt left in the file, to resume from.
+    partial_len: u64,
+}
+
+/// Creates `dir` if needed and takes an exclusive lock on the temporary
+/// file `temp` in it (creating it empty if needed), waiting while another
+/// worker holds it. One trip to a blocking thread does it all.
+async fn take_turn(
+    dir: &Path,
     temp: &Path,
     cancel: &CancellationToken,
-) -> Result<std::fs::File, DownloadError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(temp)
-        .map_err(|err| storage(temp, err))?;
+) -> Result<Turn, DownloadError> {
     loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(err)) => return Err(storage(temp, err)),
+        let (dir, temp) = (dir.to_path_buf(), temp.to_path_buf());
+        let attempt = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|err| storage(&dir, err))?;
+            // Opened afresh on every attempt: the holder may have moved the
+            // file into place meanwhile.
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&temp)
+                .map_err(|err| storage(&temp, err))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(err)) => return Err(storage(&temp, err)),
+            }
+            let partial_len = file.metadata().map_err(|err| storage(&temp, err))?.len();
+            Ok(Some(Turn {
+                _lock: file,
+                partial_len,
+            }))
+        })
+        .await
+        .map_err(|err| DownloadError::Storage(format!("opening a temporary file: {err}")))??;
+        if let Some(turn) = attempt {
+            return Ok(turn);
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
@@ -682,12 +701,6 @@ fn ignore_missing(err: std::io::Error) -> Result<(), std::io::Error> {
     } else {
         Err(err)
     }
-}
-
-async fn create_dir_all(dir: &Path) -> Result<(), DownloadError> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|err| storage(dir, err))
 }
 
 async fn remove_file(path: &Path) -> Result<(), DownloadError> {
@@ -1018,11 +1031,11 @@ async fn conclude(
 
 /// Renews the lease until told to stop; a lost lease cancels the work.
 async fn renew(
-    shared: Arc<Shared>,
-    lease: LeaseToken,
-    cancel: CancellationToken,
-    lost: Arc<AtomicBool>,
-    stop: CancellationToken,
+    shared: &Shared,
+    lease: &LeaseToken,
+    cancel: &CancellationToken,
+    lost: &AtomicBool,
+    stop: &CancellationToken,
 ) {
     let mut every = tokio::time::interval(shared.timing.renew_every);
     every.tick().await;
@@ -1033,7 +1046,7 @@ async fn renew(
         }
         match shared
             .store
-            .renew(&lease, shared.timing.lease, shared.clock.now())
+            .renew(lease, shared.timing.lease, shared.clock.now())
             .await
         {
             Ok(()) => {}
@@ -1051,13 +1064,14 @@ async fn renew(
 
 /// Publishes progress at most `downloads.progress_events_per_second` times
 /// a second while something changes, and writes it to the store about once
-/// a second.
+/// a second. The first report comes one period in: an item done sooner
+/// (most small files) has only its start and its final 100 %.
 async fn report(
-    shared: Arc<Shared>,
-    item: QueueItem,
-    lease: LeaseToken,
-    live: Arc<LiveProgress>,
-    stop: CancellationToken,
+    shared: &Shared,
+    item: &QueueItem,
+    lease: &LeaseToken,
+    live: &LiveProgress,
+    stop: &CancellationToken,
 ) {
     let rate = shared
         .settings
@@ -1065,7 +1079,8 @@ async fn report(
         .downloads
         .progress_events_per_second
         .max(1);
-    let mut every = tokio::time::interval(Duration::from_millis(1000 / u64::from(rate)));
+    let period = Duration::from_millis(1000 / u64::from(rate));
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last: Option<(u64, u32)> = None;
     let mut last_bytes = (0u64, Instant::now());
@@ -1124,7 +1139,7 @@ async fn report(
             let _ = shared
                 .store
                 .record_progress(
-                    &lease,
+                    lease,
                     QueueProgress {
                         progress,
                         items_downloaded: done,

@@ -1,15 +1,19 @@
 //! Streaming a response body to a temporary file while hashing it.
 //!
-//! The network side stays on the async runtime; a blocking thread hashes
-//! (SHA-256, using the CPU's SHA instructions where present) and writes, so
-//! the two overlap on two cores. Memory is bounded by a small channel of
-//! chunks, never the file. A partial temporary file is resumed with an HTTP
-//! Range request, its bytes hashed first.
+//! The network side stays on the async runtime and gathers the body into
+//! buffers; a blocking thread hashes each full buffer (SHA-256, using the
+//! CPU's SHA instructions where present) and writes it, so the two overlap
+//! on two cores. Gathering matters twice over: the writer thread is woken
+//! once per buffer rather than once per network chunk (a body of up to
+//! 256 KiB is handed over once, at its end), and the network chunks, which
+//! can be as large as the HTTP client's read buffer, are released as soon
+//! as they are copied. A transfer holds two 128 KiB buffers (or one small
+//! body), whatever the file's size. A partial temporary file is resumed
+//! with an HTTP Range request, its bytes hashed first.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE, RANGE, REFERER};
 use sha2::{Digest, Sha256};
@@ -21,10 +25,13 @@ use super::{HttpClient, map_reqwest_error};
 use crate::downloader::TransferProgress;
 use crate::error::DownloadError;
 
-/// Chunks in flight between the network and the writer thread.
-const PIPELINE_DEPTH: usize = 4;
-/// Writes are batched to this size.
-const WRITE_BUFFER: usize = 128 * 1024;
+/// A body up to this size (by its Content-Length) goes to the writer
+/// thread whole, in one hand-over.
+const WHOLE_BODY_MAX: u64 = 256 * 1024;
+/// A larger body, or one of unknown length, goes in pieces of this size.
+const PIECE_SIZE: usize = 128 * 1024;
+/// Buffers per transfer: one filling while the other is written.
+const BUFFERS: usize = 2;
 
 /// A finished transfer, still under its temporary name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,19 +50,21 @@ pub struct Fetched {
     pub final_url: Url,
 }
 
-/// Downloads `url` into `temp`, resuming a partial `temp` when the server
-/// supports ranges. On any error the partial file stays for the next
-/// attempt; nothing is ever written under a final name here.
+/// Downloads `url` into `temp`, resuming after the `partial_len` bytes
+/// already there (the file's length) when the server supports ranges. On
+/// any error the partial file stays for the next attempt; nothing is ever
+/// written under a final name here.
 pub async fn fetch_to_file(
     http: &HttpClient,
     url: &Url,
     referer: Option<&Url>,
     temp: &Path,
+    partial_len: u64,
     progress: &TransferProgress,
     cancel: &CancellationToken,
 ) -> Result<Fetched, DownloadError> {
     let _slot = http.host_permit(url).await;
-    let mut resume_from = partial_len(temp).await;
+    let mut resume_from = partial_len;
     let mut response = loop {
         let mut request = http.request(reqwest::Method::GET, url.clone());
         if let Some(referer) = referer {
@@ -106,10 +115,12 @@ pub async fn fetch_to_file(
     let final_url = response.url().clone();
 
     progress.set(resume_from, expected);
-    let (sender, receiver) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-    let path = temp.to_path_buf();
-    let writer = tokio::task::spawn_blocking(move || write_and_hash(&path, resume_from, receiver));
-
+    let buffer_size = match expected.map(|total| total.saturating_sub(resume_from)) {
+        Some(remaining) if remaining <= WHOLE_BODY_MAX => remaining.max(1) as usize,
+        _ => PIECE_SIZE,
+    };
+    let mut writer = Writer::new(temp, resume_from, buffer_size);
+    let mut buffer = Vec::with_capacity(buffer_size);
     let streamed: Result<(), DownloadError> = async {
         loop {
             let chunk = tokio::select! {
@@ -117,20 +128,24 @@ pub async fn fetch_to_file(
                 chunk = response.chunk() => chunk.map_err(|err| map_reqwest_error(url, err))?,
             };
             let Some(chunk) = chunk else { return Ok(()) };
-            let len = chunk.len() as u64;
-            if sender.send(chunk).await.is_err() {
-                // The writer stopped; its error is reported below.
-                return Ok(());
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let take = rest.len().min(buffer_size - buffer.len());
+                buffer.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if buffer.len() == buffer_size {
+                    buffer = match writer.hand_over(std::mem::take(&mut buffer)).await {
+                        Some(empty) => empty,
+                        // The writer stopped; its error is reported below.
+                        None => return Ok(()),
+                    };
+                }
             }
-            progress.add(len);
+            progress.add(chunk.len() as u64);
         }
     }
     .await;
-    drop(sender);
-    let written = writer
-        .await
-        .map_err(|err| DownloadError::Storage(format!("writer thread failed: {err}")))?;
-    let (size, sha256) = written?;
+    let (size, sha256) = writer.finish(buffer).await?;
     streamed?;
 
     if let Some(expected) = expected
@@ -151,20 +166,106 @@ pub async fn fetch_to_file(
     })
 }
 
-/// The blocking half: hashes any bytes already in the file, then appends
-/// and hashes each chunk as it arrives.
+/// The writer thread of one transfer, started when the first buffer is
+/// full (or at the end of a body smaller than one buffer), with the
+/// buffers it hands back for reuse.
+struct Writer {
+    path: PathBuf,
+    resume_from: u64,
+    buffer_size: usize,
+    running: Option<RunningWriter>,
+    /// Buffers allocated so far, at most [`BUFFERS`].
+    allocated: usize,
+}
+
+struct RunningWriter {
+    full: mpsc::Sender<Vec<u8>>,
+    empty: mpsc::Receiver<Vec<u8>>,
+    thread: tokio::task::JoinHandle<Result<(u64, String), DownloadError>>,
+}
+
+impl Writer {
+    /// A writer for a transfer that has allocated its first buffer.
+    fn new(path: &Path, resume_from: u64, buffer_size: usize) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            resume_from,
+            buffer_size,
+            running: None,
+            allocated: 1,
+        }
+    }
+
+    fn running(&mut self) -> &mut RunningWriter {
+        let (path, resume_from) = (&self.path, self.resume_from);
+        self.running
+            .get_or_insert_with(|| RunningWriter::start(path, resume_from))
+    }
+
+    /// Passes a full buffer to the thread and returns an empty one, waiting
+    /// while all are in use; `None` when the thread has stopped.
+    async fn hand_over(&mut self, buffer: Vec<u8>) -> Option<Vec<u8>> {
+        let may_allocate = self.allocated < BUFFERS;
+        let running = self.running();
+        running.full.send(buffer).await.ok()?;
+        if may_allocate {
+            self.allocated += 1;
+            return Some(Vec::with_capacity(self.buffer_size));
+        }
+        running.empty.recv().await
+    }
+
+    /// Writes the last, partly filled buffer and returns the file's size and hash.
+    async fn finish(mut self, last: Vec<u8>) -> Result<(u64, String), DownloadError> {
+        let RunningWriter {
+            full,
+            empty,
+            thread,
+        } = match self.running.take() {
+            Some(running) => running,
+            None => RunningWriter::start(&self.path, self.resume_from),
+        };
+        // A send fails only when the thread stopped early; its result says why.
+        let _ = full.send(last).await;
+        drop(full);
+        drop(empty);
+        thread
+            .await
+            .map_err(|err| DownloadError::Storage(format!("writer thread failed: {err}")))?
+    }
+}
+
+impl RunningWriter {
+    fn start(path: &Path, resume_from: u64) -> Self {
+        let (full, full_rx) = mpsc::channel(BUFFERS);
+        let (empty_tx, empty) = mpsc::channel(BUFFERS);
+        let path = path.to_path_buf();
+        let thread = tokio::task::spawn_blocking(move || {
+            write_and_hash(&path, resume_from, full_rx, empty_tx)
+        });
+        Self {
+            full,
+            empty,
+            thread,
+        }
+    }
+}
+
+/// The blocking half: hashes any bytes already in the file, then hashes
+/// and appends each buffer as it arrives, handing it back emptied.
 fn write_and_hash(
     path: &Path,
     resume_from: u64,
-    mut chunks: mpsc::Receiver<Bytes>,
+    mut full: mpsc::Receiver<Vec<u8>>,
+    empty: mpsc::Sender<Vec<u8>>,
 ) -> Result<(u64, String), DownloadError> {
     let storage =
         |err: std::io::Error| DownloadError::Storage(format!("{}: {err}", path.display()));
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let file = if resume_from > 0 {
+    let mut file = if resume_from > 0 {
         let mut existing = std::fs::File::open(path).map_err(storage)?;
-        let mut buffer = vec![0u8; WRITE_BUFFER];
+        let mut buffer = vec![0u8; PIECE_SIZE];
         let mut remaining = resume_from;
         while remaining > 0 {
             let want = remaining.min(buffer.len() as u64) as usize;
@@ -176,32 +277,25 @@ fn write_and_hash(
             remaining -= read as u64;
             size += read as u64;
         }
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .write(true)
             .open(path)
             .map_err(storage)?;
         file.set_len(size).map_err(storage)?;
-        let mut file = file;
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(size)).map_err(storage)?;
         file
     } else {
         std::fs::File::create(path).map_err(storage)?
     };
-    let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    while let Some(chunk) = chunks.blocking_recv() {
-        hasher.update(&chunk);
-        out.write_all(&chunk).map_err(storage)?;
-        size += chunk.len() as u64;
+    while let Some(mut buffer) = full.blocking_recv() {
+        hasher.update(&buffer);
+        file.write_all(&buffer).map_err(storage)?;
+        size += buffer.len() as u64;
+        buffer.clear();
+        // Fails only once the network side is done and needs no more buffers.
+        let _ = empty.try_send(buffer);
     }
-    out.flush().map_err(storage)?;
     Ok((size, hex::encode(hasher.finalize())))
-}
-
-async fn partial_len(path: &Path) -> u64 {
-    tokio::fs::metadata(path)
-        .await
-        .map(|meta| meta.len())
-        .unwrap_or(0)
 }
 
 async fn remove_partial(path: &Path) -> Result<(), DownloadError> {

@@ -4,8 +4,14 @@
 //! conformance suite runs unchanged against all of them), and the store for
 //! tests and for embedders who want no database. One mutex guards all
 //! state; no lock is ever held across an `.await`.
+//!
+//! The engine's hot paths (claim, archive-key and content-hash look-ups)
+//! use indexes kept beside the tables, so a queue of many thousand items
+//! costs a few map operations per item rather than a scan. Every change to
+//! a queue item or a download goes through the `State` methods that keep
+//! those indexes in step.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -68,12 +74,22 @@ pub struct MemoryStore {
     state: Mutex<State>,
 }
 
+/// A pending item's place in claim order: priority (1 first), then age.
+type ClaimKey = (u8, DateTime<Utc>, i64);
+
 #[derive(Debug, Default)]
 struct State {
     next_id: HashMap<&'static str, i64>,
     downloads: BTreeMap<i64, Download>,
+    /// Download id by archive key (keys are unique).
+    by_archive_key: HashMap<String, i64>,
+    /// Ids of the downloads that own their file, by content hash.
+    by_file_hash: HashMap<String, BTreeSet<i64>>,
     queue: BTreeMap<i64, QueueItem>,
-    /// The lease token of each item currently held by a worker.
+    /// Every pending item, due or not, in claim order.
+    claim_order: BTreeSet<ClaimKey>,
+    /// The lease token of each item currently held by a worker (exactly
+    /// the items that are downloading).
     leases: HashMap<i64, uuid::Uuid>,
     jobs: BTreeMap<String, Job>,
     runs: BTreeMap<i64, JobRun>,
@@ -91,36 +107,123 @@ impl State {
         *id
     }
 
-    /// The item held under `lease`, or `LeaseLost`.
-    fn leased_item(&mut self, lease: &LeaseToken) -> StoreResult<&mut QueueItem> {
-        let held = self.leases.get(&lease.queue_id) == Some(&lease.token);
-        match self.queue.get_mut(&lease.queue_id) {
-            Some(item)
-                if held
-                    && item.status == QueueStatus::Downloading
-                    && item.assigned_worker.as_deref() == Some(lease.worker.0.as_str()) =>
-            {
-                Ok(item)
-            }
-            _ => Err(StoreError::LeaseLost {
-                queue_id: lease.queue_id,
-            }),
+    /// Adds a newly enqueued item (ids are never reused).
+    fn insert_queue_item(&mut self, item: QueueItem) {
+        if let Some(key) = claim_key(&item) {
+            self.claim_order.insert(key);
         }
+        self.queue.insert(item.id, item);
+    }
+
+    /// Applies `change` to queue item `id`, keeping the claim order in step.
+    fn change_queue_item<T>(
+        &mut self,
+        id: i64,
+        change: impl FnOnce(&mut QueueItem) -> T,
+    ) -> Option<T> {
+        let item = self.queue.get_mut(&id)?;
+        let before = claim_key(item);
+        let result = change(item);
+        let after = claim_key(item);
+        if before != after {
+            if let Some(key) = before {
+                self.claim_order.remove(&key);
+            }
+            if let Some(key) = after {
+                self.claim_order.insert(key);
+            }
+        }
+        Some(result)
+    }
+
+    fn take_queue_item(&mut self, id: i64) -> Option<QueueItem> {
+        self.leases.remove(&id);
+        let item = self.queue.remove(&id)?;
+        if let Some(key) = claim_key(&item) {
+            self.claim_order.remove(&key);
+        }
+        Some(item)
+    }
+
+    /// Applies `change` to the item held under `lease`, or fails with `LeaseLost`.
+    fn change_leased<T>(
+        &mut self,
+        lease: &LeaseToken,
+        change: impl FnOnce(&mut QueueItem) -> T,
+    ) -> StoreResult<T> {
+        let lost = StoreError::LeaseLost {
+            queue_id: lease.queue_id,
+        };
+        if self.leases.get(&lease.queue_id) != Some(&lease.token) {
+            return Err(lost);
+        }
+        let holds = |item: &QueueItem| {
+            item.status == QueueStatus::Downloading
+                && item.assigned_worker.as_deref() == Some(lease.worker.0.as_str())
+        };
+        if !self.queue.get(&lease.queue_id).is_some_and(holds) {
+            return Err(lost);
+        }
+        Ok(self
+            .change_queue_item(lease.queue_id, change)
+            .expect("checked above"))
     }
 
     fn drop_lease(&mut self, queue_id: i64) {
         self.leases.remove(&queue_id);
-        if let Some(item) = self.queue.get_mut(&queue_id) {
-            item.lease_expires_at = None;
-        }
+        self.change_queue_item(queue_id, |item| item.lease_expires_at = None);
     }
 
     fn download_id_by_key(&self, archive_key: &str) -> Option<i64> {
-        self.downloads
-            .values()
-            .find(|download| download.archive_key == archive_key)
-            .map(|download| download.id)
+        self.by_archive_key.get(archive_key).copied()
     }
+
+    /// Stores `download` (new or replacing the one with its id), keeping the indexes in step.
+    fn put_download(&mut self, download: Download) {
+        if let Some(old) = self.downloads.remove(&download.id) {
+            self.unindex_download(&old);
+        }
+        self.by_archive_key
+            .insert(download.archive_key.clone(), download.id);
+        if let Some(hash) = owned_file_hash(&download) {
+            self.by_file_hash
+                .entry(hash.to_owned())
+                .or_default()
+                .insert(download.id);
+        }
+        self.downloads.insert(download.id, download);
+    }
+
+    fn take_download(&mut self, id: i64) -> Option<Download> {
+        let download = self.downloads.remove(&id)?;
+        self.unindex_download(&download);
+        Some(download)
+    }
+
+    fn unindex_download(&mut self, download: &Download) {
+        if self.by_archive_key.get(&download.archive_key) == Some(&download.id) {
+            self.by_archive_key.remove(&download.archive_key);
+        }
+        if let Some(hash) = owned_file_hash(download)
+            && let Some(ids) = self.by_file_hash.get_mut(hash)
+        {
+            ids.remove(&download.id);
+            if ids.is_empty() {
+                self.by_file_hash.remove(hash);
+            }
+        }
+    }
+}
+
+fn claim_key(item: &QueueItem) -> Option<ClaimKey> {
+    (item.status == QueueStatus::Pending).then_some((item.priority, item.created_date, item.id))
+}
+
+/// The content hash of a download that owns its file (what dedupe matches against).
+fn owned_file_hash(download: &Download) -> Option<&str> {
+    owns_file(download)
+        .then_some(download.file_hash.as_deref())
+        .flatten()
 }
 
 impl MemoryStore {
@@ -199,7 +302,7 @@ impl DownloadRepo for MemoryStore {
         }
         let id = state.next_id("downloads");
         let download = normalize_download(new).into_download(id);
-        state.downloads.insert(id, download.clone());
+        state.put_download(download.clone());
         Ok(download)
     }
 
@@ -219,7 +322,7 @@ impl DownloadRepo for MemoryStore {
             )));
         }
         let download = normalize_download(new).into_download(id);
-        state.downloads.insert(id, download.clone());
+        state.put_download(download.clone());
         Ok(download)
     }
 
@@ -273,8 +376,7 @@ impl DownloadRepo for MemoryStore {
 
     async fn delete_download(&self, id: i64) -> StoreResult<Download> {
         self.lock()?
-            .downloads
-            .remove(&id)
+            .take_download(id)
             .ok_or_else(|| StoreError::not_found("download", id))
     }
 
@@ -287,26 +389,27 @@ impl DownloadRepo for MemoryStore {
 
     async fn known_archive_keys(&self, archive_keys: &[String]) -> StoreResult<Vec<String>> {
         let state = self.lock()?;
-        let completed: HashSet<&str> = state
-            .downloads
-            .values()
-            .filter(|d| d.status == DownloadStatus::Completed)
-            .map(|d| d.archive_key.as_str())
-            .collect();
+        let completed = |key: &str| {
+            state
+                .download_id_by_key(key)
+                .and_then(|id| state.downloads.get(&id))
+                .is_some_and(|d| d.status == DownloadStatus::Completed)
+        };
         let mut seen = HashSet::new();
         Ok(archive_keys
             .iter()
-            .filter(|key| completed.contains(key.as_str()) && seen.insert(key.as_str()))
+            .filter(|key| completed(key) && seen.insert(key.as_str()))
             .cloned()
             .collect())
     }
 
     async fn download_by_file_hash(&self, file_hash: &str) -> StoreResult<Option<Download>> {
-        Ok(self
-            .lock()?
-            .downloads
-            .values()
-            .find(|d| owns_file(d) && d.file_hash.as_deref() == Some(file_hash))
+        let state = self.lock()?;
+        Ok(state
+            .by_file_hash
+            .get(file_hash)
+            .and_then(|ids| ids.first())
+            .and_then(|id| state.downloads.get(id))
             .cloned())
     }
 
@@ -452,7 +555,7 @@ impl QueueRepo for MemoryStore {
         let mut state = self.lock()?;
         let id = state.next_id("queue");
         let item = new.into_item(id, to_micros(now));
-        state.queue.insert(id, item.clone());
+        state.insert_queue_item(item.clone());
         Ok(item)
     }
 
@@ -537,25 +640,31 @@ impl QueueRepo for MemoryStore {
         let now = to_micros(now);
         let until = rules::lease_until(now, lease_for)?;
         let mut state = self.lock()?;
-        let mut due: Vec<(u8, DateTime<Utc>, i64)> = state
-            .queue
-            .values()
-            .filter(|item| item.status == QueueStatus::Pending && item.next_attempt_at <= now)
-            .map(|item| (item.priority, item.created_date, item.id))
+        let state = &mut *state;
+        // Items waiting for a retry time stay in the order but are passed over.
+        let due: Vec<i64> = state
+            .claim_order
+            .iter()
+            .map(|&(_, _, id)| id)
+            .filter(|id| state.queue[id].next_attempt_at <= now)
+            .take(n as usize)
             .collect();
-        due.sort();
-        let mut claimed = Vec::new();
-        for (_, _, id) in due.into_iter().take(n as usize) {
+        let mut claimed = Vec::with_capacity(due.len());
+        for id in due {
             let token = uuid::Uuid::new_v4();
             state.leases.insert(id, token);
-            let item = state.queue.get_mut(&id).expect("id taken from the map");
-            item.status = QueueStatus::Downloading;
-            item.attempts += 1;
-            item.started_at = Some(now);
-            item.assigned_worker = Some(worker.0.clone());
-            item.lease_expires_at = Some(until);
+            let item = state
+                .change_queue_item(id, |item| {
+                    item.status = QueueStatus::Downloading;
+                    item.attempts += 1;
+                    item.started_at = Some(now);
+                    item.assigned_worker = Some(worker.0.clone());
+                    item.lease_expires_at = Some(until);
+                    item.clone()
+                })
+                .expect("id taken from the claim order");
             claimed.push(Leased {
-                item: item.clone(),
+                item,
                 lease: LeaseToken {
                     queue_id: id,
                     worker: worker.clone(),
@@ -573,9 +682,8 @@ impl QueueRepo for MemoryStore {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let until = rules::lease_until(to_micros(now), lease_for)?;
-        let mut state = self.lock()?;
-        state.leased_item(lease)?.lease_expires_at = Some(until);
-        Ok(())
+        self.lock()?
+            .change_leased(lease, |item| item.lease_expires_at = Some(until))
     }
 
     async fn record_progress(
@@ -584,13 +692,12 @@ impl QueueRepo for MemoryStore {
         progress: QueueProgress,
     ) -> StoreResult<()> {
         rules::validate_progress(progress.progress)?;
-        let mut state = self.lock()?;
-        let item = state.leased_item(lease)?;
-        item.progress = progress.progress;
-        item.items_downloaded = progress.items_downloaded;
-        item.items_total = progress.items_total;
-        item.estimated_completion = progress.estimated_completion.map(to_micros);
-        Ok(())
+        self.lock()?.change_leased(lease, |item| {
+            item.progress = progress.progress;
+            item.items_downloaded = progress.items_downloaded;
+            item.items_total = progress.items_total;
+            item.estimated_completion = progress.estimated_completion.map(to_micros);
+        })
     }
 
     async fn complete(
@@ -600,13 +707,14 @@ impl QueueRepo for MemoryStore {
         now: DateTime<Utc>,
     ) -> StoreResult<QueueItem> {
         let mut state = self.lock()?;
-        let item = state.leased_item(lease)?;
-        item.status = QueueStatus::Completed;
-        item.download_date = Some(to_micros(now));
-        item.progress = 100;
-        item.items_downloaded = items_downloaded;
-        item.error_message = None;
-        item.estimated_completion = None;
+        state.change_leased(lease, |item| {
+            item.status = QueueStatus::Completed;
+            item.download_date = Some(to_micros(now));
+            item.progress = 100;
+            item.items_downloaded = items_downloaded;
+            item.error_message = None;
+            item.estimated_completion = None;
+        })?;
         state.drop_lease(lease.queue_id);
         Ok(state.queue[&lease.queue_id].clone())
     }
@@ -619,20 +727,21 @@ impl QueueRepo for MemoryStore {
         now: DateTime<Utc>,
     ) -> StoreResult<QueueItem> {
         let mut state = self.lock()?;
-        let item = state.leased_item(lease)?;
-        item.error_message = Some(error.to_string());
-        item.estimated_completion = None;
-        match retry_at {
-            // The store, not only the caller, guards the attempt budget.
-            Some(retry_at) if item.attempts < item.max_attempts => {
-                item.status = QueueStatus::Pending;
-                item.next_attempt_at = to_micros(retry_at);
+        state.change_leased(lease, |item| {
+            item.error_message = Some(error.to_string());
+            item.estimated_completion = None;
+            match retry_at {
+                // The store, not only the caller, guards the attempt budget.
+                Some(retry_at) if item.attempts < item.max_attempts => {
+                    item.status = QueueStatus::Pending;
+                    item.next_attempt_at = to_micros(retry_at);
+                }
+                _ => {
+                    item.status = QueueStatus::Failed;
+                    item.download_date = Some(to_micros(now));
+                }
             }
-            _ => {
-                item.status = QueueStatus::Failed;
-                item.download_date = Some(to_micros(now));
-            }
-        }
+        })?;
         state.drop_lease(lease.queue_id);
         Ok(state.queue[&lease.queue_id].clone())
     }
@@ -644,12 +753,13 @@ impl QueueRepo for MemoryStore {
         not_before: DateTime<Utc>,
     ) -> StoreResult<QueueItem> {
         let mut state = self.lock()?;
-        let item = state.leased_item(lease)?;
-        item.status = QueueStatus::Pending;
-        item.attempts = item.attempts.saturating_sub(1);
-        item.next_attempt_at = to_micros(not_before);
-        item.error_message = reason;
-        item.estimated_completion = None;
+        state.change_leased(lease, |item| {
+            item.status = QueueStatus::Pending;
+            item.attempts = item.attempts.saturating_sub(1);
+            item.next_attempt_at = to_micros(not_before);
+            item.error_message = reason;
+            item.estimated_completion = None;
+        })?;
         state.drop_lease(lease.queue_id);
         Ok(state.queue[&lease.queue_id].clone())
     }
@@ -657,27 +767,36 @@ impl QueueRepo for MemoryStore {
     async fn requeue_expired(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueItem>> {
         let now = to_micros(now);
         let mut state = self.lock()?;
-        let expired: Vec<i64> = state
-            .queue
-            .values()
-            .filter(|item| item.status == QueueStatus::Downloading)
-            .filter(|item| item.lease_expires_at.is_none_or(|until| until <= now))
-            .map(|item| item.id)
+        let mut expired: Vec<i64> = state
+            .leases
+            .keys()
+            .filter(|id| {
+                state.queue[id]
+                    .lease_expires_at
+                    .is_none_or(|until| until <= now)
+            })
+            .copied()
             .collect();
+        // In queue order, as a scan of the queue would return them.
+        expired.sort_unstable();
         let mut changed = Vec::with_capacity(expired.len());
         for id in expired {
             state.drop_lease(id);
-            let item = state.queue.get_mut(&id).expect("id taken from the map");
-            if item.attempts < item.max_attempts {
-                item.status = QueueStatus::Pending;
-                item.next_attempt_at = now;
-            } else {
-                item.status = QueueStatus::Failed;
-                item.download_date = Some(now);
-                item.error_message = Some(rules::lease_expired_message(item.attempts));
-            }
-            item.estimated_completion = None;
-            changed.push(item.clone());
+            let item = state
+                .change_queue_item(id, |item| {
+                    if item.attempts < item.max_attempts {
+                        item.status = QueueStatus::Pending;
+                        item.next_attempt_at = now;
+                    } else {
+                        item.status = QueueStatus::Failed;
+                        item.download_date = Some(now);
+                        item.error_message = Some(rules::lease_expired_message(item.attempts));
+                    }
+                    item.estimated_completion = None;
+                    item.clone()
+                })
+                .expect("a lease is only held on a queued item");
+            changed.push(item);
         }
         Ok(changed)
     }
@@ -713,26 +832,28 @@ impl QueueRepo for MemoryStore {
         if patch.status == Some(QueueStatus::Paused) && from == QueueStatus::Downloading {
             state.drop_lease(id);
         }
-        let item = state.queue.get_mut(&id).expect("checked above");
-        if let Some(priority) = patch.priority {
-            item.priority = priority;
-        }
-        match patch.status {
-            Some(QueueStatus::Paused) => {
-                if from == QueueStatus::Downloading {
-                    // Pausing is not a failure: the interrupted attempt is given back.
-                    item.attempts = item.attempts.saturating_sub(1);
+        let item = state.change_queue_item(id, |item| {
+            if let Some(priority) = patch.priority {
+                item.priority = priority;
+            }
+            match patch.status {
+                Some(QueueStatus::Paused) => {
+                    if from == QueueStatus::Downloading {
+                        // Pausing is not a failure: the interrupted attempt is given back.
+                        item.attempts = item.attempts.saturating_sub(1);
+                    }
+                    item.status = QueueStatus::Paused;
+                    item.estimated_completion = None;
                 }
-                item.status = QueueStatus::Paused;
-                item.estimated_completion = None;
+                Some(QueueStatus::Pending) => {
+                    item.status = QueueStatus::Pending;
+                    item.next_attempt_at = to_micros(now);
+                }
+                _ => {}
             }
-            Some(QueueStatus::Pending) => {
-                item.status = QueueStatus::Pending;
-                item.next_attempt_at = to_micros(now);
-            }
-            _ => {}
-        }
-        Ok(item.clone())
+            item.clone()
+        });
+        Ok(item.expect("checked above"))
     }
 
     async fn retry_queue_item(
@@ -744,7 +865,7 @@ impl QueueRepo for MemoryStore {
         let mut state = self.lock()?;
         let item = state
             .queue
-            .get_mut(&id)
+            .get(&id)
             .ok_or_else(|| StoreError::not_found("queue item", id))?;
         if !item.status.is_finished() {
             return Err(StoreError::Invalid(format!(
@@ -759,21 +880,21 @@ impl QueueRepo for MemoryStore {
             ));
         }
         rules::validate_max_attempts(max_attempts)?;
-        item.status = QueueStatus::Pending;
-        item.max_attempts = max_attempts;
-        item.next_attempt_at = to_micros(now);
-        item.download_date = None;
-        item.error_message = None;
-        item.progress = 0;
-        Ok(item.clone())
+        let item = state.change_queue_item(id, |item| {
+            item.status = QueueStatus::Pending;
+            item.max_attempts = max_attempts;
+            item.next_attempt_at = to_micros(now);
+            item.download_date = None;
+            item.error_message = None;
+            item.progress = 0;
+            item.clone()
+        });
+        Ok(item.expect("checked above"))
     }
 
     async fn delete_queue_item(&self, id: i64) -> StoreResult<QueueItem> {
-        let mut state = self.lock()?;
-        state.leases.remove(&id);
-        state
-            .queue
-            .remove(&id)
+        self.lock()?
+            .take_queue_item(id)
             .ok_or_else(|| StoreError::not_found("queue item", id))
     }
 
@@ -785,9 +906,8 @@ impl QueueRepo for MemoryStore {
             .filter(|item| statuses.contains(&item.status))
             .map(|item| item.id)
             .collect();
-        for id in &doomed {
-            state.queue.remove(id);
-            state.leases.remove(id);
+        for &id in &doomed {
+            state.take_queue_item(id);
         }
         Ok(doomed.len() as u64)
     }
@@ -1242,4 +1362,112 @@ mod conformance_tests {
     }
 
     crate::store_conformance_suite!(fresh_store);
+}
+
+/// The indexes beside the tables, through changes the conformance suite
+/// does not make: a replacement that changes key and hash, and claims
+/// passing over items that wait for their retry time.
+#[cfg(test)]
+mod index_tests {
+    use std::time::Duration;
+
+    use super::MemoryStore;
+    use crate::model::{DownloadStatus, NewQueueItem, QueuePatch, QueueStatus, WorkerId};
+    use crate::store::conformance::{at, new_download};
+    use crate::store::{DownloadRepo, QueueRepo};
+
+    fn hash(n: u8) -> String {
+        format!("sha256:{n:064x}")
+    }
+
+    #[tokio::test]
+    async fn key_and_hash_lookups_follow_replace_and_delete() {
+        let store = MemoryStore::new();
+        let mut first = new_download("k:one", at(1));
+        first.file_hash = Some(hash(0xaa));
+        let first = store.insert_download(first).await.unwrap();
+        let mut twin = new_download("k:twin", at(2));
+        twin.file_hash = Some(hash(0xaa));
+        let twin = store.insert_download(twin).await.unwrap();
+
+        let mut moved = new_download("k:moved", at(3));
+        moved.file_hash = Some(hash(0xbb));
+        store.replace_download(first.id, moved).await.unwrap();
+        assert_eq!(store.download_by_archive_key("k:one").await.unwrap(), None);
+        let found = store.download_by_archive_key("k:moved").await.unwrap();
+        assert_eq!(found.map(|d| d.id), Some(first.id));
+        let owner = store.download_by_file_hash(&hash(0xaa)).await.unwrap();
+        assert_eq!(
+            owner.map(|d| d.id),
+            Some(twin.id),
+            "the other owner remains"
+        );
+        let owner = store.download_by_file_hash(&hash(0xbb)).await.unwrap();
+        assert_eq!(owner.map(|d| d.id), Some(first.id));
+
+        let mut failed = new_download("k:twin", at(4));
+        failed.status = DownloadStatus::Failed;
+        failed.file_hash = Some(hash(0xaa));
+        store.replace_download(twin.id, failed).await.unwrap();
+        assert_eq!(
+            store.download_by_file_hash(&hash(0xaa)).await.unwrap(),
+            None,
+            "a failed record owns no file"
+        );
+
+        store.delete_download(first.id).await.unwrap();
+        assert_eq!(
+            store.download_by_archive_key("k:moved").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.download_by_file_hash(&hash(0xbb)).await.unwrap(),
+            None
+        );
+        store
+            .insert_download(new_download("k:moved", at(5)))
+            .await
+            .expect("the key is free again");
+    }
+
+    #[tokio::test]
+    async fn claims_follow_priority_changes_and_pass_over_waiting_items() {
+        let store = MemoryStore::new();
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let new = NewQueueItem::new(format!("https://e.com/{n}"), "direct", "e.com", "file");
+            ids.push(store.enqueue(new, at(n)).await.unwrap().id);
+        }
+        let worker = WorkerId("w".into());
+        let lease = Duration::from_secs(60);
+        let first = store.claim(&worker, 1, lease, at(10)).await.unwrap();
+        assert_eq!(first[0].item.id, ids[0]);
+        store
+            .fail(&first[0].lease, "later", Some(at(100)), at(10))
+            .await
+            .unwrap();
+        let urgent = QueuePatch {
+            priority: Some(1),
+            ..Default::default()
+        };
+        store
+            .update_queue_item(ids[2], urgent, at(11))
+            .await
+            .unwrap();
+
+        let claimed = store.claim(&worker, 5, lease, at(20)).await.unwrap();
+        let order: Vec<i64> = claimed.iter().map(|l| l.item.id).collect();
+        assert_eq!(order, [ids[2], ids[1]], "the retry waits; priority 1 first");
+        let retry = store.claim(&worker, 5, lease, at(100)).await.unwrap();
+        assert_eq!(retry.len(), 1);
+        assert_eq!(retry[0].item.id, ids[0]);
+        assert_eq!(retry[0].item.status, QueueStatus::Downloading);
+        assert!(
+            store
+                .claim(&worker, 5, lease, at(200))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
