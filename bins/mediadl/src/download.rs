@@ -188,8 +188,14 @@ async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, Download
                 break;
             }
         };
-        let Some(BusMessage::Event(event)) = message else {
-            continue;
+        let event = match message {
+            Some(BusMessage::Event(event)) => event,
+            // Completions may be among the events missed: ask the store.
+            Some(BusMessage::Lagged(_)) => {
+                failed += settle_from_store(store.as_ref(), &mut pending, &ui).await;
+                continue;
+            }
+            None => break,
         };
         match &event.kind {
             EventKind::DownloadProgress(progress) if pending.contains_key(&progress.queue_id) => {
@@ -238,6 +244,33 @@ async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, Download
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Finishes the pending items the store already shows as ended, for when
+/// the event feed lagged past their completion events. Returns how many failed.
+async fn settle_from_store(
+    store: &dyn Store,
+    pending: &mut HashMap<i64, String>,
+    ui: &Ui,
+) -> usize {
+    let mut failed = 0;
+    let ids: Vec<i64> = pending.keys().copied().collect();
+    for id in ids {
+        let Ok(item) = store.get_queue_item(id).await else {
+            continue;
+        };
+        if !matches!(item.status, QueueStatus::Completed | QueueStatus::Failed) {
+            continue;
+        }
+        if let Some(url) = pending.remove(&id) {
+            let ok = item.status == QueueStatus::Completed && item.error_message.is_none();
+            if !ok {
+                failed += 1;
+            }
+            ui.finished(id, &url, ok, item.error_message.as_deref());
+        }
+    }
+    failed
 }
 
 fn human(bytes: u64) -> String {
