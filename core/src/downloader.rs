@@ -130,6 +130,11 @@ pub trait Downloader: Send + Sync + std::fmt::Debug {
 
     /// Refuses requests this downloader can never serve (a malformed
     /// username, a URL of the wrong site), before anything is queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the request field (`source`, `url`) and
+    /// saying what is wrong; the API answers it with a 422.
     fn validate(&self, request: &Request) -> Result<(), Error>;
 
     /// Lists media for a request, newest first where the platform allows,

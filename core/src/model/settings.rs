@@ -207,6 +207,10 @@ impl InvalidSetting {
 impl Settings {
     /// Typed, validated settings from a stored or patched document.
     /// Missing keys take their defaults; unknown keys and wrong types are refused.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSetting`] naming the first unacceptable field by its dotted path.
     pub fn from_value(value: &Value) -> Result<Self, InvalidSetting> {
         let settings: Settings = serde_path_to_error::deserialize(value).map_err(|err| {
             let path = err.path().to_string();
@@ -290,6 +294,11 @@ impl Settings {
 
     /// A platform's part of `platforms`, deserialised into its own type
     /// (defaults where the document says nothing).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSetting`] naming the field (`platforms.<platform>.…`) that
+    /// does not fit `T`.
     pub fn platform<T: DeserializeOwned + Default>(
         &self,
         platform: &str,

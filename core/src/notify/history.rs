@@ -174,6 +174,10 @@ impl DeliveryLog {
 
     /// Inserts or replaces `delivery` (by id) at the top and keeps the
     /// newest `limit`.
+    ///
+    /// # Errors
+    ///
+    /// [`HistoryError`] when the history cannot be read or written.
     pub async fn record(&self, delivery: &Delivery, limit: u32) -> Result<(), HistoryError> {
         let _guard = write_lock().lock().await;
         // An unreadable history (another version wrote it) is started afresh
@@ -192,6 +196,10 @@ impl DeliveryLog {
     }
 
     /// Deliveries, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`HistoryError`] when the history cannot be read.
     pub async fn list(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, HistoryError> {
         let list = self.load().await?;
         let limit = if filter.limit == 0 {

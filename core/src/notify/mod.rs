@@ -648,6 +648,13 @@ pub enum TestError {
 /// are set up when it names none), waiting for each (bounded by the
 /// transports' timeouts, one attempt each), and records email and webhook
 /// tests in the history.
+///
+/// # Errors
+///
+/// [`TestError`] when nothing could be tried: the notification settings
+/// are invalid, a transport asked for is not set up or not built in, or no
+/// webhook has the name asked for. Failed
+/// deliveries are not errors: they are [`TestOutcome`]s with `success` false.
 pub async fn send_test(
     store: Arc<dyn StateRepo>,
     events: &dyn EventBus,

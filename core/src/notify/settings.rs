@@ -337,11 +337,19 @@ fn invalid(field: impl AsRef<str>, reason: impl Into<String>) -> InvalidSetting 
 
 impl NotificationSettings {
     /// Reads and validates `settings.notifications`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSetting`] naming the first unacceptable field.
     pub fn from_settings(settings: &Settings) -> Result<Self, InvalidSetting> {
         Self::from_value(&Value::Object(settings.notifications.clone()))
     }
 
     /// Reads and validates a `notifications` section.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSetting`] naming the first unacceptable field.
     pub fn from_value(value: &Value) -> Result<Self, InvalidSetting> {
         let parsed: Self = serde_path_to_error::deserialize(value).map_err(|err| {
             let path = err.path().to_string();
@@ -352,6 +360,10 @@ impl NotificationSettings {
     }
 
     /// Checks values serde cannot: ranges, addresses, URLs.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSetting`] naming the first value out of range or malformed.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let email = &self.email;
         if email.enabled && email.smtp_host.trim().is_empty() {
@@ -478,6 +490,10 @@ impl NotificationSettings {
 
 /// Checks a `Name <user@host>` or `user@host` address enough to catch
 /// typos; the SMTP server has the last word.
+///
+/// # Errors
+///
+/// [`InvalidSetting`] for `field` when `text` is not such an address.
 pub fn check_mailbox(field: &str, text: &str) -> Result<(), InvalidSetting> {
     let text = text.trim();
     let address = match (text.rfind('<'), text.strip_suffix('>')) {

@@ -263,11 +263,19 @@ impl CronScheduler {
     }
 
     /// Every job, ordered by id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
     pub async fn list_jobs(&self) -> Result<Vec<Job>, Error> {
         Ok(self.store.list_jobs().await?)
     }
 
     /// The enabled job that fires next (the dashboard's `next_scheduled_task`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
     pub async fn next_scheduled(&self) -> Result<Option<Job>, Error> {
         Ok(self
             .store
@@ -289,6 +297,12 @@ impl CronScheduler {
 
     /// Validates and stores a download job; its id is a slug of platform,
     /// source and content type (`instagram-evalongoria-posts`, then `-2`, …).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the field when the platform, downloader,
+    /// content type, schedule, time zone or config is not acceptable;
+    /// [`Error::Store`] when storing fails.
     pub async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
         let now = self.clock.now();
         let mut job = new.into_job(String::new(), now);
@@ -324,6 +338,11 @@ impl CronScheduler {
     /// Changes a job. Disabling clears `next_run`; enabling or a new
     /// schedule computes it from now (slots missed while disabled are not
     /// run).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] as for [`create_job`](Self::create_job);
+    /// [`Error::Store`] with [`StoreError::NotFound`] for an unknown id.
     pub async fn update_job(&self, id: &str, patch: JobPatch) -> Result<Job, Error> {
         let now = self.clock.now();
         let mut job = self.store.get_job(id).await?;
@@ -350,8 +369,13 @@ impl CronScheduler {
         Ok(self.store.update_job(job).await?)
     }
 
-    /// Deletes a job (its history stays). Built-in maintenance jobs can be
+    /// Deletes a job and its run history. Built-in maintenance jobs can be
     /// disabled, not deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a built-in job; [`Error::Store`] with
+    /// [`StoreError::NotFound`] for an unknown id.
     pub async fn delete_job(&self, id: &str) -> Result<(), Error> {
         let job = self.store.get_job(id).await?;
         if job.kind == JobKind::Maintenance {
@@ -366,6 +390,12 @@ impl CronScheduler {
     /// Runs a job now, outside its schedule. A job whose run is still
     /// active is a `Conflict`; a run that could not be queued is recorded
     /// as failed and returned as an `Invalid` error with the reason.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] with [`StoreError::Conflict`] while a run is active
+    /// or [`StoreError::NotFound`] for an unknown id; [`Error::Invalid`]
+    /// when the run could not be queued.
     pub async fn run_now(&self, id: &str) -> Result<Fired, Error> {
         let job = self.store.get_job(id).await?;
         let now = self.clock.now();
@@ -393,6 +423,10 @@ impl CronScheduler {
     }
 
     /// Run history, newest first (`limit` 0 means 100).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
     pub async fn history(&self, mut filter: RunFilter) -> Result<Vec<JobRun>, Error> {
         if filter.limit == 0 {
             filter.limit = 100;

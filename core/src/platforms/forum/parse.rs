@@ -2,7 +2,7 @@
 //! posts (id, author, date) with the media each links to, the thread title,
 //! the next page, and whether the page is a login wall.
 //!
-//! A thread page is read in one streaming pass ([`super::scan`], no DOM);
+//! A thread page is read in one streaming pass (`scan.rs`, no DOM);
 //! this module turns what the pass recorded into posts and links once the
 //! page's engine and `<base href>` are known. Host pages (small) are read
 //! the same way by [`largest_image`], [`select_url`] and [`find_form`].

@@ -2,7 +2,7 @@
 //! every forum engine at once, it records the posts, the raw `href`/`src`
 //! values of their media, the texts that hold titles, authors and dates,
 //! and the links that may lead to the next page. Nothing is resolved here:
-//! [`super::parse`] turns the [`RawPage`] into a thread page once the
+//! `parse.rs` turns the `RawPage` into a thread page once the
 //! page's `<base href>` and engine are known.
 //!
 //! No DOM is built. What a DOM walk got from the tree, the pass gets from a
