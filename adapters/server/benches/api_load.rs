@@ -1,6 +1,8 @@
 //! Load generator for the targets (run with `cargo bench -p
 //! mediadl-server --bench api_load`; `MEDIADL_BENCH_ROWS` sets the history
-//! size, default 1,000,000; `MEDIADL_BENCH_SECONDS` the load duration, default 10):
+//! size, default 1,000,000; `MEDIADL_BENCH_SECONDS` the load duration, default 10;
+//! `MEDIADL_BENCH_DATA` a data dir to keep: seeded on the first run, reused
+//! as it is afterwards, and usable by `mediadl serve --data-dir`):
 //!
 //! - `GET /downloads?platform=…&per_page=50` under 16 concurrent keep-alive
 //!   clients: requests/s, p50/p99 latency;
@@ -285,13 +287,18 @@ fn main() {
         let rows = env_usize("MEDIADL_BENCH_ROWS", 1_000_000);
         let seconds = env_usize("MEDIADL_BENCH_SECONDS", 10) as u64;
         let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
+        let data = std::env::var_os("MEDIADL_BENCH_DATA")
+            .map_or_else(|| dir.path().join("data"), std::path::PathBuf::from);
         std::fs::create_dir_all(&data).expect("data dir");
         let db = data.join("mediadl.db");
-        drop(mediadl_store::SqliteStore::open(&db).await.expect("migrate"));
-        let seeding = Instant::now();
-        seed(&db, rows).await;
-        println!("seeded {rows} downloads in {:.1} s", seeding.elapsed().as_secs_f64());
+        if db.exists() {
+            println!("reusing the downloads in {}", db.display());
+        } else {
+            drop(mediadl_store::SqliteStore::open(&db).await.expect("migrate"));
+            let seeding = Instant::now();
+            seed(&db, rows).await;
+            println!("seeded {rows} downloads in {:.1} s", seeding.elapsed().as_secs_f64());
+        }
 
         let password = "bench-password-1";
         let mut config = ServerConfig::new(&data);
