@@ -12,7 +12,9 @@
 //!   client receiving it, p50/p99.
 //!
 //! The server and the load generator share the machine (and this process),
-//! so the figures are conservative.
+//! so the figures are conservative. With `MEDIADL_BENCH_WRK=1` the list load
+//! is also run by `wrk` (Debian package `wrk`) with `benches/wrk_list.lua`,
+//! a load generator in a separate process: 2 threads, 16 connections.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -182,6 +184,24 @@ async fn list_load(base: &str, token: &str, clients: usize, seconds: u64) {
     );
 }
 
+/// The list load from `wrk`, a separate process; prints wrk's report.
+async fn wrk_list_load(base: &str, token: &str, seconds: u64) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk_list.lua");
+    let output = tokio::process::Command::new("wrk")
+        .args(["-t2", "-c16", "--latency", "-s", script])
+        .arg(format!("-d{seconds}s"))
+        .arg(base)
+        .env("MEDIADL_TOKEN", token)
+        .output()
+        .await
+        .expect("wrk (apt-get install wrk)");
+    assert!(output.status.success(), "wrk failed: {output:?}");
+    println!(
+        "wrk -t2 -c16 GET /downloads?platform=…&per_page=50:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
 async fn overview(base: &str, token: &str) {
     let client = reqwest::Client::new();
     let mut samples = Vec::new();
@@ -335,6 +355,9 @@ fn main() {
         overview(&base, &token).await;
         list_load(&base, &token, 4, 2).await; // warm-up
         list_load(&base, &token, 16, seconds).await;
+        if std::env::var_os("MEDIADL_BENCH_WRK").is_some() {
+            wrk_list_load(&base, &token, seconds).await;
+        }
         websocket_fanout(&format!("ws://{addr}"), &token, bus, 1000).await;
         shutdown.cancel();
         server.await.expect("server task").expect("server exits cleanly");
