@@ -1,6 +1,8 @@
 //! Load generator for the targets (run with `cargo bench -p
 //! mediadl-server --bench api_load`; `MEDIADL_BENCH_ROWS` sets the history
-//! size, default 1,000,000; `MEDIADL_BENCH_SECONDS` the load duration, default 10):
+//! size, default 1,000,000; `MEDIADL_BENCH_SECONDS` the load duration, default 10;
+//! `MEDIADL_BENCH_DATA` a data dir to keep: seeded on the first run, reused
+//! as it is afterwards, and usable by `mediadl serve --data-dir`):
 //!
 //! - `GET /downloads?platform=…&per_page=50` under 16 concurrent keep-alive
 //!   clients: requests/s, p50/p99 latency;
@@ -10,7 +12,9 @@
 //!   client receiving it, p50/p99.
 //!
 //! The server and the load generator share the machine (and this process),
-//! so the figures are conservative.
+//! so the figures are conservative. With `MEDIADL_BENCH_WRK=1` the list load
+//! is also run by `wrk` (Debian package `wrk`) with `benches/wrk_list.lua`,
+//! a load generator in a separate process: 2 threads, 16 connections.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -180,6 +184,24 @@ async fn list_load(base: &str, token: &str, clients: usize, seconds: u64) {
     );
 }
 
+/// The list load from `wrk`, a separate process; prints wrk's report.
+async fn wrk_list_load(base: &str, token: &str, seconds: u64) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk_list.lua");
+    let output = tokio::process::Command::new("wrk")
+        .args(["-t2", "-c16", "--latency", "-s", script])
+        .arg(format!("-d{seconds}s"))
+        .arg(base)
+        .env("MEDIADL_TOKEN", token)
+        .output()
+        .await
+        .expect("wrk (apt-get install wrk)");
+    assert!(output.status.success(), "wrk failed: {output:?}");
+    println!(
+        "wrk -t2 -c16 GET /downloads?platform=…&per_page=50:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
 async fn overview(base: &str, token: &str) {
     let client = reqwest::Client::new();
     let mut samples = Vec::new();
@@ -285,13 +307,18 @@ fn main() {
         let rows = env_usize("MEDIADL_BENCH_ROWS", 1_000_000);
         let seconds = env_usize("MEDIADL_BENCH_SECONDS", 10) as u64;
         let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
+        let data = std::env::var_os("MEDIADL_BENCH_DATA")
+            .map_or_else(|| dir.path().join("data"), std::path::PathBuf::from);
         std::fs::create_dir_all(&data).expect("data dir");
         let db = data.join("mediadl.db");
-        drop(mediadl_store::SqliteStore::open(&db).await.expect("migrate"));
-        let seeding = Instant::now();
-        seed(&db, rows).await;
-        println!("seeded {rows} downloads in {:.1} s", seeding.elapsed().as_secs_f64());
+        if db.exists() {
+            println!("reusing the downloads in {}", db.display());
+        } else {
+            drop(mediadl_store::SqliteStore::open(&db).await.expect("migrate"));
+            let seeding = Instant::now();
+            seed(&db, rows).await;
+            println!("seeded {rows} downloads in {:.1} s", seeding.elapsed().as_secs_f64());
+        }
 
         let password = "bench-password-1";
         let mut config = ServerConfig::new(&data);
@@ -328,6 +355,9 @@ fn main() {
         overview(&base, &token).await;
         list_load(&base, &token, 4, 2).await; // warm-up
         list_load(&base, &token, 16, seconds).await;
+        if std::env::var_os("MEDIADL_BENCH_WRK").is_some() {
+            wrk_list_load(&base, &token, seconds).await;
+        }
         websocket_fanout(&format!("ws://{addr}"), &token, bus, 1000).await;
         shutdown.cancel();
         server.await.expect("server task").expect("server exits cleanly");

@@ -89,6 +89,14 @@ pub struct Auth {
     validation: Validation,
     lockout: LoginLockout,
     failures: Mutex<HashMap<String, Failures>>,
+    users: Mutex<HashMap<i64, CachedUser>>,
+}
+
+/// A user as the store last reported it, for [`USER_CACHE_TTL`].
+#[derive(Debug, Clone)]
+struct CachedUser {
+    user: User,
+    fetched: Instant,
 }
 
 impl std::fmt::Debug for Auth {
@@ -140,6 +148,14 @@ pub struct Issued {
 /// Remembered usernames beyond which stale failure records are pruned.
 const MAX_TRACKED_USERNAMES: usize = 10_000;
 
+/// How long an authenticated request trusts the user record an earlier one
+/// read, instead of reading it from the store again. Changes made through
+/// this server ([`Auth::forget_user`]) apply at once; a change made by
+/// another process (`mediadl user …`) applies within this time.
+pub const USER_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Cached users beyond which expired ones are pruned.
+const MAX_CACHED_USERS: usize = 10_000;
+
 impl Auth {
     /// Signs and checks HS256 tokens with `secret`; locks usernames as `lockout` says.
     pub fn new(secret: &[u8], lockout: LoginLockout) -> Self {
@@ -152,7 +168,39 @@ impl Auth {
             validation,
             lockout,
             failures: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The user with `id` if it was read from the store less than
+    /// [`USER_CACHE_TTL`] ago.
+    fn cached_user(&self, id: i64) -> Option<User> {
+        let users = self.users.lock().expect("user cache lock");
+        users
+            .get(&id)
+            .filter(|cached| cached.fetched.elapsed() < USER_CACHE_TTL)
+            .map(|cached| cached.user.clone())
+    }
+
+    fn remember_user(&self, user: &User) {
+        let now = Instant::now();
+        let mut users = self.users.lock().expect("user cache lock");
+        if users.len() >= MAX_CACHED_USERS {
+            users.retain(|_, cached| now.duration_since(cached.fetched) < USER_CACHE_TTL);
+        }
+        users.insert(
+            user.id,
+            CachedUser {
+                user: user.clone(),
+                fetched: now,
+            },
+        );
+    }
+
+    /// Drops the cached record of user `id`: call after changing or
+    /// deleting the user, so the next request reads the store.
+    pub fn forget_user(&self, id: i64) {
+        self.users.lock().expect("user cache lock").remove(&id);
     }
 
     /// Issues a token of `kind` for `user`.
@@ -291,15 +339,21 @@ pub async fn user_for_token(state: &AppState, token: &str) -> Result<AuthUser, A
         .sub
         .parse()
         .map_err(|_| TokenError::Invalid("bad subject".into()))?;
-    let user = match state.store.get_user(id).await {
-        Ok(user) => user,
-        Err(mediadl::StoreError::NotFound { .. }) => {
-            return Err(ApiError::unauthorized(
-                codes::TOKEN_INVALID,
-                "the token's user no longer exists",
-            ));
-        }
-        Err(err) => return Err(err.into()),
+    let user = match state.auth.cached_user(id) {
+        Some(user) => user,
+        None => match state.store.get_user(id).await {
+            Ok(user) => {
+                state.auth.remember_user(&user);
+                user
+            }
+            Err(mediadl::StoreError::NotFound { .. }) => {
+                return Err(ApiError::unauthorized(
+                    codes::TOKEN_INVALID,
+                    "the token's user no longer exists",
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        },
     };
     if user.disabled {
         return Err(ApiError::unauthorized(
@@ -441,6 +495,17 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn remembered_users_are_served_until_forgotten() {
+        let auth = Auth::new(b"secret", LoginLockout::default());
+        assert_eq!(auth.cached_user(7), None);
+        auth.remember_user(&user(Role::User));
+        assert_eq!(auth.cached_user(7).map(|u| u.role), Some(Role::User));
+        assert_eq!(auth.cached_user(8), None);
+        auth.forget_user(7);
+        assert_eq!(auth.cached_user(7), None);
     }
 
     #[test]

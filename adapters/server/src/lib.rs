@@ -243,6 +243,7 @@ pub async fn build_state(
         limits: Arc::new(ratelimit::RateLimiter::new(config.rate_limits)),
         rate_limits: config.rate_limits,
         connections: Arc::new(ws::Connections::default()),
+        event_frames: Arc::new(ws::EventFrames::default()),
         download_root,
         data_dir: config.data_dir.clone(),
         shutdown,

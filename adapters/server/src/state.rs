@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Auth;
 use crate::config::RateLimits;
 use crate::ratelimit::RateLimiter;
-use crate::ws::Connections;
+use crate::ws::{Connections, EventFrames};
 
 /// Shared state of a running server.
 #[derive(Clone)]
@@ -38,6 +38,8 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// WebSocket connections per user.
     pub connections: Arc<Connections>,
+    /// Events serialised once for every WebSocket.
+    pub event_frames: Arc<EventFrames>,
     /// Where downloads go unless the settings say otherwise.
     pub download_root: PathBuf,
     /// The server's data directory (thumbnail cache, JWT secret).

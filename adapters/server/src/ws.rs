@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use mediadl::BusMessage;
+use mediadl::model::Event;
 use serde::Deserialize;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -84,6 +85,30 @@ impl Drop for ConnectionSlot {
                 per_user.remove(&self.user_id);
             }
         }
+    }
+}
+
+/// The text frame of the latest event. The bus hands every connection the
+/// same `Arc<Event>`, so the first connection to forward an event
+/// serialises it and the others send the same bytes (a frame's payload is
+/// reference-counted): one serialisation per event, not one per client.
+#[derive(Debug, Default)]
+pub struct EventFrames {
+    latest: Mutex<Option<(Arc<Event>, Message)>>,
+}
+
+impl EventFrames {
+    /// The frame of `event`, serialised at most once while it is the latest.
+    pub fn frame(&self, event: &Arc<Event>) -> Option<Message> {
+        let mut latest = self.latest.lock().expect("event frames lock");
+        if let Some((cached, frame)) = latest.as_ref()
+            && Arc::ptr_eq(cached, event)
+        {
+            return Some(frame.clone());
+        }
+        let frame = Message::text(serde_json::to_string(&**event).ok()?);
+        *latest = Some((Arc::clone(event), frame.clone()));
+        Some(frame)
     }
 }
 
@@ -188,8 +213,8 @@ async fn serve_authenticated(
             () = state.shutdown.cancelled() => break Some((1001, "server shutting down")),
             message = events.next() => match message {
                 Some(BusMessage::Event(event)) => {
-                    let Ok(text) = serde_json::to_string(&*event) else { continue };
-                    match tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::text(text))).await {
+                    let Some(frame) = state.event_frames.frame(&event) else { continue };
+                    match tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => break None,
                         Err(_) => break Some((CLOSE_TOO_SLOW, "client too slow")),
@@ -254,5 +279,38 @@ mod tests {
         drop(a);
         assert_eq!(connections.open(1), 1);
         assert!(connections.acquire(1, 2).is_some());
+    }
+
+    fn log_event(message: &str) -> Arc<Event> {
+        Arc::new(Event {
+            timestamp: chrono::Utc::now(),
+            kind: mediadl::model::EventKind::Log(mediadl::model::LogEvent {
+                level: mediadl::model::LogLevel::Info,
+                module: "Server".into(),
+                message: message.into(),
+                metadata: Default::default(),
+            }),
+        })
+    }
+
+    #[test]
+    fn each_event_is_framed_once_and_shared() {
+        let frames = EventFrames::default();
+        let first = log_event("first");
+        let framed = frames.frame(&first).unwrap();
+        let text = framed.to_str().unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(text).unwrap(),
+            serde_json::to_value(&*first).unwrap()
+        );
+        let again = frames.frame(&first).unwrap();
+        assert_eq!(
+            again.as_bytes().as_ptr(),
+            framed.as_bytes().as_ptr(),
+            "the second connection sends the same bytes"
+        );
+        let second = log_event("second");
+        let next = frames.frame(&second).unwrap();
+        assert_ne!(next.to_str().unwrap(), text);
     }
 }

@@ -13,7 +13,7 @@ use http::{HeaderValue, StatusCode};
 use mediadl::model::{
     Bucket, Download, DownloadFilter, DownloadStatus, GroupBy, NewQueueItem, Role, Window,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use warp::filters::BoxedFilter;
@@ -84,25 +84,37 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// A download as the API shows it: the record plus `thumbnail_url` and `file_url`.
-pub fn download_json(download: &Download) -> Value {
-    let mut value = serde_json::to_value(download).unwrap_or_else(|_| json!({}));
-    if let Some(object) = value.as_object_mut() {
-        object.insert(
-            "thumbnail_url".into(),
-            json!(format!("/api/v1/downloads/{}/thumbnail", download.id)),
-        );
-        object.insert(
-            "file_url".into(),
-            json!(
-                download
-                    .file_path
-                    .as_ref()
-                    .map(|_| format!("/api/v1/downloads/{}/file", download.id))
-            ),
-        );
+/// A download as the API shows it: the record plus `thumbnail_url` and
+/// `file_url`, serialised straight into the response body.
+#[derive(Debug, Serialize)]
+pub struct DownloadView<'a> {
+    #[serde(flatten)]
+    download: &'a Download,
+    thumbnail_url: String,
+    file_url: Option<String>,
+}
+
+impl<'a> DownloadView<'a> {
+    pub fn new(download: &'a Download) -> Self {
+        Self {
+            download,
+            thumbnail_url: format!("/api/v1/downloads/{}/thumbnail", download.id),
+            file_url: download
+                .file_path
+                .as_ref()
+                .map(|_| format!("/api/v1/downloads/{}/file", download.id)),
+        }
     }
-    value
+}
+
+/// A page of the history.
+#[derive(Debug, Serialize)]
+struct DownloadPage<'a> {
+    items: Vec<DownloadView<'a>>,
+    total: u64,
+    page: u32,
+    per_page: u32,
+    total_pages: u64,
 }
 
 fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
@@ -138,7 +150,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and_then(|id, _: AuthUser, state: AppState| {
             handle(async move {
                 let download = state.store.get_download(id).await?;
-                Ok(warp::reply::json(&download_json(&download)).into_response())
+                Ok(warp::reply::json(&DownloadView::new(&download)).into_response())
             })
         });
     let delete = warp::path!("downloads" / i64)
@@ -232,14 +244,13 @@ async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
         search: bounded("search", q.search)?,
     };
     let paged = state.store.list_downloads(&filter, page).await?;
-    let items: Vec<Value> = paged.items.iter().map(download_json).collect();
-    let body = json!({
-        "items": items,
-        "total": paged.total,
-        "page": page.page,
-        "per_page": page.per_page,
-        "total_pages": pagination::total_pages(paged.total, page),
-    });
+    let body = DownloadPage {
+        items: paged.items.iter().map(DownloadView::new).collect(),
+        total: paged.total,
+        page: page.page,
+        per_page: page.per_page,
+        total_pages: pagination::total_pages(paged.total, page),
+    };
     Ok(pagination::paged_json(
         &body,
         paged.total,

@@ -178,6 +178,7 @@ async fn update(id: i64, me: AuthUser, state: AppState, body: UserChange) -> Api
             },
         )
         .await?;
+    state.auth.forget_user(id);
     if revoke {
         state.store.revoke_refresh_tokens(id).await?;
     }
@@ -191,5 +192,6 @@ async fn delete(id: i64, me: AuthUser, state: AppState) -> ApiResult {
     state.store.get_user(id).await?;
     state.store.revoke_refresh_tokens(id).await?;
     state.store.delete_user(id).await?;
+    state.auth.forget_user(id);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

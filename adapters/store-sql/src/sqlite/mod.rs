@@ -29,6 +29,12 @@ use sqlx::sqlite::{
 /// The embedded migrations, applied by [`SqliteStore::open`] and `mediadl migrate`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Page cache of each read connection (`PRAGMA cache_size`; negative
+/// means KiB): 8 MiB, against the writer's 32 MiB.
+const READER_CACHE_SIZE: &str = "-8000";
+/// Read connections unused this long are closed.
+const READER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How to open a SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStoreOptions {
@@ -175,11 +181,19 @@ impl SqliteStore {
             .execute(&writer)
             .await
             .map_err(|err| open_error(&display, err))?;
+        // Reads are index lookups of a few dozen pages, so each reader
+        // keeps a smaller page cache than the writer, and readers idle for a
+        // minute are closed: an idle server gives their caches back.
         let reader = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(60))
-            .connect_with(connect.create_if_missing(false))
+            .idle_timeout(READER_IDLE_TIMEOUT)
+            .connect_with(
+                connect
+                    .create_if_missing(false)
+                    .pragma("cache_size", READER_CACHE_SIZE),
+            )
             .await
             .map_err(|err| open_error(&display, err))?;
         Ok(Self {
