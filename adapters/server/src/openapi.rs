@@ -1130,7 +1130,11 @@ fn ops() -> Vec<Op> {
             ),
             vec![
                 query("job_id", json!({ "type": "string" }), "job id"),
-                query("status", reference("RunStatus"), "one run status"),
+                query(
+                    "status",
+                    choice(&["success", "failure", "running", "skipped", ""]),
+                    "one run status; empty means any",
+                ),
                 query("limit", history_limit.clone(), "newest runs to return"),
             ],
             None,
@@ -1255,8 +1259,8 @@ fn ops() -> Vec<Op> {
             vec![
                 query(
                     "level",
-                    choice(&["DEBUG", "INFO", "WARNING", "ERROR"]),
-                    "minimum level",
+                    choice(&["DEBUG", "INFO", "WARNING", "ERROR", ""]),
+                    "minimum level; empty means any",
                 ),
                 query("module", text(256), "Instagram, TikTok, Scheduler, …"),
                 query("search", text(256), "substring of the message"),
