@@ -119,7 +119,8 @@ pub(super) async fn explain_list(
 
 /// Counts the records a filter matches. Filters that the roll-ups can
 /// answer exactly (day-aligned dates with platform and/or status, or with
-/// source alone) read the roll-ups instead of counting index entries.
+/// source alone) read the roll-ups instead of counting index entries;
+/// without dates, platform and status read the all-time totals.
 async fn count_matching(store: &SqliteStore, filter: &DownloadFilter) -> StoreResult<u64> {
     let (from, to) = rules::download_date_range(filter);
     let from = from.map_or(i64::MIN, micros);
@@ -129,7 +130,16 @@ async fn count_matching(store: &SqliteStore, filter: &DownloadFilter) -> StoreRe
         Some(DownloadStatus::Completed) => "completed",
         Some(DownloadStatus::Failed) => "failed",
     };
-    let mut qb = if filter.search.is_none() && filter.source.is_none() {
+    let unbounded = from == i64::MIN && to == i64::MAX;
+    let mut qb = if filter.search.is_none() && filter.source.is_none() && unbounded {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT COALESCE(SUM({column}), 0) FROM download_platform_totals"
+        ));
+        if let Some(platform) = &filter.platform {
+            qb.push(" WHERE platform = ").push_bind(platform.clone());
+        }
+        qb
+    } else if filter.search.is_none() && filter.source.is_none() {
         let mut qb = QueryBuilder::new(format!(
             "SELECT COALESCE(SUM({column}), 0) FROM download_rollup WHERE hour >= "
         ));

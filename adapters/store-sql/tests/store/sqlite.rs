@@ -66,6 +66,7 @@ async fn migrations_apply_from_empty_and_only_once() {
     assert_eq!(
         tables,
         [
+            "download_platform_totals",
             "download_rollup",
             "download_source_rollup",
             "downloads",
