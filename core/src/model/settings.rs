@@ -440,6 +440,12 @@ mod tests {
         let err =
             Settings::from_value(&json!({"general": {"concurrent_downloads": 0}})).unwrap_err();
         assert_eq!(err.field, "general.concurrent_downloads");
+        for files_per_item in [0, 33] {
+            let err =
+                Settings::from_value(&json!({"downloads": {"files_per_item": files_per_item}}))
+                    .unwrap_err();
+            assert_eq!(err.field, "downloads.files_per_item");
+        }
         let err = Settings::from_value(&json!({"general": {"nope": 1}})).unwrap_err();
         assert!(err.reason.contains("nope"), "{err}");
         let err = Settings::from_value(&json!({"network": {"proxy": "ftp://x"}})).unwrap_err();
