@@ -115,6 +115,27 @@ struct Routes {
     fixtures: HashMap<String, Fixture>,
     hits: HashMap<String, usize>,
     ranges_asked: HashMap<String, Vec<String>>,
+    /// Requests being answered now (until their body is sent or dropped).
+    in_flight: usize,
+    most_in_flight: usize,
+}
+
+/// Counts one request as being answered while it lives.
+struct Answering(Arc<Mutex<Routes>>);
+
+impl Answering {
+    fn begin(routes: &Arc<Mutex<Routes>>) -> Self {
+        let mut state = routes.lock().expect("routes lock");
+        state.in_flight += 1;
+        state.most_in_flight = state.most_in_flight.max(state.in_flight);
+        Self(Arc::clone(routes))
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.lock().expect("routes lock").in_flight -= 1;
+    }
 }
 
 /// A local HTTP/1.1 server answering from [`Fixture`]s by path (and query).
@@ -202,6 +223,12 @@ impl FixtureServer {
             .unwrap_or_default()
     }
 
+    /// The most requests this server was answering at once, counting each
+    /// from its arrival until its body was sent or the client went away.
+    pub fn most_in_flight(&self) -> usize {
+        self.routes.lock().expect("routes lock").most_in_flight
+    }
+
     /// Stops accepting connections; connections already open finish their request.
     pub fn stop(&self) {
         self.stop.cancel();
@@ -214,6 +241,7 @@ async fn answer(
     routes: Arc<Mutex<Routes>>,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let answering = Answering::begin(&routes);
     let key = match request.uri().query() {
         Some(query) => format!("{}?{query}", request.uri().path()),
         None => request.uri().path().to_owned(),
@@ -294,6 +322,8 @@ async fn answer(
     let cut_short = send < declared;
     let stream = futures::stream::unfold(0usize, move |offset| {
         let body = body.clone();
+        // The request counts as answered until the stream ends or is dropped.
+        let _answering = &answering;
         async move {
             if offset >= send {
                 if cut_short && offset < declared {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::stream::{self, BoxStream, FuturesUnordered};
+use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -41,10 +42,66 @@ struct Summary {
 /// Counters the progress reporter reads while the run writes them.
 #[derive(Debug)]
 struct LiveProgress {
-    bytes: Arc<TransferProgress>,
+    /// One byte counter per transfer running at once. A slot keeps its last
+    /// file's count until the next file takes it, so with one file at a
+    /// time the bytes are the current (or just finished) file's, and with
+    /// several they are summed over them.
+    slots: std::sync::Mutex<Vec<TransferSlot>>,
     items_done: AtomicU32,
     items_total: Option<u32>,
+    /// The file started or finished most recently.
     current: std::sync::Mutex<Option<String>>,
+}
+
+#[derive(Debug)]
+struct TransferSlot {
+    progress: Arc<TransferProgress>,
+    busy: bool,
+}
+
+impl LiveProgress {
+    fn new(items_total: Option<u32>) -> Self {
+        Self {
+            slots: std::sync::Mutex::new(Vec::new()),
+            items_done: AtomicU32::new(0),
+            items_total,
+            current: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A byte counter, reset, for a file starting now, and its slot number.
+    fn start(&self, media: &MediaItem) -> (usize, Arc<TransferProgress>) {
+        *self.current.lock().expect("progress lock") = Some(media.url.to_string());
+        let mut slots = self.slots.lock().expect("progress lock");
+        let index = match slots.iter().position(|slot| !slot.busy) {
+            Some(index) => index,
+            None => {
+                slots.push(TransferSlot {
+                    progress: Arc::new(TransferProgress::new()),
+                    busy: false,
+                });
+                slots.len() - 1
+            }
+        };
+        let slot = &mut slots[index];
+        slot.busy = true;
+        slot.progress.set(0, None);
+        (index, Arc::clone(&slot.progress))
+    }
+
+    /// Frees the slot of a file that ended.
+    fn finish(&self, index: usize) {
+        self.slots.lock().expect("progress lock")[index].busy = false;
+    }
+
+    /// Bytes done over all slots, and their total when every slot knows its own.
+    fn bytes(&self) -> (u64, Option<u64>) {
+        let slots = self.slots.lock().expect("progress lock");
+        slots.iter().fold((0, Some(0)), |(done, total), slot| {
+            let (slot_done, slot_total) = slot.progress.get();
+            (done + slot_done, total.zip(slot_total).map(|(a, b)| a + b))
+        })
+    }
 }
 
 pub(super) async fn process(
@@ -70,22 +127,19 @@ pub(super) async fn process(
     };
     let request = Request::from_item(&item, &settings, shared.clock.now());
     let info = downloader.info();
-    let live = LiveProgress {
-        bytes: Arc::new(TransferProgress::new()),
-        items_done: AtomicU32::new(0),
-        items_total: match info.listing_order {
-            ListingOrder::Single => Some(1),
-            _ => request.max_downloads,
-        },
-        current: std::sync::Mutex::new(None),
-    };
+    let live = LiveProgress::new(match info.listing_order {
+        ListingOrder::Single => Some(1),
+        _ => request.max_downloads,
+    });
     let cx = Context {
         http: shared.clients.for_platform(&item.platform, &settings),
         settings: Arc::clone(&settings),
         cancel: cancel.clone(),
         clock: Arc::clone(&shared.clock),
         state: Arc::clone(&shared.store) as Arc<dyn crate::store::StateRepo>,
-        progress: Arc::clone(&live.bytes),
+        // Discovery's counter, which nothing reads: each file's transfer
+        // gets its own (`LiveProgress::start`).
+        progress: Arc::new(TransferProgress::new()),
     };
 
     let lease_lost = AtomicBool::new(false);
@@ -143,7 +197,9 @@ pub(super) async fn process(
     }
 }
 
-/// Discovers and downloads everything new for the request.
+/// Discovers and downloads everything new for the request: up to
+/// `downloads.files_per_item` files at once, while the listing is read and
+/// checked in order beside them.
 async fn run(
     shared: &Shared,
     item: &QueueItem,
@@ -154,7 +210,7 @@ async fn run(
 ) -> Result<Summary, Stop> {
     let settings = &cx.settings;
     let limit = settings.storage_limit_bytes();
-    let mut used = match limit {
+    let used = match limit {
         Some(_) => shared
             .store
             .storage_used()
@@ -167,111 +223,234 @@ async fn run(
     {
         return Err(storage_full(shared, used, limit).await);
     }
-    let order = downloader.info().listing_order;
     let auto_upgrade = settings
         .platforms
         .get(&item.platform)
         .and_then(|section| section.get("auto_upgrade"))
         .and_then(|value| value.as_bool())
         .unwrap_or(false);
-    let mut summary = Summary::default();
-    let mut known_in_row = 0u32;
-    let mut listing = downloader.discover(request, cx);
-    loop {
-        if let Some(max) = request.max_downloads
-            && summary.downloaded >= max
-        {
-            break;
+    let parallel = settings.downloads.files_per_item.max(1) as usize;
+    let mut wanted = std::pin::pin!(wanted(
+        shared,
+        request,
+        downloader.info().listing_order,
+        auto_upgrade,
+        downloader.discover(request, cx),
+    ));
+    // Transfers stop through their own token, so a stop caused by one of
+    // them (or by the listing) can end the others while the run waits for them.
+    let transfers_cancel = cx.cancel.child_token();
+    let mut in_flight = FuturesUnordered::new();
+    let mut tally = Tally {
+        summary: Summary::default(),
+        used,
+        limit,
+    };
+    let mut listing_open = true;
+    let mut broken = None;
+    let stop = loop {
+        // Files in flight count against max_downloads as if done, so it is never exceeded.
+        let started = tally.summary.downloaded as usize + in_flight.len();
+        let room = in_flight.len() < parallel
+            && request
+                .max_downloads
+                .is_none_or(|max| started < max as usize);
+        if in_flight.is_empty() && !(room && listing_open) {
+            break None;
         }
-        let next = tokio::select! {
-            _ = cx.cancel.cancelled() => return Err(Stop::Cancelled),
-            next = listing.next() => next,
-        };
-        let media = match next {
-            None => break,
-            Some(Ok(media)) => media,
-            Some(Err(DownloadError::Cancelled)) => return Err(Stop::Cancelled),
-            Some(Err(DownloadError::RateLimited { host, after })) => {
-                return Err(Stop::Deferred {
-                    reason: format!("rate limited by {host}; waiting {}s", after.as_secs()),
-                    wait: after,
-                });
-            }
-            Some(Err(error)) if summary.downloaded == 0 && summary.failed.is_empty() => {
-                return Err(Stop::Failed(error));
-            }
-            Some(Err(error)) => {
-                // The listing broke after some items: keep what we have, retry the rest later.
-                tracing::warn!(target: "mediadl::engine", queue_id = item.id, error = %error, "listing stopped early");
-                if error.is_retryable() {
-                    return Err(Stop::Failed(error));
+        tokio::select! {
+            biased;
+            _ = cx.cancel.cancelled() => break Some(Stop::Cancelled),
+            Some((slot, media, result)) = in_flight.next() => {
+                live.finish(slot);
+                if let Some(stop) = tally.settle(item, live, media, result) {
+                    break Some(stop);
                 }
-                break;
-            }
-        };
-        if let (Some(since), Some(posted)) = (request.since, media.posted_at)
-            && posted < since
-        {
-            if order == ListingOrder::NewestFirst {
-                break;
-            }
-            continue;
-        }
-        let existing = shared
-            .store
-            .download_by_archive_key(&media.archive_key)
-            .await
-            .map_err(|err| Stop::Failed(err.into()))?;
-        let upgrade = match &existing {
-            Some(done) if done.status == DownloadStatus::Completed => {
-                if auto_upgrade && is_better(&media, done) {
-                    true
-                } else {
-                    known_in_row += 1;
-                    if order == ListingOrder::NewestFirst
-                        && request.stop_after_known > 0
-                        && known_in_row >= request.stop_after_known
-                    {
-                        break;
-                    }
-                    continue;
-                }
-            }
-            _ => false,
-        };
-        known_in_row = 0;
-        *live.current.lock().expect("progress lock") = Some(media.url.to_string());
-        live.bytes.set(0, None);
-        match download_one(shared, item, downloader, &media, cx, existing, upgrade).await {
-            Ok(Recorded::New(download)) => {
-                summary.downloaded += 1;
-                live.items_done.fetch_add(1, Ordering::Relaxed);
-                if download.duplicate_of.is_none() {
-                    used += download.file_size.unwrap_or(0);
-                }
-                *live.current.lock().expect("progress lock") = download.filename.clone();
-                if let Some(limit) = limit
-                    && used >= limit
+                // Checked as files complete: the files in flight when the
+                // limit is reached are cancelled below and resume later.
+                if let Some(limit) = tally.limit
+                    && tally.used >= limit
                 {
-                    return Err(storage_full(shared, used, limit).await);
+                    break Some(storage_full(shared, tally.used, limit).await);
                 }
             }
-            Ok(Recorded::AlreadyHad) => {}
-            Err(DownloadError::Cancelled) => return Err(Stop::Cancelled),
-            Err(DownloadError::RateLimited { host, after }) => {
-                return Err(Stop::Deferred {
-                    reason: format!("rate limited by {host}; waiting {}s", after.as_secs()),
-                    wait: after,
-                });
-            }
-            Err(error @ DownloadError::AuthRequired(_)) => return Err(Stop::Failed(error)),
-            Err(error) => {
-                tracing::warn!(target: "mediadl::engine", queue_id = item.id, url = %media.url, error = %error, "item failed");
-                summary.failed.push((media, error));
-            }
+            next = wanted.next(), if room && listing_open => match next {
+                None => listing_open = false,
+                Some(Ok(Wanted { media, existing, upgrade })) => {
+                    let (slot, progress) = live.start(&media);
+                    let file_cx = Context {
+                        progress,
+                        cancel: transfers_cancel.clone(),
+                        ..cx.clone()
+                    };
+                    in_flight.push(async move {
+                        let result =
+                            download_one(shared, item, downloader, &media, &file_cx, existing, upgrade)
+                                .await;
+                        (slot, media, result)
+                    });
+                }
+                Some(Err(Interruption::Stop(stop))) => break Some(stop),
+                Some(Err(Interruption::Broken(error))) => {
+                    listing_open = false;
+                    broken = Some(error);
+                }
+            },
+        }
+    };
+    if let Some(stop) = stop {
+        // Transfers still fetching end with `Cancelled`, keeping their
+        // partial files for the next attempt to resume, as a paused item's
+        // do; one already placing its file finishes recording it, so no
+        // file is left under its final name without a record.
+        transfers_cancel.cancel();
+        while let Some((slot, media, result)) = in_flight.next().await {
+            live.finish(slot);
+            tally.settle(item, live, media, result);
+        }
+        return Err(stop);
+    }
+    let summary = tally.summary;
+    if let Some(error) = broken {
+        if summary.downloaded == 0 && summary.failed.is_empty() {
+            return Err(Stop::Failed(error));
+        }
+        // The listing broke after some items: keep what we have, retry the rest later.
+        tracing::warn!(target: "mediadl::engine", queue_id = item.id, error = %error, "listing stopped early");
+        if error.is_retryable() {
+            return Err(Stop::Failed(error));
         }
     }
     Ok(summary)
+}
+
+/// A listed item that passed the in-order checks: to be fetched.
+struct Wanted {
+    media: MediaItem,
+    existing: Option<Download>,
+    upgrade: bool,
+}
+
+/// Why the checked listing ended before the listing ran out.
+enum Interruption {
+    /// End the run now.
+    Stop(Stop),
+    /// The listing failed; what it gave before still counts.
+    Broken(DownloadError),
+}
+
+/// The listing with the checks that must see it in order applied: the date
+/// window, archived keys (and upgrades), and `stop_after_known` archived
+/// items in a row. It ends at the first interruption.
+fn wanted<'a>(
+    shared: &'a Shared,
+    request: &'a Request,
+    order: ListingOrder,
+    auto_upgrade: bool,
+    listing: BoxStream<'static, Result<MediaItem, DownloadError>>,
+) -> impl Stream<Item = Result<Wanted, Interruption>> + 'a {
+    stream::unfold(Some((listing, 0u32)), move |state| async move {
+        let (mut listing, mut known_in_row) = state?;
+        let interrupted = |why| Some((Err(why), None));
+        loop {
+            let media = match listing.next().await? {
+                Ok(media) => media,
+                Err(DownloadError::Cancelled) => {
+                    return interrupted(Interruption::Stop(Stop::Cancelled));
+                }
+                Err(DownloadError::RateLimited { host, after }) => {
+                    return interrupted(Interruption::Stop(rate_limited(&host, after)));
+                }
+                Err(error) => return interrupted(Interruption::Broken(error)),
+            };
+            if let (Some(since), Some(posted)) = (request.since, media.posted_at)
+                && posted < since
+            {
+                if order == ListingOrder::NewestFirst {
+                    return None;
+                }
+                continue;
+            }
+            let existing = match shared
+                .store
+                .download_by_archive_key(&media.archive_key)
+                .await
+            {
+                Ok(existing) => existing,
+                Err(err) => return interrupted(Interruption::Stop(Stop::Failed(err.into()))),
+            };
+            let upgrade = match &existing {
+                Some(done) if done.status == DownloadStatus::Completed => {
+                    if auto_upgrade && is_better(&media, done) {
+                        true
+                    } else {
+                        known_in_row += 1;
+                        if order == ListingOrder::NewestFirst
+                            && request.stop_after_known > 0
+                            && known_in_row >= request.stop_after_known
+                        {
+                            return None;
+                        }
+                        continue;
+                    }
+                }
+                _ => false,
+            };
+            let wanted = Wanted {
+                media,
+                existing,
+                upgrade,
+            };
+            return Some((Ok(wanted), Some((listing, 0))));
+        }
+    })
+}
+
+fn rate_limited(host: &str, after: Duration) -> Stop {
+    Stop::Deferred {
+        reason: format!("rate limited by {host}; waiting {}s", after.as_secs()),
+        wait: after,
+    }
+}
+
+/// What the finished files of a run add up to.
+struct Tally {
+    summary: Summary,
+    /// Bytes under the download root, as of the run's start plus its new files.
+    used: u64,
+    limit: Option<u64>,
+}
+
+impl Tally {
+    /// Counts one finished file; a failure that ends the whole item is returned.
+    fn settle(
+        &mut self,
+        item: &QueueItem,
+        live: &LiveProgress,
+        media: MediaItem,
+        result: Result<Recorded, DownloadError>,
+    ) -> Option<Stop> {
+        match result {
+            Ok(Recorded::New(download)) => {
+                self.summary.downloaded += 1;
+                live.items_done.fetch_add(1, Ordering::Relaxed);
+                if download.duplicate_of.is_none() {
+                    self.used += download.file_size.unwrap_or(0);
+                }
+                *live.current.lock().expect("progress lock") = download.filename;
+                None
+            }
+            Ok(Recorded::AlreadyHad) => None,
+            Err(DownloadError::Cancelled) => Some(Stop::Cancelled),
+            Err(DownloadError::RateLimited { host, after }) => Some(rate_limited(&host, after)),
+            Err(error @ DownloadError::AuthRequired(_)) => Some(Stop::Failed(error)),
+            Err(error) => {
+                tracing::warn!(target: "mediadl::engine", queue_id = item.id, url = %media.url, error = %error, "item failed");
+                self.summary.failed.push((media, error));
+                None
+            }
+        }
+    }
 }
 
 /// Whether `media` offers a larger picture than the stored record.
@@ -1090,7 +1269,7 @@ async fn report(
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        let (bytes, total_bytes) = live.bytes.get();
+        let (bytes, total_bytes) = live.bytes();
         let done = live.items_done.load(Ordering::Relaxed);
         if last == Some((bytes, done)) {
             continue;

@@ -92,6 +92,8 @@ pub struct DownloadSettings {
     pub stop_after_known: u32,
     /// Progress events per second per item, at most.
     pub progress_events_per_second: u32,
+    /// Files of one queue item (a thread, a profile) transferred at once (1–32).
+    pub files_per_item: u32,
 }
 
 impl Default for DownloadSettings {
@@ -102,6 +104,7 @@ impl Default for DownloadSettings {
             metadata_sidecar: false,
             stop_after_known: 3,
             progress_events_per_second: 4,
+            files_per_item: 4,
         }
     }
 }
@@ -256,6 +259,7 @@ impl Settings {
             20,
         )?;
         range("downloads.stop_after_known", d.stop_after_known, 0, 1000)?;
+        range("downloads.files_per_item", d.files_per_item, 1, 32)?;
         let n = &self.network;
         if !n.proxy.is_empty() {
             proxy_url("network.proxy", &n.proxy)?;
@@ -436,6 +440,12 @@ mod tests {
         let err =
             Settings::from_value(&json!({"general": {"concurrent_downloads": 0}})).unwrap_err();
         assert_eq!(err.field, "general.concurrent_downloads");
+        for files_per_item in [0, 33] {
+            let err =
+                Settings::from_value(&json!({"downloads": {"files_per_item": files_per_item}}))
+                    .unwrap_err();
+            assert_eq!(err.field, "downloads.files_per_item");
+        }
         let err = Settings::from_value(&json!({"general": {"nope": 1}})).unwrap_err();
         assert!(err.reason.contains("nope"), "{err}");
         let err = Settings::from_value(&json!({"network": {"proxy": "ftp://x"}})).unwrap_err();

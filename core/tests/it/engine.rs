@@ -867,3 +867,269 @@ async fn concurrency_follows_the_settings_while_running() {
     shutdown.cancel();
     runner.await.unwrap().unwrap();
 }
+
+/// A listing of `count` files `<url>/<n>.bin`, oldest first, as a forum
+/// thread's images are: one queue item, many files.
+#[derive(Debug)]
+struct Numbered {
+    count: usize,
+}
+
+#[async_trait::async_trait]
+impl mediadl::Downloader for Numbered {
+    fn info(&self) -> mediadl::model::DownloaderInfo {
+        mediadl::model::DownloaderInfo {
+            platform: "numbered".into(),
+            platform_display_name: "Numbered".into(),
+            name: "native".into(),
+            display_name: "Numbered".into(),
+            aliases: vec![],
+            content_types: vec!["files".into()],
+            features: vec![],
+            listing_order: mediadl::model::ListingOrder::OldestFirst,
+            accepts_cookies: false,
+            is_default: true,
+        }
+    }
+
+    async fn check(
+        &self,
+        _settings: &mediadl::model::Settings,
+    ) -> Result<(), mediadl::downloader::Unavailable> {
+        Ok(())
+    }
+
+    fn validate(&self, _request: &mediadl::downloader::Request) -> Result<(), mediadl::Error> {
+        Ok(())
+    }
+
+    fn discover(
+        &self,
+        request: &mediadl::downloader::Request,
+        _cx: &mediadl::downloader::Context,
+    ) -> futures::stream::BoxStream<
+        'static,
+        Result<mediadl::downloader::MediaItem, mediadl::error::DownloadError>,
+    > {
+        let base = request.url.clone();
+        let items: Vec<_> = (0..self.count)
+            .map(|n| {
+                let url = url::Url::parse(&format!("{base}/{n}.bin")).unwrap();
+                Ok(mediadl::downloader::MediaItem::new(
+                    format!("numbered:{n}"),
+                    url,
+                    "files",
+                ))
+            })
+            .collect();
+        futures::stream::iter(items).boxed()
+    }
+}
+
+/// A test engine knowing only [`Numbered`], transferring `files_per_item`
+/// files of one item at once.
+fn numbered_engine(root: &std::path::Path, count: usize, files_per_item: u32) -> TestEngine {
+    let mut registry = Registry::new();
+    registry.register(Numbered { count });
+    let test = TestEngine::with_registry(root, registry);
+    let mut settings = (*test.settings.current()).clone();
+    settings.downloads.files_per_item = files_per_item;
+    test.settings.replace(settings);
+    test
+}
+
+/// Serves `count` files under `/t/`, each sent slowly enough that
+/// transfers started together overlap.
+fn serve_numbered(server: &FixtureServer, count: usize, delay: Duration) {
+    for n in 0..count {
+        server.route(
+            &format!("/t/{n}.bin"),
+            Fixture::bytes(payload(40_000, n as u8)).slow(4_000, delay),
+        );
+    }
+}
+
+fn numbered_item(server: &FixtureServer) -> NewQueueItem {
+    NewQueueItem::new(server.url("/t"), "numbered", "thread", "files")
+}
+
+async fn downloads_by_status(test: &TestEngine, status: DownloadStatus) -> usize {
+    test.store
+        .list_downloads(&DownloadFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|download| download.status == status)
+        .count()
+}
+
+#[tokio::test]
+async fn one_items_files_transfer_up_to_files_per_item_at_once() {
+    for (files_per_item, most) in [(4, 4), (1, 1)] {
+        let server = FixtureServer::start().await;
+        serve_numbered(&server, 12, Duration::from_millis(5));
+        let root = tempfile::tempdir().unwrap();
+        let test = numbered_engine(root.path(), 12, files_per_item);
+        let item = test.queue().submit(numbered_item(&server)).await.unwrap();
+        run_until_finished(&test, &[item.id]).await;
+
+        let item = test.store.get_queue_item(item.id).await.unwrap();
+        assert_eq!(
+            item.status,
+            QueueStatus::Completed,
+            "{:?}",
+            item.error_message
+        );
+        assert_eq!(
+            downloads_by_status(&test, DownloadStatus::Completed).await,
+            12
+        );
+        assert_eq!(final_files(root.path()).len(), 12);
+        let seen = server.most_in_flight();
+        assert!(
+            seen <= most,
+            "{seen} requests at once with files_per_item {files_per_item}"
+        );
+        if most > 1 {
+            assert!(seen > 1, "transfers of one item never overlapped");
+        } else {
+            assert_eq!(seen, 1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn max_downloads_counts_files_in_flight() {
+    let server = FixtureServer::start().await;
+    serve_numbered(&server, 12, Duration::from_millis(5));
+    let root = tempfile::tempdir().unwrap();
+    let test = numbered_engine(root.path(), 12, 4);
+    let mut new = numbered_item(&server);
+    new.options.max_downloads = Some(5);
+    let item = test.queue().submit(new).await.unwrap();
+    run_until_finished(&test, &[item.id]).await;
+
+    let item = test.store.get_queue_item(item.id).await.unwrap();
+    assert_eq!(
+        item.status,
+        QueueStatus::Completed,
+        "{:?}",
+        item.error_message
+    );
+    assert_eq!(
+        downloads_by_status(&test, DownloadStatus::Completed).await,
+        5
+    );
+    let requested: usize = (0..12).map(|n| server.hits(&format!("/t/{n}.bin"))).sum();
+    assert_eq!(
+        requested, 5,
+        "no file beyond max_downloads was even started"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_file_among_many_is_recorded_and_the_rest_complete() {
+    let server = FixtureServer::start().await;
+    serve_numbered(&server, 8, Duration::ZERO);
+    server.route("/t/3.bin", Fixture::status(404));
+    let root = tempfile::tempdir().unwrap();
+    let test = numbered_engine(root.path(), 8, 4);
+    let item = test.queue().submit(numbered_item(&server)).await.unwrap();
+    run_until_finished(&test, &[item.id]).await;
+
+    let item = test.store.get_queue_item(item.id).await.unwrap();
+    assert_eq!(
+        item.status,
+        QueueStatus::Completed,
+        "{:?}",
+        item.error_message
+    );
+    assert_eq!(
+        downloads_by_status(&test, DownloadStatus::Completed).await,
+        7
+    );
+    let failed = test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|download| download.status == DownloadStatus::Failed)
+        .map(|download| download.archive_key)
+        .collect::<Vec<_>>();
+    assert_eq!(failed, ["numbered:3"]);
+    assert_eq!(final_files(root.path()).len(), 7);
+}
+
+#[tokio::test]
+async fn pausing_mid_item_leaves_no_final_file_and_resuming_finishes_every_file() {
+    let server = FixtureServer::start().await;
+    // Each file takes about 0.9 s: the first ones are under way, none done,
+    // when the pause comes, and would be done within the second after it
+    // had the pause not stopped them.
+    serve_numbered(&server, 6, Duration::from_millis(100));
+    let root = tempfile::tempdir().unwrap();
+    let test = numbered_engine(root.path(), 6, 4);
+    let mut events = test.events.subscribe();
+    let item = test.queue().submit(numbered_item(&server)).await.unwrap();
+    let (shutdown, runner) = start(&test);
+    loop {
+        if let Some(BusMessage::Event(event)) = events.next().await
+            && let EventKind::DownloadProgress(progress) = &event.kind
+            && progress.bytes_downloaded > 0
+        {
+            break;
+        }
+    }
+    let pause = |status| QueuePatch {
+        priority: None,
+        status: Some(status),
+    };
+    test.queue()
+        .update(item.id, pause(QueueStatus::Paused))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        test.store.get_queue_item(item.id).await.unwrap().status,
+        QueueStatus::Paused
+    );
+    assert_no_final_files(root.path());
+    assert_eq!(
+        downloads_by_status(&test, DownloadStatus::Completed).await,
+        0
+    );
+
+    test.queue()
+        .update(item.id, pause(QueueStatus::Pending))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !test
+        .store
+        .get_queue_item(item.id)
+        .await
+        .unwrap()
+        .status
+        .is_finished()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    runner.await.unwrap().unwrap();
+    let done = test.store.get_queue_item(item.id).await.unwrap();
+    assert_eq!(
+        done.status,
+        QueueStatus::Completed,
+        "{:?}",
+        done.error_message
+    );
+    assert_eq!(final_files(root.path()).len(), 6);
+    assert!(
+        (0..6).any(|n| !server.ranges(&format!("/t/{n}.bin")).is_empty()),
+        "a paused transfer resumed with a Range request"
+    );
+}
