@@ -95,6 +95,7 @@ pub struct DownloadView<'a> {
 }
 
 impl<'a> DownloadView<'a> {
+    /// The view of `download`, with its file and thumbnail links.
     pub fn new(download: &'a Download) -> Self {
         Self {
             download,
