@@ -96,12 +96,28 @@ impl LogRepo for PgStore {
             .push_bind(i64::from(rules::log_limit(filter.limit)));
         let mut matching = QueryBuilder::new("SELECT count(*) FROM logs");
         push_filter(&mut matching);
-        let (rows, matching, total) = futures::try_join!(
-            list.build_query_as::<LogRow>().fetch_all(&self.pool),
-            matching.build_query_scalar::<i64>().fetch_one(&self.pool),
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM logs").fetch_one(&self.pool),
-        )
-        .map_err(map_err)?;
+        // One snapshot for the page and both counts, so a line logged
+        // meanwhile cannot be counted but missing from the page.
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let rows = list
+            .build_query_as::<LogRow>()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let matching = matching
+            .build_query_scalar::<i64>()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let total = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM logs")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
         let logs: Vec<LogEntry> = convert_all(rows)?;
         Ok(LogPage {
             logs,

@@ -102,13 +102,16 @@ impl LogRepo for SqliteStore {
     }
 
     async fn query_logs(&self, filter: &LogFilter) -> StoreResult<LogPage> {
+        // One read transaction: the page and both counts see the same
+        // snapshot, so a line logged meanwhile cannot be counted but missing.
+        let mut tx = self.reader.begin().await.map_err(map_err)?;
         let mut qb = QueryBuilder::new("SELECT * FROM logs");
         push_log_filter(&mut qb, filter);
         qb.push(" ORDER BY timestamp DESC, id DESC LIMIT ")
             .push_bind(i64::from(rules::log_limit(filter.limit)));
         let logs = qb
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?
             .iter()
@@ -118,13 +121,14 @@ impl LogRepo for SqliteStore {
         push_log_filter(&mut count, filter);
         let matching: i64 = count
             .build_query_scalar()
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM logs")
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
         Ok(LogPage {
             logs,
             matching: u64::try_from(matching).unwrap_or(0),
