@@ -24,7 +24,10 @@ use super::links::{
     PagePosition, attachment_id, is_fetchable, is_image_url, is_video_url, page_position,
     resolve_href, thread_id,
 };
-use super::scan::{NextSource, RawDate, RawImage, RawMedia, RawPage, RawPost, TitleSource, scan};
+use super::scan::{
+    NextSource, RawDate, RawImage, RawMedia, RawPage, RawPost, TitleSource, attribute, raw_image,
+    scan,
+};
 
 /// Longest thread title kept; longer ones are cut (they become file and folder names).
 const MAX_TITLE_CHARS: usize = 300;
@@ -766,12 +769,6 @@ fn stream(html: &str, settings: Settings<'_, '_>) {
     }
 }
 
-/// An attribute's value with character references decoded.
-fn attribute(el: &Element, name: &str) -> Option<String> {
-    el.get_attribute(name)
-        .map(|raw| htmlize::unescape_attribute(raw).into_owned())
-}
-
 /// The main image of an image host's page, or of any page: the largest
 /// declared `<img>`, then the page's `og:image`, then the first image file
 /// that is not a decoration.
@@ -783,23 +780,7 @@ pub fn largest_image(html: &str, base: &Url) -> Option<Url> {
         Settings {
             element_content_handlers: vec![
                 element!("img", |el| {
-                    images.borrow_mut().push(RawImage {
-                        sources: [
-                            "data-url",
-                            "data-src",
-                            "data-original",
-                            "data-lazy-src",
-                            "src",
-                        ]
-                        .iter()
-                        .filter_map(|name| attribute(el, name))
-                        .collect(),
-                        width: attribute(el, "width"),
-                        height: attribute(el, "height"),
-                        class: attribute(el, "class"),
-                        marked_smilie: el.has_attribute("data-smilie")
-                            || el.has_attribute("data-shortname"),
-                    });
+                    images.borrow_mut().push(raw_image(el));
                     Ok(())
                 }),
                 element!(

@@ -662,7 +662,7 @@ fn skipped_regions(tag: &str, classes: &Classes<'_>) -> u8 {
 }
 
 /// An attribute's value with character references decoded.
-fn attribute(el: &Element, name: &str) -> Option<String> {
+pub(super) fn attribute(el: &Element, name: &str) -> Option<String> {
     el.get_attribute(name)
         .map(|raw| htmlize::unescape_attribute(raw).into_owned())
 }
@@ -1028,7 +1028,8 @@ fn open_link(s: &Shared, el: &mut Element, href: String) -> HandlerResult {
     Ok(())
 }
 
-fn raw_image(el: &Element) -> RawImage {
+/// The candidate sources and declared size of an `<img>`.
+pub(super) fn raw_image(el: &Element) -> RawImage {
     RawImage {
         sources: [
             "data-url",
