@@ -39,7 +39,12 @@ pub enum DownloadCliError {
 pub async fn download(args: DownloadArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let interactive = std::io::stderr().is_terminal() && !args.quiet;
     init_tracing();
-    Ok(run(args, interactive).await?)
+    // On a worker thread rather than the main one, so that the events it
+    // waits for wake a thread that is usually awake already.
+    let run = tokio::spawn(run(args, interactive))
+        .await
+        .map_err(|err| format!("the download task failed: {err}"))?;
+    Ok(run?)
 }
 
 fn init_tracing() {

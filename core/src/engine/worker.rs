@@ -10,11 +10,11 @@ use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::placement::{NameParts, contained_path, numbered, relative_location};
+use super::placement::{NameParts, contained_path, relative_location};
 use super::{Shared, TEMP_PREFIX};
 use crate::downloader::{Context, Downloader, MediaItem, Request, Staging, TransferProgress};
 use crate::error::{DownloadError, StoreError};
-use crate::fetch::transfer::{Fetched, fetch_to_file};
+use crate::fetch::transfer::{Fetched, FinalName, Target, fetch_to_file, move_into_place};
 use crate::model::{
     CompletedEvent, Download, DownloadStatus, EventKind, LeaseToken, Leased, ListingOrder,
     NewDownload, Notification, NotificationAction, NotificationLevel, NotificationTopic,
@@ -561,6 +561,12 @@ async fn download_one(
         remove_file(&temp).await?;
         return Ok(Recorded::AlreadyHad);
     }
+    let replace = existing
+        .as_ref()
+        .filter(|_| upgrade)
+        .and_then(|old| old.file_path.as_deref())
+        .map(PathBuf::from)
+        .filter(|old| old.starts_with(&root));
     let staging = Staging::new(dir.join(format!("{TEMP_PREFIX}{}.staging", &key_hash[..20])));
     let fetched = match downloader.transfer(media, &staging, cx).await {
         Some(produced) => {
@@ -585,12 +591,31 @@ async fn download_one(
             hash_file(staged, media.url.clone()).await?
         }
         None => {
+            // The file goes straight under its final name unless it replaces the one it upgrades.
+            let final_name = |media_type: Option<&str>, original_name: Option<&str>| {
+                let parts = NameParts {
+                    original_name,
+                    media_type,
+                    ..placeholder.clone()
+                };
+                relative_location(
+                    &settings.downloads.directory_template,
+                    &settings.downloads.filename_template,
+                    &parts,
+                )
+                .1
+            };
+            let target = Target {
+                path: &temp,
+                file: Arc::clone(&turn.file),
+                partial_len: turn.partial_len,
+                final_name: replace.is_none().then_some(&final_name as &FinalName<'_>),
+            };
             let fetched = fetch_to_file(
                 &cx.http,
                 &media.url,
                 media.referer.as_ref(),
-                &temp,
-                turn.partial_len,
+                target,
                 &cx.progress,
                 &cx.cancel,
             )
@@ -654,30 +679,27 @@ async fn download_one(
             )
         }
         None => {
-            let parts = NameParts {
-                original_name: fetched.disposition_name.as_deref(),
-                media_type: fetched.content_type.as_deref(),
-                ..placeholder.clone()
-            };
-            let (_, name) = relative_location(
-                &settings.downloads.directory_template,
-                &settings.downloads.filename_template,
-                &parts,
-            );
-            let replace = existing
-                .as_ref()
-                .filter(|_| upgrade)
-                .and_then(|old| old.file_path.as_deref())
-                .map(PathBuf::from)
-                .filter(|old| old.starts_with(&root));
             let final_path = match replace {
+                _ if fetched.placed => fetched.path,
                 Some(old) => {
                     tokio::fs::rename(&fetched.path, &old)
                         .await
                         .map_err(|err| storage(&old, err))?;
                     old
                 }
-                None => place(&fetched.path, &dir, &name).await?,
+                None => {
+                    let parts = NameParts {
+                        original_name: fetched.disposition_name.as_deref(),
+                        media_type: fetched.content_type.as_deref(),
+                        ..placeholder.clone()
+                    };
+                    let (_, name) = relative_location(
+                        &settings.downloads.directory_template,
+                        &settings.downloads.filename_template,
+                        &parts,
+                    );
+                    place(fetched.path, dir, name).await?
+                }
             };
             if settings.downloads.metadata_sidecar {
                 write_sidecar(&final_path, media, &metadata).await?;
@@ -733,14 +755,15 @@ async fn download_one(
 /// This worker's turn on an item's temporary file: held until dropped.
 #[derive(Debug)]
 struct Turn {
-    _lock: std::fs::File,
+    /// The temporary file, open for reading and appending, and locked.
+    file: Arc<std::fs::File>,
     /// Bytes a previous attempt left in the file, to resume from.
     partial_len: u64,
 }
 
-/// Creates `dir` if needed and takes an exclusive lock on the temporary
-/// file `temp` in it (creating it empty if needed), waiting while another
-/// worker holds it. One trip to a blocking thread does it all.
+/// Takes an exclusive lock on the temporary file `temp` in `dir` (creating
+/// both if needed), waiting while another worker holds it. One trip to a
+/// blocking thread does it all.
 async fn take_turn(
     dir: &Path,
     temp: &Path,
@@ -749,14 +772,23 @@ async fn take_turn(
     loop {
         let (dir, temp) = (dir.to_path_buf(), temp.to_path_buf());
         let attempt = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|err| storage(&dir, err))?;
             // Opened afresh on every attempt: the holder may have moved the
             // file into place meanwhile.
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&temp)
-                .map_err(|err| storage(&temp, err))?;
+            let open = || {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .read(true)
+                    .append(true)
+                    .open(&temp)
+            };
+            let file = match open() {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(&dir).map_err(|err| storage(&dir, err))?;
+                    open()
+                }
+                opened => opened,
+            }
+            .map_err(|err| storage(&temp, err))?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
@@ -764,7 +796,7 @@ async fn take_turn(
             }
             let partial_len = file.metadata().map_err(|err| storage(&temp, err))?.len();
             Ok(Some(Turn {
-                _lock: file,
+                file: Arc::new(file),
                 partial_len,
             }))
         })
@@ -780,37 +812,11 @@ async fn take_turn(
     }
 }
 
-/// Moves a finished temporary file to `dir/name`, numbering the name
-/// rather than overwriting a different file already there.
-async fn place(temp: &Path, dir: &Path, name: &str) -> Result<PathBuf, DownloadError> {
-    let temp = temp.to_path_buf();
-    let dir = dir.to_path_buf();
-    let name = name.to_owned();
-    tokio::task::spawn_blocking(move || {
-        for attempt in 0..10_000 {
-            let candidate = dir.join(numbered(&name, attempt));
-            // A hard link never replaces an existing file, unlike rename.
-            match std::fs::hard_link(&temp, &candidate) {
-                Ok(()) => {
-                    std::fs::remove_file(&temp).map_err(|err| storage(&temp, err))?;
-                    return Ok(candidate);
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(_) if !candidate.exists() => {
-                    // File systems without hard links: rename (after the existence check).
-                    std::fs::rename(&temp, &candidate).map_err(|err| storage(&candidate, err))?;
-                    return Ok(candidate);
-                }
-                Err(_) => continue,
-            }
-        }
-        Err(DownloadError::Storage(format!(
-            "no free file name for {name} in {}",
-            dir.display()
-        )))
-    })
-    .await
-    .map_err(|err| DownloadError::Storage(format!("placing a file: {err}")))?
+/// Moves a finished temporary file to `dir/name` (see [`move_into_place`]).
+async fn place(temp: PathBuf, dir: PathBuf, name: String) -> Result<PathBuf, DownloadError> {
+    tokio::task::spawn_blocking(move || move_into_place(&temp, &dir, &name))
+        .await
+        .map_err(|err| DownloadError::Storage(format!("placing a file: {err}")))?
 }
 
 async fn write_sidecar(
@@ -859,6 +865,7 @@ async fn hash_file(path: PathBuf, url: url::Url) -> Result<Fetched, DownloadErro
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         Ok(Fetched {
             path,
+            placed: false,
             size,
             sha256: hex::encode(hasher.finalize()),
             content_type: None,

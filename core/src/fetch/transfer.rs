@@ -1,19 +1,25 @@
-//! Streaming a response body to a temporary file while hashing it.
+//! Streaming a response body to a temporary file while hashing it, then
+//! moving the file into place.
 //!
-//! The network side stays on the async runtime and gathers the body into
-//! buffers; a blocking thread hashes each full buffer (SHA-256, using the
-//! CPU's SHA instructions where present) and writes it, so the two overlap
-//! on two cores. Gathering matters twice over: the writer thread is woken
-//! once per buffer rather than once per network chunk (a body of up to
-//! 256 KiB is handed over once, at its end), and the network chunks, which
-//! can be as large as the HTTP client's read buffer, are released as soon
-//! as they are copied. A transfer holds two 128 KiB buffers (or one small
-//! body), whatever the file's size. A partial temporary file is resumed
-//! with an HTTP Range request, its bytes hashed first.
+//! The network side stays on the async runtime; a blocking thread hashes
+//! (SHA-256, using the CPU's SHA instructions where present) and writes.
+//! A body of up to 256 KiB (by its Content-Length) is kept as the network
+//! chunks it arrived in, and one trip to a blocking thread writes it,
+//! hashes it and links it under its final name: one hand-over per small
+//! file, and no copy. A larger body, or one of unknown length, is gathered
+//! into 128 KiB buffers that a writer thread hashes and appends while the
+//! next one fills, so the two overlap on two cores and the network chunks,
+//! which can be as large as the HTTP client's read buffer, are released as
+//! soon as they are copied: a transfer holds two buffers whatever the
+//! file's size. A partial temporary file is resumed with an HTTP Range
+//! request, its bytes hashed first.
 
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE, RANGE, REFERER};
 use sha2::{Digest, Sha256};
@@ -23,21 +29,53 @@ use url::Url;
 
 use super::{HttpClient, map_reqwest_error};
 use crate::downloader::TransferProgress;
+use crate::engine::placement::numbered;
 use crate::error::DownloadError;
 
-/// A body up to this size (by its Content-Length) goes to the writer
-/// thread whole, in one hand-over.
+/// A body up to this size (by its Content-Length) is written, hashed and
+/// placed in one hand-over, as it arrived.
 const WHOLE_BODY_MAX: u64 = 256 * 1024;
 /// A larger body, or one of unknown length, goes in pieces of this size.
 const PIECE_SIZE: usize = 128 * 1024;
 /// Buffers per transfer: one filling while the other is written.
 const BUFFERS: usize = 2;
 
-/// A finished transfer, still under its temporary name.
+/// Where a transfer writes, and where its file goes when it is complete.
+pub struct Target<'a> {
+    /// The temporary file, in the final file's directory.
+    pub path: &'a Path,
+    /// The temporary file opened for reading and appending (the caller
+    /// holds its lock for the whole transfer).
+    pub file: Arc<File>,
+    /// Bytes an earlier attempt left in the file, to resume after.
+    pub partial_len: u64,
+    /// The final file's name, from what the response says about itself;
+    /// `None` leaves the file under its temporary name for the caller.
+    pub final_name: Option<&'a FinalName<'a>>,
+}
+
+impl std::fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("path", &self.path)
+            .field("partial_len", &self.partial_len)
+            .field("final_name", &self.final_name.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Names a finished file from the response: its media type (`image/jpeg`)
+/// and its `Content-Disposition` name (unsanitised).
+pub type FinalName<'a> = dyn Fn(Option<&str>, Option<&str>) -> String + Sync + 'a;
+
+/// A finished transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
-    /// The temporary file the bytes were written to (the caller's `temp`).
+    /// Where the file is: under its final name when the target named one
+    /// (see [`Fetched::placed`]), else the temporary file.
     pub path: PathBuf,
+    /// Whether [`Fetched::path`] is the final name.
+    pub placed: bool,
     /// Bytes in the file.
     pub size: u64,
     /// Hex SHA-256 of the whole file.
@@ -50,21 +88,20 @@ pub struct Fetched {
     pub final_url: Url,
 }
 
-/// Downloads `url` into `temp`, resuming after the `partial_len` bytes
-/// already there (the file's length) when the server supports ranges. On
-/// any error the partial file stays for the next attempt; nothing is ever
-/// written under a final name here.
+/// Downloads `url` into the target's temporary file, resuming after the
+/// bytes already there when the server supports ranges, and moves the
+/// complete file under its final name. On any error the partial file stays
+/// for the next attempt; nothing is ever left half-written under a final name.
 pub async fn fetch_to_file(
     http: &HttpClient,
     url: &Url,
     referer: Option<&Url>,
-    temp: &Path,
-    partial_len: u64,
+    target: Target<'_>,
     progress: &TransferProgress,
     cancel: &CancellationToken,
 ) -> Result<Fetched, DownloadError> {
     let _slot = http.host_permit(url).await;
-    let mut resume_from = partial_len;
+    let mut resume_from = target.partial_len;
     let mut response = loop {
         let mut request = http.request(reqwest::Method::GET, url.clone());
         if let Some(referer) = referer {
@@ -78,11 +115,9 @@ pub async fn fetch_to_file(
             sent = http.send(request) => sent,
         };
         match sent {
-            // The partial file is as long as the whole, or the server forgot it: start over.
-            Err(DownloadError::Permanent(_)) if resume_from > 0 => {
-                remove_partial(temp).await?;
-                resume_from = 0;
-            }
+            // The partial file is as long as the whole, or the server forgot
+            // it: start over (the writer empties the file).
+            Err(DownloadError::Permanent(_)) if resume_from > 0 => resume_from = 0,
             other => break other?,
         }
     };
@@ -113,15 +148,111 @@ pub async fn fetch_to_file(
     let disposition_name =
         header_text(&response, CONTENT_DISPOSITION).and_then(|v| disposition_filename(&v));
     let final_url = response.url().clone();
+    let final_name = target
+        .final_name
+        .map(|name| name(content_type.as_deref(), disposition_name.as_deref()));
 
     progress.set(resume_from, expected);
-    let buffer_size = match expected.map(|total| total.saturating_sub(resume_from)) {
-        Some(remaining) if remaining <= WHOLE_BODY_MAX => remaining.max(1) as usize,
-        _ => PIECE_SIZE,
+    let job = WriteJob {
+        file: target.file,
+        path: target.path.to_path_buf(),
+        resume_from,
+        // An earlier attempt's bytes the body does not continue are dropped.
+        truncate: resume_from == 0 && target.partial_len > 0,
+        expected,
+        final_name,
     };
-    let mut writer = Writer::new(temp, resume_from, buffer_size);
-    let mut buffer = Vec::with_capacity(buffer_size);
-    let streamed: Result<(), DownloadError> = async {
+    let whole = expected
+        .map(|total| total.saturating_sub(resume_from))
+        .is_some_and(|remaining| remaining <= WHOLE_BODY_MAX);
+    let streamed = if whole {
+        receive_whole(&mut response, url, job, progress, cancel).await
+    } else {
+        receive_in_pieces(&mut response, url, job, progress, cancel).await
+    };
+    let written = streamed?;
+
+    if let Some(expected) = expected
+        && written.size < expected
+    {
+        return Err(DownloadError::retryable(format!(
+            "{url}: connection closed after {} of {expected} bytes",
+            written.size
+        )));
+    }
+    progress.set(written.size, Some(written.size));
+    Ok(Fetched {
+        placed: written.path != target.path,
+        path: written.path,
+        size: written.size,
+        sha256: written.sha256,
+        content_type,
+        disposition_name,
+        final_url,
+    })
+}
+
+/// Reads a small body as the chunks it arrives in, then writes, hashes and
+/// places it in one trip to a blocking thread.
+async fn receive_whole(
+    response: &mut reqwest::Response,
+    url: &Url,
+    job: WriteJob,
+    progress: &TransferProgress,
+    cancel: &CancellationToken,
+) -> Result<Written, DownloadError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let received: Result<(), DownloadError> = async {
+        loop {
+            let chunk = tokio::select! {
+                _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
+                chunk = response.chunk() => chunk.map_err(|err| map_reqwest_error(url, err))?,
+            };
+            let Some(chunk) = chunk else { return Ok(()) };
+            progress.add(chunk.len() as u64);
+            chunks.push(chunk);
+        }
+    }
+    .await;
+    // What arrived before an error is kept for resuming, unplaced.
+    let complete = received.is_ok();
+    let written = blocking(move || {
+        let mut open = job.open()?;
+        open.append(&chunks)?;
+        job.finish(open, complete)
+    })
+    .await;
+    received?;
+    written
+}
+
+/// Gathers a large body into buffers that a writer thread hashes and
+/// appends while the next one fills.
+async fn receive_in_pieces(
+    response: &mut reqwest::Response,
+    url: &Url,
+    job: WriteJob,
+    progress: &TransferProgress,
+    cancel: &CancellationToken,
+) -> Result<Written, DownloadError> {
+    let (full, mut full_rx) = mpsc::channel::<Vec<u8>>(BUFFERS);
+    let (empty_tx, mut empty) = mpsc::channel::<Vec<u8>>(BUFFERS);
+    let (placing_tx, placing) = tokio::sync::oneshot::channel::<bool>();
+    let writer = blocking(move || {
+        let mut open = job.open()?;
+        while let Some(mut buffer) = full_rx.blocking_recv() {
+            open.append(std::slice::from_ref(&buffer))?;
+            buffer.clear();
+            // Fails only once the network side is done and needs no more buffers.
+            let _ = empty_tx.try_send(buffer);
+        }
+        // The network side says whether the body arrived whole.
+        let complete = placing.blocking_recv().unwrap_or(false);
+        job.finish(open, complete)
+    });
+    let mut allocated = 1;
+    let mut buffer = Vec::with_capacity(PIECE_SIZE);
+    let received: Result<(), DownloadError> = async {
         loop {
             let chunk = tokio::select! {
                 _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
@@ -130,14 +261,22 @@ pub async fn fetch_to_file(
             let Some(chunk) = chunk else { return Ok(()) };
             let mut rest = &chunk[..];
             while !rest.is_empty() {
-                let take = rest.len().min(buffer_size - buffer.len());
+                let take = rest.len().min(PIECE_SIZE - buffer.len());
                 buffer.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
-                if buffer.len() == buffer_size {
-                    buffer = match writer.hand_over(std::mem::take(&mut buffer)).await {
-                        Some(empty) => empty,
-                        // The writer stopped; its error is reported below.
-                        None => return Ok(()),
+                if buffer.len() == PIECE_SIZE {
+                    // A send fails only when the writer stopped; its result says why.
+                    if full.send(std::mem::take(&mut buffer)).await.is_err() {
+                        return Ok(());
+                    }
+                    buffer = if allocated < BUFFERS {
+                        allocated += 1;
+                        Vec::with_capacity(PIECE_SIZE)
+                    } else {
+                        match empty.recv().await {
+                            Some(empty) => empty,
+                            None => return Ok(()),
+                        }
                     };
                 }
             }
@@ -145,165 +284,161 @@ pub async fn fetch_to_file(
         }
     }
     .await;
-    let (size, sha256) = writer.finish(buffer).await?;
-    streamed?;
-
-    if let Some(expected) = expected
-        && size < expected
-    {
-        return Err(DownloadError::retryable(format!(
-            "{url}: connection closed after {size} of {expected} bytes"
-        )));
-    }
-    progress.set(size, Some(size));
-    Ok(Fetched {
-        path: temp.to_path_buf(),
-        size,
-        sha256,
-        content_type,
-        disposition_name,
-        final_url,
-    })
+    let _ = full.send(buffer).await;
+    drop(full);
+    drop(empty);
+    let _ = placing_tx.send(received.is_ok());
+    let written = writer.await;
+    received?;
+    written
 }
 
-/// The writer thread of one transfer, started when the first buffer is
-/// full (or at the end of a body smaller than one buffer), with the
-/// buffers it hands back for reuse.
-struct Writer {
-    path: PathBuf,
-    resume_from: u64,
-    buffer_size: usize,
-    running: Option<RunningWriter>,
-    /// Buffers allocated so far, at most [`BUFFERS`].
-    allocated: usize,
-}
-
-struct RunningWriter {
-    full: mpsc::Sender<Vec<u8>>,
-    empty: mpsc::Receiver<Vec<u8>>,
-    thread: tokio::task::JoinHandle<Result<(u64, String), DownloadError>>,
-}
-
-impl Writer {
-    /// A writer for a transfer that has allocated its first buffer.
-    fn new(path: &Path, resume_from: u64, buffer_size: usize) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            resume_from,
-            buffer_size,
-            running: None,
-            allocated: 1,
-        }
-    }
-
-    fn running(&mut self) -> &mut RunningWriter {
-        let (path, resume_from) = (&self.path, self.resume_from);
-        self.running
-            .get_or_insert_with(|| RunningWriter::start(path, resume_from))
-    }
-
-    /// Passes a full buffer to the thread and returns an empty one, waiting
-    /// while all are in use; `None` when the thread has stopped.
-    async fn hand_over(&mut self, buffer: Vec<u8>) -> Option<Vec<u8>> {
-        let may_allocate = self.allocated < BUFFERS;
-        let running = self.running();
-        running.full.send(buffer).await.ok()?;
-        if may_allocate {
-            self.allocated += 1;
-            return Some(Vec::with_capacity(self.buffer_size));
-        }
-        running.empty.recv().await
-    }
-
-    /// Writes the last, partly filled buffer and returns the file's size and hash.
-    async fn finish(mut self, last: Vec<u8>) -> Result<(u64, String), DownloadError> {
-        let RunningWriter {
-            full,
-            empty,
-            thread,
-        } = match self.running.take() {
-            Some(running) => running,
-            None => RunningWriter::start(&self.path, self.resume_from),
-        };
-        // A send fails only when the thread stopped early; its result says why.
-        let _ = full.send(last).await;
-        drop(full);
-        drop(empty);
+/// Starts blocking file work off the async runtime at once (not when the
+/// returned future is first polled: the writer must run while the body
+/// arrives).
+fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, DownloadError> + Send + 'static,
+) -> impl Future<Output = Result<T, DownloadError>> {
+    let thread = tokio::task::spawn_blocking(work);
+    async move {
         thread
             .await
             .map_err(|err| DownloadError::Storage(format!("writer thread failed: {err}")))?
     }
 }
 
-impl RunningWriter {
-    fn start(path: &Path, resume_from: u64) -> Self {
-        let (full, full_rx) = mpsc::channel(BUFFERS);
-        let (empty_tx, empty) = mpsc::channel(BUFFERS);
-        let path = path.to_path_buf();
-        let thread = tokio::task::spawn_blocking(move || {
-            write_and_hash(&path, resume_from, full_rx, empty_tx)
-        });
-        Self {
-            full,
-            empty,
-            thread,
-        }
-    }
-}
-
-/// The blocking half: hashes any bytes already in the file, then hashes
-/// and appends each buffer as it arrives, handing it back emptied.
-fn write_and_hash(
-    path: &Path,
+/// What the blocking side of a transfer needs.
+struct WriteJob {
+    file: Arc<File>,
+    path: PathBuf,
     resume_from: u64,
-    mut full: mpsc::Receiver<Vec<u8>>,
-    empty: mpsc::Sender<Vec<u8>>,
-) -> Result<(u64, String), DownloadError> {
-    let storage =
-        |err: std::io::Error| DownloadError::Storage(format!("{}: {err}", path.display()));
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut file = if resume_from > 0 {
-        let mut existing = std::fs::File::open(path).map_err(storage)?;
-        let mut buffer = vec![0u8; PIECE_SIZE];
-        let mut remaining = resume_from;
-        while remaining > 0 {
-            let want = remaining.min(buffer.len() as u64) as usize;
-            let read = existing.read(&mut buffer[..want]).map_err(storage)?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-            remaining -= read as u64;
-            size += read as u64;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(storage)?;
-        file.set_len(size).map_err(storage)?;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(size)).map_err(storage)?;
-        file
-    } else {
-        std::fs::File::create(path).map_err(storage)?
-    };
-    while let Some(mut buffer) = full.blocking_recv() {
-        hasher.update(&buffer);
-        file.write_all(&buffer).map_err(storage)?;
-        size += buffer.len() as u64;
-        buffer.clear();
-        // Fails only once the network side is done and needs no more buffers.
-        let _ = empty.try_send(buffer);
-    }
-    Ok((size, hex::encode(hasher.finalize())))
+    truncate: bool,
+    /// The whole file's length, when the response says.
+    expected: Option<u64>,
+    final_name: Option<String>,
 }
 
-async fn remove_partial(path: &Path) -> Result<(), DownloadError> {
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(DownloadError::Storage(format!("{}: {err}", path.display()))),
+/// The file being written, and the hash of everything in it so far.
+struct OpenFile<'a> {
+    file: &'a File,
+    path: &'a Path,
+    hasher: Sha256,
+    size: u64,
+}
+
+/// The written file: where it is, how long, and its hash.
+struct Written {
+    path: PathBuf,
+    size: u64,
+    sha256: String,
+}
+
+impl WriteJob {
+    /// Hashes the bytes kept from an earlier attempt (dropping any past
+    /// `resume_from`), ready to append.
+    fn open(&self) -> Result<OpenFile<'_>, DownloadError> {
+        let mut open = OpenFile {
+            file: &self.file,
+            path: &self.path,
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        if self.resume_from > 0 {
+            let mut file = open.file;
+            file.seek(SeekFrom::Start(0)).map_err(|e| open.error(e))?;
+            let mut buffer = vec![0u8; PIECE_SIZE];
+            let mut remaining = self.resume_from;
+            while remaining > 0 {
+                let want = remaining.min(buffer.len() as u64) as usize;
+                let read = file.read(&mut buffer[..want]).map_err(|e| open.error(e))?;
+                if read == 0 {
+                    break;
+                }
+                open.hasher.update(&buffer[..read]);
+                remaining -= read as u64;
+                open.size += read as u64;
+            }
+            open.file.set_len(open.size).map_err(|e| open.error(e))?;
+        } else if self.truncate {
+            open.file.set_len(0).map_err(|e| open.error(e))?;
+        }
+        Ok(open)
     }
+
+    /// The file's hash, and the file moved under its final name if it has
+    /// one, the body arrived without error (`received`) and nothing is missing.
+    fn finish(&self, open: OpenFile<'_>, received: bool) -> Result<Written, DownloadError> {
+        let complete = received && self.expected.is_none_or(|expected| open.size >= expected);
+        let (size, sha256) = (open.size, hex::encode(open.hasher.finalize()));
+        let path = match &self.final_name {
+            Some(name) if complete => {
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                move_into_place(&self.path, dir, name)?
+            }
+            _ => self.path.clone(),
+        };
+        Ok(Written { path, size, sha256 })
+    }
+}
+
+impl OpenFile<'_> {
+    fn error(&self, err: std::io::Error) -> DownloadError {
+        DownloadError::Storage(format!("{}: {err}", self.path.display()))
+    }
+
+    /// Hashes and appends buffers, in as few writes as the system allows.
+    fn append<B: AsRef<[u8]>>(&mut self, buffers: &[B]) -> Result<(), DownloadError> {
+        for buffer in buffers {
+            self.hasher.update(buffer);
+            self.size += buffer.as_ref().len() as u64;
+        }
+        let mut slices: Vec<IoSlice<'_>> =
+            buffers.iter().map(|b| IoSlice::new(b.as_ref())).collect();
+        let mut slices = &mut slices[..];
+        let mut file = self.file;
+        while !slices.is_empty() {
+            match file.write_vectored(slices) {
+                Ok(0) => return Err(self.error(std::io::ErrorKind::WriteZero.into())),
+                Ok(written) => IoSlice::advance_slices(&mut slices, written),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.error(err)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Moves a finished temporary file to `dir/name`, numbering the name
+/// rather than overwriting a different file already there. Blocking.
+pub(crate) fn move_into_place(
+    temp: &Path,
+    dir: &Path,
+    name: &str,
+) -> Result<PathBuf, DownloadError> {
+    let storage = |path: &Path, err: std::io::Error| {
+        DownloadError::Storage(format!("{}: {err}", path.display()))
+    };
+    for attempt in 0..10_000 {
+        let candidate = dir.join(numbered(name, attempt));
+        // A hard link never replaces an existing file, unlike rename.
+        match std::fs::hard_link(temp, &candidate) {
+            Ok(()) => {
+                std::fs::remove_file(temp).map_err(|err| storage(temp, err))?;
+                return Ok(candidate);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) if !candidate.exists() => {
+                // File systems without hard links: rename (after the existence check).
+                std::fs::rename(temp, &candidate).map_err(|err| storage(&candidate, err))?;
+                return Ok(candidate);
+            }
+            Err(_) => continue,
+        }
+    }
+    Err(DownloadError::Storage(format!(
+        "no free file name for {name} in {}",
+        dir.display()
+    )))
 }
 
 fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
