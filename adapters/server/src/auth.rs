@@ -90,6 +90,7 @@ pub struct Auth {
     lockout: LoginLockout,
     failures: Mutex<HashMap<String, Failures>>,
     users: Mutex<HashMap<i64, CachedUser>>,
+    verified: Mutex<HashMap<String, Claims>>,
 }
 
 /// A user as the store last reported it, for [`USER_CACHE_TTL`].
@@ -155,6 +156,10 @@ const MAX_TRACKED_USERNAMES: usize = 10_000;
 pub const USER_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Cached users beyond which expired ones are pruned.
 const MAX_CACHED_USERS: usize = 10_000;
+/// Tokens whose signature was checked, remembered so the next request with
+/// the same token skips the HMAC and the claims' JSON; beyond this many,
+/// expired ones are pruned (and all of them if none had expired).
+const MAX_VERIFIED_TOKENS: usize = 4096;
 
 impl Auth {
     /// Signs and checks HS256 tokens with `secret`; locks usernames as `lockout` says.
@@ -169,6 +174,7 @@ impl Auth {
             lockout,
             failures: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -228,23 +234,63 @@ impl Auth {
     }
 
     /// Checks signature, algorithm, `exp`, `iat`, `sub` and the kind.
+    ///
+    /// A token whose signature and claims were already found good (every
+    /// API call sends the same access token for 15 minutes) is looked up
+    /// instead of decoded again; only its expiry is checked anew.
     pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|err| match err.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid(err.to_string()),
-            })?;
-        let claims = data.claims;
+        let cached = self.verified_claims(token)?;
+        let fresh = cached.is_none();
+        let claims = match cached {
+            Some(claims) => claims,
+            None => {
+                jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+                    .map_err(|err| match err.kind() {
+                        ErrorKind::ExpiredSignature => TokenError::Expired,
+                        _ => TokenError::Invalid(err.to_string()),
+                    })?
+                    .claims
+            }
+        };
         if claims.typ != kind {
             return Err(TokenError::Invalid(format!(
                 "expected an {kind:?} token",
                 kind = kind
             )));
         }
-        if claims.iat > Utc::now().timestamp() + 60 {
-            return Err(TokenError::Invalid("issued in the future".into()));
+        if fresh {
+            if claims.iat > Utc::now().timestamp() + 60 {
+                return Err(TokenError::Invalid("issued in the future".into()));
+            }
+            self.remember_verified(token, &claims);
         }
         Ok(claims)
+    }
+
+    /// The claims of `token` if an earlier call verified it; `Expired` once
+    /// its `exp` has passed (as `jsonwebtoken` decides it, with no leeway).
+    fn verified_claims(&self, token: &str) -> Result<Option<Claims>, TokenError> {
+        let mut verified = self.verified.lock().expect("verified tokens lock");
+        let Some(claims) = verified.get(token) else {
+            return Ok(None);
+        };
+        if claims.exp < jsonwebtoken::get_current_timestamp() as i64 {
+            verified.remove(token);
+            return Err(TokenError::Expired);
+        }
+        Ok(Some(claims.clone()))
+    }
+
+    fn remember_verified(&self, token: &str, claims: &Claims) {
+        let mut verified = self.verified.lock().expect("verified tokens lock");
+        if verified.len() >= MAX_VERIFIED_TOKENS {
+            let now = jsonwebtoken::get_current_timestamp() as i64;
+            verified.retain(|_, claims| claims.exp >= now);
+            if verified.len() >= MAX_VERIFIED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_owned(), claims.clone());
     }
 
     /// A new refresh token for `user`, stored so it can be used once.
@@ -459,6 +505,40 @@ mod tests {
             auth.verify(&old.token, TokenKind::Access),
             Err(TokenError::Expired)
         );
+    }
+
+    #[test]
+    fn remembered_tokens_keep_their_kind_and_expire() {
+        let auth = Auth::new(b"secret-one", LoginLockout::default());
+        let issued = auth
+            .issue(&user(Role::User), TokenKind::Access, Utc::now())
+            .unwrap();
+        let first = auth.verify(&issued.token, TokenKind::Access).unwrap();
+        // The second check is answered from the remembered claims.
+        assert_eq!(auth.verify(&issued.token, TokenKind::Access), Ok(first));
+        assert!(matches!(
+            auth.verify(&issued.token, TokenKind::Refresh),
+            Err(TokenError::Invalid(_))
+        ));
+        // Remembered claims whose `exp` has passed: expired, and forgotten.
+        let mut lapsed = issued.claims.clone();
+        lapsed.exp = Utc::now().timestamp() - 1;
+        auth.remember_verified("lapsed", &lapsed);
+        assert_eq!(
+            auth.verify("lapsed", TokenKind::Access),
+            Err(TokenError::Expired)
+        );
+        assert!(matches!(
+            auth.verify("lapsed", TokenKind::Access),
+            Err(TokenError::Invalid(_))
+        ));
+        // A token altered after its original was verified is checked afresh.
+        let mut forged = issued.token.clone();
+        forged.push('x');
+        assert!(matches!(
+            auth.verify(&forged, TokenKind::Access),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]

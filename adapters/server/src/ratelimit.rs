@@ -11,7 +11,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter as Governor};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::RateLimits;
 
@@ -42,9 +42,12 @@ pub struct RateStatus {
 impl RateStatus {
     /// Writes the `X-RateLimit-*` headers.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
-        headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
-        headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset));
+        static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+        static REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+        static RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+        headers.insert(&LIMIT, HeaderValue::from(self.limit));
+        headers.insert(&REMAINING, HeaderValue::from(self.remaining));
+        headers.insert(&RESET, HeaderValue::from(self.reset));
     }
 }
 

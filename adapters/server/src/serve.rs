@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{HeaderValue, Request, StatusCode};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -175,7 +175,8 @@ where
             rate.apply(response.headers_mut());
         }
         if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-request-id", value);
+            static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+            response.headers_mut().insert(&X_REQUEST_ID, value);
         }
         tracing::debug!(
             target: "mediadl_server::access",

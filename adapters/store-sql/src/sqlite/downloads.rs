@@ -93,8 +93,13 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &DownloadFilter) {
     }
 }
 
+/// The page query: the records plus, in a column of each row, the count of
+/// all records the filter matches ([`push_count`]), so one statement
+/// answers both (one round trip to the connection's thread, one snapshot).
 fn list_query(filter: &DownloadFilter, page: Page) -> QueryBuilder<Sqlite> {
-    let mut qb = QueryBuilder::new("SELECT * FROM downloads");
+    let mut qb = QueryBuilder::new("SELECT *, (");
+    push_count(&mut qb, filter);
+    qb.push(") AS total_matching FROM downloads");
     push_filter(&mut qb, filter);
     qb.push(" ORDER BY download_date DESC, id DESC LIMIT ")
         .push_bind(i64::from(page.per_page))
@@ -117,11 +122,12 @@ pub(super) async fn explain_list(
         .collect()
 }
 
-/// Counts the records a filter matches. Filters that the roll-ups can
-/// answer exactly (day-aligned dates with platform and/or status, or with
-/// source alone) read the roll-ups instead of counting index entries;
-/// without dates, platform and status read the all-time totals.
-async fn count_matching(store: &SqliteStore, filter: &DownloadFilter) -> StoreResult<u64> {
+/// Appends a query counting the records a filter matches. Filters that the
+/// roll-ups can answer exactly (day-aligned dates with platform and/or
+/// status, or with source alone) read the roll-ups instead of counting
+/// index entries; without dates, platform and status read the all-time
+/// totals.
+fn push_count(qb: &mut QueryBuilder<Sqlite>, filter: &DownloadFilter) {
     let (from, to) = rules::download_date_range(filter);
     let from = from.map_or(i64::MIN, micros);
     let to = to.map_or(i64::MAX, micros);
@@ -131,37 +137,39 @@ async fn count_matching(store: &SqliteStore, filter: &DownloadFilter) -> StoreRe
         Some(DownloadStatus::Failed) => "failed",
     };
     let unbounded = from == i64::MIN && to == i64::MAX;
-    let mut qb = if filter.search.is_none() && filter.source.is_none() && unbounded {
-        let mut qb = QueryBuilder::new(format!(
+    if filter.search.is_none() && filter.source.is_none() && unbounded {
+        qb.push(format!(
             "SELECT COALESCE(SUM({column}), 0) FROM download_platform_totals"
         ));
         if let Some(platform) = &filter.platform {
             qb.push(" WHERE platform = ").push_bind(platform.clone());
         }
-        qb
     } else if filter.search.is_none() && filter.source.is_none() {
-        let mut qb = QueryBuilder::new(format!(
+        qb.push(format!(
             "SELECT COALESCE(SUM({column}), 0) FROM download_rollup WHERE hour >= "
         ));
         qb.push_bind(from).push(" AND hour < ").push_bind(to);
         if let Some(platform) = &filter.platform {
             qb.push(" AND platform = ").push_bind(platform.clone());
         }
-        qb
     } else if filter.search.is_none() && filter.platform.is_none() {
-        let mut qb = QueryBuilder::new(format!(
+        qb.push(format!(
             "SELECT COALESCE(SUM({column}), 0) FROM download_source_rollup WHERE day >= "
         ));
         qb.push_bind(from).push(" AND day < ").push_bind(to);
         if let Some(source) = &filter.source {
             qb.push(" AND source = ").push_bind(source.clone());
         }
-        qb
     } else {
-        let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM downloads");
-        push_filter(&mut qb, filter);
-        qb
-    };
+        qb.push("SELECT COUNT(*) FROM downloads");
+        push_filter(qb, filter);
+    }
+}
+
+/// Counts the records a filter matches (see [`push_count`]).
+async fn count_matching(store: &SqliteStore, filter: &DownloadFilter) -> StoreResult<u64> {
+    let mut qb = QueryBuilder::new("");
+    push_count(&mut qb, filter);
     let count: i64 = qb
         .build_query_scalar()
         .fetch_one(&store.reader)
@@ -311,11 +319,15 @@ impl DownloadRepo for SqliteStore {
         let page = Page::new(page.page, page.per_page);
         let mut qb = list_query(filter, page);
         let rows = qb.build().fetch_all(&self.reader).await.map_err(map_err)?;
-        let items = rows
-            .iter()
-            .map(rows::download)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let total = count_matching(self, filter).await?;
+        let total = match rows.first() {
+            Some(row) => {
+                let count: i64 = row.try_get("total_matching").map_err(map_err)?;
+                u64::try_from(count).unwrap_or(0)
+            }
+            // A page past the end still reports the total.
+            None => count_matching(self, filter).await?,
+        };
+        let items = rows::downloads(&rows)?;
         Ok(Paged { items, total })
     }
 
@@ -416,10 +428,8 @@ impl DownloadRepo for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await
-        .map_err(map_err)?
-        .iter()
-        .map(rows::download)
-        .collect()
+        .map_err(map_err)
+        .and_then(|rows| rows::downloads(&rows))
     }
 
     async fn duplicates_of(&self, id: i64) -> StoreResult<Vec<Download>> {
@@ -427,10 +437,8 @@ impl DownloadRepo for SqliteStore {
             .bind(id)
             .fetch_all(&self.reader)
             .await
-            .map_err(map_err)?
-            .iter()
-            .map(rows::download)
-            .collect()
+            .map_err(map_err)
+            .and_then(|rows| rows::downloads(&rows))
     }
 
     async fn download_totals(&self, window: Window) -> StoreResult<DownloadTotals> {

@@ -9,8 +9,8 @@ use mediadl::model::{
 };
 use mediadl::store::rules::from_micros;
 use serde::de::DeserializeOwned;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Column, Row};
 
 use super::map_err;
 
@@ -65,12 +65,6 @@ impl Cols<'_> {
         u64::try_from(value).map_err(|err| corrupt(column, err))
     }
 
-    pub fn opt_u64(&self, column: &str) -> Result<Option<u64>, StoreError> {
-        self.get::<Option<i64>>(column)?
-            .map(|value| u64::try_from(value).map_err(|err| corrupt(column, err)))
-            .transpose()
-    }
-
     pub fn flag(&self, column: &str) -> Result<bool, StoreError> {
         Ok(self.get::<i64>(column)? != 0)
     }
@@ -105,32 +99,97 @@ pub(crate) fn enum_name<T: serde::Serialize>(value: &T) -> Result<String, StoreE
     }
 }
 
+/// The `downloads` columns in the order of [`DownloadColumns`].
+const DOWNLOAD_COLUMNS: [&str; 19] = [
+    "id",
+    "url",
+    "url_hash",
+    "archive_key",
+    "platform",
+    "source",
+    "content_type",
+    "filename",
+    "file_path",
+    "file_size",
+    "file_hash",
+    "post_date",
+    "download_date",
+    "status",
+    "attempts",
+    "error_message",
+    "duplicate_of",
+    "queue_id",
+    "metadata",
+];
+
+/// Where each `downloads` column is in a result set, looked up by name once
+/// per result set: rows are then read by position (a page of 50 rows would
+/// otherwise hash 950 column names).
+pub(crate) struct DownloadColumns([usize; 19]);
+
+impl DownloadColumns {
+    /// The positions in the result set `row` belongs to.
+    pub fn of(row: &SqliteRow) -> Result<Self, StoreError> {
+        let mut positions = [0; 19];
+        for (position, name) in positions.iter_mut().zip(DOWNLOAD_COLUMNS) {
+            *position = row.try_column(name).map_err(map_err)?.ordinal();
+        }
+        Ok(Self(positions))
+    }
+
+    fn get<'r, T>(&self, row: &'r SqliteRow, column: usize) -> Result<T, StoreError>
+    where
+        T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
+        row.try_get(self.0[column]).map_err(map_err)
+    }
+
+    /// The record in `row`.
+    pub fn decode(&self, row: &SqliteRow) -> Result<Download, StoreError> {
+        let status: &str = self.get(row, 13)?;
+        let metadata: &str = self.get(row, 18)?;
+        Ok(Download {
+            id: self.get(row, 0)?,
+            url: self.get(row, 1)?,
+            url_hash: self.get(row, 2)?,
+            archive_key: self.get(row, 3)?,
+            platform: self.get(row, 4)?,
+            source: self.get(row, 5)?,
+            content_type: self.get(row, 6)?,
+            filename: self.get(row, 7)?,
+            file_path: self.get(row, 8)?,
+            file_size: self
+                .get::<Option<i64>>(row, 9)?
+                .map(|size| u64::try_from(size).map_err(|err| corrupt("file_size", err)))
+                .transpose()?,
+            file_hash: self.get(row, 10)?,
+            post_date: self.get::<Option<i64>>(row, 11)?.map(from_micros),
+            download_date: from_micros(self.get(row, 12)?),
+            status: status
+                .parse::<DownloadStatus>()
+                .map_err(|err| corrupt("status", err))?,
+            attempts: u32::try_from(self.get::<i64>(row, 14)?)
+                .map_err(|err| corrupt("attempts", err))?,
+            error_message: self.get(row, 15)?,
+            duplicate_of: self.get(row, 16)?,
+            queue_id: self.get(row, 17)?,
+            metadata: serde_json::from_str::<Metadata>(metadata)
+                .map_err(|err| corrupt("metadata", err))?,
+        })
+    }
+}
+
 pub(crate) fn download(row: &SqliteRow) -> Result<Download, StoreError> {
-    let c = Cols(row);
-    let status: String = c.get("status")?;
-    Ok(Download {
-        id: c.get("id")?,
-        url: c.get("url")?,
-        url_hash: c.get("url_hash")?,
-        archive_key: c.get("archive_key")?,
-        platform: c.get("platform")?,
-        source: c.get("source")?,
-        content_type: c.get("content_type")?,
-        filename: c.get("filename")?,
-        file_path: c.get("file_path")?,
-        file_size: c.opt_u64("file_size")?,
-        file_hash: c.get("file_hash")?,
-        post_date: c.opt_time("post_date")?,
-        download_date: c.time("download_date")?,
-        status: status
-            .parse::<DownloadStatus>()
-            .map_err(|err| corrupt("status", err))?,
-        attempts: c.u32("attempts")?,
-        error_message: c.get("error_message")?,
-        duplicate_of: c.get("duplicate_of")?,
-        queue_id: c.get("queue_id")?,
-        metadata: c.json::<Metadata>("metadata")?,
-    })
+    DownloadColumns::of(row)?.decode(row)
+}
+
+/// The records of a result set.
+pub(crate) fn downloads(rows: &[SqliteRow]) -> Result<Vec<Download>, StoreError> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let columns = DownloadColumns::of(first)?;
+    rows.iter().map(|row| columns.decode(row)).collect()
 }
 
 pub(crate) fn queue_item(row: &SqliteRow) -> Result<QueueItem, StoreError> {
