@@ -392,8 +392,14 @@ impl OpenFile<'_> {
             self.hasher.update(buffer);
             self.size += buffer.as_ref().len() as u64;
         }
-        let mut slices: Vec<IoSlice<'_>> =
-            buffers.iter().map(|b| IoSlice::new(b.as_ref())).collect();
+        // An empty buffer (a body ending on a piece boundary) would make
+        // the write return 0, which means "the disk takes no more".
+        let mut slices: Vec<IoSlice<'_>> = buffers
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|bytes| !bytes.is_empty())
+            .map(IoSlice::new)
+            .collect();
         let mut slices = &mut slices[..];
         let mut file = self.file;
         while !slices.is_empty() {
@@ -492,6 +498,28 @@ pub fn disposition_filename(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appending_writes_every_buffer_and_skips_empty_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file.part");
+        let file = File::create(&path).unwrap();
+        let mut open = OpenFile {
+            file: &file,
+            path: &path,
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        open.append(&[b"ab".to_vec(), Vec::new(), b"c".to_vec()])
+            .unwrap();
+        open.append(&[Vec::<u8>::new()]).unwrap();
+        assert_eq!(open.size, 3);
+        assert_eq!(
+            hex::encode(open.hasher.finalize()),
+            hex::encode(Sha256::digest(b"abc"))
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"abc");
+    }
 
     #[test]
     fn disposition_names() {

@@ -243,6 +243,39 @@ async fn a_server_without_ranges_restarts_from_zero() {
 }
 
 #[tokio::test]
+async fn a_body_ending_on_a_piece_boundary_is_written_whole() {
+    // 3 x 128 KiB: past the one-trip size, and the last piece comes out empty.
+    let server = FixtureServer::start().await;
+    let body = payload(3 * 128 * 1024, 6);
+    server.route("/pieces.bin", Fixture::bytes(body.clone()));
+    let root = tempfile::tempdir().unwrap();
+    let test = TestEngine::new(root.path());
+    let item = test
+        .queue()
+        .submit(direct(&server.url("/pieces.bin")))
+        .await
+        .unwrap();
+    run_until_finished(&test, &[item.id]).await;
+    let item = test.store.get_queue_item(item.id).await.unwrap();
+    assert_eq!(
+        item.status,
+        QueueStatus::Completed,
+        "{:?}",
+        item.error_message
+    );
+    let download = &test
+        .store
+        .list_downloads(&DownloadFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .items[0];
+    assert_eq!(
+        std::fs::read(download.file_path.as_ref().unwrap()).unwrap(),
+        body
+    );
+}
+
+#[tokio::test]
 async fn not_found_leaves_a_failed_record_and_no_file() {
     let server = FixtureServer::start().await;
     let root = tempfile::tempdir().unwrap();
