@@ -47,7 +47,6 @@ use warp::reply::Response;
 pub mod auth;
 pub mod config;
 pub mod error;
-mod json;
 pub mod logs;
 pub mod openapi;
 

@@ -11,7 +11,7 @@ use http::header::{
 };
 use http::{HeaderValue, StatusCode};
 use mediadl::model::{
-    Bucket, Download, DownloadFilter, DownloadStatus, GroupBy, NewQueueItem, Page, Role, Window,
+    Bucket, Download, DownloadFilter, DownloadStatus, GroupBy, NewQueueItem, Role, Window,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -22,7 +22,6 @@ use warp::{Filter, Reply};
 
 use crate::auth::{AuthUser, admin, bearer_token, reader, user_for_token, writer};
 use crate::error::{ApiError, ApiResult, codes, handle};
-use crate::json::JsonWriter;
 use crate::pagination;
 use crate::request::{json_body, query};
 use crate::routes::auth::with;
@@ -109,104 +108,14 @@ impl<'a> DownloadView<'a> {
     }
 }
 
-/// Appends `DownloadView::new(d)` as JSON: what its `Serialize` writes,
-/// byte for byte (the tests compare them), with the links written in place
-/// instead of formatted into strings first. For the list, where
-/// serialising is a large share of a request's work.
-fn write_download_json(d: &Download, out: &mut JsonWriter) {
-    out.raw("{\"id\":");
-    out.int(d.id);
-    out.raw(",\"url\":");
-    out.str(&d.url);
-    out.raw(",\"url_hash\":");
-    out.str(&d.url_hash);
-    out.raw(",\"archive_key\":");
-    out.str(&d.archive_key);
-    out.raw(",\"platform\":");
-    out.str(&d.platform);
-    out.raw(",\"source\":");
-    out.str(&d.source);
-    out.raw(",\"content_type\":");
-    out.str(&d.content_type);
-    out.raw(",\"filename\":");
-    out.opt_str(d.filename.as_deref());
-    out.raw(",\"file_path\":");
-    out.opt_str(d.file_path.as_deref());
-    out.raw(",\"file_size\":");
-    out.opt_int(d.file_size);
-    out.raw(",\"file_hash\":");
-    out.opt_str(d.file_hash.as_deref());
-    out.raw(",\"post_date\":");
-    match &d.post_date {
-        Some(at) => out.datetime(at),
-        None => out.raw("null"),
-    }
-    out.raw(",\"download_date\":");
-    out.datetime(&d.download_date);
-    out.raw(",\"status\":");
-    out.str(d.status.as_str());
-    out.raw(",\"attempts\":");
-    out.int(d.attempts);
-    out.raw(",\"error_message\":");
-    out.opt_str(d.error_message.as_deref());
-    out.raw(",\"duplicate_of\":");
-    out.opt_int(d.duplicate_of);
-    out.raw(",\"queue_id\":");
-    out.opt_int(d.queue_id);
-    out.raw(",\"metadata\":");
-    out.value(&d.metadata);
-    out.raw(",\"thumbnail_url\":\"/api/v1/downloads/");
-    out.int(d.id);
-    out.raw("/thumbnail\",\"file_url\":");
-    if d.file_path.is_some() {
-        out.raw("\"/api/v1/downloads/");
-        out.int(d.id);
-        out.raw("/file\"");
-    } else {
-        out.raw("null");
-    }
-    out.raw("}");
-}
-
-/// Roughly the length of [`write_download_json`]'s output, to size the
-/// buffer once.
-fn download_json_len_hint(d: &Download) -> usize {
-    let texts = [
-        Some(&d.url),
-        Some(&d.url_hash),
-        Some(&d.archive_key),
-        Some(&d.source),
-        d.filename.as_ref(),
-        d.file_path.as_ref(),
-        d.file_hash.as_ref(),
-        d.error_message.as_ref(),
-    ];
-    // Keys, punctuation, numbers, dates and links take about 450 bytes.
-    texts.iter().flatten().map(|text| text.len()).sum::<usize>() + 64 * d.metadata.len() + 450
-}
-
-/// A page of the history as JSON: `{"items":[…],"total":…,"page":…,
-/// "per_page":…,"total_pages":…}`.
-fn page_json(items: &[Download], total: u64, page: Page) -> Vec<u8> {
-    let capacity = items.iter().map(download_json_len_hint).sum::<usize>() + 128;
-    let mut out = JsonWriter::with_capacity(capacity);
-    out.raw("{\"items\":[");
-    for (n, item) in items.iter().enumerate() {
-        if n > 0 {
-            out.raw(",");
-        }
-        write_download_json(item, &mut out);
-    }
-    out.raw("],\"total\":");
-    out.int(total);
-    out.raw(",\"page\":");
-    out.int(page.page);
-    out.raw(",\"per_page\":");
-    out.int(page.per_page);
-    out.raw(",\"total_pages\":");
-    out.int(pagination::total_pages(total, page));
-    out.raw("}");
-    out.into_bytes()
+/// A page of the history.
+#[derive(Debug, Serialize)]
+struct DownloadPage<'a> {
+    items: Vec<DownloadView<'a>>,
+    total: u64,
+    page: u32,
+    per_page: u32,
+    total_pages: u64,
 }
 
 fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
@@ -336,12 +245,20 @@ async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
         search: bounded("search", q.search)?,
     };
     let paged = state.store.list_downloads(&filter, page).await?;
-    let mut response = Response::new(page_json(&paged.items, paged.total, page).into());
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    pagination::add_headers(&mut response, paged.total, page, "/api/v1/downloads", &raw);
-    Ok(response)
+    let body = DownloadPage {
+        items: paged.items.iter().map(DownloadView::new).collect(),
+        total: paged.total,
+        page: page.page,
+        per_page: page.per_page,
+        total_pages: pagination::total_pages(paged.total, page),
+    };
+    Ok(pagination::paged_json(
+        &body,
+        paged.total,
+        page,
+        "/api/v1/downloads",
+        &raw,
+    ))
 }
 
 /// The window of a `period` (`today`, `week`, `month`, `year`, `all`).
@@ -708,94 +625,6 @@ async fn thumbnail(id: i64, state: AppState) -> ApiResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn download(id: i64) -> Download {
-        Download {
-            id,
-            url: format!("https://cdn.example.com/media/{id}/original.jpg"),
-            url_hash: mediadl::model::url_hash(&format!("direct:{id}")),
-            archive_key: format!("direct:{id}"),
-            platform: "direct".into(),
-            source: "example.com".into(),
-            content_type: "file".into(),
-            filename: Some(format!("{id}.jpg")),
-            file_path: Some(format!("/data/downloads/direct/{id}.jpg")),
-            file_size: Some(123_456),
-            file_hash: Some(format!("sha256:{id:064x}")),
-            post_date: None,
-            download_date: Utc.with_ymd_and_hms(2026, 11, 27, 20, 35, 58).unwrap()
-                + Duration::microseconds(123_456),
-            status: DownloadStatus::Completed,
-            attempts: 1,
-            error_message: None,
-            duplicate_of: None,
-            queue_id: Some(7),
-            metadata: mediadl::model::Metadata::new(),
-        }
-    }
-
-    /// The list's hand-written JSON is what serde writes for the same views.
-    #[test]
-    fn list_json_is_the_serde_json_of_the_page() {
-        #[derive(Serialize)]
-        struct SerdePage<'a> {
-            items: &'a [DownloadView<'a>],
-            total: u64,
-            page: u32,
-            per_page: u32,
-            total_pages: u64,
-        }
-        let plain = download(1);
-        let failed = Download {
-            filename: None,
-            file_path: None,
-            file_size: None,
-            file_hash: None,
-            status: DownloadStatus::Failed,
-            error_message: Some("HTTP 404 \"Not Found\"\n\tat line 1".into()),
-            queue_id: None,
-            ..download(2)
-        };
-        let odd = Download {
-            id: -3,
-            url: "https://example.org/Grüße 🌍?q=a\\b&c=\u{1}".into(),
-            source: "東京".into(),
-            post_date: Some(Utc.with_ymd_and_hms(1999, 1, 2, 3, 4, 5).unwrap()),
-            download_date: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
-                + Duration::milliseconds(250),
-            attempts: u32::MAX,
-            duplicate_of: Some(1),
-            file_size: Some(u64::MAX),
-            metadata: serde_json::json!({
-                "title": "a \"quoted\" title",
-                "tags": ["x", "y"],
-                "nested": {"w": 1920, "ratio": 1.5, "none": null},
-            })
-            .as_object()
-            .cloned()
-            .unwrap(),
-            ..download(3)
-        };
-        let records = [plain, failed, odd];
-        let views: Vec<DownloadView<'_>> = records.iter().map(DownloadView::new).collect();
-        for (range, total, page) in [
-            (0..3, 1_000_001, Page::new(3, 50)),
-            (0..0, 0, Page::new(1, 50)),
-            (1..2, 7, Page::new(2, 5)),
-        ] {
-            let expected = serde_json::to_string(&SerdePage {
-                items: &views[range.clone()],
-                total,
-                page: page.page,
-                per_page: page.per_page,
-                total_pages: pagination::total_pages(total, page),
-            })
-            .unwrap();
-            let written = String::from_utf8(page_json(&records[range], total, page)).unwrap();
-            assert_eq!(written, expected);
-        }
-    }
 
     #[test]
     fn ranges_resolve_against_the_length() {
