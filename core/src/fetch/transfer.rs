@@ -204,11 +204,9 @@ async fn receive_whole(
     let mut chunks: Vec<Bytes> = Vec::new();
     let received: Result<(), DownloadError> = async {
         loop {
-            let chunk = tokio::select! {
-                _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
-                chunk = response.chunk() => chunk.map_err(|err| map_reqwest_error(url, err))?,
+            let Some(chunk) = next_chunk(response, url, cancel).await? else {
+                return Ok(());
             };
-            let Some(chunk) = chunk else { return Ok(()) };
             progress.add(chunk.len() as u64);
             chunks.push(chunk);
         }
@@ -254,11 +252,9 @@ async fn receive_in_pieces(
     let mut buffer = Vec::with_capacity(PIECE_SIZE);
     let received: Result<(), DownloadError> = async {
         loop {
-            let chunk = tokio::select! {
-                _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
-                chunk = response.chunk() => chunk.map_err(|err| map_reqwest_error(url, err))?,
+            let Some(chunk) = next_chunk(response, url, cancel).await? else {
+                return Ok(());
             };
-            let Some(chunk) = chunk else { return Ok(()) };
             let mut rest = &chunk[..];
             while !rest.is_empty() {
                 let take = rest.len().min(PIECE_SIZE - buffer.len());
@@ -291,6 +287,18 @@ async fn receive_in_pieces(
     let written = writer.await;
     received?;
     written
+}
+
+/// The body's next chunk, `None` at its end.
+async fn next_chunk(
+    response: &mut reqwest::Response,
+    url: &Url,
+    cancel: &CancellationToken,
+) -> Result<Option<Bytes>, DownloadError> {
+    tokio::select! {
+        _ = cancel.cancelled() => Err(DownloadError::Cancelled),
+        chunk = response.chunk() => chunk.map_err(|err| map_reqwest_error(url, err)),
+    }
 }
 
 /// Starts blocking file work off the async runtime at once (not when the
