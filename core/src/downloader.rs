@@ -117,7 +117,7 @@ use crate::store::StateRepo;
 /// # Ok(())
 /// # }
 /// ```
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait Downloader: Send + Sync + std::fmt::Debug {
     /// Platform, name, display name, content types, features.

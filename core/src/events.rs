@@ -20,7 +20,7 @@ pub enum BusMessage {
 }
 
 /// Publishes events to every subscriber.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait EventBus: Send + Sync + std::fmt::Debug {
     /// Never waits for subscribers: a slow subscriber loses events, the

@@ -453,9 +453,6 @@ pub fn admin(state: AppState) -> impl Filter<Extract = (AuthUser,), Error = Reje
     require(state, Role::Admin)
 }
 
-/// Shared so the auth service can be cloned into filters.
-pub type SharedAuth = Arc<Auth>;
-
 /// Never a 500 for a token: malformed input is a 401.
 pub fn is_auth_error(err: &ApiError) -> bool {
     err.status == StatusCode::UNAUTHORIZED

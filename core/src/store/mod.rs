@@ -43,7 +43,7 @@ pub use memory::MemoryStore;
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The download history.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait DownloadRepo: Send + Sync {
     /// Records a download. An `archive_key` that is already recorded is a
@@ -100,7 +100,7 @@ pub trait DownloadRepo: Send + Sync {
 }
 
 /// The work queue with leases.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait QueueRepo: Send + Sync {
     /// Stores a new `pending` item due at once, created at `now`.
@@ -205,7 +205,7 @@ pub trait QueueRepo: Send + Sync {
 }
 
 /// Scheduled jobs and their history.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait JobRepo: Send + Sync {
     /// `Conflict` when the id exists.
@@ -254,7 +254,7 @@ pub trait JobRepo: Send + Sync {
 }
 
 /// Accounts and refresh tokens.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait UserRepo: Send + Sync {
     /// `Conflict` when the username is taken (case-insensitive).
@@ -285,7 +285,7 @@ pub trait UserRepo: Send + Sync {
 }
 
 /// The settings document.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait SettingsRepo: Send + Sync {
     /// The stored document; `{}` when nothing was ever saved.
@@ -295,7 +295,7 @@ pub trait SettingsRepo: Send + Sync {
 }
 
 /// Stored application logs.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait LogRepo: Send + Sync {
     /// Stores entries in order; their ids increase with insertion.
@@ -308,7 +308,7 @@ pub trait LogRepo: Send + Sync {
 
 /// Small JSON documents kept per key between runs (a forum thread's last
 /// page, a feed cursor, a host's cookies).
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait StateRepo: Send + Sync + std::fmt::Debug {
     /// The document under `key`, `None` when nothing is stored.
