@@ -594,10 +594,12 @@ pub async fn search_text_is_literal(db: Db) {
     let (app, _backing) = start(db, true, None).await;
     let admin = app.admin_token().await;
     let site = FixtureServer::start().await;
-    for name in ["/a_b.png", "/cd.png"] {
+    // Different contents: a second copy of the same bytes would be recorded
+    // as a duplicate under the first one's name.
+    for (name, side) in [("/a_b.png", 8), ("/cd.png", 9)] {
         site.route(
             name,
-            Fixture::bytes(png_bytes(8, 8)).header("content-type", "image/png"),
+            Fixture::bytes(png_bytes(side, side)).header("content-type", "image/png"),
         );
         queue(&app, &admin, &site.url(name)).await;
     }
