@@ -519,7 +519,8 @@ async fn a_queued_url_shows_live_progress_to_100_percent_then_appears_in_history
     assert_eq!(bar, json!("scaleX(1)"), "the bar is drawn full");
     browser.screenshot("queue-completed").await;
 
-    // The history lists it, with a thumbnail loaded from the thumbnail endpoint.
+    // The history lists it, with a thumbnail loaded from a signed link to
+    // the thumbnail endpoint (no access token in the URL).
     browser.click("#nav-links a[href='/downloads']").await;
     browser.wait_page("downloads").await;
     let thumbnail = browser
@@ -530,7 +531,7 @@ async fn a_queued_url_shows_live_progress_to_100_percent_then_appears_in_history
                  const img = row && row.querySelector('img[data-thumbnail]');
                  if (!img) return null;
                  img.scrollIntoView();
-                 return img.src.startsWith('blob:') && img.complete && img.naturalWidth > 0 ? img.naturalWidth : null;"
+                 return img.src.includes('/thumbnail?') && img.src.includes('signature=') && !img.src.includes('token=') && img.complete && img.naturalWidth > 0 ? img.naturalWidth : null;"
             ),
         )
         .await;

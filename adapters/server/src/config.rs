@@ -50,6 +50,30 @@ impl Default for LoginLockout {
     }
 }
 
+/// Limits on client connections, so idle or slow clients cannot crowd out
+/// the others (enforced by the connection layer, `serve.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Longest a client may take to send the headers of a request, counted
+    /// from its first byte (or, for a new connection, from the accept).
+    pub header_read_timeout: Duration,
+    /// Longest a kept-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; a connection beyond it is answered
+    /// `503 TOO_MANY_CONNECTIONS` and closed.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
+}
+
 /// The admin created on first start when there are no users.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminBootstrap {
@@ -95,6 +119,8 @@ pub struct ServerConfig {
     pub rate_limits: RateLimits,
     /// Failed-login lockout.
     pub lockout: LoginLockout,
+    /// Timeouts and the cap on open connections.
+    pub connection_limits: ConnectionLimits,
     /// Settings from a config file, applied over the stored ones (not saved).
     pub settings_overrides: Option<Value>,
     /// The downloaders; embedders add their own.
@@ -122,6 +148,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("admin", &self.admin)
             .field("rate_limits", &self.rate_limits)
             .field("lockout", &self.lockout)
+            .field("connection_limits", &self.connection_limits)
             .field("run_engine", &self.run_engine)
             .finish_non_exhaustive()
     }
@@ -139,6 +166,7 @@ impl ServerConfig {
             admin: AdminBootstrap::default(),
             rate_limits: RateLimits::default(),
             lockout: LoginLockout::default(),
+            connection_limits: ConnectionLimits::default(),
             settings_overrides: None,
             registry: Arc::new(Registry::builtin()),
             log_capture: None,

@@ -49,9 +49,15 @@ pub mod codes {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
     /// A `Range` header lies outside the file.
     pub const RANGE_NOT_SATISFIABLE: &str = "RANGE_NOT_SATISFIABLE";
+    /// A signed media link whose time has passed (401): ask for a new one.
+    pub const MEDIA_LINK_EXPIRED: &str = "MEDIA_LINK_EXPIRED";
+    /// A signed media link that was altered or made for another download
+    /// or kind of media (403).
+    pub const MEDIA_LINK_INVALID: &str = "MEDIA_LINK_INVALID";
     /// The request rate limit is exhausted; see `Retry-After`.
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
-    /// Too many WebSocket connections for this user.
+    /// Too many WebSocket connections for this user, or the server is at
+    /// its cap on open connections (503).
     pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
     /// The database or another dependency is unavailable; retry later.
     pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";

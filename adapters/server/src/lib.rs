@@ -46,8 +46,10 @@ use warp::reply::Response;
 
 pub mod auth;
 pub mod config;
+mod connection;
 pub mod error;
 pub mod logs;
+pub mod media_links;
 pub mod openapi;
 
 pub mod pagination;
@@ -61,7 +63,7 @@ pub mod users;
 pub mod web;
 pub mod ws;
 
-pub use config::{AdminBootstrap, LoginLockout, RateLimits, ServerConfig};
+pub use config::{AdminBootstrap, ConnectionLimits, LoginLockout, RateLimits, ServerConfig};
 pub use logs::LogCapture;
 pub use state::AppState;
 
@@ -240,6 +242,11 @@ pub async fn build_state(
         scheduler,
         clock,
         auth: Arc::new(auth::Auth::new(&secret, config.lockout)),
+        media_links: Arc::new(media_links::MediaLinks::new(&secret)),
+        thumbnails: Arc::new(thumbnail::Thumbnailer::new(
+            config.data_dir.join("thumbnails"),
+            thumbnail::Thumbnailer::default_concurrency(),
+        )),
         limits: Arc::new(ratelimit::RateLimiter::new(config.rate_limits)),
         rate_limits: config.rate_limits,
         connections: Arc::new(ws::Connections::default()),
@@ -393,6 +400,7 @@ pub async fn run_with(
         state.clone(),
         shutdown.clone(),
         config.shutdown_grace,
+        config.connection_limits,
     )
     .await;
     tracing::info!(target: "mediadl_server", "shutting down");

@@ -111,6 +111,9 @@ fn derived_schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Sch
         entry::<users::UserChange>(),
         entry::<downloads::BulkAction>(),
         entry::<downloads::BulkRequest>(),
+        entry::<downloads::LinksRequest>(),
+        entry::<downloads::LinksResponse>(),
+        entry::<crate::media_links::DownloadLinks>(),
         entry::<queue::QueueRequest>(),
         entry::<queue::QueueChange>(),
         entry::<queue::ClearRequest>(),
@@ -698,7 +701,27 @@ fn ops() -> Vec<Op> {
         op
     };
     let history_limit = limit(1000, 100);
-    let media_token = |what| query("token", json!({ "type": "string" }), what);
+    // A signed link's query (`POST /downloads/links`): the alternative to
+    // the bearer token for <img>/<video> URLs.
+    let signed_link = || {
+        vec![
+            query(
+                "user",
+                json!({ "type": "integer" }),
+                "signed link: the user it was made for",
+            ),
+            query(
+                "expires",
+                json!({ "type": "integer" }),
+                "signed link: expiry, Unix seconds",
+            ),
+            query(
+                "signature",
+                json!({ "type": "string" }),
+                "signed link: URL-safe base64 HMAC",
+            ),
+        ]
+    };
     vec![
         with(
             op("get", "/api/v1/health", "health", "Liveness", Public),
@@ -877,6 +900,19 @@ fn ops() -> Vec<Op> {
         ),
         with(
             op(
+                "post",
+                "/api/v1/downloads/links",
+                "downloads",
+                "Signed file and thumbnail links, for <img>/<video> URLs",
+                Viewer,
+            ),
+            vec![],
+            json_body("LinksRequest", true),
+            ok("LinksResponse"),
+            &[],
+        ),
+        with(
+            op(
                 "get",
                 "/api/v1/downloads/{id}",
                 "downloads",
@@ -913,21 +949,22 @@ fn ops() -> Vec<Op> {
                 "get",
                 "/api/v1/downloads/{id}/file",
                 "downloads",
-                "The file (Range supported; ?token= accepted)",
+                "The file (Range supported; bearer token or a signed link)",
                 Viewer,
             ),
-            vec![
-                id_param(),
-                media_token("access token, for <img>/<video> URLs"),
-                json!({ "name": "Range", "in": "header", "required": false,
-                    "description": "one `bytes=` range", "schema": { "type": "string" } }),
-            ],
+            [
+                vec![id_param()],
+                signed_link(),
+                vec![json!({ "name": "Range", "in": "header", "required": false,
+                    "description": "one `bytes=` range", "schema": { "type": "string" } })],
+            ]
+            .concat(),
             None,
             vec![
                 (200, Answer::File { partial: false }),
                 (206, Answer::File { partial: true }),
             ],
-            &[416],
+            &[403, 416],
         ),
         with(
             op(
@@ -937,10 +974,10 @@ fn ops() -> Vec<Op> {
                 "A small JPEG preview, or a placeholder PNG",
                 Viewer,
             ),
-            vec![id_param(), media_token("access token, for <img> URLs")],
+            [vec![id_param()], signed_link()].concat(),
             None,
             vec![(200, Answer::Image)],
-            &[],
+            &[403],
         ),
         with(
             op("get", "/api/v1/queue", "queue", "List queue items", Viewer),
@@ -1539,12 +1576,32 @@ fn links_from(method: &str, path: &str) -> Option<Value> {
     (!links.is_empty()).then_some(Value::Object(links))
 }
 
+/// The headers that keep served media from running in our origin.
+fn inert_headers() -> [HeaderSpec; 2] {
+    [
+        (
+            "X-Content-Type-Options",
+            json!({ "const": "nosniff" }),
+            "The type is not sniffed",
+        ),
+        (
+            "Content-Security-Policy",
+            json!({ "const": "sandbox; default-src 'none'" }),
+            "Opened as a document, the media runs nothing",
+        ),
+    ]
+}
+
 /// What each shared error status means.
 fn error_description(status: u16) -> &'static str {
     match status {
         400 => "Malformed request: the body is not JSON (BAD_REQUEST)",
-        401 => "Not authenticated, bad or expired token, wrong credentials, disabled account",
-        403 => "The role does not allow this (FORBIDDEN)",
+        401 => {
+            "Not authenticated, bad or expired token or media link (MEDIA_LINK_EXPIRED), wrong credentials, disabled account"
+        }
+        403 => {
+            "The role does not allow this (FORBIDDEN), or a media link that is not valid here (MEDIA_LINK_INVALID)"
+        }
         404 => "No such resource (NOT_FOUND) or no such path (ROUTE_NOT_FOUND)",
         409 => "The change conflicts with the current state (CONFLICT)",
         413 => "Body over 1 MiB (PAYLOAD_TOO_LARGE)",
@@ -1595,8 +1652,9 @@ fn operation(op: &Op) -> Value {
                 extra.push((
                     "Content-Disposition",
                     json!({ "type": "string" }),
-                    "inline, with the file's name",
+                    "inline for raster images, audio and video; attachment for anything else",
                 ));
+                extra.extend(inert_headers());
                 if *partial {
                     extra.push((
                         "Content-Range",
@@ -1606,10 +1664,13 @@ fn operation(op: &Op) -> Value {
                 }
                 Some(json!({ "*/*": { "schema": { "type": "string" } } }))
             }
-            Answer::Image => Some(json!({
+            Answer::Image => {
+                extra.extend(inert_headers());
+                Some(json!({
                 "image/jpeg": { "schema": { "type": "string" } },
                 "image/png": { "schema": { "type": "string" } },
-            })),
+                }))
+            }
             Answer::Attachment => {
                 extra.push((
                     "Content-Disposition",

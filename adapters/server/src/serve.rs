@@ -1,10 +1,13 @@
 //! The connection layer around the warp filter: accepts connections until
-//! shutdown (then lets in-flight requests finish), gives every request an
-//! id (`X-Request-Id`), applies the body size limit and the rate limits
-//! before any route runs, and adds the rate-limit headers to the answer.
+//! shutdown (then lets in-flight requests finish), caps how many are open
+//! and closes those that miss their header or idle deadline
+//! ([`crate::connection`]), gives every request an id (`X-Request-Id`),
+//! applies the body size limit and the rate limits before any route runs,
+//! and adds the rate-limit headers to the answer.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request, StatusCode};
@@ -13,12 +16,15 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 use crate::auth::{TokenKind, bearer_token};
+use crate::config::ConnectionLimits;
+use crate::connection::{Activity, TrackedIo, refuse_over_capacity, tracked};
 use crate::error::{ApiError, codes};
 use crate::ratelimit::RateKey;
 use crate::request::{MAX_BODY_BYTES, RequestInfo, with_request_id};
@@ -32,8 +38,10 @@ pub(crate) async fn serve(
     state: AppState,
     shutdown: CancellationToken,
     grace: Duration,
+    limits: ConnectionLimits,
 ) {
     let graceful = GracefulShutdown::new();
+    let open_connections = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let (stream, remote) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -47,21 +55,41 @@ pub(crate) async fn serve(
                 }
             },
         };
+        let Ok(slot) = Arc::clone(&open_connections).try_acquire_owned() else {
+            tokio::spawn(refuse_over_capacity(stream, limits.max_connections));
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let filter = filter.clone();
         let state = state.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let svc = warp::service(filter.clone());
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(request, remote, state, svc).await) }
-        });
+        let activity = Activity::new(limits);
+        let service = {
+            let activity = Arc::clone(&activity);
+            hyper::service::service_fn(move |request: Request<Incoming>| {
+                let in_flight = activity.request_started();
+                let svc = warp::service(filter.clone());
+                let state = state.clone();
+                async move {
+                    let response = handle(request, remote, state, svc).await;
+                    Ok::<_, Infallible>(tracked(response, in_flight))
+                }
+            })
+        };
+        let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&activity), slot));
         let connection = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
         let watched = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(err) = watched.await {
-                tracing::debug!(target: "mediadl_server::serve", error = %err, "connection ended with an error");
+            // An upgraded connection (WebSocket) leaves this select when the
+            // upgrade completes; its own pings and auth deadline take over.
+            tokio::select! {
+                result = watched => if let Err(err) = result {
+                    tracing::debug!(target: "mediadl_server::serve", error = %err, "connection ended with an error");
+                },
+                () = activity.expired() => {
+                    tracing::debug!(target: "mediadl_server::serve", client = %remote, "closing a connection that missed its header or idle deadline");
+                }
             }
         });
     }
@@ -100,9 +128,16 @@ fn request_id_from(request: &Request<Incoming>) -> String {
 }
 
 /// Who the request counts against: the user of a valid access token (in
-/// the `Authorization` header or, for the WebSocket, `?token=`), else the
-/// client address.
+/// the `Authorization` header or, for the WebSocket, `?token=`) or of a
+/// valid signed media link, else the client address.
 fn rate_key(request: &Request<Incoming>, remote: SocketAddr, state: &AppState) -> RateKey {
+    if let Some(user) = state.media_links.user_of_request(
+        request.uri().path(),
+        request.uri().query().unwrap_or(""),
+        state.clock.now(),
+    ) {
+        return RateKey::User(user);
+    }
     let header = request
         .headers()
         .get(http::header::AUTHORIZATION)

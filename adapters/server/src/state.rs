@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::config::RateLimits;
+use crate::media_links::MediaLinks;
 use crate::ratelimit::RateLimiter;
+use crate::thumbnail::Thumbnailer;
 use crate::ws::{Connections, EventFrames};
 
 /// Shared state of a running server.
@@ -32,6 +34,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Token issuing and checking, login lockout.
     pub auth: Arc<Auth>,
+    /// Signs and checks the media links of `<img>` and `<video>`.
+    pub media_links: Arc<MediaLinks>,
+    /// Makes thumbnails, a few at a time, and caches them.
+    pub thumbnails: Arc<Thumbnailer>,
     /// Per-user and per-address request counters.
     pub limits: Arc<RateLimiter>,
     /// The limits `limits` enforces, for the WebSocket connection cap.
@@ -67,10 +73,5 @@ impl AppState {
         } else {
             PathBuf::from(configured)
         }
-    }
-
-    /// Directory of cached thumbnails.
-    pub fn thumbnail_dir(&self) -> PathBuf {
-        self.data_dir.join("thumbnails")
     }
 }

@@ -30,10 +30,11 @@ static DIST: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web/dist");
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// The page shell is revalidated on every load so a new build is picked up.
 const NO_CACHE: &str = "no-cache";
-/// Scripts only from our own origin (no inline script), media from our own
-/// origin or blob URLs (thumbnails fetched with the bearer token).
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; \
+/// Scripts only from our own origin (no inline script or handler), images
+/// and media only from our own origin (signed media links), no plugins, no
+/// `<base>`, no framing.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self'; media-src 'self'; connect-src 'self'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// The warp filter serving the dashboard (GET and HEAD).
@@ -365,6 +366,41 @@ mod tests {
             asset_version(),
             "web/dist was built from other sources: run adapters/server/web/build.sh and commit dist"
         );
+    }
+
+    /// The shell runs no inline script: every `<script>` has a `src`, and no
+    /// element carries an `on…=` handler or a `javascript:` URL, so the
+    /// policy's `script-src 'self'` holds without `'unsafe-inline'`.
+    #[test]
+    fn the_shell_has_no_inline_script() {
+        let shell = std::str::from_utf8(DIST.get_file("index.html").unwrap().contents()).unwrap();
+        let lower = shell.to_ascii_lowercase();
+        let mut scripts = 0;
+        for (start, _) in lower.match_indices("<script") {
+            let tag_end = start + lower[start..].find('>').unwrap();
+            assert!(
+                lower[start..tag_end].contains(" src="),
+                "inline script: {}",
+                &shell[start..tag_end]
+            );
+            assert!(
+                lower[tag_end + 1..].starts_with("</script>"),
+                "a script with a src has no body"
+            );
+            scripts += 1;
+        }
+        assert!(scripts >= 1);
+        for (at, _) in lower.match_indices(" on") {
+            let rest = &lower[at + 3..];
+            let name = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+            assert!(
+                name == 0 || !rest[name..].starts_with('='),
+                "an inline handler: {}",
+                &shell[at..at + 3 + name]
+            );
+        }
+        assert!(!lower.contains("javascript:"));
+        assert!(!CSP.contains("unsafe-inline") && !CSP.contains("unsafe-eval"));
     }
 
     /// Every `/assets/…` URL in the shell points at an embedded file.

@@ -3,7 +3,10 @@
 //! with 401) or with a first message `{"type":"auth","token":…}` (a bad
 //! one closes with 4401). Each user may hold a limited number of
 //! connections; a client that falls behind is dropped (close 4408) instead
-//! of slowing the others; pings keep idle connections alive and find dead ones.
+//! of slowing the others; pings keep idle connections alive and find dead
+//! ones. A client message larger than [`MAX_CLIENT_MESSAGE_BYTES`] ends the
+//! connection, and an unauthenticated one has [`AUTH_TIMEOUT`] in all to
+//! authenticate.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +35,11 @@ pub const CLOSE_TOO_SLOW: u16 = 4408;
 
 /// Seconds a client has to send its auth message.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest message (and frame) a client may send. Clients only send the
+/// auth message (a token of a few hundred bytes) and pings, so a larger
+/// one, before authentication or after, closes the socket before its
+/// payload is buffered.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 4 * 1024;
 /// Interval of pings; a client silent for two intervals is dropped.
 const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// Longest a single send may take before the client counts as too slow.
@@ -138,6 +146,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
 }
 
 async fn upgrade(ws: Ws, params: WsQuery, state: AppState) -> Result<Response, ApiError> {
+    let ws = ws
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES);
     let limit = state.rate_limits.websocket_per_user;
     match params.token {
         Some(token) => {

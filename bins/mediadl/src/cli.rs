@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use mediadl_server::RateLimits;
+use mediadl_server::{ConnectionLimits, RateLimits};
 
 /// A self-hosted media archiver: subscribe to sources, download what is new
 /// exactly once, and browse the history in a web dashboard.
@@ -81,6 +81,21 @@ pub struct ServeArgs {
     #[arg(long, env = "MEDIADL_RATE_LIMIT_PUBLIC", value_name = "N",
           default_value_t = RateLimits::default().public_per_hour)]
     pub rate_limit_public: u32,
+    /// Seconds a client has to send a request's headers (a new connection, its first request's).
+    #[arg(long, env = "MEDIADL_HEADER_READ_TIMEOUT", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..),
+          default_value_t = ConnectionLimits::default().header_read_timeout.as_secs())]
+    pub header_read_timeout: u64,
+    /// Seconds a kept-alive connection may sit idle between requests.
+    #[arg(long, env = "MEDIADL_IDLE_TIMEOUT", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..),
+          default_value_t = ConnectionLimits::default().idle_timeout.as_secs())]
+    pub idle_timeout: u64,
+    /// Most connections open at once; more are answered 503 and closed.
+    #[arg(long, env = "MEDIADL_MAX_CONNECTIONS", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000),
+          default_value_t = ConnectionLimits::default().max_connections as u64)]
+    pub max_connections: u64,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mediadl::engine::Engine;
 use mediadl::{BroadcastBus, EventBus, Registry, SettingsHandle, Store};
-use mediadl_server::{LogCapture, ServerConfig};
+use mediadl_server::{ConnectionLimits, LogCapture, ServerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
@@ -92,6 +92,11 @@ pub async fn serve(args: ServeArgs) -> CliResult {
     config.log_capture = Some(capture);
     config.rate_limits.authenticated_per_hour = args.rate_limit_user;
     config.rate_limits.public_per_hour = args.rate_limit_public;
+    config.connection_limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_connections: usize::try_from(args.max_connections)?,
+    };
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", args.bind))?;

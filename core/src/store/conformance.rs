@@ -92,6 +92,7 @@ macro_rules! store_conformance_suite {
             downloads_reject_bad_input,
             downloads_list_filters_and_paging,
             downloads_search_is_literal_and_case_insensitive,
+            filters_holding_nul_match_nothing,
             downloads_lookups,
             downloads_stats,
             downloads_timelines,
@@ -593,6 +594,63 @@ pub async fn downloads_search_is_literal_and_case_insensitive(store: Arc<dyn Sto
     );
     assert_eq!(search("\\with\\").await, ["s:c"], "backslash is literal");
     assert!(search("nothing-like-this").await.is_empty());
+}
+
+/// A filter text holding NUL (`?search=%00`) matches nothing, on every
+/// field and in logs too: no store may read it as an empty pattern that
+/// matches everything, or fail on it.
+pub async fn filters_holding_nul_match_nothing(store: Arc<dyn Store>) {
+    let mut plain = new_download("n:a", at(0));
+    plain.url = "https://example.com/a%00b".into();
+    store.insert_download(plain).await.expect("insert");
+    store
+        .insert_download(new_download("n:b", at(1)))
+        .await
+        .expect("insert");
+    store
+        .append_logs(vec![log(0, LogLevel::Info, "Server", "started")])
+        .await
+        .expect("append");
+    for text in ["\u{0}", "a\u{0}", "\u{0}%", "%\u{0}_", "Server\u{0}"] {
+        let filters = [
+            DownloadFilter {
+                search: Some(text.into()),
+                ..Default::default()
+            },
+            DownloadFilter {
+                platform: Some(text.into()),
+                ..Default::default()
+            },
+            DownloadFilter {
+                source: Some(text.into()),
+                ..Default::default()
+            },
+        ];
+        for filter in filters {
+            let paged = store
+                .list_downloads(&filter, Page::default())
+                .await
+                .expect("a NUL is not an error");
+            assert_eq!((paged.items.len(), paged.total), (0, 0), "{filter:?}");
+        }
+        for filter in [
+            LogFilter {
+                search: Some(text.into()),
+                ..Default::default()
+            },
+            LogFilter {
+                module: Some(text.into()),
+                ..Default::default()
+            },
+        ] {
+            let page = store
+                .query_logs(&filter)
+                .await
+                .expect("a NUL is not an error");
+            assert_eq!((page.logs.len(), page.matching), (0, 0), "{filter:?}");
+            assert_eq!(page.total, 1, "the stored total is still counted");
+        }
+    }
 }
 
 /// Lookups by archive key and content hash, metadata merges, duplicates

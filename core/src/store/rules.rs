@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
 
 use crate::error::StoreError;
 use crate::model::{
-    Bucket, DownloadFilter, Metadata, NewDownload, NewQueueItem, NewUser, UserPatch,
+    Bucket, DownloadFilter, LogFilter, Metadata, NewDownload, NewQueueItem, NewUser, UserPatch,
 };
 
 use super::StoreResult;
@@ -252,6 +252,33 @@ pub fn like_substring_pattern(search: &str) -> String {
     }
     pattern.push('%');
     pattern
+}
+
+/// Whether a filter text can occur in stored text at all. Stored text never
+/// holds NUL: PostgreSQL refuses it in `text` (the query would fail), and
+/// SQLite's `LIKE` and `lower()` stop reading at it, so `%\0%` would match
+/// everything. A filter value with a NUL therefore matches nothing, and the
+/// SQL stores answer so without sending it.
+pub fn filter_text_can_match(text: &str) -> bool {
+    !text.contains('\0')
+}
+
+/// Whether any download can match the text parts of `filter` (see
+/// [`filter_text_can_match`]).
+pub fn download_filter_can_match(filter: &DownloadFilter) -> bool {
+    [&filter.platform, &filter.source, &filter.search]
+        .into_iter()
+        .flatten()
+        .all(|text| filter_text_can_match(text))
+}
+
+/// Whether any log entry can match the text parts of `filter` (see
+/// [`filter_text_can_match`]).
+pub fn log_filter_can_match(filter: &LogFilter) -> bool {
+    [&filter.module, &filter.search]
+        .into_iter()
+        .flatten()
+        .all(|text| filter_text_can_match(text))
 }
 
 /// The message a queue item gets when its last lease ran out.

@@ -1,13 +1,21 @@
 //! `/downloads`: the history (list with filters, one, delete, stats, bulk),
 //! and the media itself (`/downloads/{id}/file` with Range,
-//! `/downloads/{id}/thumbnail`).
+//! `/downloads/{id}/thumbnail`, and `/downloads/links`, which signs their
+//! URLs for `<img>` and `<video>`; see [`crate::media_links`]).
+//!
+//! Served media is inert: every media response says `nosniff` and
+//! `Content-Security-Policy: sandbox`, and only raster images, audio and
+//! video are shown inline; anything else (HTML, SVG, XML, PDF, unknown) is
+//! an attachment, so a page a user downloaded never runs in the
+//! dashboard's origin.
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderMap, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{HeaderValue, StatusCode};
 use mediadl::model::{
@@ -22,6 +30,7 @@ use warp::{Filter, Reply};
 
 use crate::auth::{AuthUser, admin, bearer_token, reader, user_for_token, writer};
 use crate::error::{ApiError, ApiResult, codes, handle};
+use crate::media_links::{DownloadLinks, LinkQuery, MediaKind, MediaLinks};
 use crate::pagination;
 use crate::request::{json_body, query};
 use crate::routes::auth::with;
@@ -78,9 +87,34 @@ pub(crate) struct BulkRequest {
     delete_files: bool,
 }
 
-/// `?token=` for media URLs used in `<img src>`, where a browser sends no header.
+/// Most downloads whose links one request may ask for.
+const MAX_LINK_IDS: usize = 200;
+
+/// `POST /downloads/links`: the downloads to sign media links for.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinksRequest {
+    #[schema(min_items = 1, max_items = 200)]
+    ids: Vec<i64>,
+}
+
+/// Signed links of some downloads, all expiring at `expires_at`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct LinksResponse {
+    /// When every link of this answer stops working.
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: DateTime<Utc>,
+    /// One entry per requested id, in the order asked.
+    links: Vec<DownloadLinks>,
+}
+
+/// The query of a media URL: a signed link's parts, or the access token
+/// that is no longer accepted there.
 #[derive(Debug, Deserialize)]
-struct TokenQuery {
+struct MediaQuery {
+    user: Option<i64>,
+    expires: Option<i64>,
+    signature: Option<String>,
     token: Option<String>,
 }
 
@@ -162,20 +196,24 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and_then(|id, _: AuthUser, state, q: DeleteQuery| {
             handle(delete(id, state, q.delete_file))
         });
-    let file = warp::path!("downloads" / i64 / "file")
-        .and(warp::get())
-        .and(media_reader(state.clone()))
+    let links = warp::path!("downloads" / "links")
+        .and(warp::post())
+        .and(reader(state.clone()))
+        .and(with(state.clone()))
+        .and(json_body::<LinksRequest>())
+        .and_then(|user, state, body| handle(links(user, state, body)));
+    let file = media_route(state.clone(), MediaKind::File)
         .and(with(state.clone()))
         .and(warp::header::optional::<String>("range"))
-        .and_then(|id, _: AuthUser, state, range| handle(file(id, state, range)));
-    let thumbnail = warp::path!("downloads" / i64 / "thumbnail")
-        .and(warp::get())
-        .and(media_reader(state.clone()))
+        .and_then(|id, state, range| handle(file(id, state, range)));
+    let thumbnail = media_route(state.clone(), MediaKind::Thumbnail)
         .and(with(state))
-        .and_then(|id, _: AuthUser, state| handle(thumbnail(id, state)));
+        .and_then(|id, state| handle(thumbnail(id, state)));
     list.or(stats)
         .unify()
         .or(bulk)
+        .unify()
+        .or(links)
         .unify()
         .or(get)
         .unify()
@@ -188,31 +226,91 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// A reader authenticated by the `Authorization` header or `?token=`.
-fn media_reader(
+/// `GET /downloads/{id}/{kind}`, extracting the id once the request
+/// carries a reader's `Authorization: Bearer` token or a signed link of
+/// this `kind` of this download. `?token=` is refused: an access token in
+/// a URL leaks into logs, history and `Referer` headers.
+fn media_route(
     state: AppState,
-) -> impl Filter<Extract = (AuthUser,), Error = warp::Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
-        .and(query::<TokenQuery>())
-        .and_then(move |header: Option<String>, q: TokenQuery| {
+    kind: MediaKind,
+) -> impl Filter<Extract = (i64,), Error = warp::Rejection> + Clone {
+    warp::path("downloads")
+        .and(warp::path::param::<i64>())
+        .and(warp::path(kind.as_str()))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(query::<MediaQuery>())
+        .and_then(move |id: i64, header: Option<String>, q: MediaQuery| {
             let state = state.clone();
             async move {
-                let token = bearer_token(header.as_deref())
-                    .map(str::to_owned)
-                    .or(q.token);
-                let Some(token) = token else {
-                    return Err(warp::reject::custom(ApiError::unauthorized(
-                        codes::UNAUTHORIZED,
-                        "authentication required: Authorization: Bearer <token> or ?token=",
-                    )));
-                };
-                let user = user_for_token(&state, &token)
+                authorize_media(&state, id, kind, header.as_deref(), q)
                     .await
-                    .map_err(warp::reject::custom)?;
-                user.require(Role::Viewer).map_err(warp::reject::custom)?;
-                Ok(user)
+                    .map(|()| id)
+                    .map_err(warp::reject::custom)
             }
         })
+}
+
+async fn authorize_media(
+    state: &AppState,
+    id: i64,
+    kind: MediaKind,
+    header: Option<&str>,
+    q: MediaQuery,
+) -> Result<(), ApiError> {
+    if let Some(token) = bearer_token(header) {
+        return user_for_token(state, token).await?.require(Role::Viewer);
+    }
+    let link = LinkQuery {
+        user: q.user,
+        expires: q.expires,
+        signature: q.signature,
+    };
+    if !link.is_present() {
+        let detail = if q.token.is_some() {
+            "?token= is not accepted on media URLs: send Authorization: Bearer <token>, \
+             or use a signed link from POST /api/v1/downloads/links"
+        } else {
+            "authentication required: Authorization: Bearer <token> or a signed link \
+             (POST /api/v1/downloads/links)"
+        };
+        return Err(ApiError::unauthorized(codes::UNAUTHORIZED, detail));
+    }
+    let user_id = state
+        .media_links
+        .verify(id, kind, &link, state.clock.now())?;
+    // A link ends with its user: deleted or disabled accounts open nothing.
+    match state.store.get_user(user_id).await {
+        Ok(user) if !user.disabled => Ok(()),
+        Ok(_) => Err(ApiError::unauthorized(
+            codes::ACCOUNT_DISABLED,
+            "the account of this media link is disabled",
+        )),
+        Err(mediadl::StoreError::NotFound { .. }) => Err(ApiError::forbidden(
+            "the user of this media link no longer exists",
+        )),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Signs media links of the downloads in `body` for the caller.
+async fn links(user: AuthUser, state: AppState, body: LinksRequest) -> ApiResult {
+    if body.ids.is_empty() || body.ids.len() > MAX_LINK_IDS {
+        return Err(ApiError::validation(
+            "ids",
+            format!("1 to {MAX_LINK_IDS} ids"),
+        ));
+    }
+    let expires = MediaLinks::expiry(state.clock.now());
+    let expires_at = DateTime::from_timestamp(expires, 0)
+        .ok_or_else(|| ApiError::internal("link expiry out of range"))?;
+    let links = body
+        .ids
+        .iter()
+        .map(|&id| state.media_links.links(id, user.id(), expires))
+        .collect();
+    Ok(warp::reply::json(&LinksResponse { expires_at, links }).into_response())
 }
 
 fn bounded(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
@@ -365,8 +463,7 @@ async fn delete_one(state: &AppState, id: i64, delete_file: bool) -> Result<(), 
                 {
                     tracing::warn!(target: "mediadl_server::routes::downloads", path = %path.display(), error = %err, "could not delete file");
                 }
-                let _ =
-                    tokio::fs::remove_file(state.thumbnail_dir().join(format!("{id}.jpg"))).await;
+                state.thumbnails.forget(id).await;
             }
             None => tracing::warn!(
                 target: "mediadl_server::routes::downloads",
@@ -547,11 +644,74 @@ async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
         .clone()
         .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| format!("download-{id}"));
-    headers.insert(CONTENT_DISPOSITION, content_disposition("inline", &name));
+    let disposition = if shows_inline(&mime) {
+        "inline"
+    } else {
+        "attachment"
+    };
+    headers.insert(CONTENT_DISPOSITION, content_disposition(disposition, &name));
+    make_inert(headers);
     if status == StatusCode::PARTIAL_CONTENT {
         headers.insert(CONTENT_RANGE, header(&format!("bytes {start}-{end}/{len}")));
     }
     Ok(reply)
+}
+
+/// Raster images, audio and video: types a browser shows but never runs
+/// as a document. Everything else is sent as an attachment.
+fn shows_inline(mime: &mime_guess::Mime) -> bool {
+    matches!(
+        (mime.type_().as_str(), mime.subtype().as_str()),
+        (
+            "image",
+            "jpeg"
+                | "png"
+                | "gif"
+                | "webp"
+                | "avif"
+                | "bmp"
+                | "apng"
+                | "x-icon"
+                | "vnd.microsoft.icon"
+        ) | (
+            "audio",
+            "mpeg"
+                | "mp4"
+                | "m4a"
+                | "x-m4a"
+                | "aac"
+                | "ogg"
+                | "opus"
+                | "wav"
+                | "x-wav"
+                | "wave"
+                | "flac"
+                | "x-flac"
+                | "webm"
+        ) | (
+            "video",
+            "mp4"
+                | "webm"
+                | "ogg"
+                | "quicktime"
+                | "x-matroska"
+                | "x-m4v"
+                | "mp2t"
+                | "mpeg"
+                | "3gpp"
+        )
+    )
+}
+
+/// Headers that keep any media response from running in our origin: no
+/// type sniffing, and a sandbox without scripts, plugins or same-origin
+/// access should a browser open it as a document anyway.
+fn make_inert(headers: &mut HeaderMap) {
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
 }
 
 fn header(text: &str) -> HeaderValue {
@@ -596,13 +756,7 @@ async fn thumbnail(id: i64, state: AppState) -> ApiResult {
             .is_some_and(|mime| mime.type_() == mime_guess::mime::IMAGE)
     });
     let made = match (source, is_image) {
-        (Some(source), true) => {
-            let cached = state.thumbnail_dir().join(format!("{}.jpg", owner.id));
-            tokio::task::spawn_blocking(move || crate::thumbnail::thumbnail(&source, &cached))
-                .await
-                .map_err(ApiError::internal)?
-                .ok()
-        }
+        (Some(source), true) => state.thumbnails.thumbnail(owner.id, source).await,
         _ => None,
     };
     let (bytes, content_type) = match made {
@@ -619,6 +773,7 @@ async fn thumbnail(id: i64, state: AppState) -> ApiResult {
         CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=86400"),
     );
+    make_inert(headers);
     Ok(response)
 }
 

@@ -5,6 +5,7 @@ mod helpers;
 mod notifications;
 mod scenarios;
 mod scheduler;
+mod security_http;
 
 /// Runs each scenario on both databases.
 macro_rules! on_both_databases {
@@ -41,3 +42,54 @@ on_both_databases!(
     rate_limit_answers_429,
     restart_keeps_data,
 );
+
+/// The HTTP side of issue 19, written as the attacks.
+mod security {
+    use crate::helpers::Db;
+    use crate::security_http as attack;
+
+    #[tokio::test]
+    async fn a_users_script_page_reaches_the_admin_as_an_inert_attachment() {
+        attack::a_users_script_page_reaches_the_admin_as_an_inert_attachment().await;
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_has_a_strict_policy_and_no_inline_script() {
+        attack::the_dashboard_has_a_strict_policy_and_no_inline_script().await;
+    }
+
+    #[tokio::test]
+    async fn signed_media_links_open_one_download_until_they_expire() {
+        attack::signed_media_links_open_one_download_until_they_expire().await;
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_request_is_closed_after_the_header_timeout() {
+        attack::a_half_sent_request_is_closed_after_the_header_timeout().await;
+    }
+
+    #[tokio::test]
+    async fn idle_sockets_up_to_the_cap_do_not_stop_health() {
+        attack::idle_sockets_up_to_the_cap_do_not_stop_health().await;
+    }
+
+    #[tokio::test]
+    async fn an_oversized_pre_auth_websocket_frame_closes_the_socket() {
+        attack::an_oversized_pre_auth_websocket_frame_closes_the_socket().await;
+    }
+
+    #[tokio::test]
+    async fn a_huge_images_thumbnail_is_refused_without_decoding() {
+        attack::a_huge_images_thumbnail_is_refused_without_decoding().await;
+    }
+
+    #[tokio::test]
+    async fn search_text_is_literal_on_sqlite() {
+        attack::search_text_is_literal(Db::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn search_text_is_literal_on_postgres() {
+        attack::search_text_is_literal(Db::Postgres).await;
+    }
+}

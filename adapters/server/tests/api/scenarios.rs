@@ -666,7 +666,16 @@ pub async fn download_with_websocket_file_and_thumbnail(db: Db) {
         format!("/api/v1/downloads/{id}/thumbnail")
     );
 
-    // The whole file, a range, an unsatisfiable range, ?token= for <img>.
+    // The whole file, a range, an unsatisfiable range, signed links for <img>.
+    let (status, signed) = app
+        .post("/api/v1/downloads/links", &admin, json!({"ids": [id]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{signed}");
+    let file_link = signed["links"][0]["file_url"].as_str().unwrap().to_owned();
+    let thumbnail_link = signed["links"][0]["thumbnail_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let response = app
         .client
         .get(app.url(&format!("/api/v1/downloads/{id}/file")))
@@ -679,7 +688,7 @@ pub async fn download_with_websocket_file_and_thumbnail(db: Db) {
     assert_eq!(response.bytes().await.unwrap().as_ref(), png.as_slice());
     let response = app
         .client
-        .get(app.url(&format!("/api/v1/downloads/{id}/file?token={admin}")))
+        .get(app.url(&file_link))
         .header("range", "bytes=1-8")
         .send()
         .await
@@ -701,7 +710,7 @@ pub async fn download_with_websocket_file_and_thumbnail(db: Db) {
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     let response = app
         .client
-        .get(app.url(&format!("/api/v1/downloads/{id}/thumbnail?token={admin}")))
+        .get(app.url(&thumbnail_link))
         .send()
         .await
         .unwrap();

@@ -431,6 +431,12 @@ impl DownloadRepo for PgStore {
         page: Page,
     ) -> StoreResult<Paged<Download>> {
         let page = Page::new(page.page, page.per_page);
+        if !rules::download_filter_can_match(filter) {
+            return Ok(Paged {
+                items: Vec::new(),
+                total: 0,
+            });
+        }
         let mut list = list_query("", filter, page);
         let mut count = count_query(filter);
         // Both on one pooled connection would serialise them; two run at once.

@@ -68,6 +68,10 @@ impl LogRepo for PgStore {
     async fn query_logs(&self, filter: &LogFilter) -> StoreResult<LogPage> {
         let push_filter = |query: &mut QueryBuilder<Postgres>| {
             query.push(" WHERE TRUE");
+            if !rules::log_filter_can_match(filter) {
+                query.push(" AND FALSE");
+                return;
+            }
             if let Some(level) = filter.level {
                 query.push(" AND level = ").push_bind(level.as_str());
             }

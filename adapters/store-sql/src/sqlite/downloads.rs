@@ -317,6 +317,12 @@ impl DownloadRepo for SqliteStore {
         page: Page,
     ) -> StoreResult<Paged<Download>> {
         let page = Page::new(page.page, page.per_page);
+        if !rules::download_filter_can_match(filter) {
+            return Ok(Paged {
+                items: Vec::new(),
+                total: 0,
+            });
+        }
         let mut qb = list_query(filter, page);
         let rows = qb.build().fetch_all(&self.reader).await.map_err(map_err)?;
         let total = match rows.first() {

@@ -49,6 +49,10 @@ impl SettingsRepo for SqliteStore {
 
 fn push_log_filter(qb: &mut QueryBuilder<Sqlite>, filter: &LogFilter) {
     qb.push(" WHERE 1 = 1");
+    if !rules::log_filter_can_match(filter) {
+        qb.push(" AND 1 = 0");
+        return;
+    }
     if let Some(level) = filter.level {
         qb.push(" AND level = ").push_bind(level.as_str());
     }

@@ -14,9 +14,9 @@ const thumbObserver = new IntersectionObserver((entries) => {
     if (!entry.isIntersecting) continue;
     const img = entry.target;
     thumbObserver.unobserve(img);
-    api.objectUrl(img.dataset.src).then((url) => { img.src = url; }).catch(() => {
-      img.replaceWith(h('span', { class: 'thumb-none' }, 'no preview'));
-    });
+    const none = () => img.replaceWith(h('span', { class: 'thumb-none' }, 'no preview'));
+    img.addEventListener('error', none, { once: true });
+    api.mediaLinks(Number(img.dataset.thumbnail)).then((links) => { img.src = links.thumbnail_url; }).catch(none);
   }
 }, { rootMargin: '200px' });
 
@@ -29,18 +29,13 @@ export async function preview(d) {
   const filePath = `/downloads/${d.id}/file`;
   try {
     if (isVideo) {
-      // Stream with Range requests; the token goes in the query because a
-      // <video> element cannot send an Authorization header.
-      const video = h('video', { controls: true, preload: 'metadata', src: `/api/v1${filePath}?token=${encodeURIComponent(api.accessToken())}` });
-      video.addEventListener('error', async () => {
-        if (video.dataset.fallback) return;
-        video.dataset.fallback = '1';
-        video.src = await api.objectUrl(filePath);
-      }, { once: true });
-      mount(body, video);
+      // A signed link: the <video> streams with Range requests and cannot
+      // send an Authorization header.
+      const { file_url: src } = await api.mediaLinks(d.id);
+      mount(body, h('video', { controls: true, preload: 'metadata', src }));
     } else if (IMAGE.test(name) || !name) {
-      const img = h('img', { alt: name, src: await api.objectUrl(filePath) });
-      mount(body, img);
+      const { file_url: src } = await api.mediaLinks(d.id);
+      mount(body, h('img', { alt: name, src }));
     } else {
       mount(body, h('p', null, 'No preview for this file type. '),
         h('button', { class: 'btn', onclick: async () => {
@@ -160,7 +155,7 @@ export default async function render(root, ctx) {
     const hasFile = d.status === 'completed' && d.file_path !== null;
     const thumb = hasFile
       ? h('button', { class: 'thumb-btn', 'aria-label': `Preview ${d.filename}`, onclick: () => preview(d) },
-        (() => { const img = h('img', { class: 'thumb', alt: '', width: 64, height: 64, 'data-src': `/downloads/${d.id}/thumbnail`, 'data-thumbnail': d.id }); thumbObserver.observe(img); return img; })())
+        (() => { const img = h('img', { class: 'thumb', alt: '', width: 64, height: 64, 'data-thumbnail': d.id }); thumbObserver.observe(img); return img; })())
       : h('span', { class: 'thumb-none' }, d.status === 'failed' ? 'failed' : '—');
     const box = writer ? h('input', { type: 'checkbox', value: d.id, 'aria-label': `Select ${d.filename || d.url}`, checked: selected.has(d.id),
       onchange: (e) => { if (e.target.checked) selected.add(d.id); else selected.delete(d.id); updateBulk(); } }) : null;

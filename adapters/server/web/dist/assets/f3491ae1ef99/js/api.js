@@ -190,22 +190,49 @@ export const patch = (path, body) => request('PATCH', path, { body });
 export const put = (path, body) => request('PUT', path, { body });
 export const del = (path, params) => request('DELETE', path, { params });
 
-/** Fetches an authenticated resource (thumbnail, file) as an object URL. */
-const blobCache = new Map();
-export async function objectUrl(path) {
-  if (blobCache.has(path)) return blobCache.get(path);
-  const promise = send('GET', path, { raw: true })
-    .then((res) => res.blob())
-    .then((blob) => URL.createObjectURL(blob));
-  blobCache.set(path, promise);
-  promise.catch(() => blobCache.delete(path));
-  // Keep the cache bounded: thumbnails of a few pages.
-  if (blobCache.size > 400) {
-    const [oldest] = blobCache.keys();
-    blobCache.get(oldest).then((url) => URL.revokeObjectURL(url)).catch(() => {});
-    blobCache.delete(oldest);
+/**
+ * Signed media links of a download ({id, file_url, thumbnail_url}): URLs an
+ * <img> or <video> loads without the access token, valid for minutes. Kept
+ * until a minute before they expire; ids asked for in the same tick go to
+ * the server in one request (POST /downloads/links).
+ */
+const LINK_BATCH = 200;
+const linkCache = new Map(); // id -> {promise, until}
+let pendingLinks = null; // id -> {promise, resolve, reject}
+export function mediaLinks(id) {
+  const cached = linkCache.get(id);
+  if (cached && cached.until > Date.now()) return cached.promise;
+  if (!pendingLinks) {
+    pendingLinks = new Map();
+    setTimeout(fetchPendingLinks, 0);
   }
-  return promise;
+  let entry = pendingLinks.get(id);
+  if (!entry) {
+    entry = {};
+    entry.promise = new Promise((resolve, reject) => Object.assign(entry, { resolve, reject }));
+    pendingLinks.set(id, entry);
+  }
+  return entry.promise;
+}
+
+async function fetchPendingLinks() {
+  const batch = pendingLinks;
+  pendingLinks = null;
+  const ids = [...batch.keys()];
+  if (linkCache.size > 2000) linkCache.clear();
+  for (let i = 0; i < ids.length; i += LINK_BATCH) {
+    const chunk = ids.slice(i, i + LINK_BATCH);
+    try {
+      const body = await post('/downloads/links', { ids: chunk });
+      const until = Date.parse(body.expires_at) - 60_000;
+      for (const links of body.links) {
+        linkCache.set(links.id, { promise: Promise.resolve(links), until });
+        batch.get(links.id)?.resolve(links);
+      }
+    } catch (err) {
+      for (const id of chunk) batch.get(id).reject(err);
+    }
+  }
 }
 
 // Another tab signed in, refreshed or signed out: follow it.
