@@ -290,11 +290,12 @@ async fn replayed_refresh_tokens_and_ended_sessions(db: Db) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // An admin's password reset, disabling and a new role end them too.
+    // Each signs in with the password valid before the change.
     let changes = [
         (
             "password reset",
             json!({"password": "password-456"}),
-            "password-456",
+            "password-123",
         ),
         ("new role", json!({"role": "viewer"}), "password-456"),
         ("disabled", json!({"disabled": true}), "password-456"),
