@@ -1,6 +1,14 @@
 //! Tokens and who is calling: HS256 access tokens (15 minutes), stored
-//! refresh tokens that rotate on use, the failed-login lockout, and the
+//! refresh tokens that rotate on use, the failed-login throttle, and the
 //! warp filters that authenticate a request and enforce a role.
+//!
+//! Sessions end at once: every access token carries the user's session
+//! version ([`Claims::sv`]), checked on each request against the version
+//! the store holds (cached for [`USER_CACHE_TTL`]), and bumped by logout,
+//! a password change, disabling the account or changing its role
+//! ([`end_sessions`]). Refresh tokens come in families, one per login
+//! ([`Claims::fam`]): presenting a spent one again revokes its family and
+//! ends the user's access tokens, since one of the two holders is a thief.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +21,8 @@ use mediadl::model::{RefreshToken, Role, User};
 use serde::{Deserialize, Serialize};
 use warp::{Filter, Rejection};
 
-use crate::config::LoginLockout;
 use crate::error::{ApiError, codes};
+use crate::lockout::LoginThrottle;
 use crate::state::AppState;
 
 /// Lifetime of an access token (the spec's `expires_in: 900`).
@@ -48,6 +56,41 @@ pub struct Claims {
     pub typ: TokenKind,
     /// The user's role when the token was issued.
     pub role: Role,
+    /// The user's session version when the token was issued; the token is
+    /// refused once the stored version has moved on.
+    #[serde(default)]
+    pub sv: u64,
+    /// The refresh-token family (one per login) the token belongs to.
+    #[serde(default)]
+    pub fam: String,
+}
+
+/// What tokens are bound to besides their user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The user's session version at issue.
+    pub version: u64,
+    /// The refresh-token family: a fresh one per login, kept by rotation.
+    pub family: String,
+}
+
+impl Session {
+    /// A new login's session: a new family under the user's current version.
+    pub fn login(version: u64) -> Self {
+        Self {
+            version,
+            family: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+}
+
+/// An access token and the refresh token that goes with it.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    /// Sent as `Authorization: Bearer` for [`ACCESS_TOKEN_TTL`].
+    pub access: String,
+    /// Exchanged once for a new pair.
+    pub refresh: String,
 }
 
 /// The authenticated caller of a request.
@@ -82,37 +125,31 @@ impl AuthUser {
     }
 }
 
-/// Signs and checks tokens, and remembers failed logins.
+/// Signs and checks tokens, and throttles failed logins.
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    lockout: LoginLockout,
-    failures: Mutex<HashMap<String, Failures>>,
+    throttle: LoginThrottle,
     users: Mutex<HashMap<i64, CachedUser>>,
     verified: Mutex<HashMap<String, Claims>>,
 }
 
-/// A user as the store last reported it, for [`USER_CACHE_TTL`].
+/// A user and their session version as the store last reported them, for
+/// [`USER_CACHE_TTL`].
 #[derive(Debug, Clone)]
 struct CachedUser {
     user: User,
+    session_version: u64,
     fetched: Instant,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")
-            .field("lockout", &self.lockout)
+            .field("throttle", &self.throttle)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    in_a_row: u32,
-    locked_until: Option<Instant>,
-    last: Instant,
 }
 
 /// Why a token was refused.
@@ -146,9 +183,6 @@ pub struct Issued {
     pub claims: Claims,
 }
 
-/// Remembered usernames beyond which stale failure records are pruned.
-const MAX_TRACKED_USERNAMES: usize = 10_000;
-
 /// How long an authenticated request trusts the user record an earlier one
 /// read, instead of reading it from the store again. Changes made through
 /// this server ([`Auth::forget_user`]) apply at once; a change made by
@@ -162,8 +196,9 @@ const MAX_CACHED_USERS: usize = 10_000;
 const MAX_VERIFIED_TOKENS: usize = 4096;
 
 impl Auth {
-    /// Signs and checks HS256 tokens with `secret`; locks usernames as `lockout` says.
-    pub fn new(secret: &[u8], lockout: LoginLockout) -> Self {
+    /// Signs and checks HS256 tokens with `secret`; slows failing clients
+    /// down as `throttle` says.
+    pub fn new(secret: &[u8], throttle: LoginThrottle) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "iat", "sub"]);
         validation.leeway = 0;
@@ -171,24 +206,28 @@ impl Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            lockout,
-            failures: Mutex::new(HashMap::new()),
+            throttle,
             users: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The user with `id` if it was read from the store less than
-    /// [`USER_CACHE_TTL`] ago.
-    fn cached_user(&self, id: i64) -> Option<User> {
+    /// The failed-login throttle (logins and `current_password` checks).
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
+    }
+
+    /// The user with `id` and their session version if read from the
+    /// store less than [`USER_CACHE_TTL`] ago.
+    fn cached_user(&self, id: i64) -> Option<(User, u64)> {
         let users = self.users.lock().expect("user cache lock");
         users
             .get(&id)
             .filter(|cached| cached.fetched.elapsed() < USER_CACHE_TTL)
-            .map(|cached| cached.user.clone())
+            .map(|cached| (cached.user.clone(), cached.session_version))
     }
 
-    fn remember_user(&self, user: &User) {
+    fn remember_user(&self, user: &User, session_version: u64) {
         let now = Instant::now();
         let mut users = self.users.lock().expect("user cache lock");
         if users.len() >= MAX_CACHED_USERS {
@@ -198,6 +237,7 @@ impl Auth {
             user.id,
             CachedUser {
                 user: user.clone(),
+                session_version,
                 fetched: now,
             },
         );
@@ -209,10 +249,11 @@ impl Auth {
         self.users.lock().expect("user cache lock").remove(&id);
     }
 
-    /// Issues a token of `kind` for `user`.
+    /// Issues a token of `kind` for `user` in `session`.
     pub fn issue(
         &self,
         user: &User,
+        session: &Session,
         kind: TokenKind,
         now: DateTime<Utc>,
     ) -> Result<Issued, ApiError> {
@@ -227,6 +268,8 @@ impl Auth {
             jti: uuid::Uuid::new_v4().to_string(),
             typ: kind,
             role: user.role,
+            sv: session.version,
+            fam: session.family.clone(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
@@ -293,78 +336,32 @@ impl Auth {
         verified.insert(token.to_owned(), claims.clone());
     }
 
-    /// A new refresh token for `user`, stored so it can be used once.
-    pub async fn issue_refresh(&self, state: &AppState, user: &User) -> Result<String, ApiError> {
+    /// An access token and a stored refresh token for `user` in `session`.
+    pub async fn issue_pair(
+        &self,
+        state: &AppState,
+        user: &User,
+        session: &Session,
+    ) -> Result<TokenPair, ApiError> {
         let now = state.clock.now();
-        let issued = self.issue(user, TokenKind::Refresh, now)?;
+        let access = self.issue(user, session, TokenKind::Access, now)?;
+        let refresh = self.issue(user, session, TokenKind::Refresh, now)?;
         state
             .store
             .insert_refresh_token(RefreshToken {
-                id: issued.claims.jti.clone(),
+                id: refresh.claims.jti.clone(),
                 user_id: user.id,
+                family_id: session.family.clone(),
                 issued_at: now,
-                expires_at: DateTime::from_timestamp(issued.claims.exp, 0).unwrap_or(now),
+                expires_at: DateTime::from_timestamp(refresh.claims.exp, 0).unwrap_or(now),
                 used_at: None,
                 revoked: false,
             })
             .await?;
-        Ok(issued.token)
-    }
-
-    /// 429 while `username` is locked out, with the seconds left.
-    pub fn check_lockout(&self, username: &str) -> Result<(), ApiError> {
-        let key = username.to_lowercase();
-        let failures = self.failures.lock().expect("lockout lock");
-        if let Some(Failures {
-            locked_until: Some(until),
-            ..
-        }) = failures.get(&key)
-        {
-            let now = Instant::now();
-            if *until > now {
-                let left = until.duration_since(now).as_secs().max(1);
-                return Err(ApiError::too_many(
-                    codes::ACCOUNT_LOCKED,
-                    "too many failed logins; try again later",
-                    left,
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Counts a failed login for `username` (known or not, so the answer
-    /// reveals nothing); the last allowed failure starts the lock.
-    pub fn record_failure(&self, username: &str) {
-        let key = username.to_lowercase();
-        let now = Instant::now();
-        let mut failures = self.failures.lock().expect("lockout lock");
-        if failures.len() >= MAX_TRACKED_USERNAMES {
-            let horizon = self.lockout.lock_for;
-            failures.retain(|_, f| now.duration_since(f.last) < horizon);
-        }
-        let entry = failures.entry(key).or_insert(Failures {
-            in_a_row: 0,
-            locked_until: None,
-            last: now,
-        });
-        if entry.locked_until.is_some_and(|until| until <= now) {
-            entry.in_a_row = 0;
-            entry.locked_until = None;
-        }
-        entry.in_a_row += 1;
-        entry.last = now;
-        if entry.in_a_row >= self.lockout.max_failures {
-            entry.locked_until = Some(now + self.lockout.lock_for);
-        }
-    }
-
-    /// A successful login clears the count.
-    pub fn record_success(&self, username: &str) {
-        self.failures
-            .lock()
-            .expect("lockout lock")
-            .remove(&username.to_lowercase());
+        Ok(TokenPair {
+            access: access.token,
+            refresh: refresh.token,
+        })
     }
 }
 
@@ -378,29 +375,50 @@ pub fn bearer_token(header: Option<&str>) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
-/// Resolves an access token to its (enabled) user.
+/// The user `id` and their session version, from the store.
+///
+/// # Errors
+///
+/// 401 `TOKEN_INVALID` when the account no longer exists; store failures.
+pub async fn load_session_user(state: &AppState, id: i64) -> Result<(User, u64), ApiError> {
+    let gone = || ApiError::unauthorized(codes::TOKEN_INVALID, "the token's user no longer exists");
+    let user = match state.store.get_user(id).await {
+        Ok(user) => user,
+        Err(mediadl::StoreError::NotFound { .. }) => return Err(gone()),
+        Err(err) => return Err(err.into()),
+    };
+    let version = match state.store.session_version(id).await {
+        Ok(version) => version,
+        Err(mediadl::StoreError::NotFound { .. }) => return Err(gone()),
+        Err(err) => return Err(err.into()),
+    };
+    Ok((user, version))
+}
+
+/// Resolves an access token to its (enabled) user, refusing a token whose
+/// session has ended.
 pub async fn user_for_token(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
     let claims = state.auth.verify(token, TokenKind::Access)?;
     let id: i64 = claims
         .sub
         .parse()
         .map_err(|_| TokenError::Invalid("bad subject".into()))?;
-    let user = match state.auth.cached_user(id) {
-        Some(user) => user,
-        None => match state.store.get_user(id).await {
-            Ok(user) => {
-                state.auth.remember_user(&user);
-                user
-            }
-            Err(mediadl::StoreError::NotFound { .. }) => {
-                return Err(ApiError::unauthorized(
-                    codes::TOKEN_INVALID,
-                    "the token's user no longer exists",
-                ));
-            }
-            Err(err) => return Err(err.into()),
-        },
+    // A token newer than the cached version was issued after a change made
+    // elsewhere (another process): read the store again.
+    let (user, version) = match state.auth.cached_user(id) {
+        Some((user, version)) if claims.sv <= version => (user, version),
+        _ => {
+            let (user, version) = load_session_user(state, id).await?;
+            state.auth.remember_user(&user, version);
+            (user, version)
+        }
     };
+    if claims.sv != version {
+        return Err(ApiError::unauthorized(
+            codes::TOKEN_INVALID,
+            "the session has ended (logout, password or account change); sign in again",
+        ));
+    }
     if user.disabled {
         return Err(ApiError::unauthorized(
             codes::ACCOUNT_DISABLED,
@@ -408,6 +426,21 @@ pub async fn user_for_token(state: &AppState, token: &str) -> Result<AuthUser, A
         ));
     }
     Ok(AuthUser { user })
+}
+
+/// Ends every session of user `user_id` at once: their refresh tokens are
+/// revoked and access tokens issued so far are refused from the next
+/// request on (on other servers sharing the database within
+/// [`USER_CACHE_TTL`]).
+///
+/// # Errors
+///
+/// Store failures; `NOT_FOUND` when the account does not exist.
+pub async fn end_sessions(state: &AppState, user_id: i64) -> Result<(), ApiError> {
+    state.store.revoke_refresh_tokens(user_id).await?;
+    state.store.bump_session_version(user_id).await?;
+    state.auth.forget_user(user_id);
+    Ok(())
 }
 
 /// Authenticates the request's bearer token (401 otherwise).
@@ -476,9 +509,14 @@ mod tests {
 
     #[test]
     fn tokens_verify_only_with_their_secret_kind_and_time() {
-        let auth = Auth::new(b"secret-one", LoginLockout::default());
+        let auth = Auth::new(b"secret-one", LoginThrottle::default());
         let issued = auth
-            .issue(&user(Role::User), TokenKind::Access, Utc::now())
+            .issue(
+                &user(Role::User),
+                &Session::login(0),
+                TokenKind::Access,
+                Utc::now(),
+            )
             .unwrap();
         let claims = auth.verify(&issued.token, TokenKind::Access).unwrap();
         assert_eq!(claims.sub, "7");
@@ -486,7 +524,7 @@ mod tests {
             auth.verify(&issued.token, TokenKind::Refresh),
             Err(TokenError::Invalid(_))
         ));
-        let other = Auth::new(b"secret-two", LoginLockout::default());
+        let other = Auth::new(b"secret-two", LoginThrottle::default());
         assert!(matches!(
             other.verify(&issued.token, TokenKind::Access),
             Err(TokenError::Invalid(_))
@@ -494,6 +532,7 @@ mod tests {
         let old = auth
             .issue(
                 &user(Role::User),
+                &Session::login(0),
                 TokenKind::Access,
                 Utc::now() - chrono::Duration::hours(1),
             )
@@ -506,9 +545,14 @@ mod tests {
 
     #[test]
     fn remembered_tokens_keep_their_kind_and_expire() {
-        let auth = Auth::new(b"secret-one", LoginLockout::default());
+        let auth = Auth::new(b"secret-one", LoginThrottle::default());
         let issued = auth
-            .issue(&user(Role::User), TokenKind::Access, Utc::now())
+            .issue(
+                &user(Role::User),
+                &Session::login(0),
+                TokenKind::Access,
+                Utc::now(),
+            )
             .unwrap();
         let first = auth.verify(&issued.token, TokenKind::Access).unwrap();
         // The second check is answered from the remembered claims.
@@ -541,7 +585,7 @@ mod tests {
     #[test]
     fn alg_none_tokens_are_refused() {
         use base64_url as b64;
-        let auth = Auth::new(b"secret", LoginLockout::default());
+        let auth = Auth::new(b"secret", LoginThrottle::default());
         let now = Utc::now().timestamp();
         let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
         let payload = b64(format!(
@@ -576,34 +620,16 @@ mod tests {
 
     #[test]
     fn remembered_users_are_served_until_forgotten() {
-        let auth = Auth::new(b"secret", LoginLockout::default());
+        let auth = Auth::new(b"secret", LoginThrottle::default());
         assert_eq!(auth.cached_user(7), None);
-        auth.remember_user(&user(Role::User));
-        assert_eq!(auth.cached_user(7).map(|u| u.role), Some(Role::User));
+        auth.remember_user(&user(Role::User), 3);
+        assert_eq!(
+            auth.cached_user(7).map(|(u, version)| (u.role, version)),
+            Some((Role::User, 3))
+        );
         assert_eq!(auth.cached_user(8), None);
         auth.forget_user(7);
         assert_eq!(auth.cached_user(7), None);
-    }
-
-    #[test]
-    fn lockout_after_max_failures_and_success_clears() {
-        let auth = Auth::new(
-            b"s",
-            LoginLockout {
-                max_failures: 3,
-                lock_for: Duration::from_secs(60),
-            },
-        );
-        for _ in 0..2 {
-            auth.record_failure("Bob");
-            assert!(auth.check_lockout("bob").is_ok());
-        }
-        auth.record_failure("bob");
-        let err = auth.check_lockout("BOB").unwrap_err();
-        assert_eq!(err.code, codes::ACCOUNT_LOCKED);
-        assert!(err.retry_after.unwrap() > 0);
-        auth.record_success("bob");
-        assert!(auth.check_lockout("bob").is_ok());
     }
 
     #[test]

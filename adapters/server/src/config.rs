@@ -32,20 +32,34 @@ impl Default for RateLimits {
     }
 }
 
-/// Failed-login lockout: `max_failures` in a row lock the username for `lock_for`.
+/// Failed-login throttling (see [`crate::lockout`]): per username and
+/// client network, growing waits after a few failures; an account-wide
+/// lock only when many networks fail at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLockout {
-    /// Failed logins in a row that lock the username.
-    pub max_failures: u32,
-    /// How long a locked username refuses logins.
-    pub lock_for: Duration,
+    /// Failures of one client for one username answered without a wait.
+    pub free_failures: u32,
+    /// The wait after the last free failure; it doubles with each further one.
+    pub first_delay: Duration,
+    /// The longest wait asked of one client.
+    pub max_delay: Duration,
+    /// Failures for one username from all clients within an hour that lock
+    /// the account for every client that has failed; `None`: ten times the
+    /// public rate limit (`--rate-limit-public`), far above what one
+    /// address may send.
+    pub account_lock_failures: Option<u32>,
+    /// How long such an account lock lasts.
+    pub account_lock_for: Duration,
 }
 
 impl Default for LoginLockout {
     fn default() -> Self {
         Self {
-            max_failures: 5,
-            lock_for: Duration::from_secs(15 * 60),
+            free_failures: 3,
+            first_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(15 * 60),
+            account_lock_failures: None,
+            account_lock_for: Duration::from_secs(15 * 60),
         }
     }
 }

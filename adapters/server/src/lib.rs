@@ -48,6 +48,7 @@ pub mod auth;
 pub mod config;
 mod connection;
 pub mod error;
+pub mod lockout;
 pub mod logs;
 pub mod media_links;
 pub mod openapi;
@@ -140,8 +141,10 @@ async fn connect_store(url: &str) -> Result<Arc<dyn Store>, mediadl::StoreError>
     Ok(Arc::new(mediadl_store::SqliteStore::connect(url).await?))
 }
 
+/// Creates the data directory (and missing parents) readable by its
+/// owner only: it holds the database and the JWT secret.
 fn create_dir(dir: &Path) -> Result<(), ServerError> {
-    std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+    mediadl_store::private::create_private_dir(dir).map_err(|source| ServerError::Io {
         context: format!("creating {}", dir.display()),
         source,
     })
@@ -170,7 +173,12 @@ pub fn jwt_secret(config: &ServerConfig) -> Result<Vec<u8>, ServerError> {
         source,
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) if text.trim().len() >= 32 => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(text) if text.trim().len() >= 32 => {
+            // Kept by an older version readable by others: tighten it.
+            mediadl_store::private::restrict_to_owner(&path)
+                .map_err(|err| io("restricting the mode of", err))?;
+            return Ok(text.trim().as_bytes().to_vec());
+        }
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(io("reading", err)),
@@ -241,7 +249,10 @@ pub async fn build_state(
         queue,
         scheduler,
         clock,
-        auth: Arc::new(auth::Auth::new(&secret, config.lockout)),
+        auth: Arc::new(auth::Auth::new(
+            &secret,
+            lockout::LoginThrottle::new(config.lockout, config.rate_limits.public_per_hour),
+        )),
         media_links: Arc::new(media_links::MediaLinks::new(&secret)),
         thumbnails: Arc::new(thumbnail::Thumbnailer::new(
             config.data_dir.join("thumbnails"),

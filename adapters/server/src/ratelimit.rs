@@ -1,9 +1,11 @@
 //! Request rate limits (governor, GCRA): per user for authenticated calls,
-//! per client address otherwise, reported on every response as
+//! per client network otherwise (an IPv4 address, or an IPv6 /64: one
+//! subscriber's allocation, which a client can hop across at will),
+//! reported on every response as
 //! `X-RateLimit-Limit`, `-Remaining` and `-Reset` (Unix seconds when the
 //! full allowance is back).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -22,8 +24,22 @@ type Keyed<K> = Governor<K, DefaultKeyedStateStore<K>, DefaultClock, StateInform
 pub enum RateKey {
     /// An authenticated user, by id ([`RateLimits::authenticated_per_hour`]).
     User(i64),
-    /// An unauthenticated client, by address ([`RateLimits::public_per_hour`]).
+    /// An unauthenticated client, by address ([`RateLimits::public_per_hour`]);
+    /// counted by [`client_network`].
     Address(IpAddr),
+}
+
+/// The network a client is counted as: an IPv4 address as it is (also
+/// when it arrives IPv4-mapped, `::ffff:a.b.c.d`), an IPv6 address by its
+/// /64 prefix.
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
 }
 
 /// The outcome of counting one request.
@@ -93,7 +109,7 @@ impl RateLimiter {
             ),
             RateKey::Address(ip) => (
                 self.limits.public_per_hour.max(1),
-                self.addresses.check_key(&ip),
+                self.addresses.check_key(&client_network(ip)),
             ),
         };
         // One request's share of the hour: the time to win one back.
@@ -152,5 +168,33 @@ mod tests {
         // Another key has its own allowance.
         assert_eq!(limiter.check(RateKey::User(1)).remaining, 9);
         assert_eq!(limiter.check(RateKey::User(1)).limit, 10);
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64_and_mapped_ipv4_is_ipv4() {
+        let limiter = RateLimiter::new(RateLimits {
+            public_per_hour: 2,
+            authenticated_per_hour: 10,
+            websocket_per_user: 1,
+        });
+        let address = |text: &str| RateKey::Address(text.parse().unwrap());
+        // Hopping addresses inside one /64 draws on one allowance.
+        assert_eq!(limiter.check(address("2001:db8:0:1::1")).remaining, 1);
+        assert_eq!(limiter.check(address("2001:db8:0:1:abcd::2")).remaining, 0);
+        assert!(
+            limiter
+                .check(address("2001:db8:0:1:ffff:ffff:ffff:ffff"))
+                .retry_after
+                .is_some()
+        );
+        // The next /64 is another client.
+        assert_eq!(limiter.check(address("2001:db8:0:2::1")).remaining, 1);
+        // An IPv4-mapped address is its IPv4 address.
+        assert_eq!(limiter.check(address("::ffff:192.0.2.1")).remaining, 1);
+        assert_eq!(limiter.check(address("192.0.2.1")).remaining, 0);
+        assert_eq!(
+            client_network("2001:db8:0:1:2:3:4:5".parse().unwrap()),
+            "2001:db8:0:1::".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -32,10 +32,15 @@ pub enum UserError {
     Store(#[from] mediadl::StoreError),
 }
 
-/// Shortest password accepted.
+/// Shortest password accepted, in characters.
 pub const MIN_PASSWORD_LEN: usize = 8;
-/// Longest password accepted (argon2 input stays bounded).
+/// Longest password accepted, in bytes: argon2's input stays bounded, and
+/// a login with a longer one is refused before it is hashed.
 pub const MAX_PASSWORD_LEN: usize = 1024;
+/// Longest username, in characters (the server's rule is 64 bytes; the
+/// stores allow 64 characters): a login with a longer one is refused
+/// before any lookup.
+pub const MAX_USERNAME_LEN: usize = 64;
 
 /// An argon2id PHC string for `password` with a fresh random salt.
 pub fn hash_password(password: &str) -> Result<String, UserError> {
@@ -55,7 +60,7 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// Checks a username: 1–64 characters of letters, digits, `.`, `_`, `-`, `@`.
 pub fn validate_username(username: &str) -> Result<(), UserError> {
     let ok = !username.is_empty()
-        && username.len() <= 64
+        && username.len() <= MAX_USERNAME_LEN
         && username
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
@@ -71,13 +76,14 @@ pub fn validate_username(username: &str) -> Result<(), UserError> {
 
 /// Checks a password's length.
 pub fn validate_password(password: &str) -> Result<(), UserError> {
-    let len = password.chars().count();
-    if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&len) {
+    if password.chars().count() >= MIN_PASSWORD_LEN && password.len() <= MAX_PASSWORD_LEN {
         Ok(())
     } else {
         Err(UserError::Invalid {
             field: "password",
-            reason: format!("must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters"),
+            reason: format!(
+                "must be at least {MIN_PASSWORD_LEN} characters and at most {MAX_PASSWORD_LEN} bytes"
+            ),
         })
     }
 }
@@ -107,7 +113,9 @@ pub async fn create_user(
     Ok(user)
 }
 
-/// Sets a user's password and revokes their refresh tokens.
+/// Sets a user's password and ends their sessions: refresh tokens are
+/// revoked and the session version moves on, so access tokens end too (a
+/// running server sees it within its user cache's lifetime).
 pub async fn set_password(
     store: &dyn UserRepo,
     username: &str,
@@ -128,6 +136,7 @@ pub async fn set_password(
         )
         .await?;
     store.revoke_refresh_tokens(user.id).await?;
+    store.bump_session_version(user.id).await?;
     Ok(user)
 }
 
@@ -183,6 +192,8 @@ mod tests {
         assert!(validate_username("").is_err());
         assert!(validate_password("short").is_err());
         assert!(validate_password("long enough").is_ok());
+        assert!(validate_password(&"é".repeat(512)).is_ok());
+        assert!(validate_password(&"é".repeat(513)).is_err(), "1026 bytes");
         assert_eq!(random_password().len(), 20);
     }
 }

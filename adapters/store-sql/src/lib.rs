@@ -24,6 +24,7 @@
 //! # fn main() {}
 //! ```
 
+pub mod private;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]

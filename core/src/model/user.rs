@@ -98,12 +98,16 @@ pub struct RefreshToken {
     pub id: String,
     /// The account the token was issued to.
     pub user_id: i64,
+    /// The login this token descends from: a login starts a family (its id
+    /// is the first token's id) and every rotation stays in it, so reuse of
+    /// a spent token can revoke everything issued after it.
+    pub family_id: String,
     /// When it was issued.
     pub issued_at: DateTime<Utc>,
     /// When it stops being accepted.
     pub expires_at: DateTime<Utc>,
     /// When it was exchanged for a new pair; a token is accepted once.
     pub used_at: Option<DateTime<Utc>>,
-    /// Revoked tokens (logout, password change) are refused.
+    /// Revoked tokens (logout, password change, a reused family) are refused.
     pub revoked: bool,
 }

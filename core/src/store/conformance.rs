@@ -111,6 +111,7 @@ macro_rules! store_conformance_suite {
             jobs_runs_and_history,
             users_accounts,
             users_refresh_tokens,
+            users_refresh_families_and_session_versions,
             settings_document,
             logs_query_and_retention,
             state_documents,
@@ -2403,6 +2404,7 @@ pub async fn users_refresh_tokens(store: Arc<dyn Store>) {
     let token = |id: &str, expires: i64| RefreshToken {
         id: id.to_string(),
         user_id: user.id,
+        family_id: id.to_string(),
         issued_at: at(0),
         expires_at: at(expires),
         used_at: None,
@@ -2471,6 +2473,114 @@ pub async fn users_refresh_tokens(store: Arc<dyn Store>) {
     expect_invalid(
         store.use_refresh_token("t5", at(20)).await,
         "token of a deleted user",
+    );
+}
+
+/// A reused refresh token revokes its family and no other; session
+/// versions start at 0, only grow, and belong to one account.
+pub async fn users_refresh_families_and_session_versions(store: Arc<dyn Store>) {
+    let mut users = Vec::new();
+    for name in ["fam-a", "fam-b"] {
+        let user = store
+            .create_user(
+                NewUser {
+                    username: name.into(),
+                    email: None,
+                    role: Role::User,
+                    password_hash: argon2_hash(name),
+                },
+                at(0),
+            )
+            .await
+            .expect("user");
+        users.push(user);
+    }
+    let (alice, bob) = (&users[0], &users[1]);
+    let token = |id: &str, user_id: i64, family: &str| RefreshToken {
+        id: id.to_string(),
+        user_id,
+        family_id: family.to_string(),
+        issued_at: at(0),
+        expires_at: at(1000),
+        used_at: None,
+        revoked: false,
+    };
+    // Alice logs in twice (two families); Bob once.
+    for (id, user_id, family) in [
+        ("a1", alice.id, "login-1"),
+        ("a2", alice.id, "login-1"),
+        ("a3", alice.id, "login-1"),
+        ("b1", alice.id, "login-2"),
+        ("c1", bob.id, "login-3"),
+    ] {
+        store
+            .insert_refresh_token(token(id, user_id, family))
+            .await
+            .expect("insert");
+    }
+    let used = store.use_refresh_token("a1", at(5)).await.expect("use");
+    assert_eq!(used.family_id, "login-1");
+    store.use_refresh_token("a2", at(6)).await.expect("use");
+    assert_eq!(
+        store
+            .revoke_refresh_family("login-1")
+            .await
+            .expect("revoke family"),
+        3,
+        "every token of the family not yet revoked, used ones included"
+    );
+    assert_eq!(
+        store
+            .revoke_refresh_family("login-1")
+            .await
+            .expect("revoke again"),
+        0
+    );
+    expect_invalid(store.use_refresh_token("a3", at(7)).await, "revoked family");
+    // The other login of the same user and other users keep working.
+    store
+        .use_refresh_token("b1", at(7))
+        .await
+        .expect("other family");
+    store
+        .use_refresh_token("c1", at(7))
+        .await
+        .expect("other user");
+    assert_eq!(
+        store
+            .revoke_refresh_family("no-such-family")
+            .await
+            .expect("unknown family"),
+        0
+    );
+
+    assert_eq!(store.session_version(alice.id).await.expect("version"), 0);
+    assert_eq!(store.bump_session_version(alice.id).await.expect("bump"), 1);
+    assert_eq!(store.bump_session_version(alice.id).await.expect("bump"), 2);
+    assert_eq!(store.session_version(alice.id).await.expect("version"), 2);
+    assert_eq!(
+        store.session_version(bob.id).await.expect("version"),
+        0,
+        "versions are per account"
+    );
+    // A change to the account itself leaves the version alone.
+    store
+        .update_user(
+            alice.id,
+            UserPatch {
+                role: Some(Role::Viewer),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(store.session_version(alice.id).await.expect("version"), 2);
+    expect_not_found(store.session_version(999_999).await, "version of missing");
+    expect_not_found(store.bump_session_version(999_999).await, "bump of missing");
+    store.delete_user(alice.id).await.expect("delete");
+    expect_not_found(
+        store.session_version(alice.id).await,
+        "version of a deleted user",
     );
 }
 
@@ -2831,6 +2941,7 @@ pub async fn concurrent_refresh_token_use(store: Arc<dyn Store>) {
         .insert_refresh_token(RefreshToken {
             id: "shared".into(),
             user_id: user.id,
+            family_id: "shared".into(),
             issued_at: at(0),
             expires_at: at(1000),
             used_at: None,

@@ -95,6 +95,8 @@ struct State {
     runs: BTreeMap<i64, JobRun>,
     users: BTreeMap<i64, (User, String)>,
     refresh_tokens: HashMap<String, RefreshToken>,
+    /// Session versions of users whose version has moved past 0.
+    session_versions: HashMap<i64, u64>,
     settings: Option<Value>,
     logs: BTreeMap<i64, LogEntry>,
     state: HashMap<String, Value>,
@@ -1185,6 +1187,7 @@ impl UserRepo for MemoryStore {
             .remove(&id)
             .ok_or_else(|| StoreError::not_found("user", id))?;
         state.refresh_tokens.retain(|_, token| token.user_id != id);
+        state.session_versions.remove(&id);
         Ok(())
     }
 
@@ -1245,6 +1248,38 @@ impl UserRepo for MemoryStore {
             revoked += 1;
         }
         Ok(revoked)
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<u64> {
+        let mut state = self.lock()?;
+        let mut revoked = 0;
+        for token in state
+            .refresh_tokens
+            .values_mut()
+            .filter(|token| token.family_id == family_id && !token.revoked)
+        {
+            token.revoked = true;
+            revoked += 1;
+        }
+        Ok(revoked)
+    }
+
+    async fn session_version(&self, user_id: i64) -> StoreResult<u64> {
+        let state = self.lock()?;
+        if !state.users.contains_key(&user_id) {
+            return Err(StoreError::not_found("user", user_id));
+        }
+        Ok(state.session_versions.get(&user_id).copied().unwrap_or(0))
+    }
+
+    async fn bump_session_version(&self, user_id: i64) -> StoreResult<u64> {
+        let mut state = self.lock()?;
+        if !state.users.contains_key(&user_id) {
+            return Err(StoreError::not_found("user", user_id));
+        }
+        let version = state.session_versions.entry(user_id).or_insert(0);
+        *version += 1;
+        Ok(*version)
     }
 }
 

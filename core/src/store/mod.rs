@@ -282,6 +282,20 @@ pub trait UserRepo: Send + Sync {
     async fn use_refresh_token(&self, id: &str, now: DateTime<Utc>) -> StoreResult<RefreshToken>;
     /// Revokes every token of the user (password change, deletion).
     async fn revoke_refresh_tokens(&self, user_id: i64) -> StoreResult<u64>;
+    /// Revokes every token of the family `family_id` not yet revoked and
+    /// returns how many (a spent token presented again: the family is
+    /// taken to be stolen).
+    async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<u64>;
+
+    /// The user's session version (0 for a new account): access tokens
+    /// carry the version they were issued under and are refused once it
+    /// has moved on. `NotFound` when the account does not exist.
+    async fn session_version(&self, user_id: i64) -> StoreResult<u64>;
+    /// Increments the user's session version in one atomic step and returns
+    /// the new one, ending every access token issued before (logout,
+    /// password change, a disabled account, a new role). `NotFound` when
+    /// the account does not exist.
+    async fn bump_session_version(&self, user_id: i64) -> StoreResult<u64>;
 }
 
 /// The settings document.

@@ -1,4 +1,11 @@
-//! `/auth/*`: login, refresh (rotating), me, own password change, logout.
+//! `/auth/*`: login, refresh (rotating, in families), me, own password
+//! change, logout.
+//!
+//! Wrong passwords (at login and as `current_password`) go through the
+//! login throttle keyed by username and client network; over-long names
+//! and passwords are refused before any lookup, hashing or log line.
+
+use std::net::IpAddr;
 
 use http::StatusCode;
 use mediadl::StoreError;
@@ -8,11 +15,16 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::auth::{ACCESS_TOKEN_TTL, AuthUser, TokenKind, authenticated};
+use crate::auth::{
+    ACCESS_TOKEN_TTL, AuthUser, Session, TokenKind, TokenPair, authenticated, end_sessions,
+    load_session_user,
+};
 use crate::error::{ApiError, ApiResult, codes, handle};
-use crate::request::json_body;
+use crate::request::{RequestInfo, json_body, request_info};
 use crate::state::AppState;
-use crate::users::{hash_password, validate_password, verify_password};
+use crate::users::{
+    MAX_PASSWORD_LEN, MAX_USERNAME_LEN, hash_password, validate_password, verify_password,
+};
 
 /// A hash to verify against when the username is unknown, so both cases
 /// take the same time.
@@ -79,8 +91,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let login = warp::path!("auth" / "login")
         .and(warp::post())
         .and(with(state.clone()))
+        .and(client_ip())
         .and(json_body::<LoginRequest>())
-        .and_then(|state, body| handle(login(state, body)));
+        .and_then(|state, client, body| handle(login(state, client, body)));
     let refresh = warp::path!("auth" / "refresh")
         .and(warp::post())
         .and(with(state.clone()))
@@ -94,15 +107,16 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(authenticated(state.clone()))
         .and(with(state.clone()))
+        .and(client_ip())
         .and(json_body::<PasswordChange>())
-        .and_then(|user, state, body| handle(change_password(user, state, body)));
+        .and_then(|user, state, client, body| handle(change_password(user, state, client, body)));
     let logout = warp::path!("auth" / "logout")
         .and(warp::post())
         .and(authenticated(state.clone()))
         .and(with(state))
         .and_then(|user: AuthUser, state: AppState| {
             handle(async move {
-                state.store.revoke_refresh_tokens(user.id()).await?;
+                end_sessions(&state, user.id()).await?;
                 Ok(StatusCode::NO_CONTENT.into_response())
             })
         });
@@ -125,17 +139,65 @@ pub fn with(
     warp::any().map(move || state.clone())
 }
 
+/// The peer address of the request (`None` outside a real connection).
+fn client_ip() -> impl Filter<Extract = (Option<IpAddr>,), Error = std::convert::Infallible> + Clone
+{
+    request_info().map(|info: RequestInfo| info.client_addr.map(|addr| addr.ip()))
+}
+
 fn bad_credentials() -> ApiError {
     ApiError::unauthorized(codes::INVALID_CREDENTIALS, "Incorrect username or password")
 }
 
-async fn login(state: AppState, body: LoginRequest) -> ApiResult {
-    state.auth.check_lockout(&body.username)?;
-    let found = if body.username.len() <= 256 {
-        state.store.user_by_username(&body.username).await?
-    } else {
-        None
-    };
+/// 422 for a password longer than any account can have: refused before
+/// argon2 sees it (hashing a megabyte is a denial of service).
+fn check_password_size(field: &'static str, password: &str) -> Result<(), ApiError> {
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(ApiError::validation(
+            field,
+            format!("at most {MAX_PASSWORD_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer to a login or a refresh.
+#[derive(Debug, Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    refresh_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    /// Login only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<UserSummary>,
+}
+
+impl<'a> TokenResponse<'a> {
+    fn new(pair: &'a TokenPair, user: Option<&User>) -> Self {
+        Self {
+            access_token: &pair.access,
+            refresh_token: &pair.refresh,
+            token_type: "bearer",
+            expires_in: ACCESS_TOKEN_TTL.as_secs(),
+            user: user.map(UserSummary::from),
+        }
+    }
+}
+
+async fn login(state: AppState, client: Option<IpAddr>, body: LoginRequest) -> ApiResult {
+    // No account has a longer name: refused before it is looked up,
+    // counted or written to a log.
+    if body.username.chars().count() > MAX_USERNAME_LEN {
+        return Err(ApiError::validation(
+            "username",
+            format!("at most {MAX_USERNAME_LEN} characters"),
+        ));
+    }
+    check_password_size("password", &body.password)?;
+    let throttle = state.auth.throttle();
+    throttle.check(&body.username, client)?;
+    let found = state.store.user_by_username(&body.username).await?;
     // Hashing is slow on purpose: keep it off the async workers.
     let password = body.password.clone();
     let hash = found
@@ -147,8 +209,8 @@ async fn login(state: AppState, body: LoginRequest) -> ApiResult {
     let user = match found {
         Some((user, _)) if matches => user,
         _ => {
-            state.auth.record_failure(&body.username);
-            tracing::info!(target: "mediadl_server::routes::auth", username = %body.username, "failed login");
+            throttle.record_failure(&body.username, client);
+            tracing::info!(target: "mediadl_server::routes::auth", username = %body.username, client = ?client, "failed login");
             return Err(bad_credentials());
         }
     };
@@ -158,72 +220,91 @@ async fn login(state: AppState, body: LoginRequest) -> ApiResult {
             "the account is disabled",
         ));
     }
-    state.auth.record_success(&body.username);
-    let now = state.clock.now();
-    state.store.record_login(user.id, now).await?;
-    let access = state.auth.issue(&user, TokenKind::Access, now)?;
-    let refresh = state.auth.issue_refresh(&state, &user).await?;
-    Ok(warp::reply::json(&serde_json::json!({
-        "access_token": access.token,
-        "refresh_token": refresh,
-        "token_type": "bearer",
-        "expires_in": ACCESS_TOKEN_TTL.as_secs(),
-        "user": UserSummary::from(&user),
-    }))
-    .into_response())
+    throttle.record_success(&body.username, client);
+    state.store.record_login(user.id, state.clock.now()).await?;
+    let version = state.store.session_version(user.id).await?;
+    let pair = state
+        .auth
+        .issue_pair(&state, &user, &Session::login(version))
+        .await?;
+    Ok(warp::reply::json(&TokenResponse::new(&pair, Some(&user))).into_response())
 }
 
 async fn refresh(state: AppState, body: RefreshRequest) -> ApiResult {
     let claims = state.auth.verify(&body.refresh_token, TokenKind::Refresh)?;
-    let stored = match state
+    let user_id: i64 = claims
+        .sub
+        .parse()
+        .map_err(|_| ApiError::unauthorized(codes::TOKEN_INVALID, "invalid token: bad subject"))?;
+    match state
         .store
         .use_refresh_token(&claims.jti, state.clock.now())
         .await
     {
-        Ok(stored) => stored,
+        Ok(_) => {}
         Err(StoreError::Invalid(_) | StoreError::NotFound { .. }) => {
+            revoke_reused_family(&state, user_id, &claims.fam).await?;
             return Err(ApiError::unauthorized(
                 codes::TOKEN_INVALID,
                 "refresh token already used, revoked or unknown",
             ));
         }
         Err(err) => return Err(err.into()),
+    }
+    let (user, version) = load_session_user(&state, user_id).await?;
+    if user.disabled {
+        return Err(ApiError::unauthorized(
+            codes::ACCOUNT_DISABLED,
+            "the account is disabled",
+        ));
+    }
+    let session = Session {
+        version,
+        family: claims.fam,
     };
-    let user = match state.store.get_user(stored.user_id).await {
-        Ok(user) if !user.disabled => user,
-        Ok(_) => {
-            return Err(ApiError::unauthorized(
-                codes::ACCOUNT_DISABLED,
-                "the account is disabled",
-            ));
-        }
-        Err(StoreError::NotFound { .. }) => {
-            return Err(ApiError::unauthorized(
-                codes::TOKEN_INVALID,
-                "the token's user no longer exists",
-            ));
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let access = state
-        .auth
-        .issue(&user, TokenKind::Access, state.clock.now())?;
-    let rotated = state.auth.issue_refresh(&state, &user).await?;
-    Ok(warp::reply::json(&serde_json::json!({
-        "access_token": access.token,
-        "refresh_token": rotated,
-        "token_type": "bearer",
-        "expires_in": ACCESS_TOKEN_TTL.as_secs(),
-    }))
-    .into_response())
+    let pair = state.auth.issue_pair(&state, &user, &session).await?;
+    Ok(warp::reply::json(&TokenResponse::new(&pair, None)).into_response())
 }
 
-async fn change_password(user: AuthUser, state: AppState, body: PasswordChange) -> ApiResult {
+/// A refresh token was refused. When its family still had live tokens,
+/// the refused one was spent and is being replayed: either its holder or
+/// the one who rotated it is a thief, so the whole family is revoked and
+/// the user's access tokens end.
+async fn revoke_reused_family(
+    state: &AppState,
+    user_id: i64,
+    family: &str,
+) -> Result<(), ApiError> {
+    if family.is_empty() || state.store.revoke_refresh_family(family).await? == 0 {
+        return Ok(());
+    }
+    match state.store.bump_session_version(user_id).await {
+        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+        Err(err) => return Err(err.into()),
+    }
+    state.auth.forget_user(user_id);
+    tracing::warn!(
+        target: "mediadl_server::routes::auth",
+        user_id, "a spent refresh token was presented again; its login's tokens are revoked"
+    );
+    Ok(())
+}
+
+async fn change_password(
+    user: AuthUser,
+    state: AppState,
+    client: Option<IpAddr>,
+    body: PasswordChange,
+) -> ApiResult {
     validate_password(&body.new_password)
         .map_err(|err| ApiError::validation("new_password", err))?;
+    check_password_size("current_password", &body.current_password)?;
+    let throttle = state.auth.throttle();
+    let username = &user.user.username;
+    throttle.check(username, client)?;
     let (_, hash) = state
         .store
-        .user_by_username(&user.user.username)
+        .user_by_username(username)
         .await?
         .ok_or_else(|| ApiError::not_found("user not found"))?;
     let current = body.current_password.clone();
@@ -231,8 +312,11 @@ async fn change_password(user: AuthUser, state: AppState, body: PasswordChange) 
         .await
         .map_err(ApiError::internal)?;
     if !matches {
+        // Someone holding a stolen access token guesses the password here.
+        throttle.record_failure(username, client);
         return Err(ApiError::validation("current_password", "does not match"));
     }
+    throttle.record_success(username, client);
     let new = body.new_password.clone();
     let new_hash = tokio::task::spawn_blocking(move || hash_password(&new))
         .await
@@ -248,6 +332,8 @@ async fn change_password(user: AuthUser, state: AppState, body: PasswordChange) 
             },
         )
         .await?;
-    state.store.revoke_refresh_tokens(user.id()).await?;
+    // Every session ends, this one too: whoever knew the old password
+    // is signed out.
+    end_sessions(&state, user.id()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -7,7 +7,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::auth::{AuthUser, admin};
+use crate::auth::{AuthUser, admin, end_sessions};
 use crate::error::{ApiError, ApiResult, handle};
 use crate::pagination;
 use crate::request::{json_body, query};
@@ -40,12 +40,12 @@ pub struct UserChange {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
-    /// New role.
+    /// New role; ends the user's sessions.
     pub role: Option<Role>,
-    /// New password (hashed before it is stored); revokes the refresh tokens.
+    /// New password (hashed before it is stored); ends the user's sessions.
     #[schema(min_length = 8, max_length = 1024)]
     pub password: Option<String>,
-    /// Disable or re-enable the account.
+    /// Disable or re-enable the account; disabling ends the user's sessions.
     pub disabled: Option<bool>,
 }
 
@@ -165,7 +165,12 @@ async fn update(id: i64, me: AuthUser, state: AppState, body: UserChange) -> Api
         }
         None => None,
     };
-    let revoke = password_hash.is_some() || body.disabled == Some(true);
+    let role_changes = match body.role {
+        Some(role) => state.store.get_user(id).await?.role != role,
+        None => false,
+    };
+    // A new password or role, or a disabled account, ends the sessions.
+    let ends_sessions = password_hash.is_some() || body.disabled == Some(true) || role_changes;
     let user = state
         .store
         .update_user(
@@ -178,9 +183,10 @@ async fn update(id: i64, me: AuthUser, state: AppState, body: UserChange) -> Api
             },
         )
         .await?;
-    state.auth.forget_user(id);
-    if revoke {
-        state.store.revoke_refresh_tokens(id).await?;
+    if ends_sessions {
+        end_sessions(&state, id).await?;
+    } else {
+        state.auth.forget_user(id);
     }
     Ok(warp::reply::json(&user).into_response())
 }

@@ -5,6 +5,7 @@ mod helpers;
 mod notifications;
 mod scenarios;
 mod scheduler;
+mod security_auth;
 mod security_http;
 
 /// Runs each scenario on both databases.

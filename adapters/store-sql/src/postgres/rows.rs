@@ -317,6 +317,7 @@ impl TryFrom<UserRow> for User {
 pub(crate) struct RefreshTokenRow {
     id: String,
     user_id: i64,
+    family_id: String,
     issued_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     used_at: Option<DateTime<Utc>>,
@@ -328,6 +329,7 @@ impl From<RefreshTokenRow> for RefreshToken {
         RefreshToken {
             id: row.id,
             user_id: row.user_id,
+            family_id: row.family_id,
             issued_at: row.issued_at,
             expires_at: row.expires_at,
             used_at: row.used_at,

@@ -142,11 +142,13 @@ impl UserRepo for PgStore {
         // The user must exist; checked in the same statement so a token is
         // never stored for an account deleted a moment before.
         let inserted = sqlx::query(
-            "INSERT INTO refresh_tokens (id, user_id, issued_at, expires_at, used_at, revoked) \
-             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2)",
+            "INSERT INTO refresh_tokens \
+             (id, user_id, family_id, issued_at, expires_at, used_at, revoked) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2)",
         )
         .bind(&token.id)
         .bind(token.user_id)
+        .bind(&token.family_id)
         .bind(to_micros(token.issued_at))
         .bind(to_micros(token.expires_at))
         .bind(token.used_at.map(to_micros))
@@ -182,5 +184,39 @@ impl UserRepo for PgStore {
         .await
         .map_err(map_err)?;
         Ok(revoked.rows_affected())
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<u64> {
+        let revoked = sqlx::query(
+            "UPDATE refresh_tokens SET revoked = TRUE WHERE family_id = $1 AND NOT revoked",
+        )
+        .bind(family_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(revoked.rows_affected())
+    }
+
+    async fn session_version(&self, user_id: i64) -> StoreResult<u64> {
+        let version: i64 = sqlx::query_scalar("SELECT session_version FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| user_not_found(user_id))?;
+        from_i64("session version", version)
+    }
+
+    async fn bump_session_version(&self, user_id: i64) -> StoreResult<u64> {
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE users SET session_version = session_version + 1 WHERE id = $1 \
+             RETURNING session_version",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| user_not_found(user_id))?;
+        from_i64("session version", version)
     }
 }

@@ -144,6 +144,7 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let display = path.display().to_string();
+        make_private(&path, options.create_if_missing);
         let connect = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|err| StoreError::Internal(err.to_string()))?
             .filename(&path)
@@ -317,6 +318,25 @@ fn migrate_error(path: &str, err: MigrateError) -> StoreError {
 }
 
 /// Start-up errors, in words a person can act on.
+/// The database file is created 0600 before SQLite opens it (SQLite gives
+/// its `-wal` and `-shm` files the database's mode); an existing one, and
+/// its companions, readable by others are tightened. Failures here are
+/// logged, not fatal: opening the database reports a missing directory
+/// better, and a file of another owner may still be usable.
+fn make_private(path: &Path, create: bool) {
+    if create && let Err(err) = crate::private::create_private_file(path) {
+        tracing::debug!(target: "mediadl_store", path = %path.display(), error = %err, "could not create the database file");
+    }
+    let mut companions = [path.as_os_str().to_owned(), path.as_os_str().to_owned()];
+    companions[0].push("-wal");
+    companions[1].push("-shm");
+    for file in std::iter::once(path).chain(companions.iter().map(Path::new)) {
+        if let Err(err) = crate::private::restrict_to_owner(file) {
+            tracing::warn!(target: "mediadl_store", path = %file.display(), error = %err, "could not make the database private");
+        }
+    }
+}
+
 fn open_error(path: &str, err: sqlx::Error) -> StoreError {
     match sqlite_code(&err) {
         Some(5 | 6) => StoreError::Unavailable(format!(

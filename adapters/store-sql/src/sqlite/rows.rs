@@ -294,6 +294,7 @@ pub(crate) fn refresh_token(row: &SqliteRow) -> Result<RefreshToken, StoreError>
     Ok(RefreshToken {
         id: c.get("id")?,
         user_id: c.get("user_id")?,
+        family_id: c.get("family_id")?,
         issued_at: c.time("issued_at")?,
         expires_at: c.time("expires_at")?,
         used_at: c.opt_time("used_at")?,

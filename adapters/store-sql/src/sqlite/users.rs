@@ -142,11 +142,13 @@ impl UserRepo for SqliteStore {
     async fn insert_refresh_token(&self, token: RefreshToken) -> StoreResult<()> {
         let mut conn = self.write_conn().await?;
         sqlx::query(
-            "INSERT INTO refresh_tokens (id, user_id, issued_at, expires_at, used_at, revoked) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO refresh_tokens \
+             (id, user_id, family_id, issued_at, expires_at, used_at, revoked) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(token.id.clone())
         .bind(token.user_id)
+        .bind(token.family_id.clone())
         .bind(micros(token.issued_at))
         .bind(micros(token.expires_at))
         .bind(opt_micros(token.used_at))
@@ -190,5 +192,41 @@ impl UserRepo for SqliteStore {
                 .map_err(map_err)?
                 .rows_affected(),
         )
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<u64> {
+        let mut conn = self.write_conn().await?;
+        Ok(sqlx::query(
+            "UPDATE refresh_tokens SET revoked = 1 WHERE family_id = $1 AND revoked = 0",
+        )
+        .bind(family_id.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?
+        .rows_affected())
+    }
+
+    async fn session_version(&self, user_id: i64) -> StoreResult<u64> {
+        let version: i64 = sqlx::query_scalar("SELECT session_version FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::not_found("user", user_id))?;
+        Ok(u64::try_from(version).unwrap_or(0))
+    }
+
+    async fn bump_session_version(&self, user_id: i64) -> StoreResult<u64> {
+        let mut conn = self.write_conn().await?;
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE users SET session_version = session_version + 1 WHERE id = $1 \
+             RETURNING session_version",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("user", user_id))?;
+        Ok(u64::try_from(version).unwrap_or(0))
     }
 }
