@@ -17,6 +17,7 @@ use super::settings::{NotificationSettings, WebhookFormat, WebhookSettings};
 use super::{DeliveryError, error_chain};
 use crate::clock::Clock;
 use crate::model::NotificationLevel;
+use crate::model::settings::Redactor;
 
 /// Header with the body's signature.
 pub const SIGNATURE_HEADER: &str = "X-Mediadl-Signature";
@@ -181,15 +182,25 @@ fn split_ntfy_url(raw: &str) -> (String, String) {
     }
 }
 
-/// One attempt: `Ok(status)` for a 2xx.
+/// One attempt: `Ok(status)` for a 2xx. Error texts never carry the
+/// hook's URL (Discord and ntfy keep their token in it): they reach the
+/// delivery history and the logs.
 async fn attempt(
     client: &reqwest::Client,
     request: &WebhookRequest,
     hook: &WebhookSettings,
     event: &str,
     delivery_id: &str,
-    timeout: Duration,
+    settings: &NotificationSettings,
 ) -> Result<u16, (Option<u16>, DeliveryError)> {
+    let timeout = Duration::from_secs(u64::from(settings.retry.timeout_seconds.max(1)));
+    // Literal addresses never reach the client's resolver: checked here.
+    if let Ok(url) = url::Url::parse(&request.url) {
+        settings
+            .guard
+            .check_url(&url)
+            .map_err(|err| (None, err.into()))?;
+    }
     let mut builder = client
         .post(&request.url)
         .timeout(timeout)
@@ -215,7 +226,10 @@ async fn attempt(
     match tokio::time::timeout(timeout + Duration::from_secs(1), exchange).await {
         Err(_) => Err((None, DeliveryError::Timeout(timeout))),
         Ok(Err(err)) if err.is_timeout() => Err((None, DeliveryError::Timeout(timeout))),
-        Ok(Err(err)) => Err((None, DeliveryError::Network(error_chain(&err)))),
+        Ok(Err(err)) => Err((
+            None,
+            DeliveryError::Network(error_chain(&err.without_url())),
+        )),
         Ok(Ok((status, _))) if (200..300).contains(&status) => Ok(status),
         Ok(Ok((status, body))) => Err((
             Some(status),
@@ -251,17 +265,25 @@ pub async fn deliver(
     delivery.test = test;
     let request = build_request(hook, notice, &delivery.id, settings);
     let event = topic_name(notice.topic);
+    // A receiver's error page may quote the URL it was called at.
+    let mut redactor = Redactor::default();
+    redactor.add_url(&hook.url);
+    redactor.add(&hook.secret);
     let retry = &settings.retry;
-    let timeout = Duration::from_secs(u64::from(retry.timeout_seconds.max(1)));
     let attempts = if test { 1 } else { retry.max_attempts.max(1) };
     for number in 1..=attempts {
         let started = Instant::now();
         let at = clock.now();
-        let result = attempt(client, &request, hook, &event, &delivery.id, timeout).await;
+        let result = attempt(client, &request, hook, &event, &delivery.id, settings).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let (success, status_code, error, again) = match result {
             Ok(status) => (true, Some(status), None, false),
-            Err((status, err)) => (false, status, Some(err.to_string()), err.is_retryable()),
+            Err((status, err)) => (
+                false,
+                status,
+                Some(redactor.redact(&err.to_string())),
+                err.is_retryable(),
+            ),
         };
         delivery.attempts.push(DeliveryAttempt {
             attempt: number,
