@@ -662,14 +662,18 @@ impl Redactor {
     }
 
     /// Also hides a URL that is a secret as a whole, in the forms it is
-    /// printed in: as written, normalised, and its path and query.
+    /// printed in: as written, normalised, its path and query, its path.
     pub fn add_url(&mut self, text: &str) {
         self.add(text);
         if let Ok(url) = url::Url::parse(text.trim()) {
             self.add(url.as_str());
-            let rest = &url[url::Position::BeforePath..];
-            if rest.len() > 1 {
-                self.add(rest);
+            for rest in [
+                &url[url::Position::BeforePath..],
+                &url[url::Position::BeforePath..url::Position::AfterPath],
+            ] {
+                if rest.len() > 1 {
+                    self.add(rest);
+                }
             }
         }
     }
@@ -777,5 +781,115 @@ mod tests {
         let mut merged = stored.clone();
         merge_patch(&mut merged, &patch);
         assert_eq!(merged, stored);
+    }
+
+    #[test]
+    fn webhook_urls_proxy_credentials_and_extra_args_are_masked_and_echo_keeps_them() {
+        let stored = json!({
+            "network": {"proxy": "http://bob:pa55word@proxy.example:3128", "platform_proxies": {"tiktok": "socks5://proxy.example:1080"}},
+            "notifications": {"webhooks": {"ci": {"url": "https://discord.com/api/webhooks/1/T0KEN-abcdef"}}},
+            "platforms": {"tiktok": {"yt-dlp": {"extra_args": ["--password", "hunter22"], "path": "/usr/bin/yt-dlp"}}}
+        });
+        let mut shown = stored.clone();
+        mask_secrets(&mut shown);
+        assert_eq!(
+            shown["network"]["proxy"],
+            json!("http://***@proxy.example:3128/")
+        );
+        assert_eq!(
+            shown["network"]["platform_proxies"]["tiktok"],
+            json!("socks5://proxy.example:1080")
+        );
+        assert_eq!(shown["notifications"]["webhooks"]["ci"]["url"], json!(MASK));
+        assert_eq!(
+            shown["platforms"]["tiktok"]["yt-dlp"]["extra_args"],
+            json!(MASK)
+        );
+        assert_eq!(
+            shown["platforms"]["tiktok"]["yt-dlp"]["path"],
+            json!("/usr/bin/yt-dlp")
+        );
+        let mut patch = shown.clone();
+        strip_masked(&mut patch, &stored);
+        take_program_fields(&mut patch, &stored).unwrap();
+        let mut merged = stored.clone();
+        assert_eq!(
+            merge_patch(&mut merged, &patch),
+            0,
+            "the echo changes nothing"
+        );
+        assert_eq!(merged, stored);
+    }
+
+    #[test]
+    fn program_settings_cannot_be_changed_by_a_patch() {
+        let current = json!({"platforms": {"tiktok": {"yt-dlp": {"path": "/usr/bin/yt-dlp", "extra_args": ["-f", "best"]}}}});
+        for (patch, field) in [
+            (
+                json!({"platforms": {"tiktok": {"yt-dlp": {"path": "/tmp/evil"}}}}),
+                "platforms.tiktok.yt-dlp.path",
+            ),
+            (
+                json!({"platforms": {"tiktok": {"yt-dlp": {"extra_args": ["--exec", "sh"]}}}}),
+                "platforms.tiktok.yt-dlp.extra_args",
+            ),
+            (
+                json!({"platforms": {"tiktok": {"yt-dlp": {"path": null}}}}),
+                "platforms.tiktok.yt-dlp.path",
+            ),
+            (
+                json!({"platforms": {"instagram": {"gallery-dl": {"path": "/bin/sh"}}}}),
+                "platforms.instagram.gallery-dl.path",
+            ),
+        ] {
+            let mut patch = patch;
+            let err = take_program_fields(&mut patch, &current).unwrap_err();
+            assert_eq!(err.field, field);
+            assert!(is_program_field(&err.field));
+        }
+        let mut stored = current.clone();
+        assert_eq!(remove_program_fields(&mut stored).len(), 2);
+        assert_eq!(stored, json!({"platforms": {"tiktok": {"yt-dlp": {}}}}));
+        assert_eq!(program_layer(&current), current);
+        assert!(!is_program_field("platforms.tiktok.quality"));
+    }
+
+    #[test]
+    fn the_redactor_hides_every_secret_of_the_settings() {
+        let settings = Settings::from_value(&json!({
+            "network": {"proxy": "http://bob:pa55word@proxy.example:3128"},
+            "notifications": {
+                "email": {"smtp_password": "smtp-s3cret"},
+                "webhooks": {"ci": {"url": "https://ntfy.example/alerts-T0KEN?auth=xyz", "secret": "hmac-s3cret"}}
+            },
+            "platforms": {"tiktok": {"yt-dlp": {"extra_args": ["--password=argsecret", "--verbose"]}}}
+        }))
+        .unwrap();
+        let redactor = Redactor::from_settings(&settings);
+        let text = "POST https://ntfy.example/alerts-T0KEN?auth=xyz failed; /alerts-T0KEN; \
+                    proxy pa55word; smtp-s3cret hmac-s3cret argsecret --verbose; \
+                    other https://u:p@host.example/x?token=abc&page=2";
+        let clean = redactor.redact(text);
+        for secret in [
+            "T0KEN",
+            "xyz",
+            "pa55word",
+            "smtp-s3cret",
+            "hmac-s3cret",
+            "argsecret",
+            "u:p",
+            "abc",
+        ] {
+            assert!(!clean.contains(secret), "{secret} in {clean}");
+        }
+        assert!(
+            clean.contains("--verbose") && clean.contains("page=2"),
+            "{clean}"
+        );
+        assert_eq!(
+            redactor.redact(&clean),
+            clean,
+            "redacting twice changes nothing"
+        );
     }
 }

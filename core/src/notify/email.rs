@@ -176,4 +176,25 @@ mod tests {
             "{err}"
         );
     }
+
+    #[tokio::test]
+    async fn smtp_servers_pass_the_address_guard() {
+        let timeout = Duration::from_secs(5);
+        let err = checked_address("127.0.0.1", 25, AddressGuard::new(true), timeout)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DeliveryError::Refused(_)), "{err}");
+        let err = checked_address("localhost", 25, AddressGuard::new(true), timeout)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DeliveryError::Refused(_)), "{err}");
+        let err = checked_address("169.254.169.254", 25, AddressGuard::new(false), timeout)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("metadata"), "{err}");
+        let open = checked_address("127.0.0.1", 2525, AddressGuard::new(false), timeout)
+            .await
+            .unwrap();
+        assert_eq!(open, "127.0.0.1:2525".parse().unwrap());
+    }
 }

@@ -380,4 +380,55 @@ mod tests {
         assert_eq!(value["topic"], "alerts");
         assert_eq!(value["click"], "https://media.example.org/settings");
     }
+
+    fn hook_for(url: &str) -> (WebhookRequest, WebhookSettings) {
+        let hook = WebhookSettings {
+            url: url.into(),
+            ..WebhookSettings::default()
+        };
+        let request = WebhookRequest {
+            url: url.into(),
+            body: b"{}".to_vec(),
+            content_type: "application/json",
+        };
+        (request, hook)
+    }
+
+    #[tokio::test]
+    async fn a_failed_connection_does_not_quote_the_url() {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (request, hook) = hook_for(&format!("http://127.0.0.1:{port}/hooks/T0KEN-123?key=K3Y"));
+        let settings = NotificationSettings::default();
+        let client = reqwest::Client::new();
+        let (_, err) = attempt(&client, &request, &hook, "system", "d1", &settings)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, DeliveryError::Network(_)), "{text}");
+        assert!(!text.contains("T0KEN") && !text.contains("K3Y"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_guard_refuses_before_connecting() {
+        let client = reqwest::Client::new();
+        let mut settings = NotificationSettings::default();
+        let (request, hook) = hook_for("http://169.254.169.254/latest/meta-data/");
+        let (_, err) = attempt(&client, &request, &hook, "system", "d1", &settings)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DeliveryError::Refused(_)), "{err}");
+        assert!(!err.is_retryable());
+        settings.guard = crate::fetch::AddressGuard::new(true);
+        let (request, hook) = hook_for("http://[::ffff:127.0.0.1]:9/hooks/T0KEN");
+        let (_, err) = attempt(&client, &request, &hook, "system", "d1", &settings)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("private"), "{err}");
+        assert!(!err.to_string().contains("T0KEN"), "{err}");
+    }
 }
