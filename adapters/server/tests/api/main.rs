@@ -5,6 +5,7 @@ mod helpers;
 mod notifications;
 mod scenarios;
 mod scheduler;
+mod security_secrets;
 
 /// Runs each scenario on both databases.
 macro_rules! on_both_databases {
