@@ -213,6 +213,19 @@ async fn queue_and_fail(app: &TestApp, token: &str, url: &str) -> String {
     panic!("{url} did not finish (hang guard)");
 }
 
+/// Tests the webhook `name`, which must fail; returns its error.
+async fn failed_test_delivery(app: &TestApp, token: &str, name: &str) -> String {
+    let (_, outcome) = app
+        .post(
+            "/api/v1/notifications/test",
+            token,
+            json!({"webhook": name}),
+        )
+        .await;
+    assert_eq!(outcome["results"][0]["success"], false, "{outcome}");
+    outcome["results"][0]["error"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn the_guard_refuses_inside_addresses_for_downloads_and_webhooks() {
     let backing = Backing::new(Db::Sqlite).await;
@@ -242,21 +255,8 @@ async fn the_guard_refuses_inside_addresses_for_downloads_and_webhooks() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let error = queue_and_fail(&app, &admin, "http://169.254.169.254/latest/meta-data/").await;
     assert!(error.contains("metadata address refused"), "{error}");
-    let (_, outcome) = app
-        .post(
-            "/api/v1/notifications/test",
-            &admin,
-            json!({"webhook": "meta"}),
-        )
-        .await;
-    assert_eq!(outcome["results"][0]["success"], false, "{outcome}");
-    assert!(
-        outcome["results"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("metadata"),
-        "{outcome}"
-    );
+    let error = failed_test_delivery(&app, &admin, "meta").await;
+    assert!(error.contains("metadata"), "{error}");
 
     // Guard on: loopback, also written as IPv4-mapped IPv6, is refused.
     let (status, body) = patch_settings(
@@ -281,21 +281,8 @@ async fn the_guard_refuses_inside_addresses_for_downloads_and_webhooks() {
             "{url}: {error}"
         );
     }
-    let (_, outcome) = app
-        .post(
-            "/api/v1/notifications/test",
-            &admin,
-            json!({"webhook": "local"}),
-        )
-        .await;
-    assert_eq!(outcome["results"][0]["success"], false, "{outcome}");
-    assert!(
-        outcome["results"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("refused"),
-        "{outcome}"
-    );
+    let error = failed_test_delivery(&app, &admin, "local").await;
+    assert!(error.contains("refused"), "{error}");
     assert!(
         fixture.received_requests().await.unwrap().is_empty(),
         "nothing reached the inside server"
