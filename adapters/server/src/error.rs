@@ -20,6 +20,9 @@ pub mod codes {
     pub const BAD_REQUEST: &str = "BAD_REQUEST";
     /// A value is of the wrong type or out of range; `field` names it.
     pub const VALIDATION_ERROR: &str = "VALIDATION_ERROR";
+    /// A setting that is read-only over HTTP (a program path or its
+    /// arguments, set in the config file); `field` names it.
+    pub const READ_ONLY_SETTING: &str = "READ_ONLY_SETTING";
     /// No or unusable credentials.
     pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
     /// Wrong username or password.

@@ -365,6 +365,7 @@ pub async fn run_with(
             receiver,
             Arc::clone(&state.store),
             Arc::clone(&state.events),
+            state.settings.clone(),
             background.clone(),
         ));
     }

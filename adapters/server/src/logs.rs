@@ -1,13 +1,18 @@
 //! Logs kept in the store: a `tracing` layer picks up events at INFO and
 //! above ([`LogCapture::layer`]), and the server's writer task stores them
 //! in batches and publishes each as a `log` WebSocket event.
+//!
+//! Secrets never reach readers: the writer passes every entry through the
+//! settings' [`Redactor`] before publishing or storing it, and `GET /logs`
+//! redacts again on the way out (entries stored before a secret was set).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use mediadl::model::settings::Redactor;
 use mediadl::model::{Event, EventKind, LogEvent, LogLevel, Metadata, NewLogEntry};
-use mediadl::{EventBus, Store};
+use mediadl::{EventBus, SettingsHandle, Store};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -185,11 +190,21 @@ pub fn module_name(target: &str) -> String {
     }
 }
 
-/// Stores captured entries until `shutdown`, then drains what is left.
+/// Hides the settings' secrets in a log entry's message and fields.
+pub(crate) fn redact_entry(redactor: &Redactor, message: &mut String, metadata: &mut Metadata) {
+    *message = redactor.redact(message);
+    for value in metadata.values_mut() {
+        redactor.redact_value(value);
+    }
+}
+
+/// Stores captured entries (redacted with `settings`' secrets) until
+/// `shutdown`, then drains what is left.
 pub(crate) async fn run_writer(
     mut receiver: mpsc::Receiver<NewLogEntry>,
     store: Arc<dyn Store>,
     events: Arc<dyn EventBus>,
+    settings: SettingsHandle,
     shutdown: CancellationToken,
 ) {
     let mut batch: Vec<NewLogEntry> = Vec::with_capacity(BATCH);
@@ -204,18 +219,27 @@ pub(crate) async fn run_writer(
             while let Ok(entry) = receiver.try_recv() {
                 batch.push(entry);
             }
-            write(&store, &events, &mut batch).await;
+            write(&store, &events, &settings, &mut batch).await;
             return;
         }
-        write(&store, &events, &mut batch).await;
+        write(&store, &events, &settings, &mut batch).await;
     }
 }
 
-async fn write(store: &Arc<dyn Store>, events: &Arc<dyn EventBus>, batch: &mut Vec<NewLogEntry>) {
+async fn write(
+    store: &Arc<dyn Store>,
+    events: &Arc<dyn EventBus>,
+    settings: &SettingsHandle,
+    batch: &mut Vec<NewLogEntry>,
+) {
     if batch.is_empty() {
         return;
     }
-    let entries = std::mem::take(batch);
+    let mut entries = std::mem::take(batch);
+    let redactor = Redactor::from_settings(&settings.current());
+    for entry in &mut entries {
+        redact_entry(&redactor, &mut entry.message, &mut entry.metadata);
+    }
     for entry in &entries {
         events
             .publish(Event {

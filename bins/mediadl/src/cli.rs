@@ -70,8 +70,9 @@ pub struct ServeArgs {
     /// Root of the downloads (default: DIR/downloads under the data dir).
     #[arg(long, env = "MEDIADL_DOWNLOAD_DIR", value_name = "DIR")]
     pub download_dir: Option<PathBuf>,
-    /// Settings file with the settings API's keys (default: mediadl.toml when present).
-    #[arg(long, value_name = "FILE")]
+    /// Settings file with the settings API's keys (default: mediadl.toml when
+    /// present); the only place program paths and `extra_args` are set.
+    #[arg(long, env = "MEDIADL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Requests per hour allowed to each signed-in user.
     #[arg(long, env = "MEDIADL_RATE_LIMIT_USER", value_name = "N",
@@ -108,8 +109,9 @@ pub struct WorkerArgs {
     /// Workers in this process (default: the settings' general.concurrent_downloads).
     #[arg(long, value_name = "N")]
     pub concurrency: Option<u32>,
-    /// Settings file with the settings API's keys (default: mediadl.toml when present).
-    #[arg(long, value_name = "FILE")]
+    /// Settings file with the settings API's keys (default: mediadl.toml when
+    /// present); the only place program paths and `extra_args` are set.
+    #[arg(long, env = "MEDIADL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 

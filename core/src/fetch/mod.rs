@@ -4,7 +4,7 @@
 //! [`transfer`]: streaming a body to disk while hashing it.
 
 mod cookies;
-mod guard;
+pub mod guard;
 mod limits;
 pub mod transfer;
 
@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 pub use cookies::{CookieError, ParsedCookies, parse_netscape_cookies};
-pub use guard::is_blocked_address;
+pub use guard::{AddressGuard, is_blocked_address};
 pub use limits::HostPermit;
 
 use crate::error::{DownloadError, Error};
@@ -36,7 +36,7 @@ const MAX_REDIRECTS: usize = 10;
 pub struct HttpClient {
     client: reqwest::Client,
     hosts: Arc<HostLimits>,
-    block_private: bool,
+    guard: AddressGuard,
 }
 
 impl HttpClient {
@@ -133,12 +133,11 @@ impl HttpClient {
         self.hosts.try_now(&host_key(url))
     }
 
-    /// Refuses schemes other than http(s), and private addresses when blocked.
+    /// Refuses schemes other than http(s), metadata endpoints, and private
+    /// addresses when blocked.
     pub fn check_url(&self, url: &Url) -> Result<(), DownloadError> {
         check_scheme(url)?;
-        if self.block_private {
-            guard::check_literal_host(url)?;
-        }
+        self.guard.check_url(url)?;
         Ok(())
     }
 }
@@ -186,7 +185,7 @@ impl HttpClientBuilder<'_> {
     /// or `network` when the TLS stack cannot be set up.
     pub fn build(self) -> Result<HttpClient, Error> {
         let settings = self.settings;
-        let block_private = settings.block_private_addresses;
+        let guard = AddressGuard::new(settings.block_private_addresses);
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
@@ -194,7 +193,7 @@ impl HttpClientBuilder<'_> {
             if let Err(err) = check_scheme(attempt.url()) {
                 return attempt.error(err.to_string());
             }
-            if block_private && let Err(err) = guard::check_literal_host(attempt.url()) {
+            if let Err(err) = guard.check_url(attempt.url()) {
                 return attempt.error(err.to_string());
             }
             attempt.follow()
@@ -205,10 +204,8 @@ impl HttpClientBuilder<'_> {
             .read_timeout(Duration::from_secs(settings.read_timeout_seconds.into()))
             .redirect(redirect)
             .pool_max_idle_per_host(64)
-            .tcp_nodelay(true);
-        if block_private {
-            builder = builder.dns_resolver(Arc::new(guard::GuardedResolver));
-        }
+            .tcp_nodelay(true)
+            .dns_resolver(guard.resolver());
         let proxy = self.proxy.as_deref().unwrap_or(&settings.proxy);
         if proxy.is_empty() {
             builder = builder.no_proxy();
@@ -232,7 +229,7 @@ impl HttpClientBuilder<'_> {
         Ok(HttpClient {
             client,
             hosts,
-            block_private,
+            guard,
         })
     }
 }

@@ -390,29 +390,324 @@ pub fn is_secret_key(key: &str) -> bool {
     .any(|marker| key.ends_with(marker))
 }
 
-/// Replaces every non-empty secret value with [`MASK`].
-pub fn mask_secrets(value: &mut Value) {
-    if let Value::Object(map) = value {
-        for (key, child) in map.iter_mut() {
-            if is_secret_key(key) && !child.is_object() {
-                let empty = child.is_null() || child.as_str().is_some_and(str::is_empty);
-                if !empty {
-                    *child = Value::String(MASK.into());
-                }
-            } else {
-                mask_secrets(child);
-            }
+/// How a secret field is shown on the way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SecretKind {
+    /// Replaced by [`MASK`] as a whole (passwords, tokens, webhook URLs,
+    /// `extra_args`).
+    Whole,
+    /// A URL whose user name and password are replaced by [`MASK`]
+    /// (`http://***@proxy:3128/`), so the proxy's address stays visible.
+    UrlCredentials,
+}
+
+/// Which fields are secret, by their path in the settings document.
+/// The one classification behind the settings responses, the patch's
+/// masked values and [`Redactor`].
+fn secret_kind(path: &[&str]) -> Option<SecretKind> {
+    match path {
+        // Discord and ntfy carry the token in the URL itself.
+        ["notifications", "webhooks", _, "url"] => Some(SecretKind::Whole),
+        ["network", "proxy"] | ["network", "platform_proxies", _] => {
+            Some(SecretKind::UrlCredentials)
         }
+        // Arguments may carry a password or a cookie file's path.
+        ["platforms", _, _, "extra_args"] => Some(SecretKind::Whole),
+        [.., key] if is_secret_key(key) => Some(SecretKind::Whole),
+        _ => None,
     }
 }
 
-/// Drops every secret written back as [`MASK`] from a patch, so merging it
-/// keeps the stored value.
-pub fn strip_masked(patch: &mut Value) {
-    if let Value::Object(map) = patch {
-        map.retain(|key, child| !(is_secret_key(key) && child.as_str() == Some(MASK)));
-        for child in map.values_mut() {
-            strip_masked(child);
+/// What `value` at `path` looks like on the way out; `None` when it is
+/// shown as it is (not secret, empty, or a proxy URL without credentials).
+fn masked(path: &[&str], value: &Value) -> Option<Value> {
+    let empty = match value {
+        Value::Null | Value::Object(_) => true,
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    };
+    if empty {
+        return None;
+    }
+    match secret_kind(path)? {
+        SecretKind::Whole => Some(Value::String(MASK.into())),
+        SecretKind::UrlCredentials => value
+            .as_str()
+            .and_then(url_with_masked_credentials)
+            .map(Value::String),
+    }
+}
+
+/// `scheme://***@host/…` for a URL with a user name or password.
+fn url_with_masked_credentials(text: &str) -> Option<String> {
+    let mut url = url::Url::parse(text).ok()?;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    url.set_username(MASK).ok()?;
+    url.set_password(None).ok()?;
+    Some(url.to_string())
+}
+
+/// Replaces every secret with its masked form (see [`MASK`]): passwords,
+/// tokens and cookies, webhook URLs, `extra_args`, and the credentials of
+/// proxy URLs.
+pub fn mask_secrets(document: &mut Value) {
+    fn walk(path: &mut Vec<String>, value: &mut Value) {
+        let Value::Object(map) = value else { return };
+        for (key, child) in map.iter_mut() {
+            path.push(key.clone());
+            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+            match masked(&segments, child) {
+                Some(mask) => *child = mask,
+                None => walk(path, child),
+            }
+            path.pop();
+        }
+    }
+    walk(&mut Vec::new(), document);
+}
+
+/// Drops from a patch every secret written back in its masked form (what
+/// [`mask_secrets`] made of `current`, or a bare [`MASK`]), so merging the
+/// patch keeps the value in effect.
+pub fn strip_masked(patch: &mut Value, current: &Value) {
+    fn walk(path: &mut Vec<String>, patch: &mut Value, current: Option<&Value>) {
+        let Value::Object(map) = patch else { return };
+        let mut echoed = Vec::new();
+        for (key, sent) in map.iter_mut() {
+            path.push(key.clone());
+            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+            let stored = current.and_then(|current| current.get(key));
+            let is_echo = secret_kind(&segments).is_some()
+                && (sent.as_str() == Some(MASK)
+                    || stored.and_then(|stored| masked(&segments, stored)).as_ref() == Some(sent));
+            if is_echo {
+                echoed.push(key.clone());
+            } else {
+                walk(path, sent, stored);
+            }
+            path.pop();
+        }
+        for key in echoed {
+            map.remove(&key);
+        }
+    }
+    walk(&mut Vec::new(), patch, Some(current));
+}
+
+/// Keys of a downloader's section (`platforms.<platform>.<downloader>`)
+/// that decide what runs on the host: the program and its extra arguments.
+/// They come from the config file (or code embedding the library), never
+/// from `PATCH /settings` or the stored document.
+pub const PROGRAM_KEYS: &[&str] = &["path", "extra_args"];
+
+/// Whether a dotted path names a program setting (`platforms.<p>.<d>.path`
+/// or `….extra_args`).
+pub fn is_program_field(field: &str) -> bool {
+    let parts: Vec<&str> = field.split('.').collect();
+    matches!(parts.as_slice(), ["platforms", _, _, key] if PROGRAM_KEYS.contains(key))
+}
+
+/// Every program setting of `document`, as (platform, downloader, key, value).
+fn program_fields(document: &Value) -> Vec<(String, String, &'static str, Value)> {
+    let mut found = Vec::new();
+    let Some(platforms) = document.get("platforms").and_then(Value::as_object) else {
+        return found;
+    };
+    for (platform, section) in platforms {
+        let Some(section) = section.as_object() else {
+            continue;
+        };
+        for (downloader, program) in section {
+            for key in PROGRAM_KEYS {
+                if let Some(value) = program.as_object().and_then(|program| program.get(*key)) {
+                    found.push((platform.clone(), downloader.clone(), *key, value.clone()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Removes every program setting from `document` and returns their dotted
+/// paths (a stored document from before they became read-only may hold some).
+pub fn remove_program_fields(document: &mut Value) -> Vec<String> {
+    let mut removed = Vec::new();
+    for (platform, downloader, key, _) in program_fields(document) {
+        if let Some(program) = document["platforms"][&platform][&downloader].as_object_mut() {
+            program.remove(key);
+        }
+        removed.push(format!("platforms.{platform}.{downloader}.{key}"));
+    }
+    removed
+}
+
+/// Only the program settings of `document`, as a document of their own
+/// (the layer [`SettingsHandle`](crate::SettingsHandle) keeps over the stored settings).
+pub fn program_layer(document: &Value) -> Value {
+    let mut layer = Value::Object(Map::new());
+    for (platform, downloader, key, value) in program_fields(document) {
+        layer["platforms"][&platform][&downloader][key] = value;
+    }
+    layer
+}
+
+/// Refuses a patch that changes a program setting, and removes the ones it
+/// sends back unchanged (as `current` has them, or in their masked form).
+///
+/// # Errors
+///
+/// [`InvalidSetting`] naming the first program setting the patch would change.
+pub fn take_program_fields(patch: &mut Value, current: &Value) -> Result<(), InvalidSetting> {
+    for (platform, downloader, key, sent) in program_fields(patch) {
+        let field = format!("platforms.{platform}.{downloader}.{key}");
+        let path = ["platforms", platform.as_str(), downloader.as_str(), key];
+        let now = current
+            .get("platforms")
+            .and_then(|p| p.get(&platform))
+            .and_then(|p| p.get(&downloader))
+            .and_then(|p| p.get(key))
+            .filter(|now| !now.is_null());
+        let unchanged = match now {
+            None => sent.is_null(),
+            Some(now) => *now == sent || masked(&path, now).as_ref() == Some(&sent),
+        };
+        if !unchanged {
+            return Err(InvalidSetting::new(
+                &field,
+                "read-only over HTTP: programs and their arguments are set in the config file (--config / MEDIADL_CONFIG)",
+            ));
+        }
+    }
+    remove_program_fields(patch);
+    Ok(())
+}
+
+/// Shortest secret value [`Redactor`] looks for in free text: shorter ones
+/// (`-f`, `hd`) would blank out ordinary words.
+const MIN_REDACTED_LEN: usize = 6;
+
+/// URL credentials (`scheme://user:pass@`) in free text.
+static URL_CREDENTIALS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@").expect("valid regex")
+});
+/// Query parameters that carry credentials (`?token=…`, `&api_key=…`).
+static SECRET_QUERY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)([?&](?:access_token|token|api_key|apikey|key|secret|password|passwd|sig|signature|auth)=)[^&\s#]+",
+    )
+    .expect("valid regex")
+});
+
+/// Removes secrets from free text (log messages, delivery errors) before
+/// anyone else reads it: every secret value of the settings (the fields
+/// [`mask_secrets`] masks), plus URL credentials and credential query
+/// parameters wherever they appear.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// Longest first, so a URL is replaced before the token inside it.
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// A redactor for the secrets of `settings`.
+    pub fn from_settings(settings: &Settings) -> Self {
+        fn walk(path: &mut Vec<String>, value: &Value, redactor: &mut Redactor) {
+            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+            if let Some(kind) = secret_kind(&segments) {
+                match (kind, value) {
+                    (SecretKind::UrlCredentials, Value::String(url)) => {
+                        redactor.add_url_credentials(url)
+                    }
+                    (_, Value::String(text)) if segments.last() == Some(&"url") => {
+                        redactor.add_url(text)
+                    }
+                    (_, Value::String(text)) => redactor.add(text),
+                    (_, Value::Array(items)) => {
+                        for arg in items.iter().filter_map(Value::as_str) {
+                            // `--password=x`: the value; `--verbose`: nothing.
+                            match arg.split_once('=') {
+                                Some((_, value)) => redactor.add(value),
+                                None if !arg.starts_with('-') => redactor.add(arg),
+                                None => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                return;
+            }
+            if let Value::Object(map) = value {
+                for (key, child) in map {
+                    path.push(key.clone());
+                    walk(path, child, redactor);
+                    path.pop();
+                }
+            }
+        }
+        let mut redactor = Self::default();
+        walk(&mut Vec::new(), &settings.to_value(), &mut redactor);
+        redactor
+    }
+
+    /// Also hides `secret` (ignored when shorter than a few characters).
+    pub fn add(&mut self, secret: &str) {
+        let secret = secret.trim();
+        if secret.chars().count() >= MIN_REDACTED_LEN && !self.secrets.iter().any(|s| s == secret) {
+            self.secrets.push(secret.to_owned());
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// Also hides a URL that is a secret as a whole, in the forms it is
+    /// printed in: as written, normalised, its path and query, its path.
+    pub fn add_url(&mut self, text: &str) {
+        self.add(text);
+        if let Ok(url) = url::Url::parse(text.trim()) {
+            self.add(url.as_str());
+            for rest in [
+                &url[url::Position::BeforePath..],
+                &url[url::Position::BeforePath..url::Position::AfterPath],
+            ] {
+                if rest.len() > 1 {
+                    self.add(rest);
+                }
+            }
+        }
+    }
+
+    fn add_url_credentials(&mut self, text: &str) {
+        if let Ok(url) = url::Url::parse(text.trim()) {
+            if let Some(password) = url.password() {
+                self.add(password);
+            }
+            if !url.username().is_empty() {
+                self.add(url.username());
+            }
+        }
+    }
+
+    /// `text` with every secret replaced by [`MASK`].
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), MASK);
+            }
+        }
+        let text = URL_CREDENTIALS.replace_all(&text, "${1}***@");
+        SECRET_QUERY.replace_all(&text, "${1}***").into_owned()
+    }
+
+    /// Every string inside `value` redacted.
+    pub fn redact_value(&self, value: &mut Value) {
+        match value {
+            Value::String(text) => *text = self.redact(text),
+            Value::Array(items) => items.iter_mut().for_each(|item| self.redact_value(item)),
+            Value::Object(map) => map.values_mut().for_each(|item| self.redact_value(item)),
+            _ => {}
         }
     }
 }
@@ -482,9 +777,119 @@ mod tests {
         assert_eq!(doc["notifications"]["email"]["smtp_password"], json!(MASK));
         assert_eq!(doc["notifications"]["email"]["smtp_host"], json!("mx"));
         let mut patch = doc.clone();
-        strip_masked(&mut patch);
+        strip_masked(&mut patch, &stored);
         let mut merged = stored.clone();
         merge_patch(&mut merged, &patch);
         assert_eq!(merged, stored);
+    }
+
+    #[test]
+    fn webhook_urls_proxy_credentials_and_extra_args_are_masked_and_echo_keeps_them() {
+        let stored = json!({
+            "network": {"proxy": "http://bob:pa55word@proxy.example:3128", "platform_proxies": {"tiktok": "socks5://proxy.example:1080"}},
+            "notifications": {"webhooks": {"ci": {"url": "https://discord.com/api/webhooks/1/T0KEN-abcdef"}}},
+            "platforms": {"tiktok": {"yt-dlp": {"extra_args": ["--password", "hunter22"], "path": "/usr/bin/yt-dlp"}}}
+        });
+        let mut shown = stored.clone();
+        mask_secrets(&mut shown);
+        assert_eq!(
+            shown["network"]["proxy"],
+            json!("http://***@proxy.example:3128/")
+        );
+        assert_eq!(
+            shown["network"]["platform_proxies"]["tiktok"],
+            json!("socks5://proxy.example:1080")
+        );
+        assert_eq!(shown["notifications"]["webhooks"]["ci"]["url"], json!(MASK));
+        assert_eq!(
+            shown["platforms"]["tiktok"]["yt-dlp"]["extra_args"],
+            json!(MASK)
+        );
+        assert_eq!(
+            shown["platforms"]["tiktok"]["yt-dlp"]["path"],
+            json!("/usr/bin/yt-dlp")
+        );
+        let mut patch = shown.clone();
+        strip_masked(&mut patch, &stored);
+        take_program_fields(&mut patch, &stored).unwrap();
+        let mut merged = stored.clone();
+        assert_eq!(
+            merge_patch(&mut merged, &patch),
+            0,
+            "the echo changes nothing"
+        );
+        assert_eq!(merged, stored);
+    }
+
+    #[test]
+    fn program_settings_cannot_be_changed_by_a_patch() {
+        let current = json!({"platforms": {"tiktok": {"yt-dlp": {"path": "/usr/bin/yt-dlp", "extra_args": ["-f", "best"]}}}});
+        for (patch, field) in [
+            (
+                json!({"platforms": {"tiktok": {"yt-dlp": {"path": "/tmp/evil"}}}}),
+                "platforms.tiktok.yt-dlp.path",
+            ),
+            (
+                json!({"platforms": {"tiktok": {"yt-dlp": {"extra_args": ["--exec", "sh"]}}}}),
+                "platforms.tiktok.yt-dlp.extra_args",
+            ),
+            (
+                json!({"platforms": {"tiktok": {"yt-dlp": {"path": null}}}}),
+                "platforms.tiktok.yt-dlp.path",
+            ),
+            (
+                json!({"platforms": {"instagram": {"gallery-dl": {"path": "/bin/sh"}}}}),
+                "platforms.instagram.gallery-dl.path",
+            ),
+        ] {
+            let mut patch = patch;
+            let err = take_program_fields(&mut patch, &current).unwrap_err();
+            assert_eq!(err.field, field);
+            assert!(is_program_field(&err.field));
+        }
+        let mut stored = current.clone();
+        assert_eq!(remove_program_fields(&mut stored).len(), 2);
+        assert_eq!(stored, json!({"platforms": {"tiktok": {"yt-dlp": {}}}}));
+        assert_eq!(program_layer(&current), current);
+        assert!(!is_program_field("platforms.tiktok.quality"));
+    }
+
+    #[test]
+    fn the_redactor_hides_every_secret_of_the_settings() {
+        let settings = Settings::from_value(&json!({
+            "network": {"proxy": "http://bob:pa55word@proxy.example:3128"},
+            "notifications": {
+                "email": {"smtp_password": "smtp-s3cret"},
+                "webhooks": {"ci": {"url": "https://ntfy.example/alerts-T0KEN?auth=xyz", "secret": "hmac-s3cret"}}
+            },
+            "platforms": {"tiktok": {"yt-dlp": {"extra_args": ["--password=argsecret", "--verbose"]}}}
+        }))
+        .unwrap();
+        let redactor = Redactor::from_settings(&settings);
+        let text = "POST https://ntfy.example/alerts-T0KEN?auth=xyz failed; /alerts-T0KEN; \
+                    proxy pa55word; smtp-s3cret hmac-s3cret argsecret --verbose; \
+                    other https://u:p@host.example/x?token=abc&page=2";
+        let clean = redactor.redact(text);
+        for secret in [
+            "T0KEN",
+            "xyz",
+            "pa55word",
+            "smtp-s3cret",
+            "hmac-s3cret",
+            "argsecret",
+            "u:p",
+            "abc",
+        ] {
+            assert!(!clean.contains(secret), "{secret} in {clean}");
+        }
+        assert!(
+            clean.contains("--verbose") && clean.contains("page=2"),
+            "{clean}"
+        );
+        assert_eq!(
+            redactor.redact(&clean),
+            clean,
+            "redacting twice changes nothing"
+        );
     }
 }

@@ -2,15 +2,18 @@
 //! (STARTTLS, implicit TLS or plain for a local relay; rustls), with a
 //! plain-text and an HTML part.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::notice::EmailContent;
 use super::settings::{EmailSettings, SmtpSecurity};
 use super::{DeliveryError, error_chain};
+use crate::fetch::guard::{AddressGuard, AddressRefused};
 
 fn mailbox(field: &str, text: &str) -> Result<Mailbox, DeliveryError> {
     text.trim()
@@ -44,7 +47,15 @@ pub fn build_message(
 }
 
 /// Sends one email; the error carries the SMTP server's or the network's words.
-pub async fn send(settings: &EmailSettings, content: &EmailContent) -> Result<(), DeliveryError> {
+///
+/// The server's name is resolved here and lettre connects to an address
+/// `guard` allowed (TLS still verifies the name), so a name that resolves
+/// inside cannot slip past the guard between check and connect.
+pub async fn send(
+    settings: &EmailSettings,
+    guard: AddressGuard,
+    content: &EmailContent,
+) -> Result<(), DeliveryError> {
     let message = build_message(settings, content)?;
     let host = settings.smtp_host.trim();
     if host.is_empty() {
@@ -53,18 +64,23 @@ pub async fn send(settings: &EmailSettings, content: &EmailContent) -> Result<()
         ));
     }
     let timeout = Duration::from_secs(u64::from(settings.timeout_seconds.max(1)));
-    let builder = match settings.security {
-        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host),
-        SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host),
-        SmtpSecurity::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-            host,
-        )),
-    }
-    .map_err(|err| DeliveryError::Smtp {
-        reason: error_chain(&err),
-        permanent: true,
-    })?;
-    let mut builder = builder.port(settings.smtp_port).timeout(Some(timeout));
+    let address = checked_address(host, settings.smtp_port, guard, timeout).await?;
+    let tls_parameters = || {
+        TlsParameters::new(host.to_owned()).map_err(|err| DeliveryError::Smtp {
+            reason: error_chain(&err),
+            permanent: true,
+        })
+    };
+    let tls = match settings.security {
+        SmtpSecurity::Tls => Tls::Wrapper(tls_parameters()?),
+        SmtpSecurity::Starttls => Tls::Required(tls_parameters()?),
+        SmtpSecurity::None => Tls::None,
+    };
+    let mut builder =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
+            .port(settings.smtp_port)
+            .tls(tls)
+            .timeout(Some(timeout));
     if !settings.smtp_username.is_empty() {
         builder = builder.credentials(Credentials::new(
             settings.smtp_username.clone(),
@@ -83,6 +99,36 @@ pub async fn send(settings: &EmailSettings, content: &EmailContent) -> Result<()
             permanent: err.is_permanent(),
         }),
         Err(_) => Err(DeliveryError::Timeout(timeout * 2)),
+    }
+}
+
+/// The first address of `host` the guard allows.
+async fn checked_address(
+    host: &str,
+    port: u16,
+    guard: AddressGuard,
+    timeout: Duration,
+) -> Result<SocketAddr, DeliveryError> {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        guard.check_ip(host, ip)?;
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let resolved = tokio::time::timeout(timeout, guard.resolve(host, port))
+        .await
+        .map_err(|_| DeliveryError::Timeout(timeout))?;
+    match resolved {
+        Ok(addresses) => addresses
+            .into_iter()
+            .next()
+            .ok_or_else(|| DeliveryError::Network(format!("{host}: no addresses"))),
+        Err(err) => match err.downcast::<AddressRefused>() {
+            Ok(refused) => Err(DeliveryError::Refused(*refused)),
+            Err(err) => Err(DeliveryError::Network(format!("{host}: {err}"))),
+        },
     }
 }
 
@@ -129,5 +175,26 @@ mod tests {
             matches!(err, DeliveryError::InvalidAddress { ref field, .. } if field == "notifications.email.from"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn smtp_servers_pass_the_address_guard() {
+        let timeout = Duration::from_secs(5);
+        let err = checked_address("127.0.0.1", 25, AddressGuard::new(true), timeout)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DeliveryError::Refused(_)), "{err}");
+        let err = checked_address("localhost", 25, AddressGuard::new(true), timeout)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DeliveryError::Refused(_)), "{err}");
+        let err = checked_address("169.254.169.254", 25, AddressGuard::new(false), timeout)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("metadata"), "{err}");
+        let open = checked_address("127.0.0.1", 2525, AddressGuard::new(false), timeout)
+            .await
+            .unwrap();
+        assert_eq!(open, "127.0.0.1:2525".parse().unwrap());
     }
 }

@@ -123,13 +123,17 @@ pub enum DeliveryError {
     /// No answer within the transport's timeout.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The address guard refused the receiver's address (a metadata
+    /// endpoint, or a private one under `network.block_private_addresses`).
+    #[error("{0}")]
+    Refused(#[from] crate::fetch::guard::AddressRefused),
 }
 
 impl DeliveryError {
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::InvalidAddress { .. } | Self::NotConfigured(_) => false,
+            Self::InvalidAddress { .. } | Self::NotConfigured(_) | Self::Refused(_) => false,
             Self::Smtp { permanent, .. } => !permanent,
             Self::HttpStatus { status, .. } => *status >= 500 || *status == 408 || *status == 429,
             Self::Network(_) | Self::Timeout(_) => true,
@@ -193,7 +197,7 @@ struct Shared {
     log: DeliveryLog,
     permits: Semaphore,
     #[cfg(feature = "webhooks")]
-    http: reqwest::Client,
+    http: WebhookClients,
 }
 
 /// The notification subscriber.
@@ -264,7 +268,7 @@ impl Notifier {
                 log: DeliveryLog::new(state),
                 permits: Semaphore::new(options.max_concurrent_deliveries),
                 #[cfg(feature = "webhooks")]
-                http: webhook_client(),
+                http: WebhookClients::new(),
             }),
             settings,
             options,
@@ -472,7 +476,7 @@ impl Notifier {
                     return;
                 };
                 webhook::deliver(
-                    &shared.http,
+                    shared.http.get(settings.guard),
                     &name,
                     &hook,
                     &notice,
@@ -511,15 +515,58 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// One webhook client per address-guard mode, since the guard is part of
+/// the client (its resolver and redirect policy) and the setting is live.
 #[cfg(feature = "webhooks")]
-fn webhook_client() -> reqwest::Client {
+#[derive(Debug)]
+struct WebhookClients {
+    open: reqwest::Client,
+    private_blocked: reqwest::Client,
+}
+
+#[cfg(feature = "webhooks")]
+impl WebhookClients {
+    fn new() -> Self {
+        Self {
+            open: webhook_client(crate::fetch::AddressGuard::new(false)),
+            private_blocked: webhook_client(crate::fetch::AddressGuard::new(true)),
+        }
+    }
+
+    fn get(&self, guard: crate::fetch::AddressGuard) -> &reqwest::Client {
+        if guard.block_private {
+            &self.private_blocked
+        } else {
+            &self.open
+        }
+    }
+}
+
+/// Redirects followed by a webhook delivery.
+#[cfg(feature = "webhooks")]
+const WEBHOOK_REDIRECTS: usize = 3;
+
+/// A client whose connections pass `guard`: resolved names keep only
+/// allowed addresses, and every redirect target is checked.
+#[cfg(feature = "webhooks")]
+fn webhook_client(guard: crate::fetch::AddressGuard) -> reqwest::Client {
+    let redirect = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= WEBHOOK_REDIRECTS {
+            return attempt.error(format!("more than {WEBHOOK_REDIRECTS} redirects"));
+        }
+        if let Err(err) = guard.check_url(attempt.url()) {
+            return attempt.error(err);
+        }
+        attempt.follow()
+    });
     reqwest::Client::builder()
         .user_agent(concat!(
             "mediadl/",
             env!("CARGO_PKG_VERSION"),
             " (notifications)"
         ))
-        .redirect(reqwest::redirect::Policy::limited(3))
+        .redirect(redirect)
+        .dns_resolver(guard.resolver())
         .build()
         .unwrap_or_default()
 }
@@ -551,7 +598,7 @@ async fn deliver_email(
     for number in 1..=attempts {
         let at = clock.now();
         let started = std::time::Instant::now();
-        let result = email::send(&settings.email, &content).await;
+        let result = email::send(&settings.email, settings.guard, &content).await;
         let (success, error, again) = match &result {
             Ok(()) => (true, None, false),
             Err(err) => (false, Some(err.to_string()), err.is_retryable()),
@@ -784,7 +831,7 @@ async fn test_webhook(
     log: &DeliveryLog,
     clock: &dyn Clock,
 ) -> Result<TestOutcome, TestError> {
-    let client = webhook_client();
+    let client = webhook_client(settings.guard);
     let delivery = webhook::deliver(&client, name, hook, notice, settings, log, clock, true).await;
     Ok(TestOutcome {
         transport: TestTransport::Webhook,

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::fetch::AddressGuard;
 use crate::model::NotificationTopic;
 use crate::model::settings::{InvalidSetting, Settings};
 
@@ -42,6 +43,11 @@ pub struct NotificationSettings {
     pub forum_monitor_warning_hours: u32,
     /// Deliveries kept in the history (`GET /notifications/deliveries`).
     pub history_limit: u32,
+    /// The address guard webhook and SMTP connections pass: metadata
+    /// endpoints always, private addresses under
+    /// `network.block_private_addresses` (read from there, not from this section).
+    #[serde(skip)]
+    pub guard: AddressGuard,
 }
 
 impl Default for NotificationSettings {
@@ -55,6 +61,7 @@ impl Default for NotificationSettings {
             base_url: String::new(),
             forum_monitor_warning_hours: 24,
             history_limit: 200,
+            guard: AddressGuard::default(),
         }
     }
 }
@@ -342,7 +349,9 @@ impl NotificationSettings {
     ///
     /// [`InvalidSetting`] naming the first unacceptable field.
     pub fn from_settings(settings: &Settings) -> Result<Self, InvalidSetting> {
-        Self::from_value(&Value::Object(settings.notifications.clone()))
+        let mut parsed = Self::from_value(&Value::Object(settings.notifications.clone()))?;
+        parsed.guard = AddressGuard::new(settings.network.block_private_addresses);
+        Ok(parsed)
     }
 
     /// Reads and validates a `notifications` section.

@@ -17,6 +17,7 @@ use super::settings::{NotificationSettings, WebhookFormat, WebhookSettings};
 use super::{DeliveryError, error_chain};
 use crate::clock::Clock;
 use crate::model::NotificationLevel;
+use crate::model::settings::Redactor;
 
 /// Header with the body's signature.
 pub const SIGNATURE_HEADER: &str = "X-Mediadl-Signature";
@@ -181,15 +182,25 @@ fn split_ntfy_url(raw: &str) -> (String, String) {
     }
 }
 
-/// One attempt: `Ok(status)` for a 2xx.
+/// One attempt: `Ok(status)` for a 2xx. Error texts never carry the
+/// hook's URL (Discord and ntfy keep their token in it): they reach the
+/// delivery history and the logs.
 async fn attempt(
     client: &reqwest::Client,
     request: &WebhookRequest,
     hook: &WebhookSettings,
     event: &str,
     delivery_id: &str,
-    timeout: Duration,
+    settings: &NotificationSettings,
 ) -> Result<u16, (Option<u16>, DeliveryError)> {
+    let timeout = Duration::from_secs(u64::from(settings.retry.timeout_seconds.max(1)));
+    // Literal addresses never reach the client's resolver: checked here.
+    if let Ok(url) = url::Url::parse(&request.url) {
+        settings
+            .guard
+            .check_url(&url)
+            .map_err(|err| (None, err.into()))?;
+    }
     let mut builder = client
         .post(&request.url)
         .timeout(timeout)
@@ -215,7 +226,10 @@ async fn attempt(
     match tokio::time::timeout(timeout + Duration::from_secs(1), exchange).await {
         Err(_) => Err((None, DeliveryError::Timeout(timeout))),
         Ok(Err(err)) if err.is_timeout() => Err((None, DeliveryError::Timeout(timeout))),
-        Ok(Err(err)) => Err((None, DeliveryError::Network(error_chain(&err)))),
+        Ok(Err(err)) => Err((
+            None,
+            DeliveryError::Network(error_chain(&err.without_url())),
+        )),
         Ok(Ok((status, _))) if (200..300).contains(&status) => Ok(status),
         Ok(Ok((status, body))) => Err((
             Some(status),
@@ -251,17 +265,25 @@ pub async fn deliver(
     delivery.test = test;
     let request = build_request(hook, notice, &delivery.id, settings);
     let event = topic_name(notice.topic);
+    // A receiver's error page may quote the URL it was called at.
+    let mut redactor = Redactor::default();
+    redactor.add_url(&hook.url);
+    redactor.add(&hook.secret);
     let retry = &settings.retry;
-    let timeout = Duration::from_secs(u64::from(retry.timeout_seconds.max(1)));
     let attempts = if test { 1 } else { retry.max_attempts.max(1) };
     for number in 1..=attempts {
         let started = Instant::now();
         let at = clock.now();
-        let result = attempt(client, &request, hook, &event, &delivery.id, timeout).await;
+        let result = attempt(client, &request, hook, &event, &delivery.id, settings).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let (success, status_code, error, again) = match result {
             Ok(status) => (true, Some(status), None, false),
-            Err((status, err)) => (false, status, Some(err.to_string()), err.is_retryable()),
+            Err((status, err)) => (
+                false,
+                status,
+                Some(redactor.redact(&err.to_string())),
+                err.is_retryable(),
+            ),
         };
         delivery.attempts.push(DeliveryAttempt {
             attempt: number,
@@ -357,5 +379,56 @@ mod tests {
         let value = body(&request);
         assert_eq!(value["topic"], "alerts");
         assert_eq!(value["click"], "https://media.example.org/settings");
+    }
+
+    fn hook_for(url: &str) -> (WebhookRequest, WebhookSettings) {
+        let hook = WebhookSettings {
+            url: url.into(),
+            ..WebhookSettings::default()
+        };
+        let request = WebhookRequest {
+            url: url.into(),
+            body: b"{}".to_vec(),
+            content_type: "application/json",
+        };
+        (request, hook)
+    }
+
+    #[tokio::test]
+    async fn a_failed_connection_does_not_quote_the_url() {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (request, hook) = hook_for(&format!("http://127.0.0.1:{port}/hooks/T0KEN-123?key=K3Y"));
+        let settings = NotificationSettings::default();
+        let client = reqwest::Client::new();
+        let (_, err) = attempt(&client, &request, &hook, "system", "d1", &settings)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, DeliveryError::Network(_)), "{text}");
+        assert!(!text.contains("T0KEN") && !text.contains("K3Y"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_guard_refuses_before_connecting() {
+        let client = reqwest::Client::new();
+        let mut settings = NotificationSettings::default();
+        let (request, hook) = hook_for("http://169.254.169.254/latest/meta-data/");
+        let (_, err) = attempt(&client, &request, &hook, "system", "d1", &settings)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DeliveryError::Refused(_)), "{err}");
+        assert!(!err.is_retryable());
+        settings.guard = crate::fetch::AddressGuard::new(true);
+        let (request, hook) = hook_for("http://[::ffff:127.0.0.1]:9/hooks/T0KEN");
+        let (_, err) = attempt(&client, &request, &hook, "system", "d1", &settings)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("private"), "{err}");
+        assert!(!err.to_string().contains("T0KEN"), "{err}");
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use http::HeaderValue;
 use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use mediadl::model::settings::Redactor;
 use mediadl::model::{LogEntry, LogFilter, LogLevel};
 use serde::Deserialize;
 use serde_json::json;
@@ -14,6 +15,7 @@ use warp::{Filter, Reply};
 
 use crate::auth::{AuthUser, admin, reader};
 use crate::error::{ApiError, ApiResult, handle};
+use crate::logs::redact_entry;
 use crate::request::query;
 use crate::routes::auth::with;
 use crate::state::AppState;
@@ -145,7 +147,8 @@ async fn list(state: AppState, q: LogsQuery) -> ApiResult {
             .transpose()?,
         limit,
     };
-    let page = state.store.query_logs(&filter).await?;
+    let mut page = state.store.query_logs(&filter).await?;
+    redact_entries(&state, &mut page.logs);
     let mut response = warp::reply::json(&json!({
         "logs": page.logs,
         "total": page.total,
@@ -157,6 +160,15 @@ async fn list(state: AppState, q: LogsQuery) -> ApiResult {
         .headers_mut()
         .insert("x-total-count", HeaderValue::from(page.matching));
     Ok(response)
+}
+
+/// Stored entries with the secrets of the settings now in effect hidden
+/// (an entry may predate the secret it mentions).
+fn redact_entries(state: &AppState, entries: &mut [LogEntry]) {
+    let redactor = Redactor::from_settings(&state.settings.current());
+    for entry in entries {
+        redact_entry(&redactor, &mut entry.message, &mut entry.metadata);
+    }
 }
 
 fn text_line(entry: &LogEntry) -> String {
@@ -217,6 +229,7 @@ async fn download(state: AppState, q: DownloadQuery) -> ApiResult {
         to = oldest;
     }
     entries.reverse();
+    redact_entries(&state, &mut entries);
     let (body, extension) = if json_format {
         (
             serde_json::to_vec_pretty(&entries).map_err(ApiError::internal)?,

@@ -7,6 +7,7 @@ mod scenarios;
 mod scheduler;
 mod security_auth;
 mod security_http;
+mod security_secrets;
 
 /// Runs each scenario on both databases.
 macro_rules! on_both_databases {
