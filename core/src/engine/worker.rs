@@ -1100,11 +1100,12 @@ async fn record_failure(
 async fn needs_attention(shared: &Shared, item: &QueueItem, reason: &str) {
     if let Some(job_id) = &item.options.job_id {
         match shared.store.get_job(job_id).await {
-            Ok(mut job) if job.enabled => {
-                job.enabled = false;
-                job.next_run = None;
-                job.updated_at = shared.clock.now();
-                if let Err(err) = shared.store.update_job(job).await {
+            Ok(job) if job.spec.enabled => {
+                let paused = shared
+                    .store
+                    .set_job_enabled(job_id, false, None, shared.clock.now())
+                    .await;
+                if let Err(err) = paused {
                     tracing::warn!(target: "mediadl::engine", job_id, error = %err, "cannot pause the job");
                 }
             }

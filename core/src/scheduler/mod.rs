@@ -44,7 +44,7 @@
 //!         ..NewJob::default()
 //!     })
 //!     .await?;
-//! assert!(job.next_run.is_some());
+//! assert!(job.state.next_run.is_some());
 //! let fired = scheduler.run_now(&job.id).await?;
 //! assert!(fired.queue_item.is_some(), "the run queued a download");
 //!
@@ -102,7 +102,9 @@ use crate::clock::Clock;
 use crate::config::SettingsHandle;
 use crate::downloader::Registry;
 use crate::error::{Error, StoreError};
-use crate::model::{CatchUp, Job, JobKind, JobRun, QueueItem, QueueStatus, RunFilter, RunStatus};
+use crate::model::{
+    CatchUp, Job, JobKind, JobRun, NextRun, QueueItem, QueueStatus, RunFilter, RunStatus,
+};
 use crate::queue::QueueService;
 use crate::store::Store;
 
@@ -182,9 +184,9 @@ pub struct CronScheduler {
 /// `schedule_human` of a job: plain English, or the expression itself if
 /// it no longer parses.
 pub fn schedule_human(job: &Job) -> String {
-    Schedule::parse(&job.schedule, job.timezone.as_deref())
+    Schedule::parse(&job.spec.schedule, job.spec.timezone.as_deref())
         .map(|schedule| schedule.describe())
-        .unwrap_or_else(|_| job.schedule.clone())
+        .unwrap_or_else(|_| job.spec.schedule.clone())
 }
 
 /// How many ids `create` tries (`id`, `id-2`, …) before giving up.
@@ -245,14 +247,14 @@ impl CronScheduler {
             return Ok(());
         }
         let now = self.clock.now();
-        for mut job in maintenance::builtin_jobs(now) {
+        for job in maintenance::builtin_jobs(now) {
             match self.store.get_job(&job.id).await {
                 Ok(_) => continue,
                 Err(StoreError::NotFound { .. }) => {}
                 Err(err) => return Err(err.into()),
             }
-            let schedule = Schedule::parse(&job.schedule, None)?;
-            job.next_run = schedule.next_after(now);
+            let schedule = Schedule::parse(&job.spec.schedule, None)?;
+            let job = job.with_next_run(schedule.next_after(now));
             match self.store.create_job(job).await {
                 Ok(_) | Err(StoreError::Conflict(_)) => {}
                 Err(err) => return Err(err.into()),
@@ -282,8 +284,8 @@ impl CronScheduler {
             .list_jobs()
             .await?
             .into_iter()
-            .filter(|job| job.enabled && job.next_run.is_some())
-            .min_by_key(|job| job.next_run))
+            .filter(|job| job.spec.enabled && job.state.next_run.is_some())
+            .min_by_key(|job| job.state.next_run))
     }
 
     /// The job with `id`.
@@ -305,16 +307,17 @@ impl CronScheduler {
     /// [`Error::Store`] when storing fails.
     pub async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
         let now = self.clock.now();
-        let mut job = new.into_job(String::new(), now);
+        let mut spec = new.into_spec();
         let settings = self.settings.current();
-        let schedule = jobs::validate_job(&mut job, &self.registry, &settings, now, true).await?;
-        job.id = jobs::slug(&[&job.platform, &job.source, &job.content_type]);
-        job.next_run = if job.enabled {
+        let schedule = jobs::validate_job(&mut spec, &self.registry, &settings, now, true).await?;
+        let id = jobs::slug(&[&spec.platform, &spec.source, &spec.content_type]);
+        let next_run = if spec.enabled {
             schedule.next_after(now)
         } else {
             None
         };
-        self.insert_with_unique_id(job).await
+        self.insert_with_unique_id(Job::new(id, spec, now).with_next_run(next_run))
+            .await
     }
 
     async fn insert_with_unique_id(&self, mut job: Job) -> Result<Job, Error> {
@@ -335,9 +338,10 @@ impl CronScheduler {
         .into())
     }
 
-    /// Changes a job. Disabling clears `next_run`; enabling or a new
-    /// schedule computes it from now (slots missed while disabled are not
-    /// run).
+    /// Changes a job's definition. Disabling clears `next_run`; enabling or
+    /// a new schedule computes it from now (slots missed while disabled are
+    /// not run). Only the definition is written: a slot another instance
+    /// fired meanwhile stays fired, and its counters stay counted.
     ///
     /// # Errors
     ///
@@ -345,28 +349,30 @@ impl CronScheduler {
     /// [`Error::Store`] with [`StoreError::NotFound`] for an unknown id.
     pub async fn update_job(&self, id: &str, patch: JobPatch) -> Result<Job, Error> {
         let now = self.clock.now();
-        let mut job = self.store.get_job(id).await?;
-        let was_enabled = job.enabled;
+        let job = self.store.get_job(id).await?;
+        let was_enabled = job.spec.enabled;
         let retime = patch.touches_timing();
-        patch.apply(&mut job)?;
+        let mut spec = job.spec;
+        patch.apply(&mut spec)?;
         let settings = self.settings.current();
-        let schedule = jobs::validate_job(&mut job, &self.registry, &settings, now, false).await?;
-        if !job.enabled {
-            job.next_run = None;
-        } else if retime || !was_enabled || job.next_run.is_none() {
-            job.next_run = schedule.next_after(now);
-        }
-        if job.kind == JobKind::ForumMonitor
-            && job.enabled
-            && job.monitor_until.is_some_and(|until| until <= now)
+        let schedule = jobs::validate_job(&mut spec, &self.registry, &settings, now, false).await?;
+        let next_run = if !spec.enabled {
+            NextRun::Set(None)
+        } else if retime || !was_enabled || job.state.next_run.is_none() {
+            NextRun::Set(schedule.next_after(now))
+        } else {
+            NextRun::Keep
+        };
+        if spec.kind == JobKind::ForumMonitor
+            && spec.enabled
+            && spec.monitor_until.is_some_and(|until| until <= now)
         {
             return Err(Error::invalid(
                 "enabled",
                 "the monitor period is over: post the thread to /platforms/forum/monitor again",
             ));
         }
-        job.updated_at = now;
-        Ok(self.store.update_job(job).await?)
+        Ok(self.store.update_job_spec(id, spec, next_run, now).await?)
     }
 
     /// Deletes a job and its run history. Built-in maintenance jobs can be
@@ -378,7 +384,7 @@ impl CronScheduler {
     /// [`StoreError::NotFound`] for an unknown id.
     pub async fn delete_job(&self, id: &str) -> Result<(), Error> {
         let job = self.store.get_job(id).await?;
-        if job.kind == JobKind::Maintenance {
+        if job.spec.kind == JobKind::Maintenance {
             return Err(Error::invalid(
                 "id",
                 "built-in maintenance jobs cannot be deleted; disable them instead",
@@ -411,7 +417,7 @@ impl CronScheduler {
             .into());
         }
         let fired = self.start_run(&job, None, now).await?;
-        if fired.run.status == RunStatus::Failure && job.kind != JobKind::Maintenance {
+        if fired.run.status == RunStatus::Failure && job.spec.kind != JobKind::Maintenance {
             let reason = fired
                 .run
                 .error_message
@@ -495,7 +501,7 @@ impl CronScheduler {
             .store
             .open_run(&job.id, now, RunStatus::Running, None)
             .await?;
-        if job.kind == JobKind::Maintenance {
+        if job.spec.kind == JobKind::Maintenance {
             let settings = self.settings.current();
             let result = maintenance::run_maintenance(&job.id, &*self.store, &settings, now).await;
             let finished = self.clock.now();
@@ -555,7 +561,7 @@ impl CronScheduler {
     /// Submits the job's queue item, after checking that its downloader can
     /// run now (a missing program fails the run with the reason).
     async fn enqueue(&self, job: &Job, run_id: i64) -> Result<QueueItem, Error> {
-        let new = jobs::queue_item_for(job, Some(run_id))?;
+        let new = jobs::queue_item_for(&job.id, &job.spec, Some(run_id))?;
         let downloader = self
             .registry
             .find(&new.platform, new.options.downloader.as_deref())?;
@@ -565,7 +571,7 @@ impl CronScheduler {
                 "config.downloader",
                 format!(
                     "{} downloader {:?} is unavailable: {}",
-                    job.platform,
+                    job.spec.platform,
                     downloader.info().name,
                     unavailable.reason
                 ),
@@ -597,35 +603,28 @@ impl CronScheduler {
         self.start_run(job, Some(slot), now).await
     }
 
-    /// Applies a change to the stored job, re-read just before writing so
-    /// counters updated meanwhile by run closes are kept.
-    async fn modify_job(&self, id: &str, change: impl FnOnce(&mut Job)) -> Result<Job, Error> {
-        let mut job = self.store.get_job(id).await?;
-        change(&mut job);
-        job.updated_at = self.clock.now();
-        Ok(self.store.update_job(job).await?)
-    }
-
     /// One job's share of a tick.
     async fn tick_job(&self, job: &Job, now: DateTime<Utc>) -> Result<Option<Fired>, Error> {
-        if !job.enabled {
+        let spec = &job.spec;
+        if !spec.enabled {
             return Ok(None);
         }
-        if job.kind == JobKind::ForumMonitor && job.monitor_until.is_some_and(|until| until <= now)
+        if spec.kind == JobKind::ForumMonitor
+            && spec.monitor_until.is_some_and(|until| until <= now)
         {
             tracing::info!(job = %job.id, "forum monitor period over: disabling");
-            self.modify_job(&job.id, |job| {
-                job.enabled = false;
-                job.next_run = None;
-            })
-            .await?;
+            self.store
+                .set_job_enabled(&job.id, false, None, self.clock.now())
+                .await?;
             return Ok(None);
         }
-        let schedule = Schedule::parse(&job.schedule, job.timezone.as_deref())?;
-        let Some(next_run) = job.next_run else {
+        let schedule = Schedule::parse(&spec.schedule, spec.timezone.as_deref())?;
+        let Some(next_run) = job.state.next_run else {
             // Enabled without a next run (written by another tool): start now.
             let next = schedule.next_after(now);
-            self.modify_job(&job.id, |job| job.next_run = next).await?;
+            self.store
+                .set_job_enabled(&job.id, true, next, self.clock.now())
+                .await?;
             return Ok(None);
         };
         if next_run > now {
@@ -640,7 +639,7 @@ impl CronScheduler {
         if !self.store.claim_slot(&job.id, slot, following).await? {
             return Ok(None);
         }
-        if job.catch_up == CatchUp::None && now - slot > self.options.missed_after {
+        if spec.catch_up == CatchUp::None && now - slot > self.options.missed_after {
             tracing::info!(job = %job.id, %slot, "missed slot dropped (catch_up: none)");
             return Ok(None);
         }

@@ -120,13 +120,13 @@ async fn overview(state: AppState) -> ApiResult {
     let limit = settings.storage_limit_bytes();
     let next = jobs
         .iter()
-        .filter(|job| job.enabled)
-        .filter_map(|job| job.next_run.map(|at| (at, job)))
+        .filter(|job| job.spec.enabled)
+        .filter_map(|job| job.state.next_run.map(|at| (at, job)))
         .min_by_key(|(at, _)| *at)
         .map(|(at, job)| {
             json!({
                 "job_id": job.id,
-                "job_name": job.name,
+                "job_name": job.spec.name,
                 "scheduled_time": at,
                 "in_seconds": (at - now).num_seconds().max(0),
             })
