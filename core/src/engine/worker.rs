@@ -15,6 +15,7 @@ use super::{Shared, TEMP_PREFIX};
 use crate::downloader::{Context, Downloader, MediaItem, Request, Staging, TransferProgress};
 use crate::error::{DownloadError, StoreError};
 use crate::fetch::transfer::{Fetched, FinalName, Target, fetch_to_file, move_into_place};
+use crate::format::human_bytes;
 use crate::model::{
     CompletedEvent, Download, DownloadStatus, EventKind, LeaseToken, Leased, ListingOrder,
     NewDownload, Notification, NotificationAction, NotificationLevel, NotificationTopic,
@@ -490,22 +491,6 @@ async fn storage_full(shared: &Shared, used: u64, limit: u64) -> Stop {
     Stop::Deferred {
         reason,
         wait: shared.timing.storage_wait,
-    }
-}
-
-/// `1.5 GB`-style sizes (binary units, as the spec's `used_human`).
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
