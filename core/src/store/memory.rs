@@ -174,6 +174,12 @@ impl State {
         self.change_queue_item(queue_id, |item| item.lease_expires_at = None);
     }
 
+    fn job_mut(&mut self, id: &str) -> StoreResult<&mut Job> {
+        self.jobs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::not_found("job", id))
+    }
+
     fn download_id_by_key(&self, archive_key: &str) -> Option<i64> {
         self.by_archive_key.get(archive_key).copied()
     }
@@ -932,10 +938,7 @@ impl JobRepo for MemoryStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Job> {
         let mut state = self.lock()?;
-        let job = state
-            .jobs
-            .get_mut(id)
-            .ok_or_else(|| StoreError::not_found("job", id))?;
+        let job = state.job_mut(id)?;
         let next_run = match next_run {
             NextRun::Keep => job.state.next_run,
             NextRun::Set(next_run) => next_run,
@@ -954,10 +957,7 @@ impl JobRepo for MemoryStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Job> {
         let mut state = self.lock()?;
-        let job = state
-            .jobs
-            .get_mut(id)
-            .ok_or_else(|| StoreError::not_found("job", id))?;
+        let job = state.job_mut(id)?;
         job.spec.enabled = enabled;
         job.state.next_run = rules::stored_next_run(enabled, next_run);
         job.updated_at = to_micros(now);
@@ -982,10 +982,7 @@ impl JobRepo for MemoryStore {
     ) -> StoreResult<bool> {
         let slot = to_micros(slot);
         let mut state = self.lock()?;
-        let job = state
-            .jobs
-            .get_mut(job_id)
-            .ok_or_else(|| StoreError::not_found("job", job_id))?;
+        let job = state.job_mut(job_id)?;
         if job.state.last_slot.is_some_and(|last| last >= slot) {
             return Ok(false);
         }
