@@ -62,11 +62,11 @@ fn thread_url(raw: &str) -> Result<url::Url, Error> {
 }
 
 impl CronScheduler {
-    /// Starts monitoring a thread: creates the monitor job and queues the
-    /// first full check at once. The same thread posted again is not a
-    /// second monitor: it is re-checked at once, re-enabled, and its
-    /// `monitor_until` extended when the new period ends later.
-    pub async fn monitor_forum(&self, request: ForumMonitorRequest) -> Result<ForumMonitor, Error> {
+    /// [`Scheduler::monitor_forum`](super::Scheduler::monitor_forum).
+    pub(crate) async fn monitor_thread(
+        &self,
+        request: ForumMonitorRequest,
+    ) -> Result<ForumMonitor, Error> {
         let now = self.clock.now();
         let forum_name = request.forum_name.trim().to_owned();
         if forum_name.is_empty() {
