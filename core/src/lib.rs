@@ -17,6 +17,7 @@ pub mod engines;
 pub mod error;
 pub mod events;
 pub mod fetch;
+pub mod format;
 pub mod model;
 pub mod notify;
 pub mod platforms;

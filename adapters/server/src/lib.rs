@@ -36,7 +36,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mediadl::scheduler::CronScheduler;
+use mediadl::scheduler::{CronScheduler, Scheduler};
 use mediadl::{BroadcastBus, EventBus, QueueService, SettingsHandle, Store, SystemClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -230,7 +230,7 @@ pub async fn build_state(
         settings.clone(),
         Arc::clone(&clock),
     );
-    let scheduler = Arc::new(CronScheduler::new(
+    let scheduler: Arc<dyn Scheduler> = Arc::new(CronScheduler::new(
         Arc::clone(&store),
         queue.clone(),
         Arc::clone(&config.registry),

@@ -2006,7 +2006,9 @@ mod tests {
             schemas["LogLevel"]["enum"],
             json!(["DEBUG", "INFO", "WARNING", "ERROR"])
         );
-        assert!(schemas["Job"]["properties"]["last_slot"].is_null());
+        // Internal to exactly-once firing: in no part of the job's schema.
+        assert!(!schemas["Job"].to_string().contains("last_slot"));
+        assert!(schemas["Job"].to_string().contains("next_run"));
         assert_eq!(schemas["LoginRequest"]["additionalProperties"], false);
     }
 }

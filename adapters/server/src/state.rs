@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use mediadl::scheduler::CronScheduler;
+use mediadl::scheduler::Scheduler;
 use mediadl::{Clock, EventBus, QueueService, Registry, SettingsHandle, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,7 @@ pub struct AppState {
     /// Every queue write goes through here (validation, `queue_updated`).
     pub queue: QueueService,
     /// Job management for `/scheduler/*`; its firing loop runs in the server.
-    pub scheduler: Arc<CronScheduler>,
+    pub scheduler: Arc<dyn Scheduler>,
     /// The time source of tokens, history rows and queue items.
     pub clock: Arc<dyn Clock>,
     /// Token issuing and checking, login lockout.

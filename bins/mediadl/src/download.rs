@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mediadl::engine::{Engine, RetryPolicy};
+use mediadl::format::human_bytes;
 use mediadl::model::{EventKind, NewQueueItem, QueueStatus, Window};
 use mediadl::store::{MemoryStore, Store};
 use mediadl::{
@@ -236,8 +237,8 @@ async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, Download
     }
     eprintln!(
         "mediadl: {files} file(s), {} in {elapsed:.1}s ({}/s){}",
-        human(bytes),
-        human((bytes as f64 / elapsed.max(0.001)) as u64),
+        human_bytes(bytes),
+        human_bytes((bytes as f64 / elapsed.max(0.001)) as u64),
         if failed > 0 {
             format!("; {failed} failed")
         } else {
@@ -276,10 +277,6 @@ async fn settle_from_store(
         }
     }
     failed
-}
-
-fn human(bytes: u64) -> String {
-    indicatif::HumanBytes(bytes).to_string()
 }
 
 /// Progress bars on a terminal, one line per finished URL otherwise.

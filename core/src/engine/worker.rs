@@ -15,6 +15,7 @@ use super::{Shared, TEMP_PREFIX};
 use crate::downloader::{Context, Downloader, MediaItem, Request, Staging, TransferProgress};
 use crate::error::{DownloadError, StoreError};
 use crate::fetch::transfer::{Fetched, FinalName, Target, fetch_to_file, move_into_place};
+use crate::format::human_bytes;
 use crate::model::{
     CompletedEvent, Download, DownloadStatus, EventKind, LeaseToken, Leased, ListingOrder,
     NewDownload, Notification, NotificationAction, NotificationLevel, NotificationTopic,
@@ -490,22 +491,6 @@ async fn storage_full(shared: &Shared, used: u64, limit: u64) -> Stop {
     Stop::Deferred {
         reason,
         wait: shared.timing.storage_wait,
-    }
-}
-
-/// `1.5 GB`-style sizes (binary units, as the spec's `used_human`).
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -1100,11 +1085,12 @@ async fn record_failure(
 async fn needs_attention(shared: &Shared, item: &QueueItem, reason: &str) {
     if let Some(job_id) = &item.options.job_id {
         match shared.store.get_job(job_id).await {
-            Ok(mut job) if job.enabled => {
-                job.enabled = false;
-                job.next_run = None;
-                job.updated_at = shared.clock.now();
-                if let Err(err) = shared.store.update_job(job).await {
+            Ok(job) if job.spec.enabled => {
+                let paused = shared
+                    .store
+                    .set_job_enabled(job_id, false, None, shared.clock.now())
+                    .await;
+                if let Err(err) = paused {
                     tracing::warn!(target: "mediadl::engine", job_id, error = %err, "cannot pause the job");
                 }
             }

@@ -72,12 +72,15 @@ impl std::str::FromStr for RunStatus {
     }
 }
 
-/// A scheduled job (`/scheduler/jobs`).
+/// A job's definition: what a person (or a forum monitor request) edits.
+///
+/// It is written only by [`JobRepo::update_job_spec`](crate::store::JobRepo::update_job_spec)
+/// and [`JobRepo::set_job_enabled`](crate::store::JobRepo::set_job_enabled),
+/// neither of which touches the [`JobState`], so an edit made from a stale
+/// read can never undo a firing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Job {
-    /// Slug such as `instagram-evalongoria-posts`.
-    pub id: String,
+pub struct JobSpec {
     /// Human-readable name shown in the dashboard.
     pub name: String,
     /// What the job does when it fires.
@@ -101,6 +104,17 @@ pub struct Job {
     pub config: Metadata,
     /// Forum monitors disable themselves after this time.
     pub monitor_until: Option<DateTime<Utc>>,
+}
+
+/// What firings change: the latest slot taken, run counters and the last
+/// and next run. Only [`claim_slot`](crate::store::JobRepo::claim_slot),
+/// [`open_run`](crate::store::JobRepo::open_run) and
+/// [`close_run`](crate::store::JobRepo::close_run) write the slot and the
+/// counters; `next_run` also follows the definition (a new schedule,
+/// enabling, disabling).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobState {
     /// When the job last fired.
     pub last_run: Option<DateTime<Utc>>,
     /// How its last run ended.
@@ -119,10 +133,55 @@ pub struct Job {
     pub success_count: u64,
     /// Runs that ended in failure.
     pub failure_count: u64,
+}
+
+/// A scheduled job (`/scheduler/jobs`): its definition and its state, one
+/// flat object on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Job {
+    /// Slug such as `instagram-evalongoria-posts`.
+    pub id: String,
+    /// What the user edits.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub spec: JobSpec,
+    /// What firings change.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub state: JobState,
     /// When the job was created.
     pub created_at: DateTime<Utc>,
-    /// When the job was last changed.
+    /// When the job's definition last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+impl Job {
+    /// A job that has never run and has no next run yet, created at `now`.
+    pub fn new(id: impl Into<String>, spec: JobSpec, now: DateTime<Utc>) -> Self {
+        Self {
+            id: id.into(),
+            spec,
+            state: JobState::default(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The same job with `next_run` set (a job about to be created).
+    pub fn with_next_run(mut self, next_run: Option<DateTime<Utc>>) -> Self {
+        self.state.next_run = next_run;
+        self
+    }
+}
+
+/// What a change of a job's definition does to its next firing time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextRun {
+    /// The stored `next_run` stays (a change that does not touch timing).
+    Keep,
+    /// `next_run` becomes this (a new schedule, enabling; `None` while disabled).
+    Set(Option<DateTime<Utc>>),
 }
 
 /// One execution of a job (`/scheduler/history`).

@@ -144,10 +144,11 @@ impl Notice {
     /// A forum monitor that stops at `until`.
     pub fn monitor_expiring(job: &Job, until: DateTime<Utc>, now: DateTime<Utc>) -> Self {
         let thread = job
+            .spec
             .config
             .get("url")
             .and_then(Value::as_str)
-            .unwrap_or(&job.source);
+            .unwrap_or(&job.spec.source);
         let when = if until <= now {
             "has stopped".to_owned()
         } else {
@@ -156,7 +157,7 @@ impl Notice {
         Self {
             topic: NotificationTopic::ForumMonitorExpiring,
             level: NotificationLevel::Warning,
-            title: format!("Forum monitor {} {when}", job.name),
+            title: format!("Forum monitor {} {when}", job.spec.name),
             message: format!(
                 "Monitoring of {thread} {when} ({}). Post the thread to the forum monitor again to extend it.",
                 until.format("%Y-%m-%d %H:%M UTC")

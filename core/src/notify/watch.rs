@@ -82,10 +82,10 @@ pub(super) async fn check(
         .warned_monitors
         .retain(|id, _| jobs.iter().any(|job| &job.id == id));
     for job in &jobs {
-        let Some(until) = job.monitor_until else {
+        let Some(until) = job.spec.monitor_until else {
             continue;
         };
-        if job.kind != JobKind::ForumMonitor
+        if job.spec.kind != JobKind::ForumMonitor
             || now < until - warning
             || now > until + stale_after()
             || state.warned_monitors.get(&job.id) == Some(&until)
@@ -93,7 +93,7 @@ pub(super) async fn check(
             continue;
         }
         // A monitor switched off by hand before its end is no news.
-        if !job.enabled && now < until {
+        if !job.spec.enabled && now < until {
             continue;
         }
         notices.push(Notice::monitor_expiring(job, until, now));

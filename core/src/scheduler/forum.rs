@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::jobs::{self, slug};
 use super::{CronScheduler, Fired};
 use crate::error::Error;
-use crate::model::{CatchUp, Job, JobKind, JobRun, Metadata};
+use crate::model::{CatchUp, Job, JobKind, JobRun, JobSpec, Metadata, NextRun};
 
 /// Checks per hour unless the request says otherwise.
 const DEFAULT_SCHEDULE: &str = "0 * * * *";
@@ -62,11 +62,11 @@ fn thread_url(raw: &str) -> Result<url::Url, Error> {
 }
 
 impl CronScheduler {
-    /// Starts monitoring a thread: creates the monitor job and queues the
-    /// first full check at once. The same thread posted again is not a
-    /// second monitor: it is re-checked at once, re-enabled, and its
-    /// `monitor_until` extended when the new period ends later.
-    pub async fn monitor_forum(&self, request: ForumMonitorRequest) -> Result<ForumMonitor, Error> {
+    /// [`Scheduler::monitor_forum`](super::Scheduler::monitor_forum).
+    pub(crate) async fn monitor_thread(
+        &self,
+        request: ForumMonitorRequest,
+    ) -> Result<ForumMonitor, Error> {
         let now = self.clock.now();
         let forum_name = request.forum_name.trim().to_owned();
         if forum_name.is_empty() {
@@ -82,8 +82,8 @@ impl CronScheduler {
         }
         let until = now + Duration::days(i64::from(days));
         let existing = self.store.list_jobs().await?.into_iter().find(|job| {
-            job.kind == JobKind::ForumMonitor
-                && job.config.get("url").and_then(Value::as_str) == Some(url.as_str())
+            job.spec.kind == JobKind::ForumMonitor
+                && job.spec.config.get("url").and_then(Value::as_str) == Some(url.as_str())
         });
         match existing {
             Some(job) => self.recheck(job, request, until, now).await,
@@ -102,28 +102,34 @@ impl CronScheduler {
         now: DateTime<Utc>,
     ) -> Result<ForumMonitor, Error> {
         let schedule = super::Schedule::parse(
-            request.schedule.as_deref().unwrap_or(&job.schedule),
-            request.timezone.as_deref().or(job.timezone.as_deref()),
+            request.schedule.as_deref().unwrap_or(&job.spec.schedule),
+            request.timezone.as_deref().or(job.spec.timezone.as_deref()),
         )?;
+        // The definition re-read just before writing, so a change made
+        // meanwhile is kept.
+        let job = self.store.get_job(&job.id).await?;
+        let mut spec = job.spec;
+        spec.monitor_until = Some(spec.monitor_until.map_or(until, |old| old.max(until)));
+        if let Some(title) = request.thread_title.filter(|t| !t.trim().is_empty()) {
+            spec.config.insert(
+                "thread_title".into(),
+                Value::String(title.trim().to_owned()),
+            );
+        }
+        let retime = request.schedule.is_some() || request.timezone.is_some();
+        if retime {
+            spec.schedule = schedule.expr().to_owned();
+            spec.timezone = schedule.timezone().map(|tz| tz.name().to_owned());
+        }
+        spec.enabled = true;
+        let next_run = if retime || job.state.next_run.is_none() {
+            NextRun::Set(schedule.next_after(now))
+        } else {
+            NextRun::Keep
+        };
         let job = self
-            .modify_job(&job.id, |job| {
-                job.monitor_until = Some(job.monitor_until.map_or(until, |old| old.max(until)));
-                if let Some(title) = request.thread_title.filter(|t| !t.trim().is_empty()) {
-                    job.config.insert(
-                        "thread_title".into(),
-                        Value::String(title.trim().to_owned()),
-                    );
-                }
-                if request.schedule.is_some() || request.timezone.is_some() {
-                    job.schedule = schedule.expr().to_owned();
-                    job.timezone = schedule.timezone().map(|tz| tz.name().to_owned());
-                    job.next_run = None;
-                }
-                job.enabled = true;
-                if job.next_run.is_none() {
-                    job.next_run = schedule.next_after(now);
-                }
-            })
+            .store
+            .update_job_spec(&job.id, spec, next_run, self.clock.now())
             .await?;
         if let Some(active) = self.active_run(&job, now).await? {
             return Ok(ForumMonitor {
@@ -155,13 +161,13 @@ impl CronScheduler {
         if let Some(title) = &title {
             config.insert("thread_title".into(), Value::String(title.clone()));
         }
-        let mut job = Job {
-            id: slug(&[
-                "forum",
-                url.host_str().unwrap_or_default(),
-                url.path(),
-                url.query().unwrap_or_default(),
-            ]),
+        let id = slug(&[
+            "forum",
+            url.host_str().unwrap_or_default(),
+            url.path(),
+            url.query().unwrap_or_default(),
+        ]);
+        let spec = JobSpec {
             name: title.unwrap_or_else(|| format!("{forum_name} thread {url}")),
             kind: JobKind::ForumMonitor,
             platform: "forum".to_owned(),
@@ -173,19 +179,10 @@ impl CronScheduler {
             catch_up: CatchUp::Once,
             config,
             monitor_until: Some(until),
-            last_run: None,
-            last_run_status: None,
-            last_run_items: None,
-            next_run: None,
-            last_slot: None,
-            total_runs: 0,
-            success_count: 0,
-            failure_count: 0,
-            created_at: now,
-            updated_at: now,
         };
+        let mut job = Job::new(id, spec, now);
         let settings = self.settings.current();
-        let schedule = jobs::validate_job(&mut job, &self.registry, &settings, now, true)
+        let schedule = jobs::validate_job(&mut job.spec, &self.registry, &settings, now, true)
             .await
             .map_err(|err| match err {
                 // The request names the thread `thread_url`, the job `config.url`.
@@ -197,7 +194,7 @@ impl CronScheduler {
                 }
                 other => other,
             })?;
-        job.next_run = schedule.next_after(now);
+        let job = job.with_next_run(schedule.next_after(now));
         let job = self.insert_with_unique_id(job).await?;
         let fired = self.start_run(&job, None, now).await?;
         let job = self.store.get_job(&job.id).await?;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::schedule::Schedule;
 use crate::downloader::{Registry, Request};
 use crate::error::Error;
-use crate::model::{CatchUp, Job, JobKind, Metadata, NewQueueItem, RequestOptions, Settings};
+use crate::model::{CatchUp, JobKind, JobSpec, Metadata, NewQueueItem, RequestOptions, Settings};
 
 /// `POST /scheduler/jobs`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -151,36 +151,40 @@ fn http_url(field: &str, value: &str) -> Result<String, Error> {
 /// The URL a job's queue item fetches: `config.url` when given, else for
 /// `direct` and `forum` the source itself (CONTRACT.md), else the source
 /// as given (a username: the platform's downloader works from the source).
-pub(crate) fn target_url(job: &Job, config: &JobConfig) -> Result<String, Error> {
-    match (&config.url, takes_url(&job.platform)) {
+pub(crate) fn target_url(spec: &JobSpec, config: &JobConfig) -> Result<String, Error> {
+    match (&config.url, takes_url(&spec.platform)) {
         (Some(url), _) => http_url("config.url", url),
-        (None, true) => http_url("source", &job.source).map_err(|_| {
+        (None, true) => http_url("source", &spec.source).map_err(|_| {
             Error::invalid(
                 "source",
                 format!(
                     "a {} job needs config.url, or an http(s) URL as its source (got {:?})",
-                    job.platform, job.source
+                    spec.platform, spec.source
                 ),
             )
         }),
-        (None, false) => Ok(job.source.clone()),
+        (None, false) => Ok(spec.source.clone()),
     }
 }
 
-/// The queue item a firing of `job` enqueues, linked to its history row.
-pub(crate) fn queue_item_for(job: &Job, run_id: Option<i64>) -> Result<NewQueueItem, Error> {
-    let config = JobConfig::parse(&job.config)?;
-    let url = target_url(job, &config)?;
+/// The queue item a firing of job `job_id` enqueues, linked to its history row.
+pub(crate) fn queue_item_for(
+    job_id: &str,
+    spec: &JobSpec,
+    run_id: Option<i64>,
+) -> Result<NewQueueItem, Error> {
+    let config = JobConfig::parse(&spec.config)?;
+    let url = target_url(spec, &config)?;
     let mut metadata = Metadata::new();
-    metadata.insert("job_id".into(), Value::String(job.id.clone()));
-    if let Some(title) = job.config.get("thread_title").filter(|v| v.is_string()) {
+    metadata.insert("job_id".into(), Value::String(job_id.to_owned()));
+    if let Some(title) = spec.config.get("thread_title").filter(|v| v.is_string()) {
         metadata.insert("thread_title".into(), title.clone());
     }
     Ok(NewQueueItem {
         url,
-        platform: job.platform.clone(),
-        source: job.source.clone(),
-        content_type: job.content_type.clone(),
+        platform: spec.platform.clone(),
+        source: spec.source.clone(),
+        content_type: spec.content_type.clone(),
         referer: None,
         save_path: None,
         priority: config.priority.unwrap_or(0),
@@ -190,7 +194,7 @@ pub(crate) fn queue_item_for(job: &Job, run_id: Option<i64>) -> Result<NewQueueI
             max_downloads: config.max_downloads,
             days_back: config.days_back,
             stop_after_known: config.stop_after_known,
-            job_id: Some(job.id.clone()),
+            job_id: Some(job_id.to_owned()),
             run_id,
         },
         metadata,
@@ -203,29 +207,29 @@ pub(crate) fn queue_item_for(job: &Job, run_id: Option<i64>) -> Result<NewQueueI
 /// downloader whether it can run now (a missing program is a 422 at create
 /// time rather than a failed run later).
 pub(crate) async fn validate_job(
-    job: &mut Job,
+    spec: &mut JobSpec,
     registry: &Registry,
     settings: &Settings,
     now: DateTime<Utc>,
     check_available: bool,
 ) -> Result<Schedule, Error> {
-    if job.name.trim().is_empty() {
+    if spec.name.trim().is_empty() {
         return Err(Error::invalid("name", "must not be empty"));
     }
-    let schedule = Schedule::parse(&job.schedule, job.timezone.as_deref())?;
-    job.schedule = schedule.expr().to_owned();
-    if job.kind == JobKind::Maintenance {
+    let schedule = Schedule::parse(&spec.schedule, spec.timezone.as_deref())?;
+    spec.schedule = schedule.expr().to_owned();
+    if spec.kind == JobKind::Maintenance {
         return Ok(schedule);
     }
-    if job.platform.trim().is_empty() {
+    if spec.platform.trim().is_empty() {
         return Err(Error::invalid("platform", "must not be empty"));
     }
-    if job.source.trim().is_empty() {
+    if spec.source.trim().is_empty() {
         return Err(Error::invalid("source", "must not be empty"));
     }
-    let config = JobConfig::parse(&job.config)?;
+    let config = JobConfig::parse(&spec.config)?;
     let downloader = registry
-        .find(&job.platform, config.downloader.as_deref())
+        .find(&spec.platform, config.downloader.as_deref())
         .map_err(|err| match err {
             Error::Invalid { field, reason } if field == "downloader" => {
                 Error::invalid("config.downloader", reason)
@@ -233,21 +237,22 @@ pub(crate) async fn validate_job(
             other => other,
         })?;
     let info = downloader.info();
-    if job.content_type.trim().is_empty() {
-        job.content_type = info.content_types.first().cloned().unwrap_or_default();
+    if spec.content_type.trim().is_empty() {
+        spec.content_type = info.content_types.first().cloned().unwrap_or_default();
     }
-    if !info.content_types.contains(&job.content_type) {
+    if !info.content_types.contains(&spec.content_type) {
         return Err(Error::invalid(
             "content_type",
             format!(
                 "{:?} is not a content type of {} (one of: {})",
-                job.content_type,
-                job.platform,
+                spec.content_type,
+                spec.platform,
                 info.content_types.join(", ")
             ),
         ));
     }
-    let item = queue_item_for(job, None)?;
+    // The probe needs no job id: validation looks at the target alone.
+    let item = queue_item_for("", spec, None)?;
     let probe = Request::from_item(&item.into_item(0, now), settings, now);
     downloader.validate(&probe)?;
     if check_available && let Err(unavailable) = downloader.check(settings).await {
@@ -255,7 +260,7 @@ pub(crate) async fn validate_job(
             "config.downloader",
             format!(
                 "{} downloader {:?} is unavailable: {}",
-                job.platform, info.name, unavailable.reason
+                spec.platform, info.name, unavailable.reason
             ),
         ));
     }
@@ -285,16 +290,15 @@ pub(crate) fn slug(parts: &[&str]) -> String {
 }
 
 impl NewJob {
-    /// The job this request describes, before validation.
-    pub(crate) fn into_job(self, id: String, now: DateTime<Utc>) -> Job {
+    /// The definition this request describes, before validation.
+    pub(crate) fn into_spec(self) -> JobSpec {
         let name = self
             .name
             .filter(|name| !name.trim().is_empty())
             .unwrap_or_else(|| format!("{} {} {}", self.platform, self.source, self.content_type))
             .trim()
             .to_owned();
-        Job {
-            id,
+        JobSpec {
             name,
             kind: JobKind::Download,
             platform: self.platform.trim().to_owned(),
@@ -306,16 +310,6 @@ impl NewJob {
             catch_up: self.catch_up.unwrap_or_default(),
             config: self.config,
             monitor_until: None,
-            last_run: None,
-            last_run_status: None,
-            last_run_items: None,
-            next_run: None,
-            last_slot: None,
-            total_runs: 0,
-            success_count: 0,
-            failure_count: 0,
-            created_at: now,
-            updated_at: now,
         }
     }
 }
@@ -328,8 +322,8 @@ impl JobPatch {
 
     /// Applies the patch; built-in maintenance jobs only take timing,
     /// name and `enabled` changes.
-    pub(crate) fn apply(self, job: &mut Job) -> Result<(), Error> {
-        if job.kind == JobKind::Maintenance {
+    pub(crate) fn apply(self, spec: &mut JobSpec) -> Result<(), Error> {
+        if spec.kind == JobKind::Maintenance {
             for (field, given) in [
                 ("source", self.source.is_some()),
                 ("content_type", self.content_type.is_some()),
@@ -344,28 +338,28 @@ impl JobPatch {
             }
         }
         if let Some(name) = self.name {
-            job.name = name.trim().to_owned();
+            spec.name = name.trim().to_owned();
         }
         if let Some(source) = self.source {
-            job.source = source.trim().to_owned();
+            spec.source = source.trim().to_owned();
         }
         if let Some(content_type) = self.content_type {
-            job.content_type = content_type.trim().to_owned();
+            spec.content_type = content_type.trim().to_owned();
         }
         if let Some(schedule) = self.schedule {
-            job.schedule = schedule;
+            spec.schedule = schedule;
         }
         if let Some(timezone) = self.timezone {
-            job.timezone = timezone.filter(|tz| !tz.trim().is_empty());
+            spec.timezone = timezone.filter(|tz| !tz.trim().is_empty());
         }
         if let Some(enabled) = self.enabled {
-            job.enabled = enabled;
+            spec.enabled = enabled;
         }
         if let Some(catch_up) = self.catch_up {
-            job.catch_up = catch_up;
+            spec.catch_up = catch_up;
         }
         if let Some(config) = self.config {
-            job.config = config;
+            spec.config = config;
         }
         Ok(())
     }

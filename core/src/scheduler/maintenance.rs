@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::error::Error;
-use crate::model::{CatchUp, Job, JobKind, Metadata, Settings};
+use crate::model::{CatchUp, Job, JobKind, JobSpec, Metadata, Settings};
 use crate::store::Store;
 
 /// Id of the job removing downloads older than `general.auto_cleanup_days`.
@@ -18,29 +18,21 @@ const BATCH: u32 = 500;
 
 /// The built-in jobs as first created (daily, at night UTC).
 pub(crate) fn builtin_jobs(now: DateTime<Utc>) -> Vec<Job> {
-    let job = |id: &str, name: &str, schedule: &str| Job {
-        id: id.to_owned(),
-        name: name.to_owned(),
-        kind: JobKind::Maintenance,
-        platform: "system".to_owned(),
-        source: id.to_owned(),
-        content_type: "maintenance".to_owned(),
-        schedule: schedule.to_owned(),
-        timezone: None,
-        enabled: true,
-        catch_up: CatchUp::Once,
-        config: Metadata::new(),
-        monitor_until: None,
-        last_run: None,
-        last_run_status: None,
-        last_run_items: None,
-        next_run: None,
-        last_slot: None,
-        total_runs: 0,
-        success_count: 0,
-        failure_count: 0,
-        created_at: now,
-        updated_at: now,
+    let job = |id: &str, name: &str, schedule: &str| {
+        let spec = JobSpec {
+            name: name.to_owned(),
+            kind: JobKind::Maintenance,
+            platform: "system".to_owned(),
+            source: id.to_owned(),
+            content_type: "maintenance".to_owned(),
+            schedule: schedule.to_owned(),
+            timezone: None,
+            enabled: true,
+            catch_up: CatchUp::Once,
+            config: Metadata::new(),
+            monitor_until: None,
+        };
+        Job::new(id, spec, now)
     };
     vec![
         job(

@@ -6,8 +6,8 @@
 //! ```
 //! use std::sync::Arc;
 //!
+//! use mediadl::scheduler::{CronScheduler, NewJob, Scheduler};
 //! use mediadl::SystemClock;
-//! use mediadl::scheduler::{CronScheduler, NewJob};
 //! use mediadl::testkit::TestEngine;
 //! use serde_json::json;
 //! use tokio_util::sync::CancellationToken;
@@ -44,7 +44,7 @@
 //!         ..NewJob::default()
 //!     })
 //!     .await?;
-//! assert!(job.next_run.is_some());
+//! assert!(job.state.next_run.is_some());
 //! let fired = scheduler.run_now(&job.id).await?;
 //! assert!(fired.queue_item.is_some(), "the run queued a download");
 //!
@@ -102,21 +102,98 @@ use crate::clock::Clock;
 use crate::config::SettingsHandle;
 use crate::downloader::Registry;
 use crate::error::{Error, StoreError};
-use crate::model::{CatchUp, Job, JobKind, JobRun, QueueItem, QueueStatus, RunFilter, RunStatus};
+use crate::model::{
+    CatchUp, Job, JobKind, JobRun, NextRun, QueueItem, QueueStatus, RunFilter, RunStatus,
+};
 use crate::queue::QueueService;
 use crate::store::Store;
 
-/// Parses schedules and fires due jobs.
+/// A scheduler as the server (and any embedder) uses it: job management
+/// for the API, the firing loop, run history and forum monitors. The
+/// server holds an `Arc<dyn Scheduler>`; [`CronScheduler`] is the one built
+/// in, and another (say, one driven by an external cron service) can take
+/// its place without the routes changing.
 #[async_trait]
 pub trait Scheduler: Send + Sync + std::fmt::Debug {
-    /// Standard 5-field cron, read in `timezone` (IANA) or UTC.
-    fn parse(&self, expr: &str, timezone: Option<&str>) -> Result<Schedule, ScheduleError>;
-    /// Plain English ("Every 4 hours").
-    fn describe(&self, schedule: &Schedule) -> String;
+    /// Ticks every `tick_interval` until `shutdown` is cancelled, after
+    /// creating the built-in maintenance jobs when missing. Errors are
+    /// logged and retried at the next tick; this returns only on shutdown.
+    async fn run(&self, shutdown: CancellationToken);
     /// Fires the jobs due at `now`, each slot once across every instance
     /// sharing the store. One job's failure never stops the others: it is
     /// logged (and recorded as a failed run where it got that far).
     async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, SchedulerError>;
+    /// Every job, ordered by id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
+    async fn list_jobs(&self) -> Result<Vec<Job>, Error>;
+    /// The enabled job that fires next (the dashboard's `next_scheduled_task`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
+    async fn next_scheduled(&self) -> Result<Option<Job>, Error>;
+    /// The job with `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] with [`StoreError::NotFound`] when there is none.
+    async fn get_job(&self, id: &str) -> Result<Job, Error>;
+    /// Validates and stores a download job; its id is a slug of platform,
+    /// source and content type (`instagram-evalongoria-posts`, then `-2`, …).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the field when the platform, downloader,
+    /// content type, schedule, time zone or config is not acceptable;
+    /// [`Error::Store`] when storing fails.
+    async fn create_job(&self, new: NewJob) -> Result<Job, Error>;
+    /// Changes a job's definition. Disabling clears `next_run`; enabling or
+    /// a new schedule computes it from now (slots missed while disabled are
+    /// not run). Only the definition is written: a slot another instance
+    /// fired meanwhile stays fired, and its counters stay counted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] as for [`create_job`](Self::create_job);
+    /// [`Error::Store`] with [`StoreError::NotFound`] for an unknown id.
+    async fn update_job(&self, id: &str, patch: JobPatch) -> Result<Job, Error>;
+    /// Deletes a job and its run history. Built-in maintenance jobs can be
+    /// disabled, not deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a built-in job; [`Error::Store`] with
+    /// [`StoreError::NotFound`] for an unknown id.
+    async fn delete_job(&self, id: &str) -> Result<(), Error>;
+    /// Runs a job now, outside its schedule. A job whose run is still
+    /// active is a `Conflict`; a run that could not be queued is recorded
+    /// as failed and returned as an `Invalid` error with the reason.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] with [`StoreError::Conflict`] while a run is active
+    /// or [`StoreError::NotFound`] for an unknown id; [`Error::Invalid`]
+    /// when the run could not be queued.
+    async fn run_now(&self, id: &str) -> Result<Fired, Error>;
+    /// Run history, newest first (`limit` 0 means 100).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
+    async fn history(&self, filter: RunFilter) -> Result<Vec<JobRun>, Error>;
+    /// Starts monitoring a forum thread: a `forum_monitor` job and a first
+    /// full check at once. The same thread posted again is re-checked at
+    /// once, re-enabled, and its `monitor_until` extended when the new
+    /// period ends later; it never becomes a second monitor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the request field that is not acceptable;
+    /// [`Error::Store`] when the store fails.
+    async fn monitor_forum(&self, request: ForumMonitorRequest) -> Result<ForumMonitor, Error>;
 }
 
 /// Why a whole tick failed (one job's problem is never a tick error).
@@ -182,9 +259,9 @@ pub struct CronScheduler {
 /// `schedule_human` of a job: plain English, or the expression itself if
 /// it no longer parses.
 pub fn schedule_human(job: &Job) -> String {
-    Schedule::parse(&job.schedule, job.timezone.as_deref())
+    Schedule::parse(&job.spec.schedule, job.spec.timezone.as_deref())
         .map(|schedule| schedule.describe())
-        .unwrap_or_else(|_| job.schedule.clone())
+        .unwrap_or_else(|_| job.spec.schedule.clone())
 }
 
 /// How many ids `create` tries (`id`, `id-2`, …) before giving up.
@@ -217,26 +294,6 @@ impl CronScheduler {
         self
     }
 
-    /// Ticks every `tick_interval` until `shutdown` is cancelled, after
-    /// creating the built-in maintenance jobs when missing. Errors are
-    /// logged and retried at the next tick; this returns only on shutdown.
-    pub async fn run(&self, shutdown: CancellationToken) {
-        let mut interval = tokio::time::interval(self.options.tick_interval);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = interval.tick() => {}
-            }
-            if let Err(err) = self.ensure_builtin_jobs().await {
-                tracing::warn!(error = %err, "scheduler: creating maintenance jobs failed");
-            }
-            if let Err(err) = self.tick(self.clock.now()).await {
-                tracing::warn!(error = %err, "scheduler tick failed");
-            }
-        }
-    }
-
     /// Creates the built-in maintenance jobs that do not exist yet
     /// (idempotent across instances). A no-op after the first success or
     /// when [`SchedulerOptions::builtin_jobs`] is off.
@@ -245,14 +302,14 @@ impl CronScheduler {
             return Ok(());
         }
         let now = self.clock.now();
-        for mut job in maintenance::builtin_jobs(now) {
+        for job in maintenance::builtin_jobs(now) {
             match self.store.get_job(&job.id).await {
                 Ok(_) => continue,
                 Err(StoreError::NotFound { .. }) => {}
                 Err(err) => return Err(err.into()),
             }
-            let schedule = Schedule::parse(&job.schedule, None)?;
-            job.next_run = schedule.next_after(now);
+            let schedule = Schedule::parse(&job.spec.schedule, None)?;
+            let job = job.with_next_run(schedule.next_after(now));
             match self.store.create_job(job).await {
                 Ok(_) | Err(StoreError::Conflict(_)) => {}
                 Err(err) => return Err(err.into()),
@@ -260,61 +317,6 @@ impl CronScheduler {
         }
         self.builtins_ready.store(true, Ordering::Release);
         Ok(())
-    }
-
-    /// Every job, ordered by id.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] when the store fails.
-    pub async fn list_jobs(&self) -> Result<Vec<Job>, Error> {
-        Ok(self.store.list_jobs().await?)
-    }
-
-    /// The enabled job that fires next (the dashboard's `next_scheduled_task`).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] when the store fails.
-    pub async fn next_scheduled(&self) -> Result<Option<Job>, Error> {
-        Ok(self
-            .store
-            .list_jobs()
-            .await?
-            .into_iter()
-            .filter(|job| job.enabled && job.next_run.is_some())
-            .min_by_key(|job| job.next_run))
-    }
-
-    /// The job with `id`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] with [`StoreError::NotFound`] when there is none.
-    pub async fn get_job(&self, id: &str) -> Result<Job, Error> {
-        Ok(self.store.get_job(id).await?)
-    }
-
-    /// Validates and stores a download job; its id is a slug of platform,
-    /// source and content type (`instagram-evalongoria-posts`, then `-2`, …).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`] naming the field when the platform, downloader,
-    /// content type, schedule, time zone or config is not acceptable;
-    /// [`Error::Store`] when storing fails.
-    pub async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
-        let now = self.clock.now();
-        let mut job = new.into_job(String::new(), now);
-        let settings = self.settings.current();
-        let schedule = jobs::validate_job(&mut job, &self.registry, &settings, now, true).await?;
-        job.id = jobs::slug(&[&job.platform, &job.source, &job.content_type]);
-        job.next_run = if job.enabled {
-            schedule.next_after(now)
-        } else {
-            None
-        };
-        self.insert_with_unique_id(job).await
     }
 
     async fn insert_with_unique_id(&self, mut job: Job) -> Result<Job, Error> {
@@ -333,105 +335,6 @@ impl CronScheduler {
             "{ID_ATTEMPTS} jobs named {base:?} exist already: give this one another source"
         ))
         .into())
-    }
-
-    /// Changes a job. Disabling clears `next_run`; enabling or a new
-    /// schedule computes it from now (slots missed while disabled are not
-    /// run).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`] as for [`create_job`](Self::create_job);
-    /// [`Error::Store`] with [`StoreError::NotFound`] for an unknown id.
-    pub async fn update_job(&self, id: &str, patch: JobPatch) -> Result<Job, Error> {
-        let now = self.clock.now();
-        let mut job = self.store.get_job(id).await?;
-        let was_enabled = job.enabled;
-        let retime = patch.touches_timing();
-        patch.apply(&mut job)?;
-        let settings = self.settings.current();
-        let schedule = jobs::validate_job(&mut job, &self.registry, &settings, now, false).await?;
-        if !job.enabled {
-            job.next_run = None;
-        } else if retime || !was_enabled || job.next_run.is_none() {
-            job.next_run = schedule.next_after(now);
-        }
-        if job.kind == JobKind::ForumMonitor
-            && job.enabled
-            && job.monitor_until.is_some_and(|until| until <= now)
-        {
-            return Err(Error::invalid(
-                "enabled",
-                "the monitor period is over: post the thread to /platforms/forum/monitor again",
-            ));
-        }
-        job.updated_at = now;
-        Ok(self.store.update_job(job).await?)
-    }
-
-    /// Deletes a job and its run history. Built-in maintenance jobs can be
-    /// disabled, not deleted.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`] for a built-in job; [`Error::Store`] with
-    /// [`StoreError::NotFound`] for an unknown id.
-    pub async fn delete_job(&self, id: &str) -> Result<(), Error> {
-        let job = self.store.get_job(id).await?;
-        if job.kind == JobKind::Maintenance {
-            return Err(Error::invalid(
-                "id",
-                "built-in maintenance jobs cannot be deleted; disable them instead",
-            ));
-        }
-        Ok(self.store.delete_job(id).await?)
-    }
-
-    /// Runs a job now, outside its schedule. A job whose run is still
-    /// active is a `Conflict`; a run that could not be queued is recorded
-    /// as failed and returned as an `Invalid` error with the reason.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] with [`StoreError::Conflict`] while a run is active
-    /// or [`StoreError::NotFound`] for an unknown id; [`Error::Invalid`]
-    /// when the run could not be queued.
-    pub async fn run_now(&self, id: &str) -> Result<Fired, Error> {
-        let job = self.store.get_job(id).await?;
-        let now = self.clock.now();
-        if let Some(active) = self.active_run(&job, now).await? {
-            return Err(StoreError::Conflict(format!(
-                "job {id} is already running (run {}{})",
-                active.id,
-                active
-                    .queue_id
-                    .map(|q| format!(", queue item {q}"))
-                    .unwrap_or_default()
-            ))
-            .into());
-        }
-        let fired = self.start_run(&job, None, now).await?;
-        if fired.run.status == RunStatus::Failure && job.kind != JobKind::Maintenance {
-            let reason = fired
-                .run
-                .error_message
-                .clone()
-                .unwrap_or_else(|| "the run could not be queued".into());
-            return Err(Error::invalid("job", reason));
-        }
-        Ok(fired)
-    }
-
-    /// Run history, newest first (`limit` 0 means 100).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] when the store fails.
-    pub async fn history(&self, mut filter: RunFilter) -> Result<Vec<JobRun>, Error> {
-        if filter.limit == 0 {
-            filter.limit = 100;
-        }
-        Ok(self.store.run_history(&filter).await?)
     }
 
     /// The job's run still in progress, after closing one whose queue item
@@ -495,7 +398,7 @@ impl CronScheduler {
             .store
             .open_run(&job.id, now, RunStatus::Running, None)
             .await?;
-        if job.kind == JobKind::Maintenance {
+        if job.spec.kind == JobKind::Maintenance {
             let settings = self.settings.current();
             let result = maintenance::run_maintenance(&job.id, &*self.store, &settings, now).await;
             let finished = self.clock.now();
@@ -555,7 +458,7 @@ impl CronScheduler {
     /// Submits the job's queue item, after checking that its downloader can
     /// run now (a missing program fails the run with the reason).
     async fn enqueue(&self, job: &Job, run_id: i64) -> Result<QueueItem, Error> {
-        let new = jobs::queue_item_for(job, Some(run_id))?;
+        let new = jobs::queue_item_for(&job.id, &job.spec, Some(run_id))?;
         let downloader = self
             .registry
             .find(&new.platform, new.options.downloader.as_deref())?;
@@ -565,7 +468,7 @@ impl CronScheduler {
                 "config.downloader",
                 format!(
                     "{} downloader {:?} is unavailable: {}",
-                    job.platform,
+                    job.spec.platform,
                     downloader.info().name,
                     unavailable.reason
                 ),
@@ -597,35 +500,28 @@ impl CronScheduler {
         self.start_run(job, Some(slot), now).await
     }
 
-    /// Applies a change to the stored job, re-read just before writing so
-    /// counters updated meanwhile by run closes are kept.
-    async fn modify_job(&self, id: &str, change: impl FnOnce(&mut Job)) -> Result<Job, Error> {
-        let mut job = self.store.get_job(id).await?;
-        change(&mut job);
-        job.updated_at = self.clock.now();
-        Ok(self.store.update_job(job).await?)
-    }
-
     /// One job's share of a tick.
     async fn tick_job(&self, job: &Job, now: DateTime<Utc>) -> Result<Option<Fired>, Error> {
-        if !job.enabled {
+        let spec = &job.spec;
+        if !spec.enabled {
             return Ok(None);
         }
-        if job.kind == JobKind::ForumMonitor && job.monitor_until.is_some_and(|until| until <= now)
+        if spec.kind == JobKind::ForumMonitor
+            && spec.monitor_until.is_some_and(|until| until <= now)
         {
             tracing::info!(job = %job.id, "forum monitor period over: disabling");
-            self.modify_job(&job.id, |job| {
-                job.enabled = false;
-                job.next_run = None;
-            })
-            .await?;
+            self.store
+                .set_job_enabled(&job.id, false, None, self.clock.now())
+                .await?;
             return Ok(None);
         }
-        let schedule = Schedule::parse(&job.schedule, job.timezone.as_deref())?;
-        let Some(next_run) = job.next_run else {
+        let schedule = Schedule::parse(&spec.schedule, spec.timezone.as_deref())?;
+        let Some(next_run) = job.state.next_run else {
             // Enabled without a next run (written by another tool): start now.
             let next = schedule.next_after(now);
-            self.modify_job(&job.id, |job| job.next_run = next).await?;
+            self.store
+                .set_job_enabled(&job.id, true, next, self.clock.now())
+                .await?;
             return Ok(None);
         };
         if next_run > now {
@@ -640,7 +536,7 @@ impl CronScheduler {
         if !self.store.claim_slot(&job.id, slot, following).await? {
             return Ok(None);
         }
-        if job.catch_up == CatchUp::None && now - slot > self.options.missed_after {
+        if spec.catch_up == CatchUp::None && now - slot > self.options.missed_after {
             tracing::info!(job = %job.id, %slot, "missed slot dropped (catch_up: none)");
             return Ok(None);
         }
@@ -650,12 +546,21 @@ impl CronScheduler {
 
 #[async_trait]
 impl Scheduler for CronScheduler {
-    fn parse(&self, expr: &str, timezone: Option<&str>) -> Result<Schedule, ScheduleError> {
-        Schedule::parse(expr, timezone)
-    }
-
-    fn describe(&self, schedule: &Schedule) -> String {
-        schedule.describe()
+    async fn run(&self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(self.options.tick_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            if let Err(err) = self.ensure_builtin_jobs().await {
+                tracing::warn!(error = %err, "scheduler: creating maintenance jobs failed");
+            }
+            if let Err(err) = self.tick(self.clock.now()).await {
+                tracing::warn!(error = %err, "scheduler tick failed");
+            }
+        }
     }
 
     async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, SchedulerError> {
@@ -679,5 +584,114 @@ impl Scheduler for CronScheduler {
             }
         }
         Ok(fired)
+    }
+
+    async fn list_jobs(&self) -> Result<Vec<Job>, Error> {
+        Ok(self.store.list_jobs().await?)
+    }
+
+    async fn next_scheduled(&self) -> Result<Option<Job>, Error> {
+        Ok(self
+            .store
+            .list_jobs()
+            .await?
+            .into_iter()
+            .filter(|job| job.spec.enabled && job.state.next_run.is_some())
+            .min_by_key(|job| job.state.next_run))
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Job, Error> {
+        Ok(self.store.get_job(id).await?)
+    }
+
+    async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
+        let now = self.clock.now();
+        let mut spec = new.into_spec();
+        let settings = self.settings.current();
+        let schedule = jobs::validate_job(&mut spec, &self.registry, &settings, now, true).await?;
+        let id = jobs::slug(&[&spec.platform, &spec.source, &spec.content_type]);
+        let next_run = if spec.enabled {
+            schedule.next_after(now)
+        } else {
+            None
+        };
+        self.insert_with_unique_id(Job::new(id, spec, now).with_next_run(next_run))
+            .await
+    }
+
+    async fn update_job(&self, id: &str, patch: JobPatch) -> Result<Job, Error> {
+        let now = self.clock.now();
+        let job = self.store.get_job(id).await?;
+        let was_enabled = job.spec.enabled;
+        let retime = patch.touches_timing();
+        let mut spec = job.spec;
+        patch.apply(&mut spec)?;
+        let settings = self.settings.current();
+        let schedule = jobs::validate_job(&mut spec, &self.registry, &settings, now, false).await?;
+        let next_run = if !spec.enabled {
+            NextRun::Set(None)
+        } else if retime || !was_enabled || job.state.next_run.is_none() {
+            NextRun::Set(schedule.next_after(now))
+        } else {
+            NextRun::Keep
+        };
+        if spec.kind == JobKind::ForumMonitor
+            && spec.enabled
+            && spec.monitor_until.is_some_and(|until| until <= now)
+        {
+            return Err(Error::invalid(
+                "enabled",
+                "the monitor period is over: post the thread to /platforms/forum/monitor again",
+            ));
+        }
+        Ok(self.store.update_job_spec(id, spec, next_run, now).await?)
+    }
+
+    async fn delete_job(&self, id: &str) -> Result<(), Error> {
+        let job = self.store.get_job(id).await?;
+        if job.spec.kind == JobKind::Maintenance {
+            return Err(Error::invalid(
+                "id",
+                "built-in maintenance jobs cannot be deleted; disable them instead",
+            ));
+        }
+        Ok(self.store.delete_job(id).await?)
+    }
+
+    async fn run_now(&self, id: &str) -> Result<Fired, Error> {
+        let job = self.store.get_job(id).await?;
+        let now = self.clock.now();
+        if let Some(active) = self.active_run(&job, now).await? {
+            return Err(StoreError::Conflict(format!(
+                "job {id} is already running (run {}{})",
+                active.id,
+                active
+                    .queue_id
+                    .map(|q| format!(", queue item {q}"))
+                    .unwrap_or_default()
+            ))
+            .into());
+        }
+        let fired = self.start_run(&job, None, now).await?;
+        if fired.run.status == RunStatus::Failure && job.spec.kind != JobKind::Maintenance {
+            let reason = fired
+                .run
+                .error_message
+                .clone()
+                .unwrap_or_else(|| "the run could not be queued".into());
+            return Err(Error::invalid("job", reason));
+        }
+        Ok(fired)
+    }
+
+    async fn history(&self, mut filter: RunFilter) -> Result<Vec<JobRun>, Error> {
+        if filter.limit == 0 {
+            filter.limit = 100;
+        }
+        Ok(self.store.run_history(&filter).await?)
+    }
+
+    async fn monitor_forum(&self, request: ForumMonitorRequest) -> Result<ForumMonitor, Error> {
+        self.monitor_thread(request).await
     }
 }

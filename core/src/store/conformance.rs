@@ -41,9 +41,9 @@ use super::{Store, StoreResult};
 use crate::error::StoreError;
 use crate::model::{
     Bucket, CatchUp, Completion, DownloadFilter, DownloadStatus, DownloadTotals, GroupBy, Job,
-    JobKind, LogFilter, LogLevel, Metadata, NewDownload, NewLogEntry, NewQueueItem, NewUser, Page,
-    QueueFilter, QueuePatch, QueueProgress, QueueStatus, RefreshToken, Role, RunFilter, RunStatus,
-    UserPatch, Window, WorkerId,
+    JobKind, JobSpec, LogFilter, LogLevel, Metadata, NewDownload, NewLogEntry, NewQueueItem,
+    NewUser, NextRun, Page, QueueFilter, QueuePatch, QueueProgress, QueueStatus, RefreshToken,
+    Role, RunFilter, RunStatus, UserPatch, Window, WorkerId,
 };
 
 /// A store under test and whatever must live exactly as long as it (a
@@ -109,6 +109,7 @@ macro_rules! store_conformance_suite {
             queue_stats_wait_run_and_workers,
             jobs_crud_and_slots,
             jobs_runs_and_history,
+            jobs_spec_update_never_reopens_a_slot,
             users_accounts,
             users_refresh_tokens,
             users_refresh_families_and_session_versions,
@@ -196,8 +197,7 @@ fn argon2_hash(tag: &str) -> String {
 }
 
 fn new_job(id: &str) -> Job {
-    Job {
-        id: id.to_string(),
+    let spec = JobSpec {
         name: format!("Job {id}"),
         kind: JobKind::Download,
         platform: "instagram".into(),
@@ -212,17 +212,8 @@ fn new_job(id: &str) -> Job {
             .cloned()
             .expect("object"),
         monitor_until: None,
-        last_run: None,
-        last_run_status: None,
-        last_run_items: None,
-        next_run: Some(at(3600)),
-        last_slot: None,
-        total_runs: 0,
-        success_count: 0,
-        failure_count: 0,
-        created_at: at(0),
-        updated_at: at(0),
-    }
+    };
+    Job::new(id, spec, at(0)).with_next_run(Some(at(3600)))
 }
 
 fn log(seconds: i64, level: LogLevel, module: &str, message: &str) -> NewLogEntry {
@@ -2005,18 +1996,73 @@ pub async fn jobs_crud_and_slots(store: Arc<dyn Store>) {
         "ordered by id"
     );
 
-    let mut changed = job.clone();
-    changed.enabled = false;
-    changed.schedule = "*/5 * * * *".into();
-    changed.monitor_until = Some(at(7 * 86_400));
-    changed.config.insert("days_back".into(), json!(3));
-    changed.updated_at = at(60);
+    let mut spec = job.spec.clone();
+    spec.schedule = "*/5 * * * *".into();
+    spec.monitor_until = Some(at(7 * 86_400));
+    spec.config.insert("days_back".into(), json!(3));
+    let changed = store
+        .update_job_spec(&job.id, spec.clone(), NextRun::Keep, at(60))
+        .await
+        .expect("update");
     assert_eq!(
-        store.update_job(changed.clone()).await.expect("update"),
-        changed
+        (&changed.spec, &changed.state, changed.updated_at),
+        (&spec, &job.state, at(60)),
+        "the definition changes, the state stays"
     );
     assert_eq!(store.get_job(&job.id).await.expect("get"), changed);
-    expect_not_found(store.update_job(new_job("ghost")).await, "update missing");
+    let retimed = store
+        .update_job_spec(&job.id, spec.clone(), NextRun::Set(Some(at(300))), at(61))
+        .await
+        .expect("retime");
+    assert_eq!(retimed.state.next_run, Some(at(300)));
+    spec.enabled = false;
+    let disabled = store
+        .update_job_spec(&job.id, spec.clone(), NextRun::Keep, at(62))
+        .await
+        .expect("disable");
+    assert_eq!(
+        (disabled.spec.enabled, disabled.state.next_run),
+        (false, None),
+        "a disabled job has no next run"
+    );
+    let enabled = store
+        .set_job_enabled(&job.id, true, Some(at(3600)), at(63))
+        .await
+        .expect("enable");
+    assert_eq!(
+        (
+            &enabled.spec.schedule,
+            enabled.spec.enabled,
+            enabled.state.next_run
+        ),
+        (&spec.schedule, true, Some(at(3600)))
+    );
+    let paused = store
+        .set_job_enabled(&job.id, false, Some(at(3600)), at(64))
+        .await
+        .expect("disable");
+    assert_eq!(
+        (
+            paused.spec.enabled,
+            paused.state.next_run,
+            paused.updated_at
+        ),
+        (false, None, at(64))
+    );
+    expect_not_found(
+        store
+            .update_job_spec("ghost", spec.clone(), NextRun::Keep, at(65))
+            .await,
+        "update missing",
+    );
+    expect_not_found(
+        store.set_job_enabled("ghost", true, None, at(65)).await,
+        "enable missing",
+    );
+    store
+        .set_job_enabled(&job.id, true, Some(at(3600)), at(66))
+        .await
+        .expect("enable again");
 
     assert!(
         store
@@ -2040,7 +2086,7 @@ pub async fn jobs_crud_and_slots(store: Arc<dyn Store>) {
     );
     let stored = store.get_job(&job.id).await.expect("get");
     assert_eq!(
-        (stored.last_slot, stored.next_run),
+        (stored.state.last_slot, stored.state.next_run),
         (Some(at(3600)), Some(at(7200)))
     );
     expect_not_found(
@@ -2160,16 +2206,19 @@ pub async fn jobs_runs_and_history(store: Arc<dyn Store>) {
         .expect("close other");
 
     let stored = store.get_job(&job.id).await.expect("job");
-    assert_eq!(stored.total_runs, 2, "skipped runs count as runs");
-    assert_eq!((stored.success_count, stored.failure_count), (1, 0));
-    assert_eq!(stored.last_run, Some(at(200)));
+    assert_eq!(stored.state.total_runs, 2, "skipped runs count as runs");
+    assert_eq!(
+        (stored.state.success_count, stored.state.failure_count),
+        (1, 0)
+    );
+    assert_eq!(stored.state.last_run, Some(at(200)));
     let stored_other = store.get_job(&other.id).await.expect("job");
     assert_eq!(
         (
-            stored_other.total_runs,
-            stored_other.failure_count,
-            stored_other.last_run_status,
-            stored_other.last_run_items
+            stored_other.state.total_runs,
+            stored_other.state.failure_count,
+            stored_other.state.last_run_status,
+            stored_other.state.last_run_items
         ),
         (1, 1, Some(RunStatus::Failure), Some(0))
     );
@@ -2222,6 +2271,116 @@ pub async fn jobs_runs_and_history(store: Arc<dyn Store>) {
         [failing.id],
         "a deleted job's runs go with it"
     );
+}
+
+/// A definition written from a read taken before another process claimed
+/// a slot and ran it leaves the slot claimed and the run counted: the same
+/// slot never fires twice.
+pub async fn jobs_spec_update_never_reopens_a_slot(store: Arc<dyn Store>) {
+    let job = store.create_job(new_job("j-race")).await.expect("create");
+    let stale = store
+        .get_job(&job.id)
+        .await
+        .expect("read before the firing");
+
+    // Another scheduler fires the slot and its run ends.
+    assert!(
+        store
+            .claim_slot(&job.id, at(3600), Some(at(18_000)))
+            .await
+            .expect("claim")
+    );
+    let run = store
+        .open_run(&job.id, at(3600), RunStatus::Running, Some(1))
+        .await
+        .expect("open");
+    store
+        .close_run(run.id, RunStatus::Success, 4, None, at(3700))
+        .await
+        .expect("close");
+    let fired = store.get_job(&job.id).await.expect("after the firing");
+
+    // A PATCH computed from the stale read, and a pause from the worker.
+    let mut spec = stale.spec.clone();
+    spec.name = "renamed".into();
+    let updated = store
+        .update_job_spec(&job.id, spec, NextRun::Keep, at(3800))
+        .await
+        .expect("update from the stale read");
+    assert_eq!(updated.spec.name, "renamed");
+    assert_eq!(
+        updated.state, fired.state,
+        "slot, counters, last and next run as the firing left them"
+    );
+    assert!(
+        !store
+            .claim_slot(&job.id, at(3600), Some(at(18_000)))
+            .await
+            .expect("claim again"),
+        "the slot stays taken"
+    );
+    let paused = store
+        .set_job_enabled(&job.id, false, None, at(3900))
+        .await
+        .expect("pause");
+    assert_eq!(
+        (
+            paused.state.last_slot,
+            paused.state.total_runs,
+            paused.state.success_count
+        ),
+        (Some(at(3600)), 1, 1)
+    );
+    let resumed = store
+        .update_job_spec(
+            &job.id,
+            stale.spec.clone(),
+            NextRun::Set(Some(at(18_000))),
+            at(4000),
+        )
+        .await
+        .expect("resume from the stale read");
+    assert_eq!(resumed.state.last_slot, Some(at(3600)));
+    assert!(
+        !store
+            .claim_slot(&job.id, at(3600), Some(at(18_000)))
+            .await
+            .expect("claim after resume"),
+        "re-enabling does not re-open the slot either"
+    );
+
+    // Writers racing claimers: each slot is won once.
+    let mut tasks = Vec::new();
+    for n in 0..4_i64 {
+        let store = store.clone();
+        let id = job.id.clone();
+        let spec = stale.spec.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut wins = 0;
+            for slot in 2..10_i64 {
+                let slot_at = at(slot * 3600);
+                if store
+                    .claim_slot(&id, slot_at, Some(slot_at + chrono::Duration::hours(1)))
+                    .await
+                    .expect("racing claim")
+                {
+                    wins += 1;
+                }
+                store
+                    .update_job_spec(&id, spec.clone(), NextRun::Keep, at(slot * 3600 + n))
+                    .await
+                    .expect("racing update");
+            }
+            wins
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        wins += task.await.expect("join");
+    }
+    assert_eq!(wins, 8, "slots 2 to 9 fired once each");
+    let last = store.get_job(&job.id).await.expect("after the race");
+    assert_eq!(last.state.last_slot, Some(at(9 * 3600)));
 }
 
 // ---------------------------------------------------------------- users

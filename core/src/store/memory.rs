@@ -19,17 +19,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::rules::{self, to_micros};
+use super::rules::{self, QueueTransition, to_micros};
 use super::{
     DownloadRepo, JobRepo, LogRepo, QueueRepo, SettingsRepo, StateRepo, StoreResult, UserRepo,
 };
 use crate::error::StoreError;
 use crate::model::{
     Bucket, Download, DownloadFilter, DownloadStatus, DownloadTotals, GroupBy, GroupTotals, Job,
-    JobRun, LeaseToken, Leased, LogEntry, LogFilter, LogPage, LogsDeleted, Metadata, NewDownload,
-    NewLogEntry, NewQueueItem, NewUser, Page, Paged, QueueCounts, QueueFilter, QueueItem,
-    QueuePatch, QueueProgress, QueueStats, QueueStatus, RefreshToken, RunFilter, RunStatus,
-    TimelinePoint, User, UserPatch, Window, WorkerId,
+    JobRun, JobSpec, LeaseToken, Leased, LogEntry, LogFilter, LogPage, LogsDeleted, Metadata,
+    NewDownload, NewLogEntry, NewQueueItem, NewUser, NextRun, Page, Paged, QueueCounts,
+    QueueFilter, QueueItem, QueuePatch, QueueProgress, QueueStats, QueueStatus, RefreshToken,
+    RunFilter, RunStatus, TimelinePoint, User, UserPatch, Window, WorkerId,
 };
 
 /// The complete in-process store.
@@ -176,6 +176,12 @@ impl State {
         self.change_queue_item(queue_id, |item| item.lease_expires_at = None);
     }
 
+    fn job_mut(&mut self, id: &str) -> StoreResult<&mut Job> {
+        self.jobs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::not_found("job", id))
+    }
+
     fn download_id_by_key(&self, archive_key: &str) -> Option<i64> {
         self.by_archive_key.get(archive_key).copied()
     }
@@ -273,11 +279,17 @@ fn normalize_download(mut new: NewDownload) -> NewDownload {
     new
 }
 
+fn normalize_spec(mut spec: JobSpec) -> JobSpec {
+    spec.monitor_until = spec.monitor_until.map(to_micros);
+    spec
+}
+
 fn normalize_job(mut job: Job) -> Job {
-    job.monitor_until = job.monitor_until.map(to_micros);
-    job.last_run = job.last_run.map(to_micros);
-    job.next_run = job.next_run.map(to_micros);
-    job.last_slot = job.last_slot.map(to_micros);
+    job.spec = normalize_spec(job.spec);
+    let state = &mut job.state;
+    state.last_run = state.last_run.map(to_micros);
+    state.next_run = state.next_run.map(to_micros);
+    state.last_slot = state.last_slot.map(to_micros);
     job.created_at = to_micros(job.created_at);
     job.updated_at = to_micros(job.updated_at);
     job
@@ -817,41 +829,32 @@ impl QueueRepo for MemoryStore {
             .queue
             .get(&id)
             .ok_or_else(|| StoreError::not_found("queue item", id))?;
-        let from = item.status;
-        match patch.status {
-            None => {}
-            Some(QueueStatus::Paused)
-                if matches!(from, QueueStatus::Pending | QueueStatus::Downloading) => {}
-            Some(QueueStatus::Pending) if from == QueueStatus::Paused => {}
-            Some(to) => {
-                return Err(StoreError::Invalid(format!(
-                    "queue item {id} cannot go from {} to {}",
-                    from.as_str(),
-                    to.as_str()
-                )));
+        let transition = rules::queue_transition(id, item.status, patch.status)?;
+        if matches!(
+            transition,
+            QueueTransition::Pause {
+                interrupts_attempt: true
             }
-        }
-        if patch.status == Some(QueueStatus::Paused) && from == QueueStatus::Downloading {
+        ) {
             state.drop_lease(id);
         }
         let item = state.change_queue_item(id, |item| {
             if let Some(priority) = patch.priority {
                 item.priority = priority;
             }
-            match patch.status {
-                Some(QueueStatus::Paused) => {
-                    if from == QueueStatus::Downloading {
-                        // Pausing is not a failure: the interrupted attempt is given back.
+            match transition {
+                QueueTransition::Pause { interrupts_attempt } => {
+                    if interrupts_attempt {
                         item.attempts = item.attempts.saturating_sub(1);
                     }
                     item.status = QueueStatus::Paused;
                     item.estimated_completion = None;
                 }
-                Some(QueueStatus::Pending) => {
+                QueueTransition::Resume => {
                     item.status = QueueStatus::Pending;
                     item.next_attempt_at = to_micros(now);
                 }
-                _ => {}
+                QueueTransition::Stay => {}
             }
             item.clone()
         });
@@ -869,19 +872,8 @@ impl QueueRepo for MemoryStore {
             .queue
             .get(&id)
             .ok_or_else(|| StoreError::not_found("queue item", id))?;
-        if !item.status.is_finished() {
-            return Err(StoreError::Invalid(format!(
-                "queue item {id} is {}, only failed or completed items can be retried",
-                item.status.as_str()
-            )));
-        }
-        let max_attempts = item.attempts.saturating_add(extra_attempts);
-        if extra_attempts == 0 {
-            return Err(StoreError::Invalid(
-                "a retry needs at least one more attempt".into(),
-            ));
-        }
-        rules::validate_max_attempts(max_attempts)?;
+        let max_attempts =
+            rules::retry_max_attempts(id, item.status, item.attempts, extra_attempts)?;
         let item = state.change_queue_item(id, |item| {
             item.status = QueueStatus::Pending;
             item.max_attempts = max_attempts;
@@ -940,14 +932,38 @@ impl JobRepo for MemoryStore {
         Ok(self.lock()?.jobs.values().cloned().collect())
     }
 
-    async fn update_job(&self, job: Job) -> StoreResult<Job> {
+    async fn update_job_spec(
+        &self,
+        id: &str,
+        spec: JobSpec,
+        next_run: NextRun,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Job> {
         let mut state = self.lock()?;
-        let stored = state
-            .jobs
-            .get_mut(&job.id)
-            .ok_or_else(|| StoreError::not_found("job", &job.id))?;
-        *stored = normalize_job(job);
-        Ok(stored.clone())
+        let job = state.job_mut(id)?;
+        let next_run = match next_run {
+            NextRun::Keep => job.state.next_run,
+            NextRun::Set(next_run) => next_run,
+        };
+        job.state.next_run = rules::stored_next_run(spec.enabled, next_run);
+        job.spec = normalize_spec(spec);
+        job.updated_at = to_micros(now);
+        Ok(job.clone())
+    }
+
+    async fn set_job_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        next_run: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Job> {
+        let mut state = self.lock()?;
+        let job = state.job_mut(id)?;
+        job.spec.enabled = enabled;
+        job.state.next_run = rules::stored_next_run(enabled, next_run);
+        job.updated_at = to_micros(now);
+        Ok(job.clone())
     }
 
     async fn delete_job(&self, id: &str) -> StoreResult<()> {
@@ -968,15 +984,12 @@ impl JobRepo for MemoryStore {
     ) -> StoreResult<bool> {
         let slot = to_micros(slot);
         let mut state = self.lock()?;
-        let job = state
-            .jobs
-            .get_mut(job_id)
-            .ok_or_else(|| StoreError::not_found("job", job_id))?;
-        if job.last_slot.is_some_and(|last| last >= slot) {
+        let job = state.job_mut(job_id)?;
+        if job.state.last_slot.is_some_and(|last| last >= slot) {
             return Ok(false);
         }
-        job.last_slot = Some(slot);
-        job.next_run = next_run.map(to_micros);
+        job.state.last_slot = Some(slot);
+        job.state.next_run = next_run.map(to_micros);
         Ok(true)
     }
 
@@ -987,12 +1000,7 @@ impl JobRepo for MemoryStore {
         status: RunStatus,
         queue_id: Option<i64>,
     ) -> StoreResult<JobRun> {
-        if !matches!(status, RunStatus::Running | RunStatus::Skipped) {
-            return Err(StoreError::Invalid(format!(
-                "a run opens as running or skipped, not {}",
-                status.as_str()
-            )));
-        }
+        rules::validate_run_opening(status)?;
         let started_at = to_micros(started_at);
         let mut state = self.lock()?;
         if !state.jobs.contains_key(job_id) {
@@ -1012,11 +1020,11 @@ impl JobRepo for MemoryStore {
             queue_id,
         };
         state.runs.insert(id, run.clone());
-        let job = state.jobs.get_mut(job_id).expect("checked above");
+        let job = &mut state.jobs.get_mut(job_id).expect("checked above").state;
         job.total_runs += 1;
         job.last_run = Some(started_at);
         job.last_run_status = Some(status);
-        job.last_run_items = skipped.then_some(0);
+        job.last_run_items = rules::opening_run_items(status);
         Ok(run)
     }
 
@@ -1038,12 +1046,7 @@ impl JobRepo for MemoryStore {
         error: Option<String>,
         completed_at: DateTime<Utc>,
     ) -> StoreResult<JobRun> {
-        if !matches!(status, RunStatus::Success | RunStatus::Failure) {
-            return Err(StoreError::Invalid(format!(
-                "a run closes as success or failure, not {}",
-                status.as_str()
-            )));
-        }
+        let outcome = rules::run_outcome(status)?;
         let completed_at = to_micros(completed_at);
         let mut state = self.lock()?;
         let run = state
@@ -1059,11 +1062,9 @@ impl JobRepo for MemoryStore {
         run.items_downloaded = items_downloaded;
         run.error_message = error;
         let run = run.clone();
-        if let Some(job) = state.jobs.get_mut(&run.job_id) {
-            match status {
-                RunStatus::Success => job.success_count += 1,
-                _ => job.failure_count += 1,
-            }
+        if let Some(job) = state.jobs.get_mut(&run.job_id).map(|job| &mut job.state) {
+            job.success_count += u64::from(outcome.successes);
+            job.failure_count += u64::from(outcome.failures);
             job.last_run_status = Some(status);
             job.last_run_items = Some(items_downloaded);
         }

@@ -26,8 +26,8 @@ use serde_json::Value;
 use crate::error::StoreError;
 use crate::model::{
     Bucket, Completion, Download, DownloadFilter, DownloadTotals, GroupBy, GroupTotals, Job,
-    JobRun, LeaseToken, Leased, LogFilter, LogPage, LogsDeleted, Metadata, NewDownload,
-    NewLogEntry, NewQueueItem, NewUser, Page, Paged, QueueCounts, QueueFilter, QueueItem,
+    JobRun, JobSpec, LeaseToken, Leased, LogFilter, LogPage, LogsDeleted, Metadata, NewDownload,
+    NewLogEntry, NewQueueItem, NewUser, NextRun, Page, Paged, QueueCounts, QueueFilter, QueueItem,
     QueuePatch, QueueProgress, QueueStats, QueueStatus, RefreshToken, RunFilter, RunStatus,
     TimelinePoint, User, UserPatch, Window, WorkerId,
 };
@@ -208,14 +208,35 @@ pub trait QueueRepo: Send + Sync {
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait JobRepo: Send + Sync {
-    /// `Conflict` when the id exists.
+    /// Stores a new job, its state included (a job is created before it
+    /// fires: see [`Job::new`]). `Conflict` when the id exists.
     async fn create_job(&self, job: Job) -> StoreResult<Job>;
     /// The job `id`; `NotFound` when there is none.
     async fn get_job(&self, id: &str) -> StoreResult<Job>;
     /// Ordered by id.
     async fn list_jobs(&self) -> StoreResult<Vec<Job>>;
-    /// Replaces the job's definition and state; `NotFound` when missing.
-    async fn update_job(&self, job: Job) -> StoreResult<Job>;
+    /// Replaces the job's definition, sets `updated_at` to `now` and
+    /// `next_run` as [`NextRun`] says (`None` whenever the new definition is
+    /// disabled). The slot taken, the counters and `last_run*` stay as
+    /// stored: a definition read before another process claimed a slot
+    /// never re-opens that slot. `NotFound` when missing.
+    async fn update_job_spec(
+        &self,
+        id: &str,
+        spec: JobSpec,
+        next_run: NextRun,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Job>;
+    /// Enables or disables the job with its next firing time (`None`
+    /// whenever disabled), leaving the rest of the definition and the
+    /// state as stored; sets `updated_at` to `now`. `NotFound` when missing.
+    async fn set_job_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        next_run: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Job>;
     /// Removes the job and its run history; `NotFound` when missing.
     async fn delete_job(&self, id: &str) -> StoreResult<()>;
     /// Takes the firing of `slot` for this job: true for exactly one caller

@@ -1,5 +1,7 @@
 //! Rules every [`Store`](super::Store) implementation applies the same way:
-//! input validation, limits, time arithmetic and bucket boundaries. Keeping
+//! input validation, limits, time arithmetic, bucket boundaries, which
+//! queue status changes a person may ask for, and what a job run's opening
+//! and outcome do to the job. Keeping
 //! them here is what lets the in-memory and SQL stores pass one conformance
 //! suite without drifting apart.
 
@@ -9,7 +11,8 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
 
 use crate::error::StoreError;
 use crate::model::{
-    Bucket, DownloadFilter, LogFilter, Metadata, NewDownload, NewQueueItem, NewUser, UserPatch,
+    Bucket, DownloadFilter, LogFilter, Metadata, NewDownload, NewQueueItem, NewUser, QueueStatus,
+    RunStatus, UserPatch,
 };
 
 use super::StoreResult;
@@ -172,6 +175,124 @@ pub fn validate_job_id(id: &str) -> StoreResult<()> {
         )));
     }
     Ok(())
+}
+
+/// What a status change asked of a queue item (pause or resume) does to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueTransition {
+    /// No status change: a priority change alone.
+    Stay,
+    /// Pending or downloading → `paused`, with no estimated completion.
+    /// Pausing is not a failure: a download it interrupts gives its
+    /// attempt back, and its worker's lease is void.
+    Pause {
+        /// The item was downloading.
+        interrupts_attempt: bool,
+    },
+    /// Paused → `pending`, due at once.
+    Resume,
+}
+
+/// The only status changes a person may ask for: pause (pending or
+/// downloading → paused) and resume (paused → pending). `Invalid` for any
+/// other, naming both statuses.
+pub fn queue_transition(
+    id: i64,
+    from: QueueStatus,
+    to: Option<QueueStatus>,
+) -> StoreResult<QueueTransition> {
+    match (from, to) {
+        (_, None) => Ok(QueueTransition::Stay),
+        (QueueStatus::Pending | QueueStatus::Downloading, Some(QueueStatus::Paused)) => {
+            Ok(QueueTransition::Pause {
+                interrupts_attempt: from == QueueStatus::Downloading,
+            })
+        }
+        (QueueStatus::Paused, Some(QueueStatus::Pending)) => Ok(QueueTransition::Resume),
+        (from, Some(to)) => Err(StoreError::Invalid(format!(
+            "queue item {id} cannot go from {} to {}",
+            from.as_str(),
+            to.as_str()
+        ))),
+    }
+}
+
+/// The `max_attempts` of a finished (failed or completed) item sent back to
+/// `pending` with `extra_attempts` more. `Invalid` for an item still in the
+/// queue's hands, no extra attempt, or a total over [`MAX_ATTEMPTS`].
+pub fn retry_max_attempts(
+    id: i64,
+    status: QueueStatus,
+    attempts: u32,
+    extra_attempts: u32,
+) -> StoreResult<u32> {
+    if !status.is_finished() {
+        return Err(StoreError::Invalid(format!(
+            "queue item {id} is {}, only failed or completed items can be retried",
+            status.as_str()
+        )));
+    }
+    if extra_attempts == 0 {
+        return Err(StoreError::Invalid(
+            "a retry needs at least one more attempt".into(),
+        ));
+    }
+    let max_attempts = attempts.saturating_add(extra_attempts);
+    validate_max_attempts(max_attempts)?;
+    Ok(max_attempts)
+}
+
+/// A run opens `running`, or `skipped` (closed at once) when the slot
+/// fired while the previous run was active.
+pub fn validate_run_opening(status: RunStatus) -> StoreResult<()> {
+    if matches!(status, RunStatus::Running | RunStatus::Skipped) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "a run opens as running or skipped, not {}",
+            status.as_str()
+        )))
+    }
+}
+
+/// The job's `last_run_items` when a run opens with `status`: none saved by
+/// a skipped slot, not known yet while running.
+pub fn opening_run_items(status: RunStatus) -> Option<u32> {
+    (status == RunStatus::Skipped).then_some(0)
+}
+
+/// What closing a run adds to its job's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// Added to `success_count`.
+    pub successes: u32,
+    /// Added to `failure_count`.
+    pub failures: u32,
+}
+
+/// A run closes as `success` or `failure` (`Invalid` otherwise), counted
+/// once on its job.
+pub fn run_outcome(status: RunStatus) -> StoreResult<RunOutcome> {
+    match status {
+        RunStatus::Success => Ok(RunOutcome {
+            successes: 1,
+            failures: 0,
+        }),
+        RunStatus::Failure => Ok(RunOutcome {
+            successes: 0,
+            failures: 1,
+        }),
+        other => Err(StoreError::Invalid(format!(
+            "a run closes as success or failure, not {}",
+            other.as_str()
+        ))),
+    }
+}
+
+/// The `next_run` stored for a job: none while disabled, whatever the
+/// caller computed.
+pub fn stored_next_run(enabled: bool, next_run: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    next_run.filter(|_| enabled).map(to_micros)
 }
 
 /// The settings document is a JSON object.
@@ -343,6 +464,70 @@ mod tests {
         assert_eq!(log_limit(0), DEFAULT_LOG_LIMIT);
         assert_eq!(log_limit(5000), MAX_QUERY_LIMIT);
         assert_eq!(run_history_limit(7), 7);
+    }
+
+    #[test]
+    fn only_pause_and_resume_are_asked_for() {
+        use QueueStatus::*;
+        assert_eq!(
+            queue_transition(1, Failed, None).unwrap(),
+            QueueTransition::Stay
+        );
+        assert_eq!(
+            queue_transition(1, Downloading, Some(Paused)).unwrap(),
+            QueueTransition::Pause {
+                interrupts_attempt: true
+            }
+        );
+        assert_eq!(
+            queue_transition(1, Pending, Some(Paused)).unwrap(),
+            QueueTransition::Pause {
+                interrupts_attempt: false
+            }
+        );
+        assert_eq!(
+            queue_transition(1, Paused, Some(Pending)).unwrap(),
+            QueueTransition::Resume
+        );
+        for (from, to) in [
+            (Paused, Paused),
+            (Completed, Paused),
+            (Pending, Pending),
+            (Failed, Pending),
+            (Pending, Completed),
+        ] {
+            let err = queue_transition(7, from, Some(to)).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("from {} to {}", from.as_str(), to.as_str())),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn retries_need_a_finished_item_and_an_attempt_in_range() {
+        use QueueStatus::*;
+        assert_eq!(retry_max_attempts(1, Failed, 3, 2).unwrap(), 5);
+        assert_eq!(retry_max_attempts(1, Completed, 1, 1).unwrap(), 2);
+        assert!(retry_max_attempts(1, Pending, 0, 1).is_err());
+        assert!(retry_max_attempts(1, Failed, 3, 0).is_err());
+        assert!(retry_max_attempts(1, Failed, MAX_ATTEMPTS, 1).is_err());
+    }
+
+    #[test]
+    fn runs_open_and_close_by_their_rules() {
+        assert!(validate_run_opening(RunStatus::Running).is_ok());
+        assert!(validate_run_opening(RunStatus::Success).is_err());
+        assert_eq!(opening_run_items(RunStatus::Skipped), Some(0));
+        assert_eq!(opening_run_items(RunStatus::Running), None);
+        assert_eq!(run_outcome(RunStatus::Failure).unwrap().failures, 1);
+        assert_eq!(run_outcome(RunStatus::Success).unwrap().successes, 1);
+        assert!(run_outcome(RunStatus::Skipped).is_err());
+        assert_eq!(
+            stored_next_run(false, Some(at("2026-01-01T00:00:00Z"))),
+            None
+        );
     }
 
     #[test]

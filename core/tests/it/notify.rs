@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use mediadl::model::{
-    CatchUp, CompletedEvent, Event, EventKind, Job, JobKind, Notification, NotificationLevel,
-    NotificationTopic, QueueStatus, RunStatus, Settings,
+    CatchUp, CompletedEvent, Event, EventKind, Job, JobKind, JobSpec, Notification,
+    NotificationLevel, NotificationTopic, QueueStatus, RunStatus, Settings,
 };
 use mediadl::notify::{
     DeliveryFilter, DeliveryLog, DeliveryStatus, DeliveryTransport, Notifier, NotifierOptions,
@@ -639,9 +639,7 @@ async fn browser_notifications_follow_the_rules_and_are_not_echoed() {
 }
 
 fn forum_job(id: &str, until: chrono::DateTime<Utc>) -> Job {
-    let now = Utc::now();
-    Job {
-        id: id.into(),
+    let spec = JobSpec {
         name: "Thread 42".into(),
         kind: JobKind::ForumMonitor,
         platform: "forum".into(),
@@ -655,17 +653,8 @@ fn forum_job(id: &str, until: chrono::DateTime<Utc>) -> Job {
             .into_iter()
             .collect(),
         monitor_until: Some(until),
-        last_run: None,
-        last_run_status: None,
-        last_run_items: None,
-        next_run: None,
-        last_slot: None,
-        total_runs: 0,
-        success_count: 0,
-        failure_count: 0,
-        created_at: now,
-        updated_at: now,
-    }
+    };
+    Job::new(id, spec, Utc::now())
 }
 
 #[tokio::test]

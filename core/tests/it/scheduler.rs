@@ -13,7 +13,7 @@ use mediadl::clock::ManualClock;
 use mediadl::downloader::Context;
 use mediadl::model::{
     CatchUp, DownloadStatus, DownloaderInfo, JobKind, ListingOrder, LogFilter, LogLevel, Metadata,
-    NewDownload, NewLogEntry, QueueStatus, RunFilter, RunStatus, Settings,
+    NewDownload, NewLogEntry, NextRun, QueueStatus, RunFilter, RunStatus, Settings,
 };
 use mediadl::scheduler::{
     AUTO_CLEANUP_JOB_ID, CronScheduler, ForumMonitorRequest, JobPatch, LOG_RETENTION_JOB_ID,
@@ -288,17 +288,20 @@ async fn create_fills_defaults_ids_and_next_run() {
         .await
         .unwrap();
     assert_eq!(job.id, "fake-evalongoria-posts");
-    assert_eq!(job.content_type, "posts", "the downloader's first type");
-    assert_eq!(job.kind, JobKind::Download);
-    assert!(job.enabled);
-    assert_eq!(job.next_run, Some(at("2025-10-13T12:00:00Z")));
+    assert_eq!(
+        job.spec.content_type, "posts",
+        "the downloader's first type"
+    );
+    assert_eq!(job.spec.kind, JobKind::Download);
+    assert!(job.spec.enabled);
+    assert_eq!(job.state.next_run, Some(at("2025-10-13T12:00:00Z")));
     let again = h
         .scheduler
         .create_job(fake_job("evalongoria", "0 9 * * 1"))
         .await
         .unwrap();
     assert_eq!(again.id, "fake-evalongoria-posts-2");
-    assert_eq!(again.next_run, Some(at("2025-10-20T09:00:00Z")));
+    assert_eq!(again.state.next_run, Some(at("2025-10-20T09:00:00Z")));
 
     let zoned = h
         .scheduler
@@ -308,7 +311,7 @@ async fn create_fills_defaults_ids_and_next_run() {
         })
         .await
         .unwrap();
-    assert_eq!(zoned.next_run, Some(at("2025-10-14T07:00:00Z")));
+    assert_eq!(zoned.state.next_run, Some(at("2025-10-14T07:00:00Z")));
     assert_eq!(
         mediadl::scheduler::schedule_human(&zoned),
         "Every day at 09:00 (Europe/Berlin)"
@@ -325,7 +328,7 @@ async fn create_fills_defaults_ids_and_next_run() {
         })
         .await
         .unwrap();
-    assert_eq!(disabled.next_run, None);
+    assert_eq!(disabled.state.next_run, None);
 
     let direct = h
         .scheduler
@@ -361,9 +364,9 @@ async fn patch_disable_clears_next_run_and_enable_recomputes_from_now() {
         )
         .await
         .unwrap();
-    assert!(!off.enabled);
-    assert_eq!(off.next_run, None);
-    assert_eq!(off.schedule, "0 */8 * * *");
+    assert!(!off.spec.enabled);
+    assert_eq!(off.state.next_run, None);
+    assert_eq!(off.spec.schedule, "0 */8 * * *");
     // Disabled slots are not run: nothing fires while it is off.
     assert!(h.tick_at("2025-10-14T00:00:00Z").await.is_empty());
 
@@ -379,7 +382,7 @@ async fn patch_disable_clears_next_run_and_enable_recomputes_from_now() {
         )
         .await
         .unwrap();
-    assert_eq!(on.next_run, Some(at("2025-10-14T16:00:00Z")));
+    assert_eq!(on.state.next_run, Some(at("2025-10-14T16:00:00Z")));
     assert!(h.tick_at("2025-10-14T09:31:00Z").await.is_empty());
 
     let err = h
@@ -395,7 +398,7 @@ async fn patch_disable_clears_next_run_and_enable_recomputes_from_now() {
         .unwrap_err();
     assert_eq!(invalid_field(&err), "schedule");
     assert_eq!(
-        h.store.get_job(&job.id).await.unwrap().schedule,
+        h.store.get_job(&job.id).await.unwrap().spec.schedule,
         "0 */8 * * *"
     );
     let err = h
@@ -448,8 +451,8 @@ async fn a_firing_enqueues_the_jobs_request_and_opens_a_run() {
     assert_eq!(active.queue_id, Some(item.id));
 
     let job = h.store.get_job(&job.id).await.unwrap();
-    assert_eq!(job.next_run, Some(at("2025-10-13T16:00:00Z")));
-    assert_eq!(job.last_slot, Some(at("2025-10-13T12:00:00Z")));
+    assert_eq!(job.state.next_run, Some(at("2025-10-13T16:00:00Z")));
+    assert_eq!(job.state.last_slot, Some(at("2025-10-13T12:00:00Z")));
     // The same slot does not fire twice.
     assert!(h.tick_at("2025-10-13T12:00:30Z").await.is_empty());
 }
@@ -468,10 +471,17 @@ async fn history_and_counters_after_success_failure_and_skip() {
     h.clock.set(at("2025-10-13T11:03:45Z"));
     h.finish(first.run.id, RunStatus::Success, 8, None).await;
     let j = h.store.get_job(&job.id).await.unwrap();
-    assert_eq!((j.total_runs, j.success_count, j.failure_count), (1, 1, 0));
-    assert_eq!(j.last_run, Some(at("2025-10-13T11:00:00Z")));
-    assert_eq!(j.last_run_status, Some(RunStatus::Success));
-    assert_eq!(j.last_run_items, Some(8));
+    assert_eq!(
+        (
+            j.state.total_runs,
+            j.state.success_count,
+            j.state.failure_count
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(j.state.last_run, Some(at("2025-10-13T11:00:00Z")));
+    assert_eq!(j.state.last_run_status, Some(RunStatus::Success));
+    assert_eq!(j.state.last_run_items, Some(8));
     let run = &h.scheduler.history(RunFilter::default()).await.unwrap()[0];
     assert_eq!(run.duration_seconds, Some(225.0));
     assert_eq!(run.items_downloaded, 8);
@@ -483,15 +493,22 @@ async fn history_and_counters_after_success_failure_and_skip() {
     assert!(skipped.queue_item.is_none());
     assert_eq!(h.store.queue_counts().await.unwrap().pending, 2);
     let j = h.store.get_job(&job.id).await.unwrap();
-    assert_eq!(j.total_runs, 3);
-    assert_eq!(j.last_run_status, Some(RunStatus::Skipped));
+    assert_eq!(j.state.total_runs, 3);
+    assert_eq!(j.state.last_run_status, Some(RunStatus::Skipped));
 
     // The 12:00 run then fails.
     h.finish(second.run.id, RunStatus::Failure, 0, Some("HTTP 500"))
         .await;
     let j = h.store.get_job(&job.id).await.unwrap();
-    assert_eq!((j.total_runs, j.success_count, j.failure_count), (3, 1, 1));
-    assert_eq!(j.last_run_status, Some(RunStatus::Failure));
+    assert_eq!(
+        (
+            j.state.total_runs,
+            j.state.success_count,
+            j.state.failure_count
+        ),
+        (3, 1, 1)
+    );
+    assert_eq!(j.state.last_run_status, Some(RunStatus::Failure));
 
     let all = h
         .scheduler
@@ -569,7 +586,10 @@ async fn a_run_whose_queue_item_vanished_does_not_block_the_job() {
             .contains("removed"),
         "{closed:?}"
     );
-    assert_eq!(h.store.get_job(&job.id).await.unwrap().failure_count, 1);
+    assert_eq!(
+        h.store.get_job(&job.id).await.unwrap().state.failure_count,
+        1
+    );
 }
 
 #[tokio::test]
@@ -599,10 +619,10 @@ async fn missed_slots_run_once_or_not_at_all_per_job() {
     );
     for id in [&once.id, &none.id] {
         let job = h.store.get_job(id).await.unwrap();
-        assert_eq!(job.next_run, Some(at("2025-10-13T16:00:00Z")), "{id}");
+        assert_eq!(job.state.next_run, Some(at("2025-10-13T16:00:00Z")), "{id}");
     }
-    assert_eq!(h.store.get_job(&none.id).await.unwrap().total_runs, 0);
-    assert_eq!(h.store.get_job(&once.id).await.unwrap().total_runs, 1);
+    assert_eq!(h.store.get_job(&none.id).await.unwrap().state.total_runs, 0);
+    assert_eq!(h.store.get_job(&once.id).await.unwrap().state.total_runs, 1);
     // On time again, the catch_up: none job fires normally.
     h.finish(fired[0].run.id, RunStatus::Success, 0, None).await;
     let fired = h.tick_at("2025-10-13T16:00:10Z").await;
@@ -648,15 +668,18 @@ async fn an_unavailable_downloader_fails_its_run_and_never_stops_other_jobs() {
         "https://example.com/file.bin"
     );
     let job = h.store.get_job(&broken.id).await.unwrap();
-    assert_eq!((job.total_runs, job.failure_count), (1, 1));
+    assert_eq!((job.state.total_runs, job.state.failure_count), (1, 1));
 
     // A manual run of it says why.
     let err = h.scheduler.run_now(&broken.id).await.unwrap_err();
     assert!(err.to_string().contains("not installed"), "{err}");
     // A stored job whose schedule became unreadable is skipped, not fatal.
     let mut corrupt = h.store.get_job(&broken.id).await.unwrap();
-    corrupt.schedule = "not cron".into();
-    h.store.update_job(corrupt).await.unwrap();
+    corrupt.spec.schedule = "not cron".into();
+    h.store
+        .update_job_spec(&corrupt.id, corrupt.spec, NextRun::Keep, corrupt.updated_at)
+        .await
+        .unwrap();
     h.finish(healthy_run.run.id, RunStatus::Success, 1, None)
         .await;
     let fired = h.tick_at("2025-10-13T12:00:00Z").await;
@@ -725,7 +748,7 @@ async fn three_instances_fire_each_of_twenty_slots_once() {
     fired_slots.dedup();
     assert_eq!(fired_slots.len(), 20);
     let job = h.store.get_job(&job.id).await.unwrap();
-    assert_eq!((job.total_runs, job.success_count), (20, 20));
+    assert_eq!((job.state.total_runs, job.state.success_count), (20, 20));
     assert_eq!(h.store.queue_counts().await.unwrap().pending, 20);
 }
 
@@ -742,13 +765,13 @@ async fn forum_monitor_checks_at_once_rechecks_on_repost_and_expires() {
     let started = h.scheduler.monitor_forum(request.clone()).await.unwrap();
     assert!(started.created);
     let job = &started.job;
-    assert_eq!(job.kind, JobKind::ForumMonitor);
-    assert_eq!(job.platform, "forum");
-    assert_eq!(job.source, "PicturePub");
-    assert_eq!(job.content_type, "images");
-    assert_eq!(job.schedule, "0 * * * *", "hourly by default");
-    assert_eq!(job.monitor_until, Some(at("2025-10-15T10:00:00Z")));
-    assert_eq!(job.total_runs, 1);
+    assert_eq!(job.spec.kind, JobKind::ForumMonitor);
+    assert_eq!(job.spec.platform, "forum");
+    assert_eq!(job.spec.source, "PicturePub");
+    assert_eq!(job.spec.content_type, "images");
+    assert_eq!(job.spec.schedule, "0 * * * *", "hourly by default");
+    assert_eq!(job.spec.monitor_until, Some(at("2025-10-15T10:00:00Z")));
+    assert_eq!(job.state.total_runs, 1);
     let first = h
         .store
         .get_queue_item(started.queue_id.unwrap())
@@ -776,7 +799,10 @@ async fn forum_monitor_checks_at_once_rechecks_on_repost_and_expires() {
         .unwrap();
     assert!(!third.created);
     assert_ne!(third.queue_id, started.queue_id);
-    assert_eq!(third.job.monitor_until, Some(at("2025-10-16T10:10:00Z")));
+    assert_eq!(
+        third.job.spec.monitor_until,
+        Some(at("2025-10-16T10:10:00Z"))
+    );
     assert_eq!(h.store.list_jobs().await.unwrap().len(), 1);
     h.finish(third.run.id, RunStatus::Success, 0, None).await;
 
@@ -786,8 +812,8 @@ async fn forum_monitor_checks_at_once_rechecks_on_repost_and_expires() {
     h.finish(fired[0].run.id, RunStatus::Success, 0, None).await;
     assert!(h.tick_at("2025-10-16T10:10:00Z").await.is_empty());
     let job = h.store.get_job(&job.id).await.unwrap();
-    assert!(!job.enabled);
-    assert_eq!(job.next_run, None);
+    assert!(!job.spec.enabled);
+    assert_eq!(job.state.next_run, None);
     // Re-enabling past the period is refused with a hint.
     let err = h
         .scheduler
@@ -883,7 +909,7 @@ async fn maintenance_jobs_are_listed_and_clean_up_per_settings() {
     assert_eq!(ids, [AUTO_CLEANUP_JOB_ID, LOG_RETENTION_JOB_ID]);
     assert!(
         jobs.iter()
-            .all(|j| j.kind == JobKind::Maintenance && j.enabled)
+            .all(|j| j.spec.kind == JobKind::Maintenance && j.spec.enabled)
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -978,7 +1004,7 @@ async fn maintenance_jobs_are_listed_and_clean_up_per_settings() {
         )
         .await
         .unwrap();
-    assert_eq!(off.next_run, None);
+    assert_eq!(off.state.next_run, None);
     let err = h
         .scheduler
         .delete_job(AUTO_CLEANUP_JOB_ID)
@@ -1022,7 +1048,7 @@ async fn run_ticks_on_the_injected_clock_until_shutdown() {
         async move { scheduler.run(shutdown).await }
     });
     tokio::time::sleep(std::time::Duration::from_secs(12)).await;
-    assert_eq!(h.store.get_job(&job.id).await.unwrap().total_runs, 0);
+    assert_eq!(h.store.get_job(&job.id).await.unwrap().state.total_runs, 0);
     assert_eq!(
         h.store.list_jobs().await.unwrap().len(),
         3,
@@ -1030,7 +1056,7 @@ async fn run_ticks_on_the_injected_clock_until_shutdown() {
     );
     h.clock.set(at("2025-10-13T11:00:02Z"));
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    assert_eq!(h.store.get_job(&job.id).await.unwrap().total_runs, 1);
+    assert_eq!(h.store.get_job(&job.id).await.unwrap().state.total_runs, 1);
     shutdown.cancel();
     task.await.unwrap();
 }
@@ -1104,8 +1130,8 @@ async fn a_scheduled_download_closes_its_run_through_the_engine() {
     assert_eq!(run.items_downloaded, 1);
     assert_eq!(run.queue_id, Some(queue_id));
     let job = test.store.get_job(&job.id).await.unwrap();
-    assert_eq!((job.total_runs, job.success_count), (1, 1));
-    assert_eq!(job.last_run_items, Some(1));
+    assert_eq!((job.state.total_runs, job.state.success_count), (1, 1));
+    assert_eq!(job.state.last_run_items, Some(1));
 }
 
 /// A job read in Europe/Berlin keeps firing at 09:00 local time when the
@@ -1122,12 +1148,12 @@ async fn a_zoned_job_fires_at_its_wall_clock_across_dst() {
         })
         .await
         .unwrap();
-    assert_eq!(job.next_run, Some(at("2025-10-25T07:00:00Z")));
+    assert_eq!(job.state.next_run, Some(at("2025-10-25T07:00:00Z")));
     assert!(h.tick_at("2025-10-25T06:59:00Z").await.is_empty());
     let first = h.tick_at("2025-10-25T07:00:00Z").await.remove(0);
     h.finish(first.run.id, RunStatus::Success, 0, None).await;
     assert_eq!(
-        h.store.get_job(&job.id).await.unwrap().next_run,
+        h.store.get_job(&job.id).await.unwrap().state.next_run,
         Some(at("2025-10-26T08:00:00Z"))
     );
     assert!(h.tick_at("2025-10-26T07:00:00Z").await.is_empty());

@@ -128,7 +128,7 @@ async fn get_job(id: String, state: AppState) -> ApiResult {
 
 async fn create_job(state: AppState, body: NewJob) -> ApiResult {
     let job = state.scheduler.create_job(body).await?;
-    tracing::info!(target: "mediadl_server::routes::scheduler", job = %job.id, schedule = %job.schedule, "job created");
+    tracing::info!(target: "mediadl_server::routes::scheduler", job = %job.id, schedule = %job.spec.schedule, "job created");
     Ok(reply(&job_json(&job), StatusCode::CREATED))
 }
 
@@ -203,10 +203,10 @@ async fn monitor_forum(state: AppState, body: ForumMonitorRequest) -> ApiResult 
     let body = json!({
         "thread_id": job.id,
         "job_id": job.id,
-        "status": if job.enabled { "active" } else { "stopped" },
-        "monitor_until": job.monitor_until,
-        "next_run": job.next_run,
-        "schedule": job.schedule,
+        "status": if job.spec.enabled { "active" } else { "stopped" },
+        "monitor_until": job.spec.monitor_until,
+        "next_run": job.state.next_run,
+        "schedule": job.spec.schedule,
         "schedule_human": schedule_human(job),
         "created": monitor.created,
         "task_id": monitor.queue_id.map(|id| id.to_string()),

@@ -1,6 +1,7 @@
 //! `/stats/*`: the dashboard's overview, the timeline and the per-platform breakdown.
 
 use chrono::{DateTime, Duration, Utc};
+use mediadl::format::human_bytes;
 use mediadl::model::{Bucket, GroupBy, Window};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -20,24 +21,6 @@ use crate::state::AppState;
 struct TimelineQuery {
     period: Option<String>,
     group_by: Option<String>,
-}
-
-/// Bytes for people: `42.5 GB` (powers of 1024, the spec's example).
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else if (value - value.round()).abs() < 0.05 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// The `/stats/*` routes.
@@ -120,13 +103,13 @@ async fn overview(state: AppState) -> ApiResult {
     let limit = settings.storage_limit_bytes();
     let next = jobs
         .iter()
-        .filter(|job| job.enabled)
-        .filter_map(|job| job.next_run.map(|at| (at, job)))
+        .filter(|job| job.spec.enabled)
+        .filter_map(|job| job.state.next_run.map(|at| (at, job)))
         .min_by_key(|(at, _)| *at)
         .map(|(at, job)| {
             json!({
                 "job_id": job.id,
-                "job_name": job.name,
+                "job_name": job.spec.name,
                 "scheduled_time": at,
                 "in_seconds": (at - now).num_seconds().max(0),
             })
@@ -206,16 +189,4 @@ async fn timeline(state: AppState, q: TimelineQuery) -> ApiResult {
         })
         .collect();
     Ok(warp::reply::json(&json!({"timeline": timeline})).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_bytes;
-
-    #[test]
-    fn bytes_read_like_the_spec() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(500 * 1024 * 1024 * 1024), "500 GB");
-        assert_eq!(human_bytes(45_678_901_234), "42.5 GB");
-    }
 }

@@ -111,8 +111,8 @@ async fn three_instances_on_postgres_fire_each_of_twenty_slots_once() {
     assert_eq!(runs_per_slot, vec![1; 20]);
 
     let job = store.get_job(&job.id).await.unwrap();
-    assert_eq!((job.total_runs, job.success_count), (20, 20));
-    assert_eq!(job.last_slot, Some(at("2025-10-13T11:40:00Z")));
+    assert_eq!((job.state.total_runs, job.state.success_count), (20, 20));
+    assert_eq!(job.state.last_slot, Some(at("2025-10-13T11:40:00Z")));
     let history = store
         .run_history(&RunFilter {
             job_id: Some(job.id.clone()),
@@ -134,6 +134,121 @@ async fn three_instances_on_postgres_fire_each_of_twenty_slots_once() {
     for (store, _) in &instances {
         store.close().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spec_patches_racing_two_schedulers_never_fire_a_slot_twice() {
+    // Two schedulers on one PostgreSQL database fire a job each minute
+    // (cron has no seconds field: the shared clock is moved by hand) while
+    // an admin PATCHes its definition through a real server on the same
+    // database. Every PATCH reads the job before writing it; none may
+    // re-open a slot that a scheduler claimed in between.
+    let backing = Backing::new(Db::Postgres).await;
+    let mut config = backing.config();
+    config.run_scheduler = false;
+    let app = TestApp::start(config).await;
+    let token = app.admin_token().await;
+    let url = backing.pg.as_ref().unwrap().url().to_string();
+    let clock = Arc::new(ManualClock::new(at("2025-10-13T10:00:00Z")));
+    let (store, first) = instance(&url, &clock).await;
+    let (other_store, second) = instance(&url, &clock).await;
+    let job = first
+        .create_job(NewJob {
+            name: Some("Every minute".into()),
+            platform: "direct".into(),
+            source: "race test".into(),
+            content_type: "file".into(),
+            schedule: "* * * * *".into(),
+            config: serde_json::from_value(json!({"url": "https://example.com/file.bin"})).unwrap(),
+            ..NewJob::default()
+        })
+        .await
+        .unwrap();
+    let schedulers = [Arc::new(first), Arc::new(second)];
+    let path = format!("/api/v1/scheduler/jobs/{}", job.id);
+    let app = Arc::new(app);
+
+    const SLOTS: usize = 30;
+    let mut slot = at("2025-10-13T10:01:00Z");
+    let mut slots = Vec::with_capacity(SLOTS);
+    for round in 0..SLOTS {
+        clock.set(slot);
+        let ticks: Vec<_> = schedulers
+            .iter()
+            .map(|scheduler| {
+                let scheduler = Arc::clone(scheduler);
+                tokio::spawn(async move { scheduler.tick(slot).await.unwrap().len() })
+            })
+            .collect();
+        let patches: Vec<_> = (0..3)
+            .map(|n| {
+                let (app, token, path) = (Arc::clone(&app), token.clone(), path.clone());
+                tokio::spawn(async move {
+                    let body = json!({
+                        "name": format!("Every minute ({round}.{n})"),
+                        "config": {"url": "https://example.com/file.bin", "max_downloads": n + 1},
+                    });
+                    let (status, _, body) = app
+                        .call(Method::PATCH, &path, Some(&token), Some(body))
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "{body}");
+                })
+            })
+            .collect();
+        let mut fired = 0;
+        for tick in ticks {
+            fired += tick.await.unwrap();
+        }
+        for patch in patches {
+            patch.await.unwrap();
+        }
+        // A late tick of both, after every PATCH has landed.
+        for scheduler in &schedulers {
+            fired += scheduler.tick(slot).await.unwrap().len();
+        }
+        assert_eq!(fired, 1, "slot {slot} fired {fired} times");
+        // The engine closes the run, so the next slot is not skipped.
+        let running = store.active_run(&job.id).await.unwrap().unwrap();
+        store
+            .close_run(running.id, RunStatus::Success, 1, None, slot)
+            .await
+            .unwrap();
+        slots.push(slot);
+        slot += Duration::minutes(1);
+    }
+
+    let history = store
+        .run_history(&RunFilter {
+            job_id: Some(job.id.clone()),
+            status: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    let mut started: Vec<DateTime<Utc>> = history.iter().map(|run| run.started_at).collect();
+    started.sort_unstable();
+    assert_eq!(started, slots, "one run per slot");
+    assert!(history.iter().all(|run| run.status == RunStatus::Success));
+    let queued = store
+        .list_queue(&QueueFilter::default(), mediadl::model::Page::new(1, 1000))
+        .await
+        .unwrap();
+    assert_eq!(queued.total, SLOTS as u64, "one queue item per slot");
+    let stored = store.get_job(&job.id).await.unwrap();
+    assert_eq!(
+        (stored.state.total_runs, stored.state.success_count),
+        (SLOTS as u64, SLOTS as u64)
+    );
+    assert_eq!(stored.state.last_slot, slots.last().copied());
+    assert!(
+        stored
+            .spec
+            .name
+            .starts_with(&format!("Every minute ({}.", SLOTS - 1)),
+    );
+    store.close().await;
+    other_store.close().await;
+    Arc::into_inner(app).expect("no request left").stop().await;
 }
 
 /// A stand-in for the forum platform (a cargo feature the server test

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mediadl::StoreError;
-use mediadl::model::{Job, JobRun, RunFilter, RunStatus};
+use mediadl::model::{Job, JobRun, JobSpec, NextRun, RunFilter, RunStatus};
 use mediadl::store::rules::{self, to_micros};
 use mediadl::store::{JobRepo, StoreResult};
 use sqlx::types::Json;
@@ -15,40 +15,46 @@ use super::rows::{JobRow, JobRunRow, convert_all, enum_text, to_i32, to_i64};
 
 const CLAIM_SLOT: &str = include_str!("../../queries/postgres/claim_slot.sql");
 const INSERT_JOB: &str = include_str!("../../queries/postgres/insert_job.sql");
-const UPDATE_JOB: &str = include_str!("../../queries/postgres/update_job.sql");
+const UPDATE_JOB_SPEC: &str = include_str!("../../queries/postgres/update_job_spec.sql");
 
-/// The job's 22 columns in the order of `insert_job.sql` and `update_job.sql`.
-fn bind_job<'q>(
-    query: sqlx::query::QueryAs<'q, Postgres, JobRow, sqlx::postgres::PgArguments>,
-    job: &Job,
-) -> StoreResult<sqlx::query::QueryAs<'q, Postgres, JobRow, sqlx::postgres::PgArguments>> {
-    Ok(query
-        .bind(job.id.clone())
-        .bind(job.name.clone())
-        .bind(enum_text(&job.kind)?)
-        .bind(job.platform.clone())
-        .bind(job.source.clone())
-        .bind(job.content_type.clone())
-        .bind(job.schedule.clone())
-        .bind(job.timezone.clone())
-        .bind(job.enabled)
-        .bind(enum_text(&job.catch_up)?)
-        .bind(Json(job.config.clone()))
-        .bind(job.monitor_until.map(to_micros))
-        .bind(job.last_run.map(to_micros))
-        .bind(job.last_run_status.map(RunStatus::as_str))
+type JobQuery<'q> = sqlx::query::QueryAs<'q, Postgres, JobRow, sqlx::postgres::PgArguments>;
+
+/// A new job's 22 columns in the order of `insert_job.sql`.
+fn bind_job<'q>(query: JobQuery<'q>, job: &Job) -> StoreResult<JobQuery<'q>> {
+    let state = &job.state;
+    Ok(bind_spec(query.bind(job.id.clone()), &job.spec)?
+        .bind(state.last_run.map(to_micros))
+        .bind(state.last_run_status.map(RunStatus::as_str))
         .bind(
-            job.last_run_items
+            state
+                .last_run_items
                 .map(|items| to_i32("last_run_items", items))
                 .transpose()?,
         )
-        .bind(job.next_run.map(to_micros))
-        .bind(job.last_slot.map(to_micros))
-        .bind(to_i64("total_runs", job.total_runs)?)
-        .bind(to_i64("success_count", job.success_count)?)
-        .bind(to_i64("failure_count", job.failure_count)?)
+        .bind(state.next_run.map(to_micros))
+        .bind(state.last_slot.map(to_micros))
+        .bind(to_i64("total_runs", state.total_runs)?)
+        .bind(to_i64("success_count", state.success_count)?)
+        .bind(to_i64("failure_count", state.failure_count)?)
         .bind(to_micros(job.created_at))
         .bind(to_micros(job.updated_at)))
+}
+
+/// The 11 columns of a job's definition, `name` to `monitor_until`, as
+/// `$2`–`$12` of `insert_job.sql` and `update_job_spec.sql`.
+fn bind_spec<'q>(query: JobQuery<'q>, spec: &JobSpec) -> StoreResult<JobQuery<'q>> {
+    Ok(query
+        .bind(spec.name.clone())
+        .bind(enum_text(&spec.kind)?)
+        .bind(spec.platform.clone())
+        .bind(spec.source.clone())
+        .bind(spec.content_type.clone())
+        .bind(spec.schedule.clone())
+        .bind(spec.timezone.clone())
+        .bind(spec.enabled)
+        .bind(enum_text(&spec.catch_up)?)
+        .bind(Json(spec.config.clone()))
+        .bind(spec.monitor_until.map(to_micros)))
 }
 
 fn job_not_found(id: &str) -> StoreError {
@@ -89,12 +95,47 @@ impl JobRepo for PgStore {
         convert_all(rows)
     }
 
-    async fn update_job(&self, job: Job) -> StoreResult<Job> {
-        let row = bind_job(sqlx::query_as::<_, JobRow>(UPDATE_JOB), &job)?
+    async fn update_job_spec(
+        &self,
+        id: &str,
+        spec: JobSpec,
+        next_run: NextRun,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Job> {
+        let (keep_next_run, next_run) = match next_run {
+            NextRun::Keep => (true, None),
+            NextRun::Set(next_run) => (false, next_run),
+        };
+        let row = bind_spec(sqlx::query_as::<_, JobRow>(UPDATE_JOB_SPEC).bind(id), &spec)?
+            .bind(keep_next_run)
+            .bind(next_run.map(to_micros))
+            .bind(to_micros(now))
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?
-            .ok_or_else(|| job_not_found(&job.id))?;
+            .ok_or_else(|| job_not_found(id))?;
+        Job::try_from(row)
+    }
+
+    async fn set_job_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        next_run: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Job> {
+        let row = sqlx::query_as::<_, JobRow>(
+            "UPDATE jobs SET enabled = $2, next_run = $3, updated_at = $4 \
+             WHERE id = $1 RETURNING *",
+        )
+        .bind(id)
+        .bind(enabled)
+        .bind(rules::stored_next_run(enabled, next_run))
+        .bind(to_micros(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| job_not_found(id))?;
         Job::try_from(row)
     }
 
@@ -139,12 +180,7 @@ impl JobRepo for PgStore {
         status: RunStatus,
         queue_id: Option<i64>,
     ) -> StoreResult<JobRun> {
-        if !matches!(status, RunStatus::Running | RunStatus::Skipped) {
-            return Err(StoreError::Invalid(format!(
-                "a run opens as running or skipped, not {}",
-                status.as_str()
-            )));
-        }
+        rules::validate_run_opening(status)?;
         let started_at = to_micros(started_at);
         let skipped = status == RunStatus::Skipped;
         let mut tx = self.pool.begin().await.map_err(map_err)?;
@@ -155,7 +191,11 @@ impl JobRepo for PgStore {
         .bind(job_id)
         .bind(started_at)
         .bind(status.as_str())
-        .bind(skipped.then_some(0_i32))
+        .bind(
+            rules::opening_run_items(status)
+                .map(|items| to_i32("last_run_items", items))
+                .transpose()?,
+        )
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -200,12 +240,7 @@ impl JobRepo for PgStore {
         error: Option<String>,
         completed_at: DateTime<Utc>,
     ) -> StoreResult<JobRun> {
-        if !matches!(status, RunStatus::Success | RunStatus::Failure) {
-            return Err(StoreError::Invalid(format!(
-                "a run closes as success or failure, not {}",
-                status.as_str()
-            )));
-        }
+        let outcome = rules::run_outcome(status)?;
         let completed_at = to_micros(completed_at);
         let items = to_i32("items_downloaded", items_downloaded)?;
         let mut tx = self.pool.begin().await.map_err(map_err)?;
@@ -233,18 +268,14 @@ impl JobRepo for PgStore {
                 .ok_or_else(|| run_not_found(run_id))?;
             return JobRun::try_from(row);
         };
-        let (success, failure) = match status {
-            RunStatus::Success => (1_i64, 0_i64),
-            _ => (0, 1),
-        };
         sqlx::query(
             "UPDATE jobs SET success_count = success_count + $2, \
              failure_count = failure_count + $3, last_run_status = $4, last_run_items = $5 \
              WHERE id = $1",
         )
         .bind(&closed.job_id)
-        .bind(success)
-        .bind(failure)
+        .bind(i64::from(outcome.successes))
+        .bind(i64::from(outcome.failures))
         .bind(status.as_str())
         .bind(items)
         .execute(&mut *tx)

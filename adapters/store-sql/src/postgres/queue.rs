@@ -10,7 +10,7 @@ use mediadl::model::{
     Completion, LeaseToken, Leased, NewQueueItem, Page, Paged, QueueCounts, QueueFilter, QueueItem,
     QueuePatch, QueueProgress, QueueStats, QueueStatus, WorkerId,
 };
-use mediadl::store::rules::{self, to_micros};
+use mediadl::store::rules::{self, QueueTransition, to_micros};
 use mediadl::store::{QueueRepo, StoreResult};
 use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder};
@@ -399,41 +399,28 @@ impl QueueRepo for PgStore {
             .ok_or_else(|| not_found(id))?
             .parse()
             .map_err(|err| StoreError::Internal(format!("queue item {id}: {err}")))?;
-        match patch.status {
-            None => {}
-            Some(QueueStatus::Paused)
-                if matches!(from, QueueStatus::Pending | QueueStatus::Downloading) => {}
-            Some(QueueStatus::Pending) if from == QueueStatus::Paused => {}
-            Some(to) => {
-                return Err(StoreError::Invalid(format!(
-                    "queue item {id} cannot go from {} to {}",
-                    from.as_str(),
-                    to.as_str()
-                )));
-            }
-        }
+        let transition = rules::queue_transition(id, from, patch.status)?;
         let mut query = QueryBuilder::<Postgres>::new("UPDATE queue SET id = id");
         if let Some(priority) = patch.priority {
             query.push(", priority = ").push_bind(i16::from(priority));
         }
-        match patch.status {
-            Some(QueueStatus::Paused) => {
+        match transition {
+            QueueTransition::Pause { interrupts_attempt } => {
                 query.push(", status = 'paused', estimated_completion = NULL");
-                if from == QueueStatus::Downloading {
-                    // Pausing is not a failure: the interrupted attempt is
-                    // given back, and the worker's lease is void.
+                if interrupts_attempt {
+                    // The worker's lease is void.
                     query.push(
                         ", attempts = GREATEST(attempts - 1, 0), \
                          lease_token = NULL, lease_expires_at = NULL",
                     );
                 }
             }
-            Some(QueueStatus::Pending) => {
+            QueueTransition::Resume => {
                 query
                     .push(", status = 'pending', next_attempt_at = ")
                     .push_bind(to_micros(now));
             }
-            _ => {}
+            QueueTransition::Stay => {}
         }
         query
             .push(" WHERE id = ")
@@ -465,20 +452,8 @@ impl QueueRepo for PgStore {
         let status: QueueStatus = status
             .parse()
             .map_err(|err| StoreError::Internal(format!("queue item {id}: {err}")))?;
-        if !status.is_finished() {
-            return Err(StoreError::Invalid(format!(
-                "queue item {id} is {}, only failed or completed items can be retried",
-                status.as_str()
-            )));
-        }
-        if extra_attempts == 0 {
-            return Err(StoreError::Invalid(
-                "a retry needs at least one more attempt".into(),
-            ));
-        }
         let attempts = u32::try_from(attempts).unwrap_or(0);
-        let max_attempts = attempts.saturating_add(extra_attempts);
-        rules::validate_max_attempts(max_attempts)?;
+        let max_attempts = rules::retry_max_attempts(id, status, attempts, extra_attempts)?;
         let row = sqlx::query_as::<_, QueueRow>(
             "UPDATE queue SET status = 'pending', max_attempts = $2, next_attempt_at = $3, \
              download_date = NULL, error_message = NULL, progress = 0 \

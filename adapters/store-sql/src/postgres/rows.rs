@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use mediadl::StoreError;
 use mediadl::model::{
-    CatchUp, Download, Job, JobKind, JobRun, LeaseToken, Leased, LogEntry, Metadata, QueueItem,
-    RefreshToken, RequestOptions, User, WorkerId,
+    CatchUp, Download, Job, JobKind, JobRun, JobSpec, JobState, LeaseToken, Leased, LogEntry,
+    Metadata, QueueItem, RefreshToken, RequestOptions, User, WorkerId,
 };
 use sqlx::types::Json;
 
@@ -225,31 +225,35 @@ impl TryFrom<JobRow> for Job {
     fn try_from(row: JobRow) -> Result<Self, StoreError> {
         Ok(Job {
             id: row.id,
-            name: row.name,
-            kind: enum_from_text::<JobKind>("jobs.kind", &row.kind)?,
-            platform: row.platform,
-            source: row.source,
-            content_type: row.content_type,
-            schedule: row.schedule,
-            timezone: row.timezone,
-            enabled: row.enabled,
-            catch_up: enum_from_text::<CatchUp>("jobs.catch_up", &row.catch_up)?,
-            config: row.config.0,
-            monitor_until: row.monitor_until,
-            last_run: row.last_run,
-            last_run_status: row
-                .last_run_status
-                .map(|status| parse("jobs.last_run_status", &status))
-                .transpose()?,
-            last_run_items: row
-                .last_run_items
-                .map(|items| from_i32("jobs.last_run_items", items))
-                .transpose()?,
-            next_run: row.next_run,
-            last_slot: row.last_slot,
-            total_runs: from_i64("jobs.total_runs", row.total_runs)?,
-            success_count: from_i64("jobs.success_count", row.success_count)?,
-            failure_count: from_i64("jobs.failure_count", row.failure_count)?,
+            spec: JobSpec {
+                name: row.name,
+                kind: enum_from_text::<JobKind>("jobs.kind", &row.kind)?,
+                platform: row.platform,
+                source: row.source,
+                content_type: row.content_type,
+                schedule: row.schedule,
+                timezone: row.timezone,
+                enabled: row.enabled,
+                catch_up: enum_from_text::<CatchUp>("jobs.catch_up", &row.catch_up)?,
+                config: row.config.0,
+                monitor_until: row.monitor_until,
+            },
+            state: JobState {
+                last_run: row.last_run,
+                last_run_status: row
+                    .last_run_status
+                    .map(|status| parse("jobs.last_run_status", &status))
+                    .transpose()?,
+                last_run_items: row
+                    .last_run_items
+                    .map(|items| from_i32("jobs.last_run_items", items))
+                    .transpose()?,
+                next_run: row.next_run,
+                last_slot: row.last_slot,
+                total_runs: from_i64("jobs.total_runs", row.total_runs)?,
+                success_count: from_i64("jobs.success_count", row.success_count)?,
+                failure_count: from_i64("jobs.failure_count", row.failure_count)?,
+            },
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mediadl::StoreError;
-use mediadl::model::{Job, JobRun, RunFilter, RunStatus};
+use mediadl::model::{Job, JobRun, JobSpec, NextRun, RunFilter, RunStatus};
 use mediadl::store::rules;
 use mediadl::store::{JobRepo, StoreResult};
 use sqlx::{QueryBuilder, Sqlite};
@@ -11,35 +11,43 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::rows::{self, enum_name, json_text, micros, opt_micros};
 use super::{SqliteStore, map_err};
 
-/// Binds a job's columns in the order of the insert and update statements.
+/// Binds a new job's 22 columns in the order of the insert statement.
 fn bind_job<'q>(
     query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
     job: &Job,
 ) -> StoreResult<sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>> {
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    Ok(query
-        .bind(job.id.clone())
-        .bind(job.name.clone())
-        .bind(enum_name(&job.kind)?)
-        .bind(job.platform.clone())
-        .bind(job.source.clone())
-        .bind(job.content_type.clone())
-        .bind(job.schedule.clone())
-        .bind(job.timezone.clone())
-        .bind(job.enabled)
-        .bind(enum_name(&job.catch_up)?)
-        .bind(json_text(&job.config)?)
-        .bind(opt_micros(job.monitor_until))
-        .bind(opt_micros(job.last_run))
-        .bind(job.last_run_status.map(RunStatus::as_str))
-        .bind(job.last_run_items.map(i64::from))
-        .bind(opt_micros(job.next_run))
-        .bind(opt_micros(job.last_slot))
-        .bind(count(job.total_runs))
-        .bind(count(job.success_count))
-        .bind(count(job.failure_count))
+    let state = &job.state;
+    Ok(bind_spec(query.bind(job.id.clone()), &job.spec)?
+        .bind(opt_micros(state.last_run))
+        .bind(state.last_run_status.map(RunStatus::as_str))
+        .bind(state.last_run_items.map(i64::from))
+        .bind(opt_micros(state.next_run))
+        .bind(opt_micros(state.last_slot))
+        .bind(count(state.total_runs))
+        .bind(count(state.success_count))
+        .bind(count(state.failure_count))
         .bind(micros(job.created_at))
         .bind(micros(job.updated_at)))
+}
+
+/// Binds the 11 columns of a job's definition, from `name` to `monitor_until`.
+fn bind_spec<'q>(
+    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    spec: &JobSpec,
+) -> StoreResult<sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>> {
+    Ok(query
+        .bind(spec.name.clone())
+        .bind(enum_name(&spec.kind)?)
+        .bind(spec.platform.clone())
+        .bind(spec.source.clone())
+        .bind(spec.content_type.clone())
+        .bind(spec.schedule.clone())
+        .bind(spec.timezone.clone())
+        .bind(spec.enabled)
+        .bind(enum_name(&spec.catch_up)?)
+        .bind(json_text(&spec.config)?)
+        .bind(opt_micros(spec.monitor_until)))
 }
 
 async fn fetch_run(conn: &mut sqlx::SqliteConnection, run_id: i64) -> StoreResult<JobRun> {
@@ -96,23 +104,61 @@ impl JobRepo for SqliteStore {
             .collect()
     }
 
-    async fn update_job(&self, job: Job) -> StoreResult<Job> {
+    async fn update_job_spec(
+        &self,
+        id: &str,
+        spec: JobSpec,
+        next_run: NextRun,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Job> {
+        // `keep_next_run` picks the stored value inside the statement, so
+        // nothing read before it is written back.
+        let (keep_next_run, next_run) = match next_run {
+            NextRun::Keep => (true, None),
+            NextRun::Set(next_run) => (false, next_run),
+        };
         let mut conn = self.write_conn().await?;
-        let row = bind_job(
+        let row = bind_spec(
             sqlx::query(
                 "UPDATE jobs SET name = $2, kind = $3, platform = $4, source = $5, \
                  content_type = $6, schedule = $7, timezone = $8, enabled = $9, catch_up = $10, \
-                 config = $11, monitor_until = $12, last_run = $13, last_run_status = $14, \
-                 last_run_items = $15, next_run = $16, last_slot = $17, total_runs = $18, \
-                 success_count = $19, failure_count = $20, created_at = $21, updated_at = $22 \
-                 WHERE id = $1 RETURNING *",
-            ),
-            &job,
+                 config = $11, monitor_until = $12, \
+                 next_run = CASE WHEN NOT $9 THEN NULL WHEN $13 THEN next_run ELSE $14 END, \
+                 updated_at = $15 WHERE id = $1 RETURNING *",
+            )
+            .bind(id.to_string()),
+            &spec,
         )?
+        .bind(keep_next_run)
+        .bind(opt_micros(next_run))
+        .bind(micros(now))
         .fetch_optional(&mut *conn)
         .await
         .map_err(map_err)?
-        .ok_or_else(|| StoreError::not_found("job", &job.id))?;
+        .ok_or_else(|| StoreError::not_found("job", id))?;
+        rows::job(&row)
+    }
+
+    async fn set_job_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        next_run: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Job> {
+        let mut conn = self.write_conn().await?;
+        let row = sqlx::query(
+            "UPDATE jobs SET enabled = $2, next_run = $3, updated_at = $4 \
+             WHERE id = $1 RETURNING *",
+        )
+        .bind(id.to_string())
+        .bind(enabled)
+        .bind(opt_micros(rules::stored_next_run(enabled, next_run)))
+        .bind(micros(now))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("job", id))?;
         rows::job(&row)
     }
 
@@ -169,12 +215,7 @@ impl JobRepo for SqliteStore {
         status: RunStatus,
         queue_id: Option<i64>,
     ) -> StoreResult<JobRun> {
-        if !matches!(status, RunStatus::Running | RunStatus::Skipped) {
-            return Err(StoreError::Invalid(format!(
-                "a run opens as running or skipped, not {}",
-                status.as_str()
-            )));
-        }
+        rules::validate_run_opening(status)?;
         let skipped = status == RunStatus::Skipped;
         let started = micros(started_at);
         let mut tx = self.write_tx().await?;
@@ -185,7 +226,7 @@ impl JobRepo for SqliteStore {
         .bind(job_id.to_string())
         .bind(started)
         .bind(status.as_str())
-        .bind(skipped.then_some(0_i64))
+        .bind(rules::opening_run_items(status).map(i64::from))
         .execute(&mut *tx)
         .await
         .map_err(map_err)?
@@ -233,12 +274,7 @@ impl JobRepo for SqliteStore {
         error: Option<String>,
         completed_at: DateTime<Utc>,
     ) -> StoreResult<JobRun> {
-        if !matches!(status, RunStatus::Success | RunStatus::Failure) {
-            return Err(StoreError::Invalid(format!(
-                "a run closes as success or failure, not {}",
-                status.as_str()
-            )));
-        }
+        let outcome = rules::run_outcome(status)?;
         let mut tx = self.write_tx().await?;
         let closed = sqlx::query(
             "UPDATE job_runs SET status = $2, completed_at = $3, \
@@ -258,20 +294,19 @@ impl JobRepo for SqliteStore {
             return fetch_run(&mut tx, run_id).await;
         };
         let run = rows::job_run(&row)?;
-        let counter = if status == RunStatus::Success {
-            "UPDATE jobs SET success_count = success_count + 1, last_run_status = $2, \
-             last_run_items = $3 WHERE id = $1"
-        } else {
-            "UPDATE jobs SET failure_count = failure_count + 1, last_run_status = $2, \
-             last_run_items = $3 WHERE id = $1"
-        };
-        sqlx::query(counter)
-            .bind(run.job_id.clone())
-            .bind(status.as_str())
-            .bind(i64::from(items_downloaded))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE jobs SET success_count = success_count + $2, \
+             failure_count = failure_count + $3, last_run_status = $4, last_run_items = $5 \
+             WHERE id = $1",
+        )
+        .bind(run.job_id.clone())
+        .bind(i64::from(outcome.successes))
+        .bind(i64::from(outcome.failures))
+        .bind(status.as_str())
+        .bind(i64::from(items_downloaded))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(run)
     }

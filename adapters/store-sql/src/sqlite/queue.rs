@@ -11,7 +11,7 @@ use mediadl::model::{
     Completion, LeaseToken, Leased, NewQueueItem, Page, Paged, QueueCounts, QueueFilter, QueueItem,
     QueuePatch, QueueProgress, QueueStats, QueueStatus, WorkerId,
 };
-use mediadl::store::rules;
+use mediadl::store::rules::{self, QueueTransition};
 use mediadl::store::{QueueRepo, StoreResult};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -416,40 +416,26 @@ impl QueueRepo for SqliteStore {
         }
         let mut tx = self.write_tx().await?;
         let item = fetch_item(&mut tx, id).await?;
-        let from = item.status;
-        match patch.status {
-            None => {}
-            Some(QueueStatus::Paused)
-                if matches!(from, QueueStatus::Pending | QueueStatus::Downloading) => {}
-            Some(QueueStatus::Pending) if from == QueueStatus::Paused => {}
-            Some(to) => {
-                return Err(StoreError::Invalid(format!(
-                    "queue item {id} cannot go from {} to {}",
-                    from.as_str(),
-                    to.as_str()
-                )));
-            }
-        }
+        let transition = rules::queue_transition(id, item.status, patch.status)?;
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE queue SET id = id");
         if let Some(priority) = patch.priority {
             qb.push(", priority = ").push_bind(i64::from(priority));
         }
-        match patch.status {
-            Some(QueueStatus::Paused) => {
+        match transition {
+            QueueTransition::Pause { interrupts_attempt } => {
                 qb.push(
                     ", status = 'paused', estimated_completion = NULL, \
                      lease_token = NULL, lease_expires_at = NULL",
                 );
-                if from == QueueStatus::Downloading {
-                    // Pausing is not a failure: the interrupted attempt is given back.
+                if interrupts_attempt {
                     qb.push(", attempts = MAX(attempts - 1, 0)");
                 }
             }
-            Some(QueueStatus::Pending) => {
+            QueueTransition::Resume => {
                 qb.push(", status = 'pending', next_attempt_at = ")
                     .push_bind(micros(now));
             }
-            _ => {}
+            QueueTransition::Stay => {}
         }
         qb.push(" WHERE id = ").push_bind(id).push(" RETURNING *");
         let row = qb.build().fetch_one(&mut *tx).await.map_err(map_err)?;
@@ -465,19 +451,8 @@ impl QueueRepo for SqliteStore {
     ) -> StoreResult<QueueItem> {
         let mut tx = self.write_tx().await?;
         let item = fetch_item(&mut tx, id).await?;
-        if !item.status.is_finished() {
-            return Err(StoreError::Invalid(format!(
-                "queue item {id} is {}, only failed or completed items can be retried",
-                item.status.as_str()
-            )));
-        }
-        if extra_attempts == 0 {
-            return Err(StoreError::Invalid(
-                "a retry needs at least one more attempt".into(),
-            ));
-        }
-        let max_attempts = item.attempts.saturating_add(extra_attempts);
-        rules::validate_max_attempts(max_attempts)?;
+        let max_attempts =
+            rules::retry_max_attempts(id, item.status, item.attempts, extra_attempts)?;
         let row = sqlx::query(
             "UPDATE queue SET status = 'pending', max_attempts = $1, next_attempt_at = $2, \
              download_date = NULL, error_message = NULL, progress = 0 WHERE id = $3 RETURNING *",

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use mediadl::StoreError;
 use mediadl::model::{
-    CatchUp, Download, DownloadStatus, Job, JobKind, JobRun, LogEntry, LogLevel, Metadata,
-    QueueItem, QueueStatus, RefreshToken, Role, RunStatus, User,
+    CatchUp, Download, DownloadStatus, Job, JobKind, JobRun, JobSpec, JobState, LogEntry, LogLevel,
+    Metadata, QueueItem, QueueStatus, RefreshToken, Role, RunStatus, User,
 };
 use mediadl::store::rules::from_micros;
 use serde::de::DeserializeOwned;
@@ -237,25 +237,29 @@ pub(crate) fn job(row: &SqliteRow) -> Result<Job, StoreError> {
     let c = Cols(row);
     Ok(Job {
         id: c.get("id")?,
-        name: c.get("name")?,
-        kind: c.name::<JobKind>("kind")?,
-        platform: c.get("platform")?,
-        source: c.get("source")?,
-        content_type: c.get("content_type")?,
-        schedule: c.get("schedule")?,
-        timezone: c.get("timezone")?,
-        enabled: c.flag("enabled")?,
-        catch_up: c.name::<CatchUp>("catch_up")?,
-        config: c.json::<Metadata>("config")?,
-        monitor_until: c.opt_time("monitor_until")?,
-        last_run: c.opt_time("last_run")?,
-        last_run_status: c.opt_name::<RunStatus>("last_run_status")?,
-        last_run_items: c.opt_u32("last_run_items")?,
-        next_run: c.opt_time("next_run")?,
-        last_slot: c.opt_time("last_slot")?,
-        total_runs: c.u64("total_runs")?,
-        success_count: c.u64("success_count")?,
-        failure_count: c.u64("failure_count")?,
+        spec: JobSpec {
+            name: c.get("name")?,
+            kind: c.name::<JobKind>("kind")?,
+            platform: c.get("platform")?,
+            source: c.get("source")?,
+            content_type: c.get("content_type")?,
+            schedule: c.get("schedule")?,
+            timezone: c.get("timezone")?,
+            enabled: c.flag("enabled")?,
+            catch_up: c.name::<CatchUp>("catch_up")?,
+            config: c.json::<Metadata>("config")?,
+            monitor_until: c.opt_time("monitor_until")?,
+        },
+        state: JobState {
+            last_run: c.opt_time("last_run")?,
+            last_run_status: c.opt_name::<RunStatus>("last_run_status")?,
+            last_run_items: c.opt_u32("last_run_items")?,
+            next_run: c.opt_time("next_run")?,
+            last_slot: c.opt_time("last_slot")?,
+            total_runs: c.u64("total_runs")?,
+            success_count: c.u64("success_count")?,
+            failure_count: c.u64("failure_count")?,
+        },
         created_at: c.time("created_at")?,
         updated_at: c.time("updated_at")?,
     })
