@@ -57,7 +57,10 @@ pub async fn healthcheck(args: HealthcheckArgs) -> CliResult {
 /// Writes the completion script for `shell` to standard output.
 pub fn completions(shell: clap_complete::Shell) -> CliResult {
     let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "mediadl", &mut std::io::stdout());
+    // Into a buffer first: clap_complete panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "mediadl", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout(), &script)?;
     Ok(ExitCode::SUCCESS)
 }
 
