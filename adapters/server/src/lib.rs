@@ -241,6 +241,8 @@ pub async fn build_state(
         .download_dir
         .clone()
         .unwrap_or_else(|| config.data_dir.join("downloads"));
+    // Made at start so a fresh server is ready (GET /health/ready checks it).
+    create_dir(&download_root)?;
     Ok(AppState {
         store,
         events,

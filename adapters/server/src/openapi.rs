@@ -190,6 +190,16 @@ fn composed_schemas() -> Vec<(&'static str, Value)> {
     vec![
         ("Health", object(json!({ "status": { "const": "ok" } }))),
         (
+            "Readiness",
+            object(json!({
+                "status": { "const": "ok" },
+                "checks": object(json!({
+                    "database": { "const": "ok" },
+                    "storage": { "const": "ok" },
+                })),
+            })),
+        ),
+        (
             "Tokens",
             object(json!({
                 "access_token": { "type": "string" },
@@ -729,6 +739,19 @@ fn ops() -> Vec<Op> {
             None,
             ok("Health"),
             &[],
+        ),
+        with(
+            op(
+                "get",
+                "/api/v1/health/ready",
+                "health",
+                "Readiness: the database answers and the download directory is writable",
+                Public,
+            ),
+            vec![],
+            None,
+            ok("Readiness"),
+            &[503],
         ),
         with(
             op(
@@ -1615,7 +1638,7 @@ fn error_description(status: u16) -> &'static str {
 
 /// The statuses and response of one operation, success and errors.
 fn operation(op: &Op) -> Value {
-    let rate_limited = op.path != "/api/v1/health";
+    let rate_limited = !crate::routes::health::PROBE_PATHS.contains(&op.path);
     let headers = common_headers(rate_limited);
     let mut responses = Map::new();
     for (status, answer) in &op.responses {
@@ -1690,7 +1713,7 @@ fn operation(op: &Op) -> Value {
     }
     let mut errors: Vec<u16> = op.errors.to_vec();
     if rate_limited {
-        // Every API path but the health check is counted and reads the database.
+        // Every API path but the health probes is counted and reads the database.
         errors.extend([429, 503]);
     }
     if op.access != Access::Public {

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
+use tracing::Instrument;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
@@ -103,10 +104,10 @@ pub(crate) async fn serve(
 }
 
 /// Paths counted by the rate limiter: the API and the WebSocket, not the
-/// dashboard's static files, the API docs or the health check.
+/// dashboard's static files, the API docs or the health probes.
 fn is_rate_limited(path: &str) -> bool {
     (path.starts_with("/api/") || path.starts_with("/ws/"))
-        && path != "/api/v1/health"
+        && !crate::routes::health::PROBE_PATHS.contains(&path)
         && !path.starts_with("/api/docs")
 }
 
@@ -166,7 +167,10 @@ where
     let request_id = request_id_from(&request);
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
-    with_request_id(request_id.clone(), async move {
+    // Every line logged while the request is handled carries its id, method
+    // and path (JSON logs show them as span fields).
+    let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
+    let handled = with_request_id(request_id.clone(), async move {
         let rate =
             is_rate_limited(&path).then(|| state.limits.check(rate_key(&request, remote, &state)));
         let too_large = request
@@ -215,10 +219,10 @@ where
         }
         tracing::debug!(
             target: "mediadl_server::access",
-            %method, %path, status = response.status().as_u16(), request_id = %request_id,
+            status = response.status().as_u16(),
             "request"
         );
         response
-    })
-    .await
+    });
+    handled.instrument(span).await
 }

@@ -12,6 +12,25 @@ use mediadl_server::{ConnectionLimits, RateLimits};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as plain text or as JSON objects, one per line (with the
+    /// request id of HTTP requests and the queue id of queue items).
+    #[arg(
+        long,
+        global = true,
+        env = "MEDIADL_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the fields of the spans it was logged in.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +45,40 @@ pub enum Command {
     User(UserArgs),
     /// Apply database migrations and exit.
     Migrate(DataArgs),
+    /// Ask a running server's /api/v1/health/ready; exit 0 when it answers 200
+    /// (the container image's HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+    /// Print a shell completion script to standard output.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output, or write one page per
+    /// subcommand into a directory.
+    Manpage {
+        /// Write `mediadl.1`, `mediadl-serve.1`, … into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The server's listen address (an unspecified address such as 0.0.0.0 is asked on loopback).
+    #[arg(
+        long,
+        env = "MEDIADL_BIND",
+        default_value = "127.0.0.1:8000",
+        value_name = "ADDR"
+    )]
+    pub bind: String,
+    /// The readiness URL to ask instead of the one derived from --bind.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub timeout: u64,
 }
 
 /// Where the data lives (shared by every command that opens the database).

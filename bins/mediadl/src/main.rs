@@ -3,6 +3,8 @@
 
 mod cli;
 mod download;
+mod logging;
+mod probe;
 mod serve;
 mod user;
 
@@ -24,13 +26,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let log_format = cli.log_format;
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::serve(args).await,
-            Command::Worker(args) => serve::worker(args).await,
+            Command::Serve(args) => serve::serve(args, log_format).await,
+            Command::Worker(args) => serve::worker(args, log_format).await,
             Command::Download(args) => download::download(args).await,
             Command::User(args) => user::user(args).await,
-            Command::Migrate(args) => serve::migrate(args).await,
+            Command::Migrate(args) => serve::migrate(args, log_format).await,
+            Command::Healthcheck(args) => probe::healthcheck(args).await,
+            Command::Completions { shell } => probe::completions(shell),
+            Command::Manpage { output_dir } => probe::manpage(output_dir.as_deref()),
         }
     });
     match outcome {

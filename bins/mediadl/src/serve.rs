@@ -5,33 +5,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cli::{DataArgs, LogFormat, ServeArgs, WorkerArgs};
+use crate::logging;
 use mediadl::engine::Engine;
 use mediadl::{BroadcastBus, EventBus, Registry, SettingsHandle, Store};
 use mediadl_server::{ConnectionLimits, LogCapture, ServerConfig};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::Layer;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-
-use crate::cli::{DataArgs, ServeArgs, WorkerArgs};
 
 type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
 /// How often a worker re-reads the shared settings (changes made through the API).
 const SETTINGS_RELOAD: Duration = Duration::from_secs(30);
-
-/// Logs to standard error (`MEDIADL_LOG`, default `info`), and to the store
-/// when `capture` is given.
-fn init_tracing(capture: Option<&LogCapture>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIADL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry().with(fmt.with_filter(filter));
-    let _ = match capture {
-        Some(capture) => registry.with(capture.layer()).try_init(),
-        None => registry.try_init(),
-    };
-}
 
 /// Cancelled on SIGINT or SIGTERM.
 fn shutdown_on_signals() -> CancellationToken {
@@ -85,9 +69,9 @@ fn server_config(
     Ok(server)
 }
 
-pub async fn serve(args: ServeArgs) -> CliResult {
+pub async fn serve(args: ServeArgs, log_format: LogFormat) -> CliResult {
     let capture = LogCapture::new();
-    init_tracing(Some(&capture));
+    logging::init(log_format, Some(&capture));
     let mut config = server_config(&args.data, args.download_dir, args.config)?;
     config.log_capture = Some(capture);
     config.rate_limits.authenticated_per_hour = args.rate_limit_user;
@@ -126,8 +110,8 @@ async fn open_shared(
     }
 }
 
-pub async fn worker(args: WorkerArgs) -> CliResult {
-    init_tracing(None);
+pub async fn worker(args: WorkerArgs, log_format: LogFormat) -> CliResult {
+    logging::init(log_format, None);
     let config = server_config(&args.data, args.download_dir.clone(), args.config)?;
     let (store, events) = open_shared(&config).await?;
     let settings = SettingsHandle::load(store.as_ref(), config.settings_overrides.as_ref()).await?;
@@ -183,8 +167,8 @@ pub async fn worker(args: WorkerArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn migrate(data: DataArgs) -> CliResult {
-    init_tracing(None);
+pub async fn migrate(data: DataArgs, log_format: LogFormat) -> CliResult {
+    logging::init(log_format, None);
     let config = server_config(&data, None, None)?;
     mediadl_server::open_store(&config).await?;
     println!(

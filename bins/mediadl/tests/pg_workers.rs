@@ -16,6 +16,10 @@ use mediadl::testkit::{Fixture, FixtureServer};
 use mediadl_store::PgStore;
 use mediadl_store::testing::fresh_pg_database;
 
+// The crate's one test binary also holds the other tests of the real binary.
+#[path = "cli/json_logs.rs"]
+mod json_logs;
+
 const ITEMS: usize = 2_000;
 const PROCESSES: usize = 3;
 

@@ -27,6 +27,7 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use completer::CompletionBatcher;
 pub use retry::RetryPolicy;
@@ -377,12 +378,23 @@ impl Engine {
                             .insert(leased.item.id, item_cancel.clone());
                         let shared = Arc::clone(shared);
                         let shutdown = shutdown.clone();
-                        tasks.spawn(async move {
-                            let id = leased.item.id;
-                            worker::process(&shared, leased, item_cancel, shutdown).await;
-                            shared.running.lock().expect("running lock").remove(&id);
-                            slot
-                        });
+                        // Every line logged while the item runs carries its id,
+                        // platform and source (JSON logs show them as span fields).
+                        let span = tracing::info_span!(
+                            "queue_item",
+                            queue_id = leased.item.id,
+                            platform = %leased.item.platform,
+                            source = %leased.item.source,
+                        );
+                        tasks.spawn(
+                            async move {
+                                let id = leased.item.id;
+                                worker::process(&shared, leased, item_cancel, shutdown).await;
+                                shared.running.lock().expect("running lock").remove(&id);
+                                slot
+                            }
+                            .instrument(span),
+                        );
                     }
                     Ok(_) => {
                         free_slots.push(slot);

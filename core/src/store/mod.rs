@@ -352,6 +352,9 @@ pub trait StateRepo: Send + Sync + std::fmt::Debug {
     async fn put_state(&self, key: &str, value: &Value) -> StoreResult<()>;
     /// Removes `key`; removing a missing key is not an error.
     async fn delete_state(&self, key: &str) -> StoreResult<()>;
+    /// One cheap round trip to the database (readiness probes): `Ok` when it
+    /// answers a query, [`StoreError::Unavailable`] when it cannot be reached.
+    async fn ping(&self) -> StoreResult<()>;
 }
 
 /// Every capability together; `Arc<dyn Store>` at the edges.

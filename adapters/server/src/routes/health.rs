@@ -1,13 +1,105 @@
-//! `GET /health`: unauthenticated liveness.
+//! `GET /health`: unauthenticated liveness; `GET /health/ready`:
+//! unauthenticated readiness (the database answers, the download directory
+//! takes files).
 
+use std::path::Path;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{Map, Value, json};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-/// `200 {"status":"ok"}` once the server accepts requests.
-pub fn routes() -> BoxedFilter<(Response,)> {
-    warp::path!("health")
+use crate::error::{ApiError, codes};
+use crate::state::AppState;
+
+/// The probe paths: neither is rate limited (a load balancer or container
+/// runtime asks every few seconds) nor needs a token.
+pub const PROBE_PATHS: [&str; 2] = ["/api/v1/health", "/api/v1/health/ready"];
+
+/// How long the database may take to answer before the server is not ready:
+/// shorter than a probe's usual timeout, so the probe sees our 503 and its
+/// reason rather than its own timeout.
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Seconds a client should wait before asking again after a 503.
+const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// `GET /health` and `GET /health/ready`.
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let live = warp::path!("health")
         .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
-        .boxed()
+        .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
+    let ready = warp::path!("health" / "ready")
+        .and(warp::get())
+        .then(move || readiness(state.clone()));
+    live.or(ready).unify().boxed()
+}
+
+/// What one check found: `Ok` or why it failed.
+type Check = Result<(), String>;
+
+/// `200 {"status":"ok","checks":{"database":"ok","storage":"ok"}}`, or 503
+/// with the error body whose `detail` names every failed check.
+async fn readiness(state: AppState) -> Response {
+    let database = check_database(&state).await;
+    let root = state.download_root();
+    let storage = tokio::task::spawn_blocking(move || check_storage(&root))
+        .await
+        .unwrap_or_else(|err| Err(format!("storage check did not finish: {err}")));
+    let checks = [("database", database), ("storage", storage)];
+    let failures: Vec<String> = checks
+        .iter()
+        .filter_map(|(name, check)| check.as_ref().err().map(|why| format!("{name}: {why}")))
+        .collect();
+    if failures.is_empty() {
+        let checks: Map<String, Value> = checks
+            .iter()
+            .map(|(name, _)| ((*name).to_owned(), Value::from("ok")))
+            .collect();
+        return warp::reply::json(&json!({"status": "ok", "checks": checks})).into_response();
+    }
+    tracing::warn!(target: "mediadl_server::health", failed = %failures.join("; "), "not ready");
+    ApiError {
+        retry_after: Some(RETRY_AFTER_SECONDS),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SERVICE_UNAVAILABLE,
+            format!("not ready: {}", failures.join("; ")),
+        )
+    }
+    .to_response()
+}
+
+async fn check_database(state: &AppState) -> Check {
+    match tokio::time::timeout(DATABASE_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {} s", DATABASE_TIMEOUT.as_secs())),
+    }
+}
+
+/// The download directory exists and a file can be created in it (the
+/// probe file is removed at once; its name is not one the engine's
+/// clean-up or the archive would read as a download).
+fn check_storage(root: &Path) -> Check {
+    if !root.is_dir() {
+        return Err(format!(
+            "download directory {} does not exist",
+            root.display()
+        ));
+    }
+    let probe = root.join(format!(".mediadl-ready-{}", uuid::Uuid::new_v4()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|err| {
+            format!(
+                "download directory {} is not writable: {err}",
+                root.display()
+            )
+        })
 }

@@ -24,7 +24,7 @@ pub mod users;
 
 /// Every `/api/v1` route (without the `/api/v1` prefix), unrecovered.
 pub fn api(state: AppState) -> BoxedFilter<(Response,)> {
-    health::routes()
+    health::routes(state.clone())
         .or(auth::routes(state.clone()))
         .unify()
         .or(users::routes(state.clone()))

@@ -43,6 +43,7 @@ on_both_databases!(
     logs_are_stored_and_served,
     rate_limit_answers_429,
     restart_keeps_data,
+    readiness_checks_database_and_storage,
 );
 
 /// The HTTP side of issue 19, written as the attacks.

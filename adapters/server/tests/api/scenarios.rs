@@ -1244,3 +1244,90 @@ pub async fn restart_keeps_data(db: Db) {
     assert_eq!(settings["general"]["default_priority"], 3);
     app.stop().await;
 }
+
+/// Polls `/health/ready` until it answers `status` (a pool reconnects in
+/// the background, so the flip back is awaited, not timed).
+async fn readiness_until(app: &TestApp, status: StatusCode) -> (reqwest::header::HeaderMap, Value) {
+    let mut last = None;
+    for _ in 0..100 {
+        let (answered, headers, body) = app
+            .call(Method::GET, "/api/v1/health/ready", None, None)
+            .await;
+        if answered == status {
+            return (headers, body);
+        }
+        last = Some((answered, body));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/health/ready never answered {status}; last: {last:?}");
+}
+
+pub async fn readiness_checks_database_and_storage(db: Db) {
+    let (backing, app) = app(db).await;
+    let (status, _, body) = app
+        .call(Method::GET, "/api/v1/health/ready", None, None)
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"status": "ok", "checks": {"database": "ok", "storage": "ok"}})
+        )
+    );
+
+    // The download directory gone: 503 naming storage, then back.
+    let downloads = app.data_dir.join("downloads");
+    std::fs::remove_dir(&downloads).unwrap();
+    let (headers, body) = readiness_until(&app, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_error(&headers, &body, "SERVICE_UNAVAILABLE");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("storage: download directory"), "{detail}");
+    assert!(!detail.contains("database"), "{detail}");
+    assert_eq!(headers["retry-after"], "5");
+    std::fs::create_dir(&downloads).unwrap();
+    readiness_until(&app, StatusCode::OK).await;
+    // The probe leaves no file behind.
+    assert_eq!(std::fs::read_dir(&downloads).unwrap().count(), 0);
+
+    // PostgreSQL refusing this database: 503 naming the database, then back.
+    if let Some(pg) = &backing.pg {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&mediadl_store::testing::test_server_url())
+            .await
+            .unwrap();
+        let allow = |on: bool| {
+            sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {on}",
+                pg.name()
+            ))
+        };
+        sqlx::raw_sql(allow(false))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(pg.name())
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let (headers, body) = readiness_until(&app, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_error(&headers, &body, "SERVICE_UNAVAILABLE");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.starts_with("not ready: database: "), "{detail}");
+        assert!(!detail.contains("storage"), "{detail}");
+        sqlx::raw_sql(allow(true))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        readiness_until(&app, StatusCode::OK).await;
+    }
+    // Probes are not rate limited.
+    let response = app
+        .client
+        .get(app.url("/api/v1/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!response.headers().contains_key("x-ratelimit-limit"));
+    app.stop().await;
+}

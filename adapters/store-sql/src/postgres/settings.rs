@@ -181,4 +181,12 @@ impl StateRepo for PgStore {
             .map_err(map_err)?;
         Ok(())
     }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
 }

@@ -201,4 +201,14 @@ impl StateRepo for SqliteStore {
             .map_err(map_err)?;
         Ok(())
     }
+
+    async fn ping(&self) -> StoreResult<()> {
+        // A query the file must answer (not a constant SQLite computes
+        // without reading it): a deleted or corrupt database fails here.
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM settings")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
 }
