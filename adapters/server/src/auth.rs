@@ -11,7 +11,7 @@
 //! ends the user's access tokens, since one of the two holders is a thief.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
