@@ -196,6 +196,17 @@ pub fn assert_error(headers: &reqwest::header::HeaderMap, body: &Value, code: &s
 /// default subscriber (tests run on a current-thread runtime).
 pub fn log_capture() -> (LogCapture, tracing::subscriber::DefaultGuard) {
     use tracing_subscriber::layer::SubscriberExt;
+    // tracing caches per callsite whether anyone listens, from the
+    // subscribers alive when it is first hit (or rebuilt). A callsite first
+    // hit on another test's thread while no scoped subscriber lived was
+    // cached as "never" and stayed so, and the capture below missed its
+    // events for good. A global subscriber that takes everything (and keeps
+    // nothing) makes every callsite "ask each time".
+    static LISTEN_EVERYWHERE: std::sync::Once = std::sync::Once::new();
+    LISTEN_EVERYWHERE.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry())
+            .expect("no other global subscriber in the api tests");
+    });
     let capture = LogCapture::new();
     let subscriber = tracing_subscriber::registry().with(capture.layer());
     let guard = tracing::subscriber::set_default(subscriber);

@@ -322,6 +322,11 @@ pub async fn signed_media_links_open_one_download_until_they_expire() {
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
 
     let query = |url: &str| url.split_once('?').unwrap().1.to_owned();
+    // The signature's last character, changed to another one.
+    let altered_last = {
+        let (kept, last) = a_file.split_at(a_file.len() - 1);
+        format!("{kept}{}", if last == "A" { "B" } else { "A" })
+    };
     let refused = [
         // a's signature on b's file, and on a's thumbnail.
         format!("/api/v1/downloads/{b}/file?{}", query(&a_file)),
@@ -329,7 +334,7 @@ pub async fn signed_media_links_open_one_download_until_they_expire() {
         // Another user, a later expiry, a changed signature.
         a_file.replace("user=", "user=1"),
         a_file.replace("expires=", "expires=9"),
-        format!("{}A", &a_file[..a_file.len() - 1]),
+        altered_last,
         b_file.replace("signature=", "signature=x"),
     ];
     for url in refused {

@@ -244,6 +244,15 @@ impl JobRepo for PgStore {
         let completed_at = to_micros(completed_at);
         let items = to_i32("items_downloaded", items_downloaded)?;
         let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // The job row is locked before its run row, the order `open_run` and
+        // `delete_job` take, so closing a run never deadlocks with deleting its job.
+        sqlx::query(
+            "SELECT 1 FROM jobs WHERE id = (SELECT job_id FROM job_runs WHERE id = $1) FOR UPDATE",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         // Only a running row closes; a closed one is returned unchanged.
         let closed = sqlx::query_as::<_, JobRunRow>(
             "UPDATE job_runs SET status = $2, completed_at = $3, \
