@@ -702,17 +702,30 @@ async fn storage_limit_makes_items_wait_with_a_reason() {
         "{}",
         notified.message
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The notification goes out before the deferral is written: wait for it.
+    let waiting = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let item = test.store.get_queue_item(two.id).await.unwrap();
+            if item.error_message.is_some() {
+                return item;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the deferral recorded");
     shutdown.cancel();
     runner.await.unwrap().unwrap();
-    let two = test.store.get_queue_item(two.id).await.unwrap();
-    assert_eq!(two.status, QueueStatus::Pending);
     assert!(
-        two.error_message
+        waiting
+            .error_message
             .as_deref()
             .unwrap()
             .contains("storage limit")
     );
+    let two = test.store.get_queue_item(two.id).await.unwrap();
+    assert_eq!(two.status, QueueStatus::Pending);
+    assert_eq!(two.error_message, waiting.error_message);
     assert_eq!(server.hits("/two.bin"), 0);
 }
 
