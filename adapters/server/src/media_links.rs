@@ -159,9 +159,10 @@ impl MediaLinks {
     ///
     /// # Errors
     ///
-    /// 403 `MEDIA_LINK_INVALID` for a missing part, a signature that does
-    /// not match (altered, or made for another download or kind); 401
-    /// `MEDIA_LINK_EXPIRED` for a genuine link whose time has passed.
+    /// 401 `MEDIA_LINK_INVALID` for a missing part, a signature that does
+    /// not match (altered, or made for another download or kind), and 401
+    /// `MEDIA_LINK_EXPIRED` for a genuine link whose time has passed: a link
+    /// is the request's credential, so a bad one is "not authenticated".
     pub fn verify(
         &self,
         download: i64,
@@ -170,8 +171,7 @@ impl MediaLinks {
         now: DateTime<Utc>,
     ) -> Result<i64, ApiError> {
         let invalid = || {
-            ApiError::new(
-                http::StatusCode::FORBIDDEN,
+            ApiError::unauthorized(
                 codes::MEDIA_LINK_INVALID,
                 "this media link is not valid for this download; ask for a new one",
             )
@@ -237,7 +237,7 @@ mod tests {
             let refused = links.verify(download, kind, &query, at(0)).unwrap_err();
             assert_eq!(
                 (refused.status.as_u16(), refused.code),
-                (403, codes::MEDIA_LINK_INVALID)
+                (401, codes::MEDIA_LINK_INVALID)
             );
         }
     }

@@ -1620,11 +1620,9 @@ fn error_description(status: u16) -> &'static str {
     match status {
         400 => "Malformed request: the body is not JSON (BAD_REQUEST)",
         401 => {
-            "Not authenticated, bad or expired token or media link (MEDIA_LINK_EXPIRED), wrong credentials, disabled account"
+            "Not authenticated, bad or expired token, media link not valid here or expired (MEDIA_LINK_INVALID, MEDIA_LINK_EXPIRED), wrong credentials, disabled account"
         }
-        403 => {
-            "The role does not allow this (FORBIDDEN), or a media link that is not valid here (MEDIA_LINK_INVALID)"
-        }
+        403 => "The role does not allow this (FORBIDDEN)",
         404 => "No such resource (NOT_FOUND) or no such path (ROUTE_NOT_FOUND)",
         409 => "The change conflicts with the current state (CONFLICT)",
         413 => "Body over 1 MiB (PAYLOAD_TOO_LARGE)",

@@ -339,7 +339,7 @@ pub async fn signed_media_links_open_one_download_until_they_expire() {
     ];
     for url in refused {
         let response = get_media(&app, &url, None).await;
-        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{url}");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{url}");
         let headers = response.headers().clone();
         let body: Value = response.json().await.unwrap();
         assert_error(&headers, &body, "MEDIA_LINK_INVALID");
