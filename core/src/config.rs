@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use crate::error::Error;
 use crate::model::Settings;
 use crate::model::settings::{
-    InvalidSetting, merge_patch, program_layer, remove_program_fields, strip_masked,
-    take_program_fields,
+    InvalidSetting, drop_unchanged, merge_patch, program_layer, remove_program_fields,
+    strip_masked, take_program_fields,
 };
 use crate::store::SettingsRepo;
 
@@ -314,6 +314,7 @@ impl SettingsHandle {
         })?;
         strip_masked(&mut patch, &current);
         self.layers.take_pinned(&mut patch)?;
+        drop_unchanged(&mut patch, &current);
         let mut document = stored_without_programs(store).await?;
         let updated_fields = merge_patch(&mut document, &patch);
         let settings = self.effective(&document)?;

@@ -579,6 +579,22 @@ pub fn strip_masked(patch: &mut Value, current: &Value) {
     walk(&mut Vec::new(), patch, Some(current));
 }
 
+/// Drops from a patch every value equal to the one in effect (`current`),
+/// so a client sending back the document it was shown stores nothing: the
+/// defaults and the real download directory it shows are not frozen into
+/// the stored document. `null` (back to the default) always stays.
+pub fn drop_unchanged(patch: &mut Value, current: &Value) {
+    let Value::Object(map) = patch else { return };
+    map.retain(|key, sent| match (sent, current.get(key)) {
+        (Value::Null, _) | (_, None) => true,
+        (sent @ Value::Object(_), Some(now)) => {
+            drop_unchanged(sent, now);
+            sent.as_object().is_some_and(|inner| !inner.is_empty())
+        }
+        (sent, Some(now)) => sent != now,
+    });
+}
+
 /// Keys of a downloader's section (`platforms.<platform>.<downloader>`)
 /// that decide what runs on the host: the program and its extra arguments.
 /// They come from the config file (or code embedding the library), never
