@@ -207,7 +207,7 @@ pub struct ServeArgs {
     pub idle_timeout: Option<u64>,
     /// Most connections open at once; more are answered 503 and closed [default: 1024].
     #[arg(long, env = "MEDIADL_MAX_CONNECTIONS", value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS_LIMIT as i64))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS_LIMIT))]
     pub max_connections: Option<u64>,
 }
 
