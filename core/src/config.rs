@@ -474,7 +474,12 @@ mod tests {
         // The document sent back as shown changes nothing and is accepted.
         let shown = handle.current().to_value();
         let update = handle.update(&store, &shown).await.unwrap();
-        assert_eq!(update.settings, handle.current());
+        assert_eq!(update.updated_fields, 0);
+        assert_eq!(
+            store.get_settings().await.unwrap(),
+            json!({}),
+            "an echo freezes no default, pinned value or download root"
+        );
         let tiktok = &handle.current().platforms["tiktok"];
         assert_eq!(tiktok["quality"], "sd");
     }

@@ -436,6 +436,54 @@ mod tests {
         assert!(file.settings.get("server").is_none());
     }
 
+    /// Leaf paths of `value` (`general.retry_attempts`, …).
+    fn leaves(value: &Value, path: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (key, child) in map {
+                    let child_path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    leaves(child, child_path, out);
+                }
+            }
+            _ => out.push(path),
+        }
+    }
+
+    #[test]
+    fn the_sample_config_file_is_accepted_and_names_every_key() {
+        let sample = include_str!("../../../contrib/mediadl.toml");
+        // `#key = …` and `#[section]` lines are settings; `# …` and `## …` prose.
+        let uncommented: String = sample
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c == '[' || c.is_ascii_lowercase()) => {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mediadl.toml");
+        std::fs::write(&path, &uncommented).unwrap();
+        let file = read_config_file(&path).unwrap();
+        assert_eq!(file.server.bind.as_deref(), Some("127.0.0.1:8000"));
+        assert_eq!(file.server.max_connections, Some(1024));
+        let mut defaults = Vec::new();
+        leaves(&Settings::default().to_value(), String::new(), &mut defaults);
+        let mut documented = Vec::new();
+        leaves(&file.settings, String::new(), &mut documented);
+        let missing: Vec<&String> = defaults
+            .iter()
+            .filter(|key| !documented.contains(key))
+            .collect();
+        assert!(missing.is_empty(), "not in contrib/mediadl.toml: {missing:?}");
+    }
+
     /// The message of a refused file.
     fn refusal(path: &Path, text: &str) -> String {
         std::fs::write(path, text).unwrap();

@@ -218,14 +218,11 @@ fn default_platforms() -> Map<String, Value> {
     }
 }
 
+/// Every key of the typed `notifications` section, with its default.
 fn default_notifications() -> Map<String, Value> {
-    let value = serde_json::json!({
-        "email": { "enabled": false, "smtp_host": "", "smtp_port": 587 },
-        "browser": { "enabled": true }
-    });
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!("literal object"),
+    match serde_json::to_value(super::notifications::NotificationSettings::default()) {
+        Ok(Value::Object(map)) => map,
+        _ => unreachable!("a struct serializes to an object"),
     }
 }
 

@@ -66,6 +66,7 @@ pub async fn file_values_survive_patch_reload_and_restart(db: Db) {
     assert_eq!(shown["network"]["connect_timeout_seconds"], 15);
     assert_eq!(shown["logs"]["retention_days"], 30);
     assert_eq!(shown["notifications"]["email"]["smtp_port"], 587);
+    assert_eq!(shown["notifications"]["retry"]["max_attempts"], 5);
     assert_eq!(shown["platforms"]["video"]["yt-dlp"]["enabled"], true);
     assert_eq!(shown["general"]["retry_attempts"], 7);
 
