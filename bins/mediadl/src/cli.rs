@@ -215,10 +215,12 @@ pub struct ServeArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Root of the downloads (default: the settings' download directory, else DIR/downloads).
+    /// Root of the downloads; overrides the settings' general.download_directory
+    /// [default: that setting, else DIR/downloads under the data dir].
     #[arg(long, env = "MEDIADL_DOWNLOAD_DIR", value_name = "DIR")]
     pub download_dir: Option<PathBuf>,
-    /// Workers in this process (default: the settings' general.concurrent_downloads).
+    /// Workers in this process, over the settings' general.concurrent_downloads
+    /// (kept on every reload of the shared settings).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub concurrency: Option<u32>,
 }
