@@ -57,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for name in ["worker-a", "worker-b"] {
         let store: Arc<dyn Store> = Arc::new(PgStore::connect(database.url()).await?);
         let events: Arc<dyn EventBus> = Arc::new(PgEventBus::connect(database.url()).await?);
-        let settings = SettingsHandle::load(store.as_ref(), None).await?;
+        let settings = SettingsHandle::load(store.as_ref(), &Default::default()).await?;
         let engine = Engine::builder()
             .store(store)
             .events(events)

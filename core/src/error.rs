@@ -14,6 +14,15 @@ pub enum Error {
         /// What is wrong with it, for a person to read.
         reason: String,
     },
+    /// A setting that a change through the API may not make: a program
+    /// setting, or a key the config file, the environment or a flag sets.
+    #[error("{field}: {reason}")]
+    ReadOnlySetting {
+        /// The setting's dotted path (`general.download_directory`).
+        field: String,
+        /// Where its value is set instead, for a person to read.
+        reason: String,
+    },
     /// The store refused or failed an operation.
     #[error(transparent)]
     Store(#[from] StoreError),

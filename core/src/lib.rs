@@ -28,7 +28,7 @@ pub mod store;
 pub mod testkit;
 
 pub use clock::{Clock, SystemClock};
-pub use config::SettingsHandle;
+pub use config::{SettingsHandle, SettingsLayers};
 pub use downloader::{Context, Downloader, MediaItem, Registry, Request, Unavailable};
 pub use engine::{Engine, EngineBuilder};
 pub use error::{DownloadError, Error, StoreError};

@@ -21,7 +21,8 @@ pub mod codes {
     /// A value is of the wrong type or out of range; `field` names it.
     pub const VALIDATION_ERROR: &str = "VALIDATION_ERROR";
     /// A setting that is read-only over HTTP (a program path or its
-    /// arguments, set in the config file); `field` names it.
+    /// arguments, or a key the config file, the environment or a flag
+    /// sets); `field` names it, `message` says where it is set.
     pub const READ_ONLY_SETTING: &str = "READ_ONLY_SETTING";
     /// No or unusable credentials.
     pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
@@ -222,6 +223,10 @@ impl From<CoreError> for ApiError {
     fn from(err: CoreError) -> Self {
         match err {
             CoreError::Invalid { field, reason } => Self::validation(field, reason),
+            CoreError::ReadOnlySetting { field, reason } => ApiError {
+                code: codes::READ_ONLY_SETTING,
+                ..Self::validation(field, reason)
+            },
             CoreError::Store(store) => store.into(),
             CoreError::Download(download) => Self::validation("url", download),
             CoreError::Io { context, source } => Self::internal(format!("{context}: {source}")),

@@ -32,7 +32,7 @@
 //! # }
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -220,7 +220,8 @@ pub async fn build_state(
     events: Arc<dyn EventBus>,
     shutdown: CancellationToken,
 ) -> Result<AppState, ServerError> {
-    let settings = SettingsHandle::load(store.as_ref(), config.settings_overrides.as_ref()).await?;
+    let settings =
+        SettingsHandle::load(store.as_ref(), &config.effective_settings_layers()).await?;
     let secret = jwt_secret(config)?;
     let clock: Arc<dyn mediadl::Clock> = Arc::new(SystemClock);
     let queue = QueueService::new(
@@ -237,10 +238,7 @@ pub async fn build_state(
         settings.clone(),
         Arc::clone(&clock),
     ));
-    let download_root = config
-        .download_dir
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join("downloads"));
+    let download_root = PathBuf::from(&settings.current().general.download_directory);
     // Made at start so a fresh server is ready (GET /health/ready checks it).
     create_dir(&download_root)?;
     Ok(AppState {

@@ -46,7 +46,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Events serialised once for every WebSocket.
     pub event_frames: Arc<EventFrames>,
-    /// Where downloads go unless the settings say otherwise.
+    /// Where downloads went at start (the settings' download directory
+    /// then); the engine's fallback should the settings leave it empty.
     pub download_root: PathBuf,
     /// The server's data directory (thumbnail cache, JWT secret).
     pub data_dir: PathBuf,

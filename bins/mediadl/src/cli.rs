@@ -1,9 +1,12 @@
 //! Flags and subcommands (see CONTRACT.md for the names users rely on).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use mediadl_server::{ConnectionLimits, RateLimits};
+use mediadl_server::config::{
+    ConfigFile, MAX_CONNECTIONS_LIMIT, ProcessSettings, read_config_file,
+};
+use mediadl_server::{ServerConfig, ServerError};
 
 /// A self-hosted media archiver: subscribe to sources, download what is new
 /// exactly once, and browse the history in a web dashboard.
@@ -81,91 +84,145 @@ pub struct HealthcheckArgs {
     pub timeout: u64,
 }
 
-/// Where the data lives (shared by every command that opens the database).
+/// The data directory when neither a flag, the environment nor the config
+/// file names one.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// The config file read when `--config` and `MEDIADL_CONFIG` name none.
+pub const DEFAULT_CONFIG_FILE: &str = "mediadl.toml";
+
+/// Where the data lives and the config file (shared by every command that
+/// opens the database).
+///
+/// A value is taken from, in this order: the flag, its environment
+/// variable, the config file's `[server]` section, the default.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
-    /// Holds the embedded SQLite database `mediadl.db` and, unless set otherwise, the downloads.
-    #[arg(
-        long,
-        env = "MEDIADL_DATA_DIR",
-        default_value = "./data",
-        value_name = "DIR"
-    )]
-    pub data_dir: PathBuf,
+    /// Holds the embedded SQLite database `mediadl.db` and, unless set
+    /// otherwise, the downloads [default: ./data].
+    #[arg(long, env = "MEDIADL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// `sqlite://…` (the default, embedded in the data dir) or `postgres://…`.
     /// Also read from `DATABASE_URL`.
     #[arg(long, env = "MEDIADL_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
+    /// Config file (TOML): process settings in `[server]` and the settings
+    /// API's sections, which override the stored settings and cannot be
+    /// changed through the API [default: mediadl.toml when present].
+    #[arg(long, env = "MEDIADL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// What a command starts from: the config file (when there is one) and
+/// the server configuration the flags, environment and file make.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The file's `[server]` section (empty without a file).
+    pub process: ProcessSettings,
+    /// Data directory, database and settings layers.
+    pub server: ServerConfig,
 }
 
 impl DataArgs {
     /// The database URL: the flag, `MEDIADL_DATABASE_URL`, then `DATABASE_URL`.
-    pub fn database_url(&self) -> Option<String> {
+    fn database_url(&self) -> Option<String> {
         self.database_url
             .clone()
             .or_else(|| std::env::var("DATABASE_URL").ok())
             .filter(|url| !url.trim().is_empty())
     }
+
+    /// Reads the config file in effect and layers it under the flags and
+    /// the environment; `download_dir` (`--download-dir`) pins the
+    /// settings' download directory.
+    ///
+    /// # Errors
+    ///
+    /// The config file cannot be read or is not acceptable (naming the
+    /// file, the line and the key).
+    pub fn load(&self, download_dir: Option<PathBuf>) -> Result<Loaded, ServerError> {
+        let file = config_file(self.config.as_deref())?;
+        let process = file
+            .as_ref()
+            .map(|file| file.server.clone())
+            .unwrap_or_default();
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(|| process.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let mut server = ServerConfig::new(data_dir).with_env();
+        server.database_url = self.database_url().or_else(|| process.database_url.clone());
+        server.download_dir = download_dir;
+        if let Some(file) = &file {
+            server = server.with_config_file(file);
+        }
+        Ok(Loaded { process, server })
+    }
 }
 
+/// The config file named by `--config` / `MEDIADL_CONFIG` (which must
+/// exist), else `mediadl.toml` when present; read and checked.
+fn config_file(named: Option<&Path>) -> Result<Option<ConfigFile>, ServerError> {
+    match named {
+        Some(path) => read_config_file(path).map(Some),
+        None => {
+            let default = Path::new(DEFAULT_CONFIG_FILE);
+            default
+                .exists()
+                .then(|| read_config_file(default))
+                .transpose()
+        }
+    }
+}
+
+/// `mediadl serve`'s flags. Each without a value here is taken from the
+/// config file's `[server]` section, else its default (see
+/// `mediadl_server::config::ProcessSettings`).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(
-        long,
-        env = "MEDIADL_BIND",
-        default_value = "127.0.0.1:8000",
-        value_name = "ADDR"
-    )]
-    pub bind: String,
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long, env = "MEDIADL_BIND", value_name = "ADDR")]
+    pub bind: Option<String>,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Root of the downloads (default: DIR/downloads under the data dir).
+    /// Root of the downloads [default: DIR/downloads under the data dir];
+    /// overrides the settings' general.download_directory.
     #[arg(long, env = "MEDIADL_DOWNLOAD_DIR", value_name = "DIR")]
     pub download_dir: Option<PathBuf>,
-    /// Settings file with the settings API's keys (default: mediadl.toml when
-    /// present); the only place program paths and `extra_args` are set.
-    #[arg(long, env = "MEDIADL_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Requests per hour allowed to each signed-in user.
-    #[arg(long, env = "MEDIADL_RATE_LIMIT_USER", value_name = "N",
-          default_value_t = RateLimits::default().authenticated_per_hour)]
-    pub rate_limit_user: u32,
-    /// Requests per hour allowed to each client address without a valid token (logins included).
-    #[arg(long, env = "MEDIADL_RATE_LIMIT_PUBLIC", value_name = "N",
-          default_value_t = RateLimits::default().public_per_hour)]
-    pub rate_limit_public: u32,
-    /// Seconds a client has to send a request's headers (a new connection, its first request's).
+    /// Requests per hour allowed to each signed-in user [default: 1000].
+    #[arg(long, env = "MEDIADL_RATE_LIMIT_USER", value_name = "N")]
+    pub rate_limit_user: Option<u32>,
+    /// Requests per hour allowed to each client address without a valid
+    /// token, logins included [default: 100].
+    #[arg(long, env = "MEDIADL_RATE_LIMIT_PUBLIC", value_name = "N")]
+    pub rate_limit_public: Option<u32>,
+    /// Seconds a client has to send a request's headers (a new connection,
+    /// its first request's) [default: 10].
     #[arg(long, env = "MEDIADL_HEADER_READ_TIMEOUT", value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..),
-          default_value_t = ConnectionLimits::default().header_read_timeout.as_secs())]
-    pub header_read_timeout: u64,
-    /// Seconds a kept-alive connection may sit idle between requests.
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds a kept-alive connection may sit idle between requests [default: 60].
     #[arg(long, env = "MEDIADL_IDLE_TIMEOUT", value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..),
-          default_value_t = ConnectionLimits::default().idle_timeout.as_secs())]
-    pub idle_timeout: u64,
-    /// Most connections open at once; more are answered 503 and closed.
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: Option<u64>,
+    /// Most connections open at once; more are answered 503 and closed [default: 1024].
     #[arg(long, env = "MEDIADL_MAX_CONNECTIONS", value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000),
-          default_value_t = ConnectionLimits::default().max_connections as u64)]
-    pub max_connections: u64,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS_LIMIT))]
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Root of the downloads (default: the settings' download directory, else DIR/downloads).
+    /// Root of the downloads; overrides the settings' general.download_directory
+    /// [default: that setting, else DIR/downloads under the data dir].
     #[arg(long, env = "MEDIADL_DOWNLOAD_DIR", value_name = "DIR")]
     pub download_dir: Option<PathBuf>,
-    /// Workers in this process (default: the settings' general.concurrent_downloads).
-    #[arg(long, value_name = "N")]
+    /// Workers in this process, over the settings' general.concurrent_downloads
+    /// (kept on every reload of the shared settings).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub concurrency: Option<u32>,
-    /// Settings file with the settings API's keys (default: mediadl.toml when
-    /// present); the only place program paths and `extra_args` are set.
-    #[arg(long, env = "MEDIADL_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

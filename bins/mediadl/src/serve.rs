@@ -1,15 +1,14 @@
 //! `mediadl serve`, `mediadl worker` and `mediadl migrate`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{DataArgs, LogFormat, ServeArgs, WorkerArgs};
+use crate::cli::{DataArgs, Loaded, LogFormat, ServeArgs, WorkerArgs};
 use crate::logging;
 use mediadl::engine::Engine;
 use mediadl::{BroadcastBus, EventBus, Registry, SettingsHandle, Store};
-use mediadl_server::{ConnectionLimits, LogCapture, ServerConfig};
+use mediadl_server::{LogCapture, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
@@ -47,43 +46,43 @@ fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-/// The config file in effect: the flag, else `mediadl.toml` when present.
-fn config_file(flag: Option<PathBuf>) -> Option<PathBuf> {
-    flag.or_else(|| {
-        let default = PathBuf::from("mediadl.toml");
-        default.exists().then_some(default)
-    })
-}
-
-fn server_config(
-    data: &DataArgs,
-    download_dir: Option<PathBuf>,
-    config: Option<PathBuf>,
-) -> Result<ServerConfig, Box<dyn std::error::Error>> {
-    let mut server = ServerConfig::new(&data.data_dir).with_env();
-    server.database_url = data.database_url();
-    server.download_dir = download_dir;
-    if let Some(path) = config_file(config) {
-        server = server.with_config_file(&path)?;
-    }
-    Ok(server)
-}
+/// Where `serve` listens when neither a flag, the environment nor the
+/// config file says.
+const DEFAULT_BIND: &str = "127.0.0.1:8000";
 
 pub async fn serve(args: ServeArgs, log_format: LogFormat) -> CliResult {
     let capture = LogCapture::new();
     logging::init(log_format, Some(&capture));
-    let mut config = server_config(&args.data, args.download_dir, args.config)?;
+    // Each value: the flag or its environment variable (clap), else the
+    // config file's `[server]`, else the default `ServerConfig` holds.
+    let Loaded {
+        process,
+        server: mut config,
+    } = args.data.load(args.download_dir)?;
     config.log_capture = Some(capture);
-    config.rate_limits.authenticated_per_hour = args.rate_limit_user;
-    config.rate_limits.public_per_hour = args.rate_limit_public;
-    config.connection_limits = ConnectionLimits {
-        header_read_timeout: Duration::from_secs(args.header_read_timeout),
-        idle_timeout: Duration::from_secs(args.idle_timeout),
-        max_connections: usize::try_from(args.max_connections)?,
-    };
-    let listener = tokio::net::TcpListener::bind(&args.bind)
+    let rates = &mut config.rate_limits;
+    rates.authenticated_per_hour = (args.rate_limit_user)
+        .or(process.rate_limit_user)
+        .unwrap_or(rates.authenticated_per_hour);
+    rates.public_per_hour = (args.rate_limit_public)
+        .or(process.rate_limit_public)
+        .unwrap_or(rates.public_per_hour);
+    let limits = &mut config.connection_limits;
+    if let Some(secs) = args.header_read_timeout.or(process.header_read_timeout) {
+        limits.header_read_timeout = Duration::from_secs(secs);
+    }
+    if let Some(secs) = args.idle_timeout.or(process.idle_timeout) {
+        limits.idle_timeout = Duration::from_secs(secs);
+    }
+    if let Some(max) = args.max_connections.or(process.max_connections) {
+        limits.max_connections = usize::try_from(max)?;
+    }
+    let bind = (args.bind)
+        .or(process.bind)
+        .unwrap_or_else(|| DEFAULT_BIND.into());
+    let listener = tokio::net::TcpListener::bind(&bind)
         .await
-        .map_err(|err| format!("cannot listen on {}: {err}", args.bind))?;
+        .map_err(|err| format!("cannot listen on {bind}: {err}"))?;
     let address = listener.local_addr()?;
     tracing::info!(target: "mediadl::serve", "listening on http://{address} (data in {})", config.data_dir.display());
     mediadl_server::run(listener, config, shutdown_on_signals()).await?;
@@ -112,22 +111,14 @@ async fn open_shared(
 
 pub async fn worker(args: WorkerArgs, log_format: LogFormat) -> CliResult {
     logging::init(log_format, None);
-    let config = server_config(&args.data, args.download_dir.clone(), args.config)?;
+    let config = args.data.load(args.download_dir)?.server;
     let (store, events) = open_shared(&config).await?;
-    let settings = SettingsHandle::load(store.as_ref(), config.settings_overrides.as_ref()).await?;
-    let concurrency = args.concurrency;
-    let apply_override = move |settings: &SettingsHandle| {
-        if let Some(n) = concurrency {
-            let mut current = (*settings.current()).clone();
-            current.general.concurrent_downloads = n.clamp(1, 64);
-            settings.replace(current);
-        }
-    };
-    apply_override(&settings);
-    let root = args
-        .download_dir
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join("downloads"));
+    let mut layers = config.effective_settings_layers();
+    if let Some(n) = args.concurrency {
+        layers = layers.pin_field("--concurrency", "general.concurrent_downloads", n.into());
+    }
+    let settings = SettingsHandle::load(store.as_ref(), &layers).await?;
+    let root = settings.current().general.download_directory.clone();
     let engine = Engine::builder()
         .store(Arc::clone(&store))
         .events(events)
@@ -146,11 +137,9 @@ pub async fn worker(args: WorkerArgs, log_format: LogFormat) -> CliResult {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(SETTINGS_RELOAD) => {}
                 }
-                match settings.reload(store.as_ref()).await {
-                    Ok(()) => apply_override(&settings),
-                    Err(err) => {
-                        tracing::warn!(target: "mediadl::worker", error = %err, "cannot reload settings")
-                    }
+                // Every layer (config file, --concurrency) is laid over again.
+                if let Err(err) = settings.reload(store.as_ref()).await {
+                    tracing::warn!(target: "mediadl::worker", error = %err, "cannot reload settings")
                 }
             }
         }
@@ -169,7 +158,7 @@ pub async fn worker(args: WorkerArgs, log_format: LogFormat) -> CliResult {
 
 pub async fn migrate(data: DataArgs, log_format: LogFormat) -> CliResult {
     logging::init(log_format, None);
-    let config = server_config(&data, None, None)?;
+    let config = data.load(None)?.server;
     mediadl_server::open_store(&config).await?;
     println!(
         "database {} is up to date",

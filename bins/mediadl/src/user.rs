@@ -26,8 +26,7 @@ fn read_password(from_stdin: bool) -> Result<(String, bool), Box<dyn std::error:
 }
 
 pub async fn user(args: UserArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let mut config = mediadl_server::ServerConfig::new(&args.data.data_dir).with_env();
-    config.database_url = args.data.database_url();
+    let config = args.data.load(None)?.server;
     let store = mediadl_server::open_store(&config).await?;
     match args.action {
         UserAction::Add {

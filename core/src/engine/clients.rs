@@ -47,12 +47,8 @@ impl Clients {
             return client.clone();
         }
         let base = self.base.read().expect("clients lock").clone();
-        let cookies = settings
-            .platforms
-            .get(platform)
-            .and_then(|section| section.get("cookies"))
-            .and_then(|cookies| cookies.as_str())
-            .filter(|text| !text.trim().is_empty());
+        let common = settings.platform_common(platform);
+        let cookies = common.cookies();
         let has_proxy = settings.network.platform_proxies.contains_key(platform);
         if cookies.is_none() && !has_proxy {
             return base;

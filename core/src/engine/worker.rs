@@ -224,12 +224,7 @@ async fn run(
     {
         return Err(storage_full(shared, used, limit).await);
     }
-    let auto_upgrade = settings
-        .platforms
-        .get(&item.platform)
-        .and_then(|section| section.get("auto_upgrade"))
-        .and_then(|value| value.as_bool())
-        .unwrap_or(false);
+    let auto_upgrade = settings.platform_common(&item.platform).auto_upgrade;
     let parallel = settings.downloads.files_per_item.max(1) as usize;
     let mut wanted = std::pin::pin!(wanted(
         shared,

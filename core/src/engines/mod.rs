@@ -78,20 +78,9 @@ impl Default for ProgramSettings {
 impl ProgramSettings {
     /// `platforms.<platform>.<downloader>` of `settings`, with defaults.
     pub fn read(settings: &Settings, platform: &str, downloader: &str) -> Result<Self, String> {
-        let Some(section) = settings
-            .platforms
-            .get(platform)
-            .and_then(|section| section.get(downloader))
-        else {
-            return Ok(Self::default());
-        };
-        serde_path_to_error::deserialize(section).map_err(|err| {
-            format!(
-                "platforms.{platform}.{downloader}.{}: {}",
-                err.path(),
-                err.inner()
-            )
-        })
+        settings
+            .downloader(platform, downloader)
+            .map_err(|err| err.to_string())
     }
 
     fn invocation(&self, name: &str, program: PathBuf) -> Invocation {
@@ -115,24 +104,11 @@ impl ProgramSettings {
     }
 }
 
-/// Whether the platform as a whole is switched off (`platforms.<p>.enabled`).
-fn platform_enabled(settings: &Settings, platform: &str) -> bool {
-    settings
-        .platforms
-        .get(platform)
-        .and_then(|section| section.get("enabled"))
-        .and_then(Value::as_bool)
-        .unwrap_or(true)
-}
-
 /// The platform's uploaded Netscape cookies (`platforms.<p>.cookies`), if any.
 pub fn platform_cookies(settings: &Settings, platform: &str) -> Option<String> {
     settings
-        .platforms
-        .get(platform)
-        .and_then(|section| section.get("cookies"))
-        .and_then(Value::as_str)
-        .filter(|text| !text.trim().is_empty())
+        .platform_common(platform)
+        .cookies()
         .map(str::to_owned)
 }
 
@@ -545,7 +521,7 @@ async fn check_program(
     minimum: &[u32],
     versions: &VersionCache,
 ) -> Result<PathBuf, Unavailable> {
-    if !platform_enabled(settings, platform) {
+    if !settings.platform_common(platform).enabled {
         return Err(Unavailable::new(format!(
             "disabled in settings (platforms.{platform}.enabled)"
         )));

@@ -9,6 +9,7 @@ mod download;
 mod event;
 mod job;
 mod log;
+pub mod notifications;
 mod platform;
 mod queue;
 pub mod settings;

@@ -44,6 +44,39 @@ impl Default for Settings {
     }
 }
 
+/// The keys every platform's section (`platforms.<platform>`) has; each
+/// platform's own settings type flattens it, and
+/// [`Settings::platform_common`] reads it for any platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlatformCommon {
+    /// Off: none of the platform's downloaders runs (`GET /platforms` says why).
+    pub enabled: bool,
+    /// The uploaded Netscape cookies.txt (a secret, masked on the way out).
+    pub cookies: Option<String>,
+    /// Download an archived item again when the listing offers a larger version.
+    pub auto_upgrade: bool,
+}
+
+impl Default for PlatformCommon {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            cookies: None,
+            auto_upgrade: false,
+        }
+    }
+}
+
+impl PlatformCommon {
+    /// The cookies' text, unless none were uploaded (or only blanks).
+    pub fn cookies(&self) -> Option<&str> {
+        self.cookies
+            .as_deref()
+            .filter(|text| !text.trim().is_empty())
+    }
+}
+
 /// The spec's `general` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -165,11 +198,19 @@ fn default_platforms() -> Map<String, Value> {
         "direct": { "enabled": true },
         "forum": { "enabled": true },
         "instagram": {
+            "enabled": true,
             "native": { "enabled": true, "rate_limit_per_hour": 100 },
             "gallery-dl": { "enabled": true },
             "auto_upgrade": true
         },
-        "tiktok": { "enabled": true, "quality": "hd" }
+        "tiktok": {
+            "enabled": true,
+            "quality": "hd",
+            "native": { "enabled": true },
+            "yt-dlp": { "enabled": true }
+        },
+        "video": { "enabled": true, "yt-dlp": { "enabled": true } },
+        "gallery": { "enabled": true, "gallery-dl": { "enabled": true } }
     });
     match value {
         Value::Object(map) => map,
@@ -177,14 +218,11 @@ fn default_platforms() -> Map<String, Value> {
     }
 }
 
+/// Every key of the typed `notifications` section, with its default.
 fn default_notifications() -> Map<String, Value> {
-    let value = serde_json::json!({
-        "email": { "enabled": false, "smtp_host": "", "smtp_port": 587 },
-        "browser": { "enabled": true }
-    });
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!("literal object"),
+    match serde_json::to_value(super::notifications::NotificationSettings::default()) {
+        Ok(Value::Object(map)) => map,
+        _ => unreachable!("a struct serializes to an object"),
     }
 }
 
@@ -215,7 +253,12 @@ impl Settings {
     ///
     /// [`InvalidSetting`] naming the first unacceptable field by its dotted path.
     pub fn from_value(value: &Value) -> Result<Self, InvalidSetting> {
-        let settings: Settings = serde_path_to_error::deserialize(value).map_err(|err| {
+        // Over the defaults document, so a platform or notification section
+        // that sets one key keeps the defaults of its others (serde's
+        // `default` fills missing fields of typed sections only, not of maps).
+        let mut document = Settings::default().to_value();
+        merge_patch(&mut document, value);
+        let settings: Settings = serde_path_to_error::deserialize(&document).map_err(|err| {
             let path = err.path().to_string();
             InvalidSetting::new(&path, err.into_inner().to_string())
         })?;
@@ -284,7 +327,7 @@ impl Settings {
             3600,
         )?;
         range("logs.retention_days", self.logs.retention_days, 0, 36_500)?;
-        crate::notify::NotificationSettings::from_settings(self)?;
+        super::notifications::NotificationSettings::from_settings(self)?;
         for (name, section) in &self.platforms {
             if !section.is_object() {
                 return Err(InvalidSetting::new(
@@ -292,8 +335,44 @@ impl Settings {
                     "must be an object",
                 ));
             }
+            self.platform::<PlatformCommon>(name)?;
         }
         Ok(())
+    }
+
+    /// The keys every platform's section has (`enabled`, `cookies`,
+    /// `auto_upgrade`), with defaults where the document says nothing.
+    /// Validation refuses a document whose sections do not fit, so this
+    /// falls back to the defaults only for settings built by hand.
+    pub fn platform_common(&self, platform: &str) -> PlatformCommon {
+        self.platform(platform).unwrap_or_default()
+    }
+
+    /// One downloader's part of a platform's section
+    /// (`platforms.<platform>.<downloader>`, e.g. `platforms.tiktok."yt-dlp"`),
+    /// deserialised into its own type (defaults where the document says nothing).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSetting`] naming the field
+    /// (`platforms.<platform>.<downloader>.…`) that does not fit `T`.
+    pub fn downloader<T: DeserializeOwned + Default>(
+        &self,
+        platform: &str,
+        downloader: &str,
+    ) -> Result<T, InvalidSetting> {
+        let section = self
+            .platforms
+            .get(platform)
+            .and_then(Value::as_object)
+            .and_then(|section| section.get(downloader));
+        match section {
+            None => Ok(T::default()),
+            Some(value) => serde_path_to_error::deserialize(value).map_err(|err| {
+                let field = format!("platforms.{platform}.{downloader}.{}", err.path());
+                InvalidSetting::new(&field, err.into_inner().to_string())
+            }),
+        }
     }
 
     /// A platform's part of `platforms`, deserialised into its own type
@@ -495,6 +574,22 @@ pub fn strip_masked(patch: &mut Value, current: &Value) {
         }
     }
     walk(&mut Vec::new(), patch, Some(current));
+}
+
+/// Drops from a patch every value equal to the one in effect (`current`),
+/// so a client sending back the document it was shown stores nothing: the
+/// defaults and the real download directory it shows are not frozen into
+/// the stored document. `null` (back to the default) always stays.
+pub fn drop_unchanged(patch: &mut Value, current: &Value) {
+    let Value::Object(map) = patch else { return };
+    map.retain(|key, sent| match (sent, current.get(key)) {
+        (Value::Null, _) | (_, None) => true,
+        (sent @ Value::Object(_), Some(now)) => {
+            drop_unchanged(sent, now);
+            sent.as_object().is_some_and(|inner| !inner.is_empty())
+        }
+        (sent, Some(now)) => sent != now,
+    });
 }
 
 /// Keys of a downloader's section (`platforms.<platform>.<downloader>`)

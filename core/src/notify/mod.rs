@@ -56,7 +56,6 @@
 
 pub mod history;
 pub mod notice;
-pub mod settings;
 mod watch;
 
 #[cfg(feature = "notify-email")]
@@ -83,6 +82,9 @@ use crate::events::{BusMessage, EventBus};
 use crate::model::{Event, EventKind, NotificationTopic, Settings};
 use crate::store::{StateRepo, Store};
 
+/// The `notifications` section's types live with the settings model
+/// (`model::notifications`); this path keeps naming them.
+pub use crate::model::notifications as settings;
 pub use history::{Delivery, DeliveryFilter, DeliveryLog, DeliveryStatus, DeliveryTransport};
 pub use notice::{EmailContent, Notice};
 pub use settings::NotificationSettings;

@@ -50,13 +50,7 @@ impl Downloader for Direct {
     }
 
     async fn check(&self, settings: &Settings) -> Result<(), Unavailable> {
-        let enabled = settings
-            .platforms
-            .get("direct")
-            .and_then(|section| section.get("enabled"))
-            .and_then(|enabled| enabled.as_bool())
-            .unwrap_or(true);
-        if enabled {
+        if settings.platform_common("direct").enabled {
             Ok(())
         } else {
             Err(Unavailable::new(

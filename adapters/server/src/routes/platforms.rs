@@ -55,20 +55,14 @@ pub(crate) struct TiktokRequest {
     priority: Option<u8>,
 }
 
-/// Where a platform's cookies.txt is kept in the settings document (a
-/// secret key, so it is masked on the way out).
-fn stored_cookies<'a>(settings: &'a Settings, platform: &str) -> Option<&'a str> {
-    settings
-        .platforms
-        .get(platform)
-        .and_then(|section| section.get("cookies"))
-        .and_then(Value::as_str)
-        .filter(|text| !text.trim().is_empty())
-}
-
 /// `{present, count, expires_at}` of a platform's stored cookies.
 fn cookies_summary(settings: &Settings, platform: &str) -> Value {
-    match stored_cookies(settings, platform).map(parse_netscape_cookies) {
+    // `platforms.<p>.cookies` is a secret key: masked on the way out.
+    match settings
+        .platform_common(platform)
+        .cookies()
+        .map(parse_netscape_cookies)
+    {
         Some(Ok(parsed)) => json!({
             "present": true,
             "count": parsed.count,
@@ -80,15 +74,6 @@ fn cookies_summary(settings: &Settings, platform: &str) -> Value {
         }
         None => json!({"present": false, "count": 0, "expires_at": null}),
     }
-}
-
-fn platform_enabled(settings: &Settings, platform: &str) -> bool {
-    settings
-        .platforms
-        .get(platform)
-        .and_then(|section| section.get("enabled"))
-        .and_then(Value::as_bool)
-        .unwrap_or(true)
 }
 
 /// Groups downloader statuses into the spec's platform entries.
@@ -122,7 +107,7 @@ fn platforms_json(
                     }
                 }
             }
-            let switched_on = platform_enabled(settings, platform);
+            let switched_on = settings.platform_common(platform).enabled;
             let usable = of.iter().any(|s| s.enabled);
             let status = match (switched_on, usable) {
                 (false, _) => "disabled",

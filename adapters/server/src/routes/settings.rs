@@ -1,16 +1,17 @@
-//! `/settings` (admin): the document with secrets masked, and deep-merge
-//! PATCH that validates, saves and applies live. Program settings (paths
-//! and `extra_args` of external downloaders) are shown but read-only: a
+//! `/settings` (admin): the effective document with secrets masked, and
+//! deep-merge PATCH that validates, saves and applies live. Program
+//! settings (paths and `extra_args` of external downloaders) and keys the
+//! config file, the environment or a flag sets are shown but read-only: a
 //! PATCH changing one is refused with `READ_ONLY_SETTING`.
 
-use mediadl::model::settings::{is_program_field, mask_secrets};
+use mediadl::model::settings::mask_secrets;
 use serde_json::{Value, json};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::auth::{AuthUser, admin};
-use crate::error::{ApiError, codes, handle};
+use crate::error::handle;
 use crate::request::json_body;
 use crate::routes::auth::with;
 use crate::state::AppState;
@@ -39,11 +40,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(json_body::<Value>())
         .and_then(|user: AuthUser, state: AppState, patch: Value| {
             handle(async move {
-                let update = state
-                    .settings
-                    .update(state.store.as_ref(), &patch)
-                    .await
-                    .map_err(read_only_refusal)?;
+                let update = state.settings.update(state.store.as_ref(), &patch).await?;
                 tracing::info!(
                     target: "mediadl_server::routes::settings",
                     user = %user.user.username, updated_fields = update.updated_fields,
@@ -57,15 +54,4 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
             })
         });
     get.or(patch).unify().boxed()
-}
-
-/// A refused change of a program setting gets its own stable code.
-fn read_only_refusal(err: mediadl::Error) -> ApiError {
-    match err {
-        mediadl::Error::Invalid { field, reason } if is_program_field(&field) => ApiError {
-            code: codes::READ_ONLY_SETTING,
-            ..ApiError::validation(field, reason)
-        },
-        other => other.into(),
-    }
 }

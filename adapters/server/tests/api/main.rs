@@ -8,6 +8,7 @@ mod scheduler;
 mod security_auth;
 mod security_http;
 mod security_secrets;
+mod settings_layers;
 
 /// Runs each scenario on both databases.
 macro_rules! on_both_databases {
@@ -45,6 +46,33 @@ on_both_databases!(
     restart_keeps_data,
     readiness_checks_database_and_storage,
 );
+
+/// Issue 18's one configuration, on both databases (the stored document
+/// is what the layers go over).
+mod configuration {
+    use crate::helpers::Db;
+    use crate::settings_layers as layers;
+
+    #[tokio::test]
+    async fn sqlite_file_values_survive_patch_reload_and_restart() {
+        layers::file_values_survive_patch_reload_and_restart(Db::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_file_values_survive_patch_reload_and_restart() {
+        layers::file_values_survive_patch_reload_and_restart(Db::Postgres).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_the_operators_download_dir_is_shown_and_read_only() {
+        layers::the_operators_download_dir_is_shown_and_read_only(Db::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_the_operators_download_dir_is_shown_and_read_only() {
+        layers::the_operators_download_dir_is_shown_and_read_only(Db::Postgres).await;
+    }
+}
 
 /// The HTTP side of issue 19, written as the attacks.
 mod security {

@@ -117,10 +117,13 @@ async fn settings_hide_secrets_and_program_settings_are_read_only() {
     let backing = Backing::new(Db::Sqlite).await;
     let mut config = backing.config();
     // From the config file: the only place programs are chosen.
-    config.settings_overrides = Some(json!({"platforms": {"tiktok": {"yt-dlp": {
-        "path": "/opt/yt-dlp/bin/yt-dlp",
-        "extra_args": ["--cookies", "/secret/cookies.txt"]
-    }}}}));
+    config.settings_layers = mediadl::SettingsLayers::default().pin(
+        "the config file mediadl.toml",
+        json!({"platforms": {"tiktok": {"yt-dlp": {
+            "path": "/opt/yt-dlp/bin/yt-dlp",
+            "extra_args": ["--cookies", "/secret/cookies.txt"]
+        }}}}),
+    );
     let app = TestApp::start(config).await;
     let admin = app.admin_token().await;
     let (status, body) = patch_settings(

@@ -34,6 +34,7 @@ use url::Url;
 use crate::downloader::{Context, Downloader, MediaItem, Request, Staging, Unavailable};
 use crate::error::{DownloadError, Error};
 use crate::fetch::{HttpClient, parse_netscape_cookies};
+use crate::model::settings::PlatformCommon;
 use crate::model::{DownloaderInfo, ListingOrder, Metadata, Settings};
 
 pub use hosts::{HostLink, ImageHost, ImageHosts, Resolved};
@@ -58,8 +59,10 @@ const UNRESOLVED_RETRYABLE: &str = "unresolved_retryable";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ForumSettings {
-    /// Whether the platform may be used.
-    pub enabled: bool,
+    /// `enabled`, the Netscape cookies.txt's text for every forum without
+    /// its own (what `PUT /platforms/forum/cookies` stores), `auto_upgrade`.
+    #[serde(flatten)]
+    pub common: PlatformCommon,
     /// Least time between two requests to a forum's pages, in milliseconds
     /// (image hosts follow `network.per_host_requests_per_second`).
     pub request_interval_ms: u64,
@@ -67,9 +70,6 @@ pub struct ForumSettings {
     pub max_page_bytes: u64,
     /// Most pages read in one check (a guard against endless paging).
     pub max_pages_per_check: u32,
-    /// A Netscape cookies.txt's text for every forum without its own (what
-    /// `PUT /platforms/forum/cookies` stores).
-    pub cookies: Option<String>,
     /// A Netscape cookies file used for every forum without its own.
     pub cookies_file: Option<String>,
     /// Per forum, by forum name (the request's source) or host name.
@@ -79,11 +79,10 @@ pub struct ForumSettings {
 impl Default for ForumSettings {
     fn default() -> Self {
         Self {
-            enabled: true,
+            common: PlatformCommon::default(),
             request_interval_ms: 1000,
             max_page_bytes: 20 * 1024 * 1024,
             max_pages_per_check: 1000,
-            cookies: None,
             cookies_file: None,
             forums: BTreeMap::new(),
         }
@@ -196,7 +195,7 @@ impl Downloader for Forum {
         let forum: ForumSettings = settings
             .platform(PLATFORM)
             .map_err(|err| Unavailable::new(format!("invalid settings: {err}")))?;
-        if !forum.enabled {
+        if !forum.common.enabled {
             return Err(Unavailable::new(
                 "disabled in settings (platforms.forum.enabled)",
             ));
@@ -830,7 +829,7 @@ async fn load_cookies(
             .cookies_file
             .is_none()
             .then_some(())
-            .and(settings.cookies.as_deref()))
+            .and(settings.common.cookies.as_deref()))
         .filter(|c| !c.trim().is_empty() && *c != crate::model::settings::MASK);
     let text = if let Some(inline) = inline {
         Some(("inline cookies".to_owned(), inline.to_owned()))

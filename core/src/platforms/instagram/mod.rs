@@ -28,6 +28,7 @@ use url::Url;
 use crate::downloader::{Context, Downloader, MediaItem, Request, Unavailable};
 use crate::error::{DownloadError, Error};
 use crate::fetch::{HttpClient, parse_netscape_cookies};
+use crate::model::settings::PlatformCommon;
 use crate::model::{DownloaderInfo, ListingOrder, Settings};
 use crate::platforms::accounts;
 use crate::platforms::social::{self, Pace, Pacer, Pinned};
@@ -47,8 +48,9 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(300);
 pub struct InstagramSettings {
     /// The built-in `native` downloader's settings.
     pub native: NativeSettings,
-    /// The uploaded Netscape cookies.txt (a secret).
-    pub cookies: Option<String>,
+    /// `enabled`, the uploaded Netscape cookies.txt, `auto_upgrade`.
+    #[serde(flatten)]
+    pub common: PlatformCommon,
 }
 
 /// `platforms.instagram.native`.
@@ -176,7 +178,7 @@ impl Downloader for Instagram {
         Url::parse(&config.native.base_url).map_err(|err| {
             Unavailable::new(format!("platforms.instagram.native.base_url: {err}"))
         })?;
-        session(config.cookies.as_deref(), Utc::now())
+        session(config.common.cookies(), Utc::now())
             .map(|_| ())
             .map_err(Unavailable::new)
     }
@@ -330,7 +332,7 @@ impl Api {
         let base = Url::parse(&settings.base_url).map_err(|err| {
             DownloadError::permanent(format!("platforms.instagram.native.base_url: {err}"))
         })?;
-        let session = session(config.cookies.as_deref(), cx.clock.now())
+        let session = session(config.common.cookies(), cx.clock.now())
             .map_err(DownloadError::AuthRequired)?;
         let http = HttpClient::builder(&cx.settings.network)
             .platform("instagram")

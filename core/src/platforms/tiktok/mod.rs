@@ -22,6 +22,7 @@ use url::Url;
 use crate::downloader::{Context, Downloader, MediaItem, Request, Unavailable};
 use crate::error::{DownloadError, Error};
 use crate::fetch::{HttpClient, parse_netscape_cookies};
+use crate::model::settings::PlatformCommon;
 use crate::model::{DownloaderInfo, ListingOrder, Settings};
 use crate::platforms::accounts;
 use crate::platforms::social::{Pace, Pacer, Pinned};
@@ -34,23 +35,22 @@ const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct TikTokSettings {
-    /// The whole platform on or off.
-    pub enabled: bool,
+    /// `enabled`, the uploaded Netscape cookies.txt (optional for public
+    /// accounts), `auto_upgrade`.
+    #[serde(flatten)]
+    pub common: PlatformCommon,
     /// `hd` (highest bitrate, the default) or `sd` (lowest).
     pub quality: String,
     /// The built-in `native` downloader's settings.
     pub native: NativeSettings,
-    /// The uploaded Netscape cookies.txt (a secret); optional for public accounts.
-    pub cookies: Option<String>,
 }
 
 impl Default for TikTokSettings {
     fn default() -> Self {
         Self {
-            enabled: true,
+            common: PlatformCommon::default(),
             quality: "hd".into(),
             native: NativeSettings::default(),
-            cookies: None,
         }
     }
 }
@@ -106,7 +106,7 @@ fn read_settings(settings: &Settings) -> Result<TikTokSettings, String> {
         Url::parse(&config.native.api_base_url)
             .map_err(|err| format!("platforms.tiktok.native.api_base_url: {err}"))?;
     }
-    if let Some(cookies) = config.cookies.as_deref().filter(|c| !c.trim().is_empty()) {
+    if let Some(cookies) = config.common.cookies() {
         parse_netscape_cookies(cookies)
             .map_err(|err| format!("the TikTok cookies file is malformed: {err}"))?;
     }
@@ -142,7 +142,7 @@ impl Downloader for TikTok {
 
     async fn check(&self, settings: &Settings) -> Result<(), Unavailable> {
         let config = read_settings(settings).map_err(Unavailable::new)?;
-        if !config.enabled {
+        if !config.common.enabled {
             return Err(Unavailable::new(
                 "disabled in settings (platforms.tiktok.enabled)",
             ));
@@ -265,7 +265,7 @@ impl Client {
         let mut builder = HttpClient::builder(&cx.settings.network)
             .platform("tiktok")
             .share_limits_with(&cx.http);
-        if let Some(cookies) = config.cookies.as_deref().filter(|c| !c.trim().is_empty()) {
+        if let Some(cookies) = config.common.cookies() {
             let parsed = parse_netscape_cookies(cookies).map_err(|err| {
                 DownloadError::permanent(format!("the TikTok cookies file is malformed: {err}"))
             })?;
