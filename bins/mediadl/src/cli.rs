@@ -37,7 +37,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Run everything in one process: API, WebSocket, dashboard, workers, scheduler.
     Serve(ServeArgs),
-    /// Run download workers only (no HTTP), against a shared database.
+    /// Run download workers only (no API; `--metrics-bind` serves /metrics), against a shared database.
     Worker(WorkerArgs),
     /// Download URLs once from the terminal, with progress, then exit.
     Download(DownloadArgs),
@@ -150,6 +150,14 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000),
           default_value_t = ConnectionLimits::default().max_connections as u64)]
     pub max_connections: u64,
+    /// Bearer token GET /metrics asks for (open to anyone who reaches the server when unset).
+    #[arg(
+        long,
+        env = "MEDIADL_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +174,17 @@ pub struct WorkerArgs {
     /// present); the only place program paths and `extra_args` are set.
     #[arg(long, env = "MEDIADL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Serve GET /metrics (Prometheus) on this address, e.g. 0.0.0.0:9464.
+    #[arg(long, env = "MEDIADL_METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<String>,
+    /// Bearer token the metrics listener asks for.
+    #[arg(
+        long,
+        env = "MEDIADL_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::cli::{DataArgs, LogFormat, ServeArgs, WorkerArgs};
 use crate::logging;
 use mediadl::engine::Engine;
-use mediadl::{BroadcastBus, EventBus, Registry, SettingsHandle, Store};
+use mediadl::{BroadcastBus, EventBus, MeteredBus, Metrics, Registry, SettingsHandle, Store};
+use mediadl_server::metrics::MetricsSource;
 use mediadl_server::{ConnectionLimits, LogCapture, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +75,7 @@ pub async fn serve(args: ServeArgs, log_format: LogFormat) -> CliResult {
     logging::init(log_format, Some(&capture));
     let mut config = server_config(&args.data, args.download_dir, args.config)?;
     config.log_capture = Some(capture);
+    config.metrics_token = args.metrics_token.filter(|token| !token.is_empty());
     config.rate_limits.authenticated_per_hour = args.rate_limit_user;
     config.rate_limits.public_per_hour = args.rate_limit_public;
     config.connection_limits = ConnectionLimits {
@@ -128,14 +130,40 @@ pub async fn worker(args: WorkerArgs, log_format: LogFormat) -> CliResult {
         .download_dir
         .clone()
         .unwrap_or_else(|| config.data_dir.join("downloads"));
+    let metrics = Metrics::new();
     let engine = Engine::builder()
         .store(Arc::clone(&store))
-        .events(events)
+        .events(Arc::new(MeteredBus::new(events, metrics.clone())))
         .registry(Arc::new(Registry::builtin()))
         .settings(settings.clone())
         .download_root(root)
+        .metrics(metrics.clone())
         .build()?;
     let shutdown = shutdown_on_signals();
+    let metrics_listener = match &args.metrics_bind {
+        Some(bind) => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|err| format!("cannot listen on {bind} (--metrics-bind): {err}"))?;
+            tracing::info!(target: "mediadl::worker", "metrics listening on http://{}{}", listener.local_addr()?, mediadl_server::metrics::PATH);
+            let source = MetricsSource {
+                metrics,
+                store: Arc::clone(&store),
+                token: args
+                    .metrics_token
+                    .as_deref()
+                    .filter(|token| !token.is_empty())
+                    .map(Arc::from),
+                connections: None,
+            };
+            Some(tokio::spawn(mediadl_server::metrics::serve_standalone(
+                listener,
+                source,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     let reload = tokio::spawn({
         let store = Arc::clone(&store);
         let settings = settings.clone();
@@ -163,6 +191,9 @@ pub async fn worker(args: WorkerArgs, log_format: LogFormat) -> CliResult {
     );
     engine.run(shutdown).await?;
     reload.abort();
+    if let Some(listener) = metrics_listener {
+        let _ = listener.await;
+    }
     tracing::info!(target: "mediadl::worker", "worker stopped; running items returned to the queue");
     Ok(ExitCode::SUCCESS)
 }

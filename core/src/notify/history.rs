@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::StoreError;
+use crate::metrics::Metrics;
 use crate::model::NotificationTopic;
 use crate::store::StateRepo;
 
@@ -150,6 +151,7 @@ pub enum HistoryError {
 #[derive(Debug, Clone)]
 pub struct DeliveryLog {
     state: Arc<dyn StateRepo>,
+    metrics: Option<Metrics>,
 }
 
 /// One lock for every log of the process (the API's test sends and the
@@ -162,7 +164,17 @@ fn write_lock() -> &'static tokio::sync::Mutex<()> {
 impl DeliveryLog {
     /// A log kept under [`HISTORY_KEY`] of `state`.
     pub fn new(state: Arc<dyn StateRepo>) -> Self {
-        Self { state }
+        Self {
+            state,
+            metrics: None,
+        }
+    }
+
+    /// Also counts every delivery that ends (not the API's test sends) in
+    /// `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     async fn load(&self) -> Result<Vec<Delivery>, HistoryError> {
@@ -179,6 +191,9 @@ impl DeliveryLog {
     ///
     /// [`HistoryError`] when the history cannot be read or written.
     pub async fn record(&self, delivery: &Delivery, limit: u32) -> Result<(), HistoryError> {
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| !delivery.test) {
+            metrics.delivery_recorded(delivery.transport, delivery.status);
+        }
         let _guard = write_lock().lock().await;
         // An unreadable history (another version wrote it) is started afresh
         // rather than blocking every delivery.
