@@ -20,7 +20,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -34,7 +34,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::error::DownloadError;
 use crate::events::{BusMessage, EventBus};
-use crate::model::{Event, EventKind, QueueAction, QueueStatus, RunStatus};
+use crate::model::{Event, EventKind, QueueAction, QueueItem, QueueStatus, RunStatus};
 use crate::notify::{DeliveryStatus, DeliveryTransport};
 use crate::store::Store;
 
@@ -385,17 +385,17 @@ impl Metrics {
         }
     }
 
-    /// One file of `platform` transferred completely: `bytes` in `took`.
-    pub fn transferred(&self, platform: &str, bytes: u64, took: Duration) {
+    /// One file of `item` transferred completely: `bytes` since `began`.
+    pub fn transferred(&self, item: &QueueItem, bytes: u64, began: Instant) {
         let labels = PlatformLabels {
-            platform: platform.to_owned(),
+            platform: item.platform.clone(),
         };
         let s = &self.series;
         s.downloaded_files.get_or_create(&labels).inc();
         s.downloaded_bytes.get_or_create(&labels).inc_by(bytes);
         s.transfer_duration
             .get_or_create(&labels)
-            .observe(took.as_secs_f64());
+            .observe(began.elapsed().as_secs_f64());
     }
 
     /// A queue item of `platform` failed with `cause` and waits for another attempt.
@@ -567,5 +567,321 @@ impl EventBus for MeteredBus {
 
     fn subscribe(&self) -> BoxStream<'static, BusMessage> {
         self.inner.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use futures::StreamExt;
+    use prometheus_parse::{Scrape, Value};
+
+    use super::*;
+    use crate::events::BroadcastBus;
+    use crate::model::{CompletedEvent, NewQueueItem, QueueEventItem, QueueUpdate};
+    use crate::store::{MemoryStore, QueueRepo};
+
+    async fn parsed(metrics: &Metrics, store: &MemoryStore) -> Scrape {
+        let text = metrics.render(store).await;
+        Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).unwrap()
+    }
+
+    /// The number of the one sample `name` with `labels`; `None` when absent.
+    fn number(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<f64> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match &s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+                Value::Histogram(buckets) => {
+                    buckets
+                        .iter()
+                        .find(|b| b.less_than.is_infinite())
+                        .unwrap()
+                        .count
+                }
+                Value::Summary(_) => unreachable!("no summaries"),
+            })
+            .collect();
+        assert!(found.len() <= 1, "{name} {labels:?}: {found:?}");
+        found.first().copied()
+    }
+
+    fn started(platform: &str) -> Event {
+        Event::now(EventKind::QueueUpdated(QueueUpdate {
+            action: QueueAction::Started,
+            item: QueueEventItem {
+                id: 1,
+                url: "https://example.com/a".into(),
+                platform: platform.into(),
+                source: "s".into(),
+                status: QueueStatus::Downloading,
+                priority: 5,
+                attempts: 1,
+                error_message: None,
+            },
+        }))
+    }
+
+    fn ended(platform: &str, status: QueueStatus, job: Option<&str>, seconds: f64) -> Event {
+        Event::now(EventKind::DownloadCompleted(CompletedEvent {
+            queue_id: 1,
+            url: "https://example.com/a".into(),
+            platform: platform.into(),
+            source: "s".into(),
+            content_type: "file".into(),
+            items_downloaded: 1,
+            items_failed: 0,
+            duration_seconds: seconds,
+            status,
+            error_message: None,
+            job_id: job.map(str::to_owned),
+        }))
+    }
+
+    #[tokio::test]
+    async fn published_events_count_items_runs_and_durations() {
+        let metrics = Metrics::new();
+        let store = MemoryStore::new();
+        let inner = Arc::new(BroadcastBus::default());
+        let bus = MeteredBus::new(inner.clone(), metrics.clone());
+        let mut feed = bus.subscribe();
+        bus.publish(started("direct")).await;
+        bus.publish(ended("direct", QueueStatus::Completed, Some("job-1"), 0.3))
+            .await;
+        bus.publish(ended("forum", QueueStatus::Failed, None, 40.0))
+            .await;
+        // What other processes publish on a shared bus is theirs to count.
+        inner.publish(started("direct")).await;
+
+        let first = feed.next().await.unwrap();
+        assert!(
+            matches!(first, BusMessage::Event(event) if event.type_name() == "queue_updated"),
+            "the wrapped bus still delivers"
+        );
+        let s = parsed(&metrics, &store).await;
+        let direct = [("platform", "direct")];
+        assert_eq!(
+            number(&s, "mediadl_items_started_total", &direct),
+            Some(1.0)
+        );
+        assert_eq!(
+            number(&s, "mediadl_items_completed_total", &direct),
+            Some(1.0)
+        );
+        assert_eq!(number(&s, "mediadl_items_failed_total", &direct), None);
+        assert_eq!(
+            number(&s, "mediadl_items_failed_total", &[("platform", "forum")]),
+            Some(1.0)
+        );
+        let forum_failed = [("platform", "forum"), ("status", "failed")];
+        assert_eq!(
+            number(&s, "mediadl_item_duration_seconds", &forum_failed),
+            Some(1.0)
+        );
+        assert_eq!(
+            number(&s, "mediadl_item_duration_seconds_sum", &forum_failed),
+            Some(40.0)
+        );
+        assert_eq!(
+            number(
+                &s,
+                "mediadl_scheduler_runs_total",
+                &[("outcome", "success")]
+            ),
+            Some(1.0),
+            "only the item with a job ends a scheduled run"
+        );
+        assert_eq!(
+            number(
+                &s,
+                "mediadl_scheduler_runs_total",
+                &[("outcome", "failure")]
+            ),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn hooks_count_transfers_retries_leases_runs_deliveries_and_requests() {
+        let metrics = Metrics::new();
+        let store = MemoryStore::new();
+        let item = store
+            .enqueue(
+                NewQueueItem::new("https://example.com/a", "tiktok", "s", "videos"),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        metrics.transferred(&item, 1_500, Instant::now());
+        metrics.transferred(&item, 500, Instant::now());
+        metrics.retried("tiktok", &DownloadError::retryable("reset"));
+        metrics.retried("tiktok", &DownloadError::Storage("full".into()));
+        metrics.retried("tiktok", &DownloadError::retryable("reset again"));
+        metrics.lease_expired(true);
+        metrics.lease_expired(false);
+        metrics.scheduler_run(RunStatus::Running);
+        metrics.scheduler_run(RunStatus::Skipped);
+        metrics.delivery_recorded(DeliveryTransport::Webhook, DeliveryStatus::Pending);
+        metrics.delivery_recorded(DeliveryTransport::Webhook, DeliveryStatus::Failed);
+        metrics.delivery_recorded(DeliveryTransport::Email, DeliveryStatus::Delivered);
+        metrics.notification_delivered("browser", true);
+        metrics.http_request("/api/v1/queue/:id", "GET", 404, Duration::from_millis(3));
+        metrics.http_request("/api/v1/queue/:id", "GET", 200, Duration::from_secs(20));
+        metrics.set_websocket_clients(3);
+
+        let s = parsed(&metrics, &store).await;
+        let tiktok = [("platform", "tiktok")];
+        assert_eq!(
+            number(&s, "mediadl_downloaded_files_total", &tiktok),
+            Some(2.0)
+        );
+        assert_eq!(
+            number(&s, "mediadl_downloaded_bytes_total", &tiktok),
+            Some(2_000.0)
+        );
+        assert_eq!(
+            number(&s, "mediadl_transfer_duration_seconds", &tiktok),
+            Some(2.0)
+        );
+        let cause = |c| [("platform", "tiktok"), ("cause", c)];
+        assert_eq!(
+            number(&s, "mediadl_retries_total", &cause("transient")),
+            Some(2.0)
+        );
+        assert_eq!(
+            number(&s, "mediadl_retries_total", &cause("storage")),
+            Some(1.0)
+        );
+        assert_eq!(number(&s, "mediadl_lease_expiries_total", &[]), Some(2.0));
+        assert_eq!(number(&s, "mediadl_lease_recoveries_total", &[]), Some(1.0));
+        assert_eq!(
+            number(
+                &s,
+                "mediadl_scheduler_runs_total",
+                &[("outcome", "skipped")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            number(
+                &s,
+                "mediadl_scheduler_runs_total",
+                &[("outcome", "running")]
+            ),
+            None,
+            "a run that has not ended is not an outcome"
+        );
+        let delivery = |t, o| [("transport", t), ("outcome", o)];
+        assert_eq!(
+            number(
+                &s,
+                "mediadl_notification_deliveries_total",
+                &delivery("webhook", "failed")
+            ),
+            Some(1.0),
+            "pending attempts are not counted"
+        );
+        assert_eq!(
+            number(
+                &s,
+                "mediadl_notification_deliveries_total",
+                &delivery("email", "delivered")
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            number(
+                &s,
+                "mediadl_notification_deliveries_total",
+                &delivery("browser", "delivered")
+            ),
+            Some(1.0)
+        );
+        let route = [("route", "/api/v1/queue/:id"), ("method", "GET")];
+        assert_eq!(
+            number(&s, "mediadl_http_request_duration_seconds", &route),
+            Some(2.0)
+        );
+        let fast = s
+            .samples
+            .iter()
+            .find(|x| x.metric == "mediadl_http_request_duration_seconds")
+            .map(|x| match &x.value {
+                Value::Histogram(buckets) => {
+                    buckets.iter().find(|b| b.less_than == 0.005).unwrap().count
+                }
+                _ => unreachable!(),
+            });
+        assert_eq!(
+            fast,
+            Some(1.0),
+            "3 ms falls in the 5 ms bucket, 20 s only in +Inf"
+        );
+        assert_eq!(
+            number(
+                &s,
+                "mediadl_http_requests_total",
+                &[("route", "/api/v1/queue/:id"), ("status", "404")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(number(&s, "mediadl_websocket_clients", &[]), Some(3.0));
+    }
+
+    #[tokio::test]
+    async fn state_is_read_from_the_store_at_each_scrape() {
+        let metrics = Metrics::new();
+        let store = MemoryStore::new();
+        let s = parsed(&metrics, &store).await;
+        assert_eq!(
+            number(&s, "mediadl_queue_items", &[("status", "pending")]),
+            Some(0.0)
+        );
+        assert_eq!(number(&s, "mediadl_storage_used_bytes", &[]), Some(0.0));
+        assert_eq!(
+            number(&s, "mediadl_db_pool_max_connections", &[("pool", "main")]),
+            None,
+            "the in-memory store has no pool"
+        );
+        for url in ["https://example.com/a", "https://example.com/b"] {
+            store
+                .enqueue(NewQueueItem::new(url, "direct", "s", "file"), Utc::now())
+                .await
+                .unwrap();
+        }
+        let s = parsed(&metrics, &store).await;
+        assert_eq!(
+            number(&s, "mediadl_queue_items", &[("status", "pending")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            number(&s, "mediadl_queue_items", &[("status", "failed")]),
+            Some(0.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn two_registries_never_mix() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.lease_expired(true);
+        let store = MemoryStore::new();
+        assert_eq!(
+            number(
+                &parsed(&a, &store).await,
+                "mediadl_lease_expiries_total",
+                &[]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            number(
+                &parsed(&b, &store).await,
+                "mediadl_lease_expiries_total",
+                &[]
+            ),
+            Some(0.0)
+        );
     }
 }

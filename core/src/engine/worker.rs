@@ -553,7 +553,7 @@ async fn download_one(
         .map(PathBuf::from)
         .filter(|old| old.starts_with(&root));
     let staging = Staging::new(dir.join(format!("{TEMP_PREFIX}{}.staging", &key_hash[..20])));
-    let transfer_started = Instant::now();
+    let began = Instant::now();
     let fetched = match downloader.transfer(media, &staging, cx).await {
         Some(produced) => {
             let produced = produced?;
@@ -623,9 +623,7 @@ async fn download_one(
             }
         }
     };
-    shared
-        .metrics
-        .transferred(&item.platform, fetched.size, transfer_started.elapsed());
+    shared.metrics.transferred(item, fetched.size, began);
     let file_hash = format!("sha256:{}", fetched.sha256);
     let mut metadata = media.metadata.clone();
     if let Some(id) = &media.media_id {
