@@ -830,6 +830,73 @@ mod tests {
         assert_eq!(number(&s, "mediadl_websocket_clients", &[]), Some(3.0));
     }
 
+    /// The series names in the PromQL expressions of a Grafana dashboard.
+    fn series_in(dashboard: &serde_json::Value, found: &mut Vec<String>) {
+        match dashboard {
+            serde_json::Value::Object(map) => {
+                if let Some(expr) = map.get("expr").and_then(|expr| expr.as_str()) {
+                    found.extend(
+                        expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                            .filter(|word| word.starts_with("mediadl_"))
+                            .map(|word| {
+                                ["_bucket", "_sum", "_count"]
+                                    .iter()
+                                    .find_map(|suffix| word.strip_suffix(suffix))
+                                    .unwrap_or(word)
+                                    .to_owned()
+                            }),
+                    );
+                }
+                map.values().for_each(|value| series_in(value, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| series_in(item, found)),
+            _ => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn the_grafana_dashboard_uses_only_series_that_exist() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../contrib/grafana-dashboard.json"
+        );
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("dashboard JSON");
+        let mut used = Vec::new();
+        series_in(&dashboard, &mut used);
+        assert!(used.len() >= 19, "{used:?}");
+
+        // Every family with a sample, so each has its HELP line.
+        let metrics = Metrics::new();
+        let store = MemoryStore::new();
+        let item = store
+            .enqueue(
+                NewQueueItem::new("https://example.com/a", "direct", "s", "file"),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        metrics.observe(&started("direct"));
+        metrics.observe(&ended("direct", QueueStatus::Completed, Some("j"), 1.0));
+        metrics.observe(&ended("direct", QueueStatus::Failed, None, 1.0));
+        metrics.transferred(&item, 1, Instant::now());
+        metrics.retried("direct", &DownloadError::retryable("x"));
+        metrics.notification_delivered("browser", true);
+        metrics.http_request("/metrics", "GET", 200, Duration::ZERO);
+        let exposed = parsed(&metrics, &store).await.docs;
+        // The in-memory store has no pool; the server's tests see the SQL stores' pools.
+        let pools = [
+            "mediadl_db_pool_connections",
+            "mediadl_db_pool_max_connections",
+        ];
+        for name in &used {
+            assert!(
+                exposed.contains_key(name) || pools.contains(&name.as_str()),
+                "the dashboard uses {name}, which /metrics does not have"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn state_is_read_from_the_store_at_each_scrape() {
         let metrics = Metrics::new();
