@@ -281,4 +281,36 @@ mod tests {
             .unwrap();
         assert!(delivered.is_empty());
     }
+
+    #[tokio::test]
+    async fn finished_deliveries_are_counted_once_each_and_tests_not_at_all() {
+        let store = Arc::new(MemoryStore::new());
+        let metrics = Metrics::new();
+        let log = DeliveryLog::new(store.clone()).with_metrics(metrics.clone());
+        let mut hook = delivery("hook", 1);
+        log.record(&hook, 10).await.unwrap();
+        hook.status = DeliveryStatus::Failed;
+        log.record(&hook, 10).await.unwrap();
+        let mut test = delivery("test", 2);
+        test.test = true;
+        test.status = DeliveryStatus::Delivered;
+        log.record(&test, 10).await.unwrap();
+
+        let text = metrics.render(store.as_ref()).await;
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).unwrap();
+        let counted: Vec<(String, String, f64)> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "mediadl_notification_deliveries_total")
+            .map(|s| {
+                let prometheus_parse::Value::Counter(n) = s.value else {
+                    panic!("a counter")
+                };
+                let label = |k| s.labels.get(k).unwrap().to_owned();
+                (label("transport"), label("outcome"), n)
+            })
+            .collect();
+        assert_eq!(counted, [("webhook".into(), "failed".into(), 1.0)]);
+    }
 }
