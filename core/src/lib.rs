@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod fetch;
 pub mod format;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod platforms;
@@ -33,6 +34,7 @@ pub use downloader::{Context, Downloader, MediaItem, Registry, Request, Unavaila
 pub use engine::{Engine, EngineBuilder};
 pub use error::{DownloadError, Error, StoreError};
 pub use events::{BroadcastBus, BusMessage, EventBus};
+pub use metrics::{MeteredBus, Metrics};
 pub use model::Settings;
 pub use queue::QueueService;
 pub use scheduler::{CronScheduler, Scheduler};

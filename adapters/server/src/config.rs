@@ -151,6 +151,9 @@ pub struct ServerConfig {
     pub run_scheduler: bool,
     /// Longest wait for in-flight requests at shutdown.
     pub shutdown_grace: Duration,
+    /// The bearer token `GET /metrics` asks for; open to anyone who can
+    /// reach the server when `None`.
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -168,6 +171,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("lockout", &self.lockout)
             .field("connection_limits", &self.connection_limits)
             .field("run_engine", &self.run_engine)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +195,7 @@ impl ServerConfig {
             run_engine: true,
             run_scheduler: true,
             shutdown_grace: Duration::from_secs(10),
+            metrics_token: None,
         }
     }
 

@@ -37,7 +37,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mediadl::scheduler::{CronScheduler, Scheduler};
-use mediadl::{BroadcastBus, EventBus, QueueService, SettingsHandle, Store, SystemClock};
+use mediadl::{
+    BroadcastBus, EventBus, MeteredBus, Metrics, QueueService, SettingsHandle, Store, SystemClock,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
@@ -51,6 +53,7 @@ pub mod error;
 pub mod lockout;
 pub mod logs;
 pub mod media_links;
+pub mod metrics;
 pub mod openapi;
 
 pub mod pagination;
@@ -223,6 +226,9 @@ pub async fn build_state(
     let settings =
         SettingsHandle::load(store.as_ref(), &config.effective_settings_layers()).await?;
     let secret = jwt_secret(config)?;
+    // One registry per server: servers sharing a process count apart.
+    let metrics = Metrics::new();
+    let events: Arc<dyn EventBus> = Arc::new(MeteredBus::new(events, metrics.clone()));
     let clock: Arc<dyn mediadl::Clock> = Arc::new(SystemClock);
     let queue = QueueService::new(
         Arc::clone(&store),
@@ -231,13 +237,16 @@ pub async fn build_state(
         settings.clone(),
         Arc::clone(&clock),
     );
-    let scheduler: Arc<dyn Scheduler> = Arc::new(CronScheduler::new(
-        Arc::clone(&store),
-        queue.clone(),
-        Arc::clone(&config.registry),
-        settings.clone(),
-        Arc::clone(&clock),
-    ));
+    let scheduler: Arc<dyn Scheduler> = Arc::new(
+        CronScheduler::new(
+            Arc::clone(&store),
+            queue.clone(),
+            Arc::clone(&config.registry),
+            settings.clone(),
+            Arc::clone(&clock),
+        )
+        .with_metrics(metrics.clone()),
+    );
     let download_root = PathBuf::from(&settings.current().general.download_directory);
     // Made at start so a fresh server is ready (GET /health/ready checks it).
     create_dir(&download_root)?;
@@ -264,6 +273,8 @@ pub async fn build_state(
         event_frames: Arc::new(ws::EventFrames::default()),
         download_root,
         data_dir: config.data_dir.clone(),
+        metrics,
+        metrics_token: config.metrics_token.as_deref().map(Arc::from),
         shutdown,
     })
 }
@@ -271,7 +282,10 @@ pub async fn build_state(
 /// Every route of the server, with errors turned into the error body.
 pub fn router(state: AppState) -> BoxedFilter<(Response,)> {
     let api = warp::path!("api" / "v1" / ..).and(routes::api(state.clone()));
+    let metrics = metrics::route(state.metrics_source());
     api.or(openapi::routes())
+        .unify()
+        .or(metrics)
         .unify()
         .or(ws::routes(state))
         .unify()
@@ -390,6 +404,7 @@ pub async fn run_with(
             state.settings.clone(),
             Arc::clone(&state.clock),
         )
+        .with_metrics(state.metrics.clone())
         .run(background.clone()),
     );
     if config.run_scheduler {
@@ -447,6 +462,7 @@ fn start_engine(state: &AppState, stop: CancellationToken) -> Result<EngineTask,
         .settings(state.settings.clone())
         .download_root(state.download_root.clone())
         .clock(Arc::clone(&state.clock))
+        .metrics(state.metrics.clone())
         .build()?;
     Ok(tokio::spawn(async move { engine.run(stop).await }))
 }

@@ -1809,9 +1809,9 @@ pub fn document() -> Value {
 
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_string());
 
-/// A documented path's segments (`None` for a `{parameter}`) and the
-/// methods it answers, as an `Allow` header value.
-type PathMethods = (Vec<Option<&'static str>>, String);
+/// A documented path template, its segments (`None` for a `{parameter}`)
+/// and the methods it answers, as an `Allow` header value.
+type PathMethods = (&'static str, Vec<Option<&'static str>>, String);
 
 static ALLOWED: LazyLock<Vec<PathMethods>> = LazyLock::new(|| {
     let mut allowed: Vec<PathMethods> = Vec::new();
@@ -1822,38 +1822,54 @@ static ALLOWED: LazyLock<Vec<PathMethods>> = LazyLock::new(|| {
             .split('/')
             .map(|segment| (!segment.starts_with('{')).then_some(segment))
             .collect();
-        match allowed.iter_mut().find(|(known, _)| *known == segments) {
-            Some((_, methods)) => {
+        match allowed.iter_mut().find(|(_, known, _)| *known == segments) {
+            Some((_, _, methods)) => {
                 methods.push_str(", ");
                 methods.push_str(&method);
             }
-            None => allowed.push((segments, method)),
+            None => allowed.push((op.path, segments, method)),
         }
     }
     allowed
 });
 
-/// The `Allow` header of a 405 for `path`: the methods the document lists
-/// for it (the most literal match wins: `/queue/stats` over `/queue/{id}`);
-/// the dashboard's files answer GET and HEAD, the docs and WebSocket GET.
-pub fn allowed_methods(path: &str) -> &'static str {
+/// The documented path `path` matches (the most literal match wins:
+/// `/queue/stats` over `/queue/{id}`).
+fn documented(path: &str) -> Option<&'static PathMethods> {
     let segments: Vec<&str> = path.split('/').collect();
     ALLOWED
         .iter()
-        .filter(|(pattern, _)| {
+        .filter(|(_, pattern, _)| {
             pattern.len() == segments.len()
                 && pattern
                     .iter()
                     .zip(&segments)
                     .all(|(expected, actual)| expected.is_none_or(|literal| literal == *actual))
         })
-        .max_by_key(|(pattern, _)| pattern.iter().filter(|segment| segment.is_some()).count())
-        .map(|(_, methods)| methods.as_str())
+        .max_by_key(|(_, pattern, _)| pattern.iter().filter(|segment| segment.is_some()).count())
+}
+
+/// The `Allow` header of a 405 for `path`: the methods the document lists
+/// for it; the dashboard's files answer GET and HEAD, the docs and WebSocket GET.
+pub fn allowed_methods(path: &str) -> &'static str {
+    documented(path)
+        .map(|(_, _, methods)| methods.as_str())
         .unwrap_or(if path.starts_with("/api/") || path.starts_with("/ws/") {
             "GET"
         } else {
             "GET, HEAD"
         })
+}
+
+/// The documented template `path` matches (`/api/v1/queue/{id}` for
+/// `/api/v1/queue/42`), if any.
+pub fn path_template(path: &str) -> Option<&'static str> {
+    documented(path).map(|(template, _, _)| *template)
+}
+
+/// Every documented path template, once each.
+pub fn path_templates() -> impl Iterator<Item = &'static str> {
+    ALLOWED.iter().map(|(template, _, _)| *template)
 }
 
 /// `/api/v1/openapi.json` and `/api/docs/…`.

@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::Limited;
@@ -164,9 +164,11 @@ async fn handle<S>(
 where
     S: Service<Request<Limited<Incoming>>, Response = Response, Error = Infallible>,
 {
+    let started = Instant::now();
     let request_id = request_id_from(&request);
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    let route = crate::metrics::route_template(&path);
     // Every line logged while the request is handled carries its id, method
     // and path (JSON logs show them as span fields).
     let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
@@ -221,6 +223,12 @@ where
             target: "mediadl_server::access",
             status = response.status().as_u16(),
             "request"
+        );
+        state.metrics.http_request(
+            route,
+            method.as_str(),
+            response.status().as_u16(),
+            started.elapsed(),
         );
         response
     });

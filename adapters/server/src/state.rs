@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mediadl::scheduler::Scheduler;
-use mediadl::{Clock, EventBus, QueueService, Registry, SettingsHandle, Store};
+use mediadl::{Clock, EventBus, Metrics, QueueService, Registry, SettingsHandle, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::config::RateLimits;
 use crate::media_links::MediaLinks;
+use crate::metrics::MetricsSource;
 use crate::ratelimit::RateLimiter;
 use crate::thumbnail::Thumbnailer;
 use crate::ws::{Connections, EventFrames};
@@ -51,6 +52,11 @@ pub struct AppState {
     pub download_root: PathBuf,
     /// The server's data directory (thumbnail cache, JWT secret).
     pub data_dir: PathBuf,
+    /// The series `/metrics` shows; the engine, scheduler, notifier and
+    /// the HTTP layer count into it.
+    pub metrics: Metrics,
+    /// The bearer token `/metrics` asks for, when one is configured.
+    pub metrics_token: Option<Arc<str>>,
     /// Cancelled when the server shuts down (WebSockets close).
     pub shutdown: CancellationToken,
 }
@@ -65,6 +71,17 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// What `/metrics` answers from: this server's series, store, token
+    /// and WebSocket connections.
+    pub fn metrics_source(&self) -> MetricsSource {
+        MetricsSource {
+            metrics: self.metrics.clone(),
+            store: Arc::clone(&self.store),
+            token: self.metrics_token.clone(),
+            connections: Some(Arc::clone(&self.connections)),
+        }
+    }
+
     /// The download root in effect: the settings' `general.download_directory`
     /// when set, else the server's.
     pub fn download_root(&self) -> PathBuf {

@@ -73,6 +73,15 @@ impl Connections {
         })
     }
 
+    /// Open connections of every user together.
+    pub fn total(&self) -> u32 {
+        self.per_user
+            .lock()
+            .expect("connections lock")
+            .values()
+            .sum()
+    }
+
     /// Open connections of `user_id`.
     pub fn open(&self, user_id: i64) -> u32 {
         self.per_user

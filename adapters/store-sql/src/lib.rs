@@ -37,3 +37,17 @@ mod postgres;
 pub use postgres::testing;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgEventBus, PgEventBusOptions, PgStore, PgStoreOptions};
+
+/// What `/metrics` shows of one of a store's connection pools.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn pool_usage<DB: sqlx::Database>(
+    name: &'static str,
+    pool: &sqlx::Pool<DB>,
+) -> mediadl::metrics::PoolUsage {
+    mediadl::metrics::PoolUsage {
+        pool: name,
+        open: pool.size(),
+        idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        max: pool.options().get_max_connections(),
+    }
+}

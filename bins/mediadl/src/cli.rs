@@ -40,7 +40,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Run everything in one process: API, WebSocket, dashboard, workers, scheduler.
     Serve(ServeArgs),
-    /// Run download workers only (no HTTP), against a shared database.
+    /// Run download workers only (no API; `--metrics-bind` serves /metrics), against a shared database.
     Worker(WorkerArgs),
     /// Download URLs once from the terminal, with progress, then exit.
     Download(DownloadArgs),
@@ -209,6 +209,14 @@ pub struct ServeArgs {
     #[arg(long, env = "MEDIADL_MAX_CONNECTIONS", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS_LIMIT))]
     pub max_connections: Option<u64>,
+    /// Bearer token GET /metrics asks for (open to anyone who reaches the server when unset).
+    #[arg(
+        long,
+        env = "MEDIADL_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +231,17 @@ pub struct WorkerArgs {
     /// (kept on every reload of the shared settings).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub concurrency: Option<u32>,
+    /// Serve GET /metrics (Prometheus) on this address, e.g. 0.0.0.0:9464.
+    #[arg(long, env = "MEDIADL_METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<String>,
+    /// Bearer token the metrics listener asks for.
+    #[arg(
+        long,
+        env = "MEDIADL_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Args)]

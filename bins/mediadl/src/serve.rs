@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::cli::{DataArgs, Loaded, LogFormat, ServeArgs, WorkerArgs};
 use crate::logging;
 use mediadl::engine::Engine;
-use mediadl::{BroadcastBus, EventBus, Registry, SettingsHandle, Store};
+use mediadl::{BroadcastBus, EventBus, MeteredBus, Metrics, Registry, SettingsHandle, Store};
+use mediadl_server::metrics::MetricsSource;
 use mediadl_server::{LogCapture, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,7 @@ pub async fn serve(args: ServeArgs, log_format: LogFormat) -> CliResult {
         server: mut config,
     } = args.data.load(args.download_dir)?;
     config.log_capture = Some(capture);
+    config.metrics_token = args.metrics_token.filter(|token| !token.is_empty());
     let rates = &mut config.rate_limits;
     rates.authenticated_per_hour = (args.rate_limit_user)
         .or(process.rate_limit_user)
@@ -119,14 +121,40 @@ pub async fn worker(args: WorkerArgs, log_format: LogFormat) -> CliResult {
     }
     let settings = SettingsHandle::load(store.as_ref(), &layers).await?;
     let root = settings.current().general.download_directory.clone();
+    let metrics = Metrics::new();
     let engine = Engine::builder()
         .store(Arc::clone(&store))
-        .events(events)
+        .events(Arc::new(MeteredBus::new(events, metrics.clone())))
         .registry(Arc::new(Registry::builtin()))
         .settings(settings.clone())
         .download_root(root)
+        .metrics(metrics.clone())
         .build()?;
     let shutdown = shutdown_on_signals();
+    let metrics_listener = match &args.metrics_bind {
+        Some(bind) => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|err| format!("cannot listen on {bind} (--metrics-bind): {err}"))?;
+            tracing::info!(target: "mediadl::worker", "metrics listening on http://{}{}", listener.local_addr()?, mediadl_server::metrics::PATH);
+            let source = MetricsSource {
+                metrics,
+                store: Arc::clone(&store),
+                token: args
+                    .metrics_token
+                    .as_deref()
+                    .filter(|token| !token.is_empty())
+                    .map(Arc::from),
+                connections: None,
+            };
+            Some(tokio::spawn(mediadl_server::metrics::serve_standalone(
+                listener,
+                source,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     let reload = tokio::spawn({
         let store = Arc::clone(&store);
         let settings = settings.clone();
@@ -152,6 +180,9 @@ pub async fn worker(args: WorkerArgs, log_format: LogFormat) -> CliResult {
     );
     engine.run(shutdown).await?;
     reload.abort();
+    if let Some(listener) = metrics_listener {
+        let _ = listener.await;
+    }
     tracing::info!(target: "mediadl::worker", "worker stopped; running items returned to the queue");
     Ok(ExitCode::SUCCESS)
 }

@@ -19,6 +19,8 @@ use mediadl_store::testing::fresh_pg_database;
 // The crate's one test binary also holds the other tests of the real binary.
 #[path = "cli/json_logs.rs"]
 mod json_logs;
+#[path = "cli/worker_metrics.rs"]
+mod worker_metrics;
 
 const ITEMS: usize = 2_000;
 const PROCESSES: usize = 3;

@@ -37,6 +37,7 @@ use crate::config::SettingsHandle;
 use crate::downloader::Registry;
 use crate::error::Error;
 use crate::events::{BusMessage, EventBus};
+use crate::metrics::Metrics;
 use crate::model::{Event, EventKind, QueueAction, QueueUpdate, WorkerId};
 use crate::store::{QueueRepo, Store};
 use clients::Clients;
@@ -85,6 +86,7 @@ pub struct EngineBuilder {
     retry: RetryPolicy,
     timing: EngineTiming,
     name: Option<String>,
+    metrics: Option<Metrics>,
 }
 
 impl EngineBuilder {
@@ -143,6 +145,15 @@ impl EngineBuilder {
         self
     }
 
+    /// Where transfers, retries and expired leases are counted (the
+    /// process's `/metrics`); a registry of its own when not given. Give
+    /// the events as a [`MeteredBus`](crate::MeteredBus) over the same
+    /// metrics to count items started, completed and failed too.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// The engine; nothing runs until [`Engine::run`].
     ///
     /// # Errors
@@ -178,6 +189,7 @@ impl EngineBuilder {
                 retry: self.retry,
                 timing: self.timing,
                 clients,
+                metrics: self.metrics.unwrap_or_default(),
                 running: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
             }),
@@ -210,6 +222,7 @@ pub(crate) struct Shared {
     pub(crate) retry: RetryPolicy,
     pub(crate) timing: EngineTiming,
     pub(crate) clients: Clients,
+    pub(crate) metrics: Metrics,
     /// Cancellation of each item this engine is working on, by queue id.
     running: Mutex<HashMap<i64, CancellationToken>>,
     wake: Notify,
@@ -479,6 +492,9 @@ async fn reap(shared: Arc<Shared>, stop: CancellationToken) {
                         QueueAction::Retrying
                     };
                     tracing::warn!(target: "mediadl::engine", queue_id = item.id, "lease expired; item returned to the queue");
+                    shared
+                        .metrics
+                        .lease_expired(action == QueueAction::Retrying);
                     shared.announce(action, item).await;
                 }
                 if !items.is_empty() {

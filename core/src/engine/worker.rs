@@ -548,6 +548,7 @@ async fn download_one(
         .map(PathBuf::from)
         .filter(|old| old.starts_with(&root));
     let staging = Staging::new(dir.join(format!("{TEMP_PREFIX}{}.staging", &key_hash[..20])));
+    let began = Instant::now();
     let fetched = match downloader.transfer(media, &staging, cx).await {
         Some(produced) => {
             let produced = produced?;
@@ -617,6 +618,7 @@ async fn download_one(
             }
         }
     };
+    shared.metrics.transferred(item, fetched.size, began);
     let file_hash = format!("sha256:{}", fetched.sha256);
     let mut metadata = media.metadata.clone();
     if let Some(id) = &media.media_id {
@@ -906,6 +908,7 @@ async fn finish(
         {
             Ok(updated) => {
                 tracing::info!(target: "mediadl::engine", queue_id = item.id, attempt = item.attempts, retry_in = delay.as_secs(), error = %message, "will retry");
+                shared.metrics.retried(&item.platform, first);
                 shared.announce(QueueAction::Retrying, &updated).await;
             }
             Err(err) => {
@@ -978,6 +981,7 @@ async fn finish_failed(
         {
             Ok(updated) => {
                 tracing::info!(target: "mediadl::engine", queue_id = item.id, attempt = item.attempts, retry_in = delay.as_secs(), error = %error, "will retry");
+                shared.metrics.retried(&item.platform, &error);
                 shared.announce(QueueAction::Retrying, &updated).await;
             }
             Err(err) => {

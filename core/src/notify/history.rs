@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::StoreError;
+use crate::metrics::Metrics;
 use crate::model::NotificationTopic;
 use crate::store::StateRepo;
 
@@ -150,6 +151,7 @@ pub enum HistoryError {
 #[derive(Debug, Clone)]
 pub struct DeliveryLog {
     state: Arc<dyn StateRepo>,
+    metrics: Option<Metrics>,
 }
 
 /// One lock for every log of the process (the API's test sends and the
@@ -162,7 +164,17 @@ fn write_lock() -> &'static tokio::sync::Mutex<()> {
 impl DeliveryLog {
     /// A log kept under [`HISTORY_KEY`] of `state`.
     pub fn new(state: Arc<dyn StateRepo>) -> Self {
-        Self { state }
+        Self {
+            state,
+            metrics: None,
+        }
+    }
+
+    /// Also counts every delivery that ends (not the API's test sends) in
+    /// `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     async fn load(&self) -> Result<Vec<Delivery>, HistoryError> {
@@ -179,6 +191,9 @@ impl DeliveryLog {
     ///
     /// [`HistoryError`] when the history cannot be read or written.
     pub async fn record(&self, delivery: &Delivery, limit: u32) -> Result<(), HistoryError> {
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| !delivery.test) {
+            metrics.delivery_recorded(delivery.transport, delivery.status);
+        }
         let _guard = write_lock().lock().await;
         // An unreadable history (another version wrote it) is started afresh
         // rather than blocking every delivery.
@@ -265,5 +280,37 @@ mod tests {
             .await
             .unwrap();
         assert!(delivered.is_empty());
+    }
+
+    #[tokio::test]
+    async fn finished_deliveries_are_counted_once_each_and_tests_not_at_all() {
+        let store = Arc::new(MemoryStore::new());
+        let metrics = Metrics::new();
+        let log = DeliveryLog::new(store.clone()).with_metrics(metrics.clone());
+        let mut hook = delivery("hook", 1);
+        log.record(&hook, 10).await.unwrap();
+        hook.status = DeliveryStatus::Failed;
+        log.record(&hook, 10).await.unwrap();
+        let mut test = delivery("test", 2);
+        test.test = true;
+        test.status = DeliveryStatus::Delivered;
+        log.record(&test, 10).await.unwrap();
+
+        let text = metrics.render(store.as_ref()).await;
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).unwrap();
+        let counted: Vec<(String, String, f64)> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "mediadl_notification_deliveries_total")
+            .map(|s| {
+                let prometheus_parse::Value::Counter(n) = s.value else {
+                    panic!("a counter")
+                };
+                let label = |k| s.labels.get(k).unwrap().to_owned();
+                (label("transport"), label("outcome"), n)
+            })
+            .collect();
+        assert_eq!(counted, [("webhook".into(), "failed".into(), 1.0)]);
     }
 }

@@ -79,6 +79,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::SettingsHandle;
 use crate::events::{BusMessage, EventBus};
+use crate::metrics::Metrics;
 use crate::model::{Event, EventKind, NotificationTopic, Settings};
 use crate::store::{StateRepo, Store};
 
@@ -198,6 +199,7 @@ struct Shared {
     )]
     log: DeliveryLog,
     permits: Semaphore,
+    metrics: Metrics,
     #[cfg(feature = "webhooks")]
     http: WebhookClients,
 }
@@ -269,6 +271,7 @@ impl Notifier {
                 clock,
                 log: DeliveryLog::new(state),
                 permits: Semaphore::new(options.max_concurrent_deliveries),
+                metrics: Metrics::default(),
                 #[cfg(feature = "webhooks")]
                 http: WebhookClients::new(),
             }),
@@ -283,6 +286,15 @@ impl Notifier {
             shared.permits = Semaphore::new(options.max_concurrent_deliveries.max(1));
         }
         self.options = options;
+        self
+    }
+
+    /// Counts deliveries (browser, email, webhook) by outcome in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.log = shared.log.clone().with_metrics(metrics.clone());
+            shared.metrics = metrics;
+        }
         self
     }
 
@@ -404,6 +416,7 @@ impl Notifier {
                     kind: EventKind::Notification(notification),
                 })
                 .await;
+            self.shared.metrics.notification_delivered("browser", true);
         }
         if rule.email && settings.email.enabled {
             if rule.digest_minutes == 0 {

@@ -102,6 +102,7 @@ use crate::clock::Clock;
 use crate::config::SettingsHandle;
 use crate::downloader::Registry;
 use crate::error::{Error, StoreError};
+use crate::metrics::Metrics;
 use crate::model::{
     CatchUp, Job, JobKind, JobRun, NextRun, QueueItem, QueueStatus, RunFilter, RunStatus,
 };
@@ -254,6 +255,7 @@ pub struct CronScheduler {
     clock: Arc<dyn Clock>,
     options: SchedulerOptions,
     builtins_ready: AtomicBool,
+    metrics: Metrics,
 }
 
 /// `schedule_human` of a job: plain English, or the expression itself if
@@ -285,7 +287,16 @@ impl CronScheduler {
             clock,
             options: SchedulerOptions::default(),
             builtins_ready: AtomicBool::new(false),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts the runs that end when they fire (skipped slots, maintenance
+    /// jobs, runs that could not be queued) into `metrics`; a download
+    /// run is counted when its queue item ends (see [`Metrics::observe`]).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Replaces the default [`SchedulerOptions`].
@@ -421,6 +432,7 @@ impl CronScheduler {
                         .await?
                 }
             };
+            self.metrics.scheduler_run(run.status);
             return Ok(Fired {
                 job_id: job.id.clone(),
                 slot,
@@ -445,6 +457,7 @@ impl CronScheduler {
                     .store
                     .close_run(run.id, RunStatus::Failure, 0, Some(err.to_string()), now)
                     .await?;
+                self.metrics.scheduler_run(run.status);
                 Ok(Fired {
                     job_id: job.id.clone(),
                     slot,
@@ -490,6 +503,7 @@ impl CronScheduler {
                 .store
                 .open_run(&job.id, now, RunStatus::Skipped, None)
                 .await?;
+            self.metrics.scheduler_run(run.status);
             return Ok(Fired {
                 job_id: job.id.clone(),
                 slot: Some(slot),

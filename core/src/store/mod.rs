@@ -355,6 +355,12 @@ pub trait StateRepo: Send + Sync + std::fmt::Debug {
     /// One cheap round trip to the database (readiness probes): `Ok` when it
     /// answers a query, [`StoreError::Unavailable`] when it cannot be reached.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The database connection pools now, for `/metrics`; none for stores
+    /// without a pool (the in-memory one).
+    fn pool_usage(&self) -> Vec<crate::metrics::PoolUsage> {
+        Vec::new()
+    }
 }
 
 /// Every capability together; `Arc<dyn Store>` at the edges.

@@ -1179,3 +1179,91 @@ async fn pausing_mid_item_leaves_no_final_file_and_resuming_finishes_every_file(
         "a paused transfer resumed with a Range request"
     );
 }
+
+/// A crashed worker's lease runs out: the reaper counts the expiry and the
+/// recovery, and the engine then downloads the item (counted as started,
+/// completed and transferred), all in the engine's own `Metrics`.
+#[tokio::test]
+async fn an_expired_lease_is_counted_and_the_item_recovered() {
+    use mediadl::engine::{EngineTiming, RetryPolicy};
+    use mediadl::model::WorkerId;
+    use mediadl::store::{MemoryStore, Store};
+    use mediadl::{BroadcastBus, Engine, MeteredBus, Metrics};
+    use prometheus_parse::{Scrape, Value};
+
+    let server = FixtureServer::start().await;
+    server.route("/kept.bin", Fixture::bytes(payload(700, 3)));
+    let root = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let metrics = Metrics::new();
+    let bus: Arc<dyn EventBus> = Arc::new(MeteredBus::new(
+        Arc::new(BroadcastBus::default()),
+        metrics.clone(),
+    ));
+    store
+        .enqueue(direct(&server.url("/kept.bin")), chrono::Utc::now())
+        .await
+        .unwrap();
+    // Claimed by a worker that dies at once: its lease runs out unrenewed.
+    let crashed = WorkerId("crashed/w1".into());
+    let claimed = store
+        .claim(&crashed, 1, Duration::from_millis(50), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let engine = Engine::builder()
+        .store(Arc::clone(&store) as Arc<dyn Store>)
+        .events(bus)
+        .download_root(root.path())
+        .metrics(metrics.clone())
+        .retry_policy(RetryPolicy {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+        })
+        .timing(EngineTiming {
+            lease: Duration::from_secs(5),
+            renew_every: Duration::from_millis(200),
+            poll_every: Duration::from_millis(20),
+            reap_every: Duration::from_millis(50),
+            storage_wait: Duration::from_millis(200),
+        })
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let runner = tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        async move { engine.run(shutdown).await }
+    });
+
+    let number = |scrape: &Scrape, name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                Value::Counter(n) | Value::Gauge(n) | Value::Untyped(n) => n,
+                _ => panic!("{name}: not a number"),
+            })
+    };
+    let mut scrape = None;
+    for _ in 0..200 {
+        let text = metrics.render(store.as_ref()).await;
+        let parsed = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        if number(&parsed, "mediadl_items_completed_total") == Some(1.0) {
+            scrape = Some(parsed);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    shutdown.cancel();
+    runner.await.unwrap().unwrap();
+    let scrape = scrape.expect("the recovered item completes");
+    assert_eq!(number(&scrape, "mediadl_lease_expiries_total"), Some(1.0));
+    assert_eq!(number(&scrape, "mediadl_lease_recoveries_total"), Some(1.0));
+    assert_eq!(number(&scrape, "mediadl_items_started_total"), Some(1.0));
+    assert_eq!(
+        number(&scrape, "mediadl_downloaded_bytes_total"),
+        Some(700.0)
+    );
+    assert_eq!(number(&scrape, "mediadl_downloaded_files_total"), Some(1.0));
+}

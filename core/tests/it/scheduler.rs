@@ -90,6 +90,7 @@ struct Harness {
     registry: Arc<Registry>,
     events: Arc<BroadcastBus>,
     scheduler: CronScheduler,
+    metrics: mediadl::Metrics,
 }
 
 const START: &str = "2025-10-13T10:00:00Z";
@@ -125,13 +126,15 @@ impl Harness {
             settings.clone(),
             Arc::clone(&clock) as Arc<dyn Clock>,
         );
+        let metrics = mediadl::Metrics::new();
         let scheduler = CronScheduler::new(
             Arc::clone(&store) as Arc<dyn Store>,
             queue,
             Arc::clone(&registry),
             settings.clone(),
             Arc::clone(&clock) as Arc<dyn Clock>,
-        );
+        )
+        .with_metrics(metrics.clone());
         Self {
             store,
             clock,
@@ -140,6 +143,7 @@ impl Harness {
             registry,
             events,
             scheduler,
+            metrics,
         }
     }
 
@@ -685,6 +689,56 @@ async fn an_unavailable_downloader_fails_its_run_and_never_stops_other_jobs() {
     let fired = h.tick_at("2025-10-13T12:00:00Z").await;
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].job_id, healthy.id);
+}
+
+/// `mediadl_scheduler_runs_total` by outcome, parsed from the scrape.
+async fn runs_by_outcome(h: &Harness) -> Vec<(String, f64)> {
+    let text = h.metrics.render(h.store.as_ref()).await;
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let mut runs: Vec<(String, f64)> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "mediadl_scheduler_runs_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(n) => (s.labels.get("outcome").unwrap().into(), n),
+            ref other => panic!("not a counter: {other:?}"),
+        })
+        .collect();
+    runs.sort_by(|a, b| a.0.cmp(&b.0));
+    runs
+}
+
+#[tokio::test]
+async fn runs_that_end_as_they_fire_are_counted_by_outcome() {
+    let h = Harness::new();
+    let busy = h
+        .scheduler
+        .create_job(fake_job("busy", "0 * * * *"))
+        .await
+        .unwrap();
+    let fired = h.tick_at("2025-10-13T11:00:00Z").await;
+    assert_eq!(fired[0].run.status, RunStatus::Running);
+    let queued = fired[0].run.id;
+    assert!(
+        runs_by_outcome(&h).await.is_empty(),
+        "a queued run has not ended"
+    );
+    // The next slot finds the run still active; then the downloader goes missing.
+    let fired = h.tick_at("2025-10-13T12:00:00Z").await;
+    assert_eq!(fired[0].run.status, RunStatus::Skipped);
+    // Closed the way the engine does; the engine's event counts its outcome.
+    h.finish(queued, RunStatus::Success, 1, None).await;
+    h.available.store(false, Ordering::SeqCst);
+    let fired = h.tick_at("2025-10-13T13:00:00Z").await;
+    assert_eq!(
+        (fired[0].job_id.as_str(), fired[0].run.status),
+        (busy.id.as_str(), RunStatus::Failure)
+    );
+    assert_eq!(
+        runs_by_outcome(&h).await,
+        [("failure".to_owned(), 1.0), ("skipped".to_owned(), 1.0)]
+    );
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! on SQLite and on PostgreSQL.
 
 mod helpers;
+mod metrics;
 mod notifications;
 mod scenarios;
 mod scheduler;
@@ -71,6 +72,27 @@ mod configuration {
     #[tokio::test]
     async fn postgres_the_operators_download_dir_is_shown_and_read_only() {
         layers::the_operators_download_dir_is_shown_and_read_only(Db::Postgres).await;
+    }
+}
+
+/// `GET /metrics` (issue 18).
+mod prometheus {
+    use crate::helpers::Db;
+    use crate::metrics as scenario;
+
+    #[tokio::test]
+    async fn sqlite_counters_and_histograms_follow_downloads_failures_and_retries() {
+        scenario::counters_and_histograms_follow_downloads_failures_and_retries(Db::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_counters_and_histograms_follow_downloads_failures_and_retries() {
+        scenario::counters_and_histograms_follow_downloads_failures_and_retries(Db::Postgres).await;
+    }
+
+    #[tokio::test]
+    async fn a_metrics_token_is_required_when_set() {
+        scenario::a_metrics_token_is_required_when_set().await;
     }
 }
 

@@ -83,6 +83,8 @@ pub struct PgStore {
     /// The pool for lease transitions: `pool` itself, or a second pool
     /// with asynchronous commits (see [`PgStoreOptions`]).
     lease_pool: PgPool,
+    /// Whether `lease_pool` is a pool of its own (counted apart in `/metrics`).
+    separate_lease_pool: bool,
 }
 
 impl PgStore {
@@ -131,7 +133,11 @@ impl PgStore {
         } else {
             pool.clone()
         };
-        let store = Self { pool, lease_pool };
+        let store = Self {
+            pool,
+            lease_pool,
+            separate_lease_pool: options.asynchronous_lease_commits,
+        };
         if options.migrate {
             store.migrate().await?;
         }
@@ -144,6 +150,7 @@ impl PgStore {
         Self {
             lease_pool: pool.clone(),
             pool,
+            separate_lease_pool: false,
         }
     }
 

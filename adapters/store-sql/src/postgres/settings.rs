@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use mediadl::metrics::PoolUsage;
 use mediadl::model::{LogEntry, LogFilter, LogPage, LogsDeleted, NewLogEntry};
 use mediadl::store::rules::{self, to_micros};
 use mediadl::store::{LogRepo, SettingsRepo, StateRepo, StoreResult};
@@ -188,5 +189,13 @@ impl StateRepo for PgStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        let mut pools = vec![crate::pool_usage("main", &self.pool)];
+        if self.separate_lease_pool {
+            pools.push(crate::pool_usage("lease", &self.lease_pool));
+        }
+        pools
     }
 }

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mediadl::StoreError;
+use mediadl::metrics::PoolUsage;
 use mediadl::model::{LogFilter, LogPage, LogsDeleted, NewLogEntry};
 use mediadl::store::rules;
 use mediadl::store::{LogRepo, SettingsRepo, StateRepo, StoreResult};
@@ -210,5 +211,12 @@ impl StateRepo for SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        vec![
+            crate::pool_usage("writer", &self.writer),
+            crate::pool_usage("reader", &self.reader),
+        ]
     }
 }
