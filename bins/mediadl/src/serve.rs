@@ -12,7 +12,7 @@ use mediadl::{BroadcastBus, EventBus, Registry, SettingsHandle, Store};
 use mediadl_server::{ConnectionLimits, LogCapture, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
-type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+pub type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
 /// How often a worker re-reads the shared settings (changes made through the API).
 const SETTINGS_RELOAD: Duration = Duration::from_secs(30);
@@ -55,7 +55,7 @@ fn config_file(flag: Option<PathBuf>) -> Option<PathBuf> {
     })
 }
 
-fn server_config(
+pub fn server_config(
     data: &DataArgs,
     download_dir: Option<PathBuf>,
     config: Option<PathBuf>,

@@ -7,6 +7,7 @@
 //! write by a worker names its lease token and is refused with
 //! `LeaseLost` once the lease is gone.
 
+mod backup;
 mod downloads;
 mod error;
 mod events;
@@ -18,12 +19,14 @@ mod settings;
 pub mod testing;
 mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mediadl::StoreError;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+pub use backup::restore_postgres;
 pub use events::{PgEventBus, PgEventBusOptions};
 
 use error::{map_err, map_migrate_err};
@@ -83,6 +86,8 @@ pub struct PgStore {
     /// The pool for lease transitions: `pool` itself, or a second pool
     /// with asynchronous commits (see [`PgStoreOptions`]).
     lease_pool: PgPool,
+    /// The URL connected to (`pg_dump` needs it); `None` from a bare pool.
+    database_url: Option<Arc<str>>,
 }
 
 impl PgStore {
@@ -131,7 +136,11 @@ impl PgStore {
         } else {
             pool.clone()
         };
-        let store = Self { pool, lease_pool };
+        let store = Self {
+            pool,
+            lease_pool,
+            database_url: Some(Arc::from(database_url)),
+        };
         if options.migrate {
             store.migrate().await?;
         }
@@ -144,6 +153,7 @@ impl PgStore {
         Self {
             lease_pool: pool.clone(),
             pool,
+            database_url: None,
         }
     }
 

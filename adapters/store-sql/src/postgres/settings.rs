@@ -189,4 +189,11 @@ impl StateRepo for PgStore {
             .map_err(map_err)?;
         Ok(())
     }
+
+    async fn snapshot(
+        &self,
+        dir: &std::path::Path,
+    ) -> StoreResult<mediadl::backup::DatabaseSnapshot> {
+        self.snapshot_into(dir).await
+    }
 }

@@ -211,4 +211,11 @@ impl StateRepo for SqliteStore {
             .map_err(map_err)?;
         Ok(())
     }
+
+    async fn snapshot(
+        &self,
+        dir: &std::path::Path,
+    ) -> StoreResult<mediadl::backup::DatabaseSnapshot> {
+        self.snapshot_into(dir).await
+    }
 }
