@@ -329,8 +329,10 @@ impl CronScheduler {
     /// reschedules from `now` those switched back on since (their slots
     /// while off are not run). Called before each tick and on every
     /// settings change, so turning a setting on never fires a stale slot.
-    async fn follow_settings(&self, jobs: &[Job], now: DateTime<Utc>) -> Result<(), Error> {
+    /// Returns whether it rescheduled any.
+    async fn follow_settings(&self, jobs: &[Job], now: DateTime<Utc>) -> Result<bool, Error> {
         let settings = self.settings.current();
+        let mut rescheduled = false;
         for job in jobs
             .iter()
             .filter(|job| job.spec.kind == JobKind::Maintenance)
@@ -359,9 +361,10 @@ impl CronScheduler {
                         now,
                     )
                     .await?;
+                rescheduled = true;
             }
         }
-        Ok(())
+        Ok(rescheduled)
     }
 
     /// Creates the built-in maintenance jobs that do not exist yet
@@ -634,7 +637,7 @@ impl Scheduler for CronScheduler {
                 changed = settings.changed() => {
                     if changed.is_ok() {
                         let followed = match self.store.list_jobs().await {
-                            Ok(jobs) => self.follow_settings(&jobs, self.clock.now()).await,
+                            Ok(jobs) => self.follow_settings(&jobs, self.clock.now()).await.map(drop),
                             Err(err) => Err(err.into()),
                         };
                         if let Err(err) = followed {
@@ -654,9 +657,13 @@ impl Scheduler for CronScheduler {
     }
 
     async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, SchedulerError> {
-        let jobs = self.store.list_jobs().await?;
-        if let Err(err) = self.follow_settings(&jobs, now).await {
-            tracing::warn!(error = %err, "scheduler: rescheduling maintenance jobs failed");
+        let mut jobs = self.store.list_jobs().await?;
+        match self.follow_settings(&jobs, now).await {
+            Ok(true) => jobs = self.store.list_jobs().await?,
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "scheduler: rescheduling maintenance jobs failed")
+            }
         }
         let mut fired = Vec::new();
         for job in &jobs {
