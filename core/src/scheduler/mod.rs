@@ -125,13 +125,14 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
     /// sharing the store. One job's failure never stops the others: it is
     /// logged (and recorded as a failed run where it got that far).
     async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, SchedulerError>;
-    /// Every job, ordered by id.
+    /// Every job, ordered by id (built-in jobs only while their setting is on).
     ///
     /// # Errors
     ///
     /// [`Error::Store`] when the store fails.
     async fn list_jobs(&self) -> Result<Vec<Job>, Error>;
-    /// The enabled job that fires next (the dashboard's `next_scheduled_task`).
+    /// The enabled job that fires next (the dashboard's `next_scheduled_task`);
+    /// never a built-in job whose setting is off.
     ///
     /// # Errors
     ///
@@ -141,7 +142,8 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] with [`StoreError::NotFound`] when there is none.
+    /// [`Error::Store`] with [`StoreError::NotFound`] when there is none
+    /// (also for a built-in job whose setting is off).
     async fn get_job(&self, id: &str) -> Result<Job, Error>;
     /// Validates and stores a download job; its id is a slug of platform,
     /// source and content type (`instagram-evalongoria-posts`, then `-2`, …).
