@@ -296,7 +296,7 @@ pub async fn create(
     let snapshot = store.snapshot(&work.0).await?;
     let secrets = secrets.to_vec();
     let output = output.to_path_buf();
-    let written = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let manifest = write_archive(&snapshot, &secrets, &output, now);
         drop(work);
         manifest
@@ -305,8 +305,7 @@ pub async fn create(
     .map_err(|err| BackupError::Io {
         context: "writing the backup".into(),
         source: io::Error::other(err),
-    })?;
-    written
+    })?
 }
 
 fn file_entry(name: String, path: &Path) -> Result<ManifestFile, BackupError> {
