@@ -87,19 +87,13 @@ async fn completed_urls(store: &dyn DownloadRepo) -> BTreeSet<String> {
         .collect()
 }
 
-/// A SQLite data dir whose database holds `items` queue items and a JWT secret.
-async fn sqlite_data_dir(root: &Path, items: usize) -> (PathBuf, SqliteStore) {
-    let data = root.join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    std::fs::write(data.join("jwt_secret"), "0123456789abcdef0123456789abcdef").expect("secret");
-    let store = SqliteStore::open(data.join("mediadl.db"))
-        .await
-        .expect("open the data dir's database");
-    for n in 0..items {
+/// Queues `https://example.org/<name>.jpg` for each name.
+async fn enqueue(store: &dyn QueueRepo, names: impl IntoIterator<Item = impl std::fmt::Display>) {
+    for name in names {
         store
             .enqueue(
                 NewQueueItem::new(
-                    format!("https://example.org/{n}.jpg"),
+                    format!("https://example.org/{name}.jpg"),
                     "direct",
                     "x",
                     "file",
@@ -109,6 +103,17 @@ async fn sqlite_data_dir(root: &Path, items: usize) -> (PathBuf, SqliteStore) {
             .await
             .expect("enqueue");
     }
+}
+
+/// A SQLite data dir whose database holds `items` queue items and a JWT secret.
+async fn sqlite_data_dir(root: &Path, items: usize) -> (PathBuf, SqliteStore) {
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("jwt_secret"), "0123456789abcdef0123456789abcdef").expect("secret");
+    let store = SqliteStore::open(data.join("mediadl.db"))
+        .await
+        .expect("open the data dir's database");
+    enqueue(&store, 0..items).await;
     (data, store)
 }
 
@@ -220,13 +225,8 @@ async fn restore_refuses_a_live_database_without_force_and_one_in_use_at_all() {
     let archive = scratch.path().join("two.tar");
     let output = mediadl(&["backup", "--data-dir", path(&data), "-o", path(&archive)]);
     assert!(output.status.success(), "backup: {}", stderr(&output));
-    store
-        .enqueue(
-            NewQueueItem::new("https://example.org/third.jpg", "direct", "x", "file"),
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("a third item after the backup");
+    // A third item after the backup.
+    enqueue(&store, ["third"]).await;
 
     // The database is open here, as a running server would have it.
     let output = mediadl(&[
@@ -300,72 +300,41 @@ async fn bad_targets_and_bad_archives_are_refused_and_change_nothing() {
         "no temporary files left"
     );
 
-    let database = std::fs::read(data.join("mediadl.db")).expect("db");
-    let before = listing(&data);
-    let assert_unchanged = |what: &str| {
-        assert_eq!(
-            std::fs::read(data.join("mediadl.db")).expect("db"),
-            database,
-            "{what}: the database is unchanged"
-        );
-        assert_eq!(listing(&data), before, "{what}: nothing left behind");
-    };
-
     let bytes = std::fs::read(&archive).expect("archive");
     let truncated = scratch.path().join("truncated.tar");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("truncate");
-    let output = mediadl(&[
-        "restore",
-        path(&truncated),
-        "--data-dir",
-        path(&data),
-        "--force",
-    ]);
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("is not a usable mediadl backup"),
-        "{}",
-        stderr(&output)
-    );
-    assert_unchanged("truncated");
-
     let newer = scratch.path().join("newer.tar");
     rewrite_manifest(&archive, &newer, |manifest| {
         manifest["schema_version"] = 9999.into();
     });
-    let output = mediadl(&[
-        "restore",
-        path(&newer),
-        "--data-dir",
-        path(&data),
-        "--force",
-    ]);
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("newer mediadl (schema version 9999"),
-        "{}",
-        stderr(&output)
-    );
-    assert_unchanged("newer schema");
-
     let future = scratch.path().join("future.tar");
     rewrite_manifest(&archive, &future, |manifest| {
         manifest["format_version"] = 2.into();
     });
-    let output = mediadl(&[
-        "restore",
-        path(&future),
-        "--data-dir",
-        path(&data),
-        "--force",
-    ]);
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("backup format 2"),
-        "{}",
-        stderr(&output)
-    );
-    assert_unchanged("newer format");
+
+    let database = std::fs::read(data.join("mediadl.db")).expect("db");
+    let before = listing(&data);
+    for (bad, expected) in [
+        (&truncated, "is not a usable mediadl backup"),
+        (&newer, "newer mediadl (schema version 9999"),
+        (&future, "backup format 2"),
+    ] {
+        let output = mediadl(&["restore", path(bad), "--data-dir", path(&data), "--force"]);
+        assert!(!output.status.success(), "{} refused", bad.display());
+        assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+        assert_eq!(
+            std::fs::read(data.join("mediadl.db")).expect("db"),
+            database,
+            "{}: the database is unchanged",
+            bad.display()
+        );
+        assert_eq!(
+            listing(&data),
+            before,
+            "{}: nothing left behind",
+            bad.display()
+        );
+    }
 }
 
 /// Copies an archive with its manifest changed by `change`.
@@ -402,20 +371,7 @@ async fn postgres_backup_restores_into_another_database_and_needs_force_on_a_liv
         .await
         .unwrap_or_else(|err| panic!("this test needs PostgreSQL: {err}"));
     let store = PgStore::connect(source.url()).await.expect("connect");
-    for n in 0..3 {
-        store
-            .enqueue(
-                NewQueueItem::new(
-                    format!("https://example.org/{n}.jpg"),
-                    "direct",
-                    "x",
-                    "file",
-                ),
-                chrono::Utc::now(),
-            )
-            .await
-            .expect("enqueue");
-    }
+    enqueue(&store, 0..3).await;
     let scratch = tempfile::tempdir().expect("scratch");
     let data = scratch.path().join("data");
     let archive = scratch.path().join("pg.tar");
@@ -477,13 +433,8 @@ async fn postgres_backup_restores_into_another_database_and_needs_force_on_a_liv
     assert_eq!(copy.queue_counts().await.expect("counts").total(), 3);
     copy.close().await;
 
-    store
-        .enqueue(
-            NewQueueItem::new("https://example.org/fourth.jpg", "direct", "x", "file"),
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("a fourth item after the backup");
+    // A fourth item after the backup.
+    enqueue(&store, ["fourth"]).await;
     let output = restore(source.url(), false);
     assert!(!output.status.success());
     let message = stderr(&output);
