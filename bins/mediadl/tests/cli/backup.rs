@@ -228,14 +228,13 @@ async fn restore_refuses_a_live_database_without_force_and_one_in_use_at_all() {
     // A third item after the backup.
     enqueue(&store, ["third"]).await;
 
+    let restore = |force: bool| {
+        let mut args = vec!["restore", path(&archive), "--data-dir", path(&data)];
+        args.extend(force.then_some("--force"));
+        mediadl(&args)
+    };
     // The database is open here, as a running server would have it.
-    let output = mediadl(&[
-        "restore",
-        path(&archive),
-        "--data-dir",
-        path(&data),
-        "--force",
-    ]);
+    let output = restore(true);
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("another process has it open"),
@@ -245,7 +244,7 @@ async fn restore_refuses_a_live_database_without_force_and_one_in_use_at_all() {
     store.close().await;
 
     let before = listing(&data);
-    let output = mediadl(&["restore", path(&archive), "--data-dir", path(&data)]);
+    let output = restore(false);
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(
@@ -255,13 +254,7 @@ async fn restore_refuses_a_live_database_without_force_and_one_in_use_at_all() {
     assert!(message.contains("--force"), "{message}");
     assert_eq!(listing(&data), before, "nothing left behind");
 
-    let output = mediadl(&[
-        "restore",
-        path(&archive),
-        "--data-dir",
-        path(&data),
-        "--force",
-    ]);
+    let output = restore(true);
     assert!(
         output.status.success(),
         "restore --force: {}",
