@@ -1,5 +1,5 @@
 # Installs and starts what the tests need, on a new machine or an old one:
-# PostgreSQL on 127.0.0.1:5432 (trust auth), Chromium with ChromeDriver for
+# PostgreSQL on 127.0.0.1:5432 (trust auth) with pg_dump/pg_restore, Chromium with ChromeDriver for
 # the dashboard tests, yt-dlp and gallery-dl for the external-program tests.
 # Sourced by scripts/test and .ci/run; it fails (never skips) when a piece
 # cannot be had, and exports MEDIADL_TEST_DATABASE_URL.
@@ -29,6 +29,13 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null && break; sleep 1; done
 fi
 pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+
+step "pg_dump and pg_restore for the backup tests"
+# A server started by the machine may come without the client programs.
+if ! command -v pg_dump >/dev/null || ! command -v pg_restore >/dev/null; then
+  apt_install postgresql-client
+fi
+pg_dump --version
 
 step "Chromium and ChromeDriver for the dashboard tests"
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then

@@ -8,6 +8,7 @@
 //! The crate knows nothing of HTTP servers, SQL or JWT: it opens sockets
 //! only through [`fetch`] and the downloaders.
 
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod downloader;

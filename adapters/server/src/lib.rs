@@ -36,7 +36,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mediadl::scheduler::{CronScheduler, Scheduler};
+use mediadl::backup::BackupSources;
+use mediadl::scheduler::{CronScheduler, Scheduler, SchedulerOptions};
 use mediadl::{
     BroadcastBus, EventBus, MeteredBus, Metrics, QueueService, SettingsHandle, Store, SystemClock,
 };
@@ -132,7 +133,8 @@ pub async fn open_event_bus(config: &ServerConfig) -> Result<Arc<dyn EventBus>, 
     Ok(Arc::new(BroadcastBus::default()))
 }
 
-fn is_postgres(url: &str) -> bool {
+/// Whether a database URL names PostgreSQL (else it is SQLite).
+pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
@@ -153,6 +155,20 @@ fn create_dir(dir: &Path) -> Result<(), ServerError> {
     })
 }
 
+/// The file in the data directory keeping the generated JWT secret.
+const JWT_SECRET_FILE: &str = "jwt_secret";
+
+/// What a backup (`mediadl backup`, the scheduled backup job) keeps beside
+/// the database: the data directory's secrets (without the JWT secret a
+/// restored server signs everyone out), and `<data_dir>/backups` as the
+/// scheduled job's default directory.
+pub fn backup_sources(config: &ServerConfig) -> BackupSources {
+    BackupSources {
+        secrets: vec![config.data_dir.join(JWT_SECRET_FILE)],
+        default_directory: config.data_dir.join("backups"),
+    }
+}
+
 /// The JWT secret: the configured one, else the one kept in
 /// `<data_dir>/jwt_secret`, generated on first start.
 ///
@@ -170,7 +186,7 @@ pub fn jwt_secret(config: &ServerConfig) -> Result<Vec<u8>, ServerError> {
         }
         return Ok(secret.as_bytes().to_vec());
     }
-    let path = config.data_dir.join("jwt_secret");
+    let path = config.data_dir.join(JWT_SECRET_FILE);
     let io = |context: &str, source| ServerError::Io {
         context: format!("{context} {}", path.display()),
         source,
@@ -245,7 +261,11 @@ pub async fn build_state(
             settings.clone(),
             Arc::clone(&clock),
         )
-        .with_metrics(metrics.clone()),
+        .with_metrics(metrics.clone())
+        .with_options(SchedulerOptions {
+            backups: Some(backup_sources(config)),
+            ..SchedulerOptions::default()
+        }),
     );
     let download_root = PathBuf::from(&settings.current().general.download_directory);
     // Made at start so a fresh server is ready (GET /health/ready checks it).

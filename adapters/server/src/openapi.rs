@@ -405,7 +405,7 @@ fn composed_schemas() -> Vec<(&'static str, Value)> {
             json!({
                 "type": "object",
                 "description": "The settings document, secrets shown as \"***\"",
-                "required": ["general", "downloads", "network", "platforms", "notifications", "logs"],
+                "required": ["general", "downloads", "network", "platforms", "notifications", "logs", "backup"],
                 "properties": {
                     "general": settings_section,
                     "downloads": settings_section,
@@ -413,6 +413,7 @@ fn composed_schemas() -> Vec<(&'static str, Value)> {
                     "platforms": settings_section,
                     "notifications": settings_section,
                     "logs": settings_section,
+                    "backup": settings_section,
                 },
             }),
         ),
@@ -430,6 +431,7 @@ fn composed_schemas() -> Vec<(&'static str, Value)> {
                     "platforms": { "type": ["object", "null"] },
                     "notifications": { "type": ["object", "null"] },
                     "logs": { "type": ["object", "null"] },
+                    "backup": { "type": ["object", "null"] },
                 },
             }),
         ),

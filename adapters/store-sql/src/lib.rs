@@ -25,10 +25,12 @@
 //! ```
 
 pub mod private;
+mod restore;
+pub use restore::RestoreError;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore, SqliteStoreOptions};
+pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore, SqliteStoreOptions, restore_sqlite};
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -36,7 +38,7 @@ mod postgres;
 #[cfg(feature = "testing")]
 pub use postgres::testing;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgEventBus, PgEventBusOptions, PgStore, PgStoreOptions};
+pub use postgres::{PgEventBus, PgEventBusOptions, PgStore, PgStoreOptions, restore_postgres};
 
 /// What `/metrics` shows of one of a store's connection pools.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -48,6 +48,12 @@ pub enum Command {
     User(UserArgs),
     /// Apply database migrations and exit.
     Migrate(DataArgs),
+    /// Write a consistent snapshot of the database and the data directory's
+    /// secrets to one archive file, while a server may be running.
+    Backup(BackupArgs),
+    /// Restore an archive written by `mediadl backup`; a database that holds
+    /// data is replaced only with --force.
+    Restore(RestoreArgs),
     /// Ask a running server's /api/v1/health/ready; exit 0 when it answers 200
     /// (the container image's HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
@@ -270,6 +276,27 @@ pub struct DownloadArgs {
     /// Print one line per finished URL instead of progress bars.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The archive to write (replaced only once the new one is complete; mode 0600).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// An archive written by `mediadl backup` or the scheduled backup job.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Replace a database that holds data (accounts, downloads, queue, jobs).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 #[derive(Debug, Args)]

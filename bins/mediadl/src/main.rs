@@ -1,6 +1,7 @@
 //! `mediadl`: the command line. Parses flags and environment, starts
 //! tracing, and hands over to the library (thin-binary style).
 
+mod backup;
 mod cli;
 mod download;
 mod logging;
@@ -34,6 +35,8 @@ fn main() -> ExitCode {
             Command::Download(args) => download::download(args).await,
             Command::User(args) => user::user(args).await,
             Command::Migrate(args) => serve::migrate(args, log_format).await,
+            Command::Backup(args) => backup::backup(args, log_format).await,
+            Command::Restore(args) => backup::restore(args, log_format).await,
             Command::Healthcheck(args) => probe::healthcheck(args).await,
             Command::Completions { shell } => probe::completions(shell),
             Command::Manpage { output_dir } => probe::manpage(output_dir.as_deref()),

@@ -12,7 +12,7 @@ use mediadl_server::metrics::MetricsSource;
 use mediadl_server::{LogCapture, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
-type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+pub type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
 /// How often a worker re-reads the shared settings (changes made through the API).
 const SETTINGS_RELOAD: Duration = Duration::from_secs(30);

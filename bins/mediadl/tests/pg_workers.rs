@@ -17,6 +17,8 @@ use mediadl_store::PgStore;
 use mediadl_store::testing::fresh_pg_database;
 
 // The crate's one test binary also holds the other tests of the real binary.
+#[path = "cli/backup.rs"]
+mod backup;
 #[path = "cli/json_logs.rs"]
 mod json_logs;
 #[path = "cli/worker_metrics.rs"]

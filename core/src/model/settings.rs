@@ -29,6 +29,8 @@ pub struct Settings {
     pub notifications: Map<String, Value>,
     /// Log level and retention.
     pub logs: LogSettings,
+    /// The scheduled backup job.
+    pub backup: crate::backup::BackupSettings,
 }
 
 impl Default for Settings {
@@ -40,6 +42,7 @@ impl Default for Settings {
             platforms: default_platforms(),
             notifications: default_notifications(),
             logs: LogSettings::default(),
+            backup: crate::backup::BackupSettings::default(),
         }
     }
 }
@@ -327,6 +330,7 @@ impl Settings {
             3600,
         )?;
         range("logs.retention_days", self.logs.retention_days, 0, 36_500)?;
+        self.backup.validate()?;
         super::notifications::NotificationSettings::from_settings(self)?;
         for (name, section) in &self.platforms {
             if !section.is_object() {

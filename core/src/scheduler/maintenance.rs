@@ -1,9 +1,15 @@
 //! Built-in housekeeping jobs, listed with the others and disable-able
-//! like them: the download clean-up (`general.auto_cleanup_days`) and the
-//! log retention (`logs.retention_days`).
+//! like them: the download clean-up (`general.auto_cleanup_days`), the
+//! log retention (`logs.retention_days`) and the backup (`backup.enabled`).
+//!
+//! A built-in job exists for users only while its setting is on: with the
+//! setting off it is left out of every listing, lookup and tick (so never
+//! the next scheduled task), while its row keeps the schedule a person gave
+//! it and its run history for when the setting comes back on.
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::backup::{self, BackupSources};
 use crate::error::Error;
 use crate::model::{CatchUp, Job, JobKind, JobSpec, Metadata, Settings};
 use crate::store::Store;
@@ -12,6 +18,8 @@ use crate::store::Store;
 pub const AUTO_CLEANUP_JOB_ID: &str = "maintenance-auto-cleanup";
 /// Id of the job removing stored logs older than `logs.retention_days`.
 pub const LOG_RETENTION_JOB_ID: &str = "maintenance-log-retention";
+/// Id of the job writing a backup archive while `backup.enabled` is on.
+pub const BACKUP_JOB_ID: &str = "maintenance-backup";
 
 /// Records removed per store round trip.
 const BATCH: u32 = 500;
@@ -45,18 +53,44 @@ pub(crate) fn builtin_jobs(now: DateTime<Utc>) -> Vec<Job> {
             "Remove old logs (logs.retention_days)",
             "45 3 * * *",
         ),
+        job(BACKUP_JOB_ID, "Back up the database (backup)", "0 4 * * *"),
     ]
 }
 
-/// Runs the maintenance job `job_id`; returns how many records it removed.
+/// Whether the built-in job `job_id` has work to do under `settings`
+/// (an id this build does not know has none).
+pub(crate) fn is_active(job_id: &str, settings: &Settings) -> bool {
+    match job_id {
+        AUTO_CLEANUP_JOB_ID => settings.general.auto_cleanup_days > 0,
+        LOG_RETENTION_JOB_ID => settings.logs.retention_days > 0,
+        BACKUP_JOB_ID => settings.backup.enabled,
+        _ => false,
+    }
+}
+
+/// Runs the maintenance job `job_id`; returns how many records it removed
+/// (for the backup: archives written, so 1).
 pub(crate) async fn run_maintenance(
     job_id: &str,
     store: &dyn Store,
     settings: &Settings,
+    backups: Option<&BackupSources>,
     now: DateTime<Utc>,
 ) -> Result<u32, Error> {
     match job_id {
         AUTO_CLEANUP_JOB_ID => cleanup_downloads(store, settings, now).await,
+        BACKUP_JOB_ID => {
+            let sources = backups.ok_or_else(|| {
+                Error::invalid(
+                    "backup.enabled",
+                    "this process was started without a data directory to back up",
+                )
+            })?;
+            let (archive, removed) =
+                backup::run_scheduled(store, sources, &settings.backup, now).await?;
+            tracing::info!(archive = %archive.display(), removed_old = removed, "backup written");
+            Ok(1)
+        }
         LOG_RETENTION_JOB_ID => {
             let days = settings.logs.retention_days;
             if days == 0 {

@@ -85,8 +85,9 @@ mod jobs;
 mod maintenance;
 pub mod schedule;
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -95,16 +96,17 @@ use tokio_util::sync::CancellationToken;
 
 pub use forum::{ForumMonitor, ForumMonitorRequest};
 pub use jobs::{JobPatch, NewJob};
-pub use maintenance::{AUTO_CLEANUP_JOB_ID, LOG_RETENTION_JOB_ID};
+pub use maintenance::{AUTO_CLEANUP_JOB_ID, BACKUP_JOB_ID, LOG_RETENTION_JOB_ID};
 pub use schedule::{Schedule, ScheduleError};
 
+use crate::backup::BackupSources;
 use crate::clock::Clock;
 use crate::config::SettingsHandle;
 use crate::downloader::Registry;
 use crate::error::{Error, StoreError};
 use crate::metrics::Metrics;
 use crate::model::{
-    CatchUp, Job, JobKind, JobRun, NextRun, QueueItem, QueueStatus, RunFilter, RunStatus,
+    CatchUp, Job, JobKind, JobRun, NextRun, QueueItem, QueueStatus, RunFilter, RunStatus, Settings,
 };
 use crate::queue::QueueService;
 use crate::store::Store;
@@ -124,13 +126,14 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
     /// sharing the store. One job's failure never stops the others: it is
     /// logged (and recorded as a failed run where it got that far).
     async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, SchedulerError>;
-    /// Every job, ordered by id.
+    /// Every job, ordered by id (built-in jobs only while their setting is on).
     ///
     /// # Errors
     ///
     /// [`Error::Store`] when the store fails.
     async fn list_jobs(&self) -> Result<Vec<Job>, Error>;
-    /// The enabled job that fires next (the dashboard's `next_scheduled_task`).
+    /// The enabled job that fires next (the dashboard's `next_scheduled_task`);
+    /// never a built-in job whose setting is off.
     ///
     /// # Errors
     ///
@@ -140,7 +143,8 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] with [`StoreError::NotFound`] when there is none.
+    /// [`Error::Store`] with [`StoreError::NotFound`] when there is none
+    /// (also for a built-in job whose setting is off).
     async fn get_job(&self, id: &str) -> Result<Job, Error>;
     /// Validates and stores a download job; its id is a slug of platform,
     /// source and content type (`instagram-evalongoria-posts`, then `-2`, …).
@@ -232,6 +236,9 @@ pub struct SchedulerOptions {
     pub stale_run_after: chrono::Duration,
     /// Create the built-in maintenance jobs at start-up.
     pub builtin_jobs: bool,
+    /// What the built-in backup job archives and where by default; without
+    /// it that job fails, saying so, when `backup.enabled` is on.
+    pub backups: Option<BackupSources>,
 }
 
 impl Default for SchedulerOptions {
@@ -241,6 +248,7 @@ impl Default for SchedulerOptions {
             missed_after: chrono::Duration::minutes(2),
             stale_run_after: chrono::Duration::hours(1),
             builtin_jobs: true,
+            backups: None,
         }
     }
 }
@@ -256,6 +264,16 @@ pub struct CronScheduler {
     options: SchedulerOptions,
     builtins_ready: AtomicBool,
     metrics: Metrics,
+    /// Built-in jobs this process has seen switched off by their setting:
+    /// when one comes back on it is rescheduled from then, like a job
+    /// enabled again, instead of firing for the slots it sat out.
+    switched_off: Mutex<HashSet<String>>,
+}
+
+/// Whether users see `job` under `settings`: every job but a built-in one
+/// whose setting is off.
+fn shown(job: &Job, settings: &Settings) -> bool {
+    job.spec.kind != JobKind::Maintenance || maintenance::is_active(&job.id, settings)
 }
 
 /// `schedule_human` of a job: plain English, or the expression itself if
@@ -288,6 +306,7 @@ impl CronScheduler {
             options: SchedulerOptions::default(),
             builtins_ready: AtomicBool::new(false),
             metrics: Metrics::default(),
+            switched_off: Mutex::new(HashSet::new()),
         }
     }
 
@@ -303,6 +322,62 @@ impl CronScheduler {
     pub fn with_options(mut self, options: SchedulerOptions) -> Self {
         self.options = options;
         self
+    }
+
+    /// The job with `id` as users see it: a built-in job whose setting is
+    /// off does not exist.
+    async fn shown_job(&self, id: &str) -> Result<Job, Error> {
+        let job = self.store.get_job(id).await?;
+        if !shown(&job, &self.settings.current()) {
+            return Err(StoreError::NotFound {
+                entity: "job",
+                id: id.to_owned(),
+            }
+            .into());
+        }
+        Ok(job)
+    }
+
+    /// Notes which built-in jobs their settings switched off, and
+    /// reschedules from `now` those switched back on since (their slots
+    /// while off are not run). Called before each tick and on every
+    /// settings change, so turning a setting on never fires a stale slot.
+    /// Returns whether it rescheduled any.
+    async fn follow_settings(&self, jobs: &[Job], now: DateTime<Utc>) -> Result<bool, Error> {
+        let settings = self.settings.current();
+        let mut rescheduled = false;
+        for job in jobs
+            .iter()
+            .filter(|job| job.spec.kind == JobKind::Maintenance)
+        {
+            let active = maintenance::is_active(&job.id, &settings);
+            let came_back = {
+                let mut off = self
+                    .switched_off
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if active {
+                    off.remove(&job.id)
+                } else {
+                    off.insert(job.id.clone());
+                    false
+                }
+            };
+            let stale = job.state.next_run.is_some_and(|next| next <= now);
+            if came_back && job.spec.enabled && stale {
+                let schedule = Schedule::parse(&job.spec.schedule, job.spec.timezone.as_deref())?;
+                self.store
+                    .update_job_spec(
+                        &job.id,
+                        job.spec.clone(),
+                        NextRun::Set(schedule.next_after(now)),
+                        now,
+                    )
+                    .await?;
+                rescheduled = true;
+            }
+        }
+        Ok(rescheduled)
     }
 
     /// Creates the built-in maintenance jobs that do not exist yet
@@ -411,7 +486,14 @@ impl CronScheduler {
             .await?;
         if job.spec.kind == JobKind::Maintenance {
             let settings = self.settings.current();
-            let result = maintenance::run_maintenance(&job.id, &*self.store, &settings, now).await;
+            let result = maintenance::run_maintenance(
+                &job.id,
+                &*self.store,
+                &settings,
+                self.options.backups.as_ref(),
+                now,
+            )
+            .await;
             let finished = self.clock.now();
             let run = match result {
                 Ok(removed) => {
@@ -517,7 +599,7 @@ impl CronScheduler {
     /// One job's share of a tick.
     async fn tick_job(&self, job: &Job, now: DateTime<Utc>) -> Result<Option<Fired>, Error> {
         let spec = &job.spec;
-        if !spec.enabled {
+        if !spec.enabled || !shown(job, &self.settings.current()) {
             return Ok(None);
         }
         if spec.kind == JobKind::ForumMonitor
@@ -563,10 +645,23 @@ impl Scheduler for CronScheduler {
     async fn run(&self, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(self.options.tick_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut settings = self.settings.subscribe();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = interval.tick() => {}
+                changed = settings.changed() => {
+                    if changed.is_ok() {
+                        let followed = match self.store.list_jobs().await {
+                            Ok(jobs) => self.follow_settings(&jobs, self.clock.now()).await.map(drop),
+                            Err(err) => Err(err.into()),
+                        };
+                        if let Err(err) = followed {
+                            tracing::warn!(error = %err, "scheduler: following a settings change failed");
+                        }
+                    }
+                    continue;
+                }
             }
             if let Err(err) = self.ensure_builtin_jobs().await {
                 tracing::warn!(error = %err, "scheduler: creating maintenance jobs failed");
@@ -578,7 +673,14 @@ impl Scheduler for CronScheduler {
     }
 
     async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, SchedulerError> {
-        let jobs = self.store.list_jobs().await?;
+        let mut jobs = self.store.list_jobs().await?;
+        match self.follow_settings(&jobs, now).await {
+            Ok(true) => jobs = self.store.list_jobs().await?,
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "scheduler: rescheduling maintenance jobs failed")
+            }
+        }
         let mut fired = Vec::new();
         for job in &jobs {
             match self.tick_job(job, now).await {
@@ -601,12 +703,14 @@ impl Scheduler for CronScheduler {
     }
 
     async fn list_jobs(&self) -> Result<Vec<Job>, Error> {
-        Ok(self.store.list_jobs().await?)
+        let settings = self.settings.current();
+        let mut jobs = self.store.list_jobs().await?;
+        jobs.retain(|job| shown(job, &settings));
+        Ok(jobs)
     }
 
     async fn next_scheduled(&self) -> Result<Option<Job>, Error> {
         Ok(self
-            .store
             .list_jobs()
             .await?
             .into_iter()
@@ -615,7 +719,7 @@ impl Scheduler for CronScheduler {
     }
 
     async fn get_job(&self, id: &str) -> Result<Job, Error> {
-        Ok(self.store.get_job(id).await?)
+        self.shown_job(id).await
     }
 
     async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
@@ -635,7 +739,7 @@ impl Scheduler for CronScheduler {
 
     async fn update_job(&self, id: &str, patch: JobPatch) -> Result<Job, Error> {
         let now = self.clock.now();
-        let job = self.store.get_job(id).await?;
+        let job = self.shown_job(id).await?;
         let was_enabled = job.spec.enabled;
         let retime = patch.touches_timing();
         let mut spec = job.spec;
@@ -662,7 +766,7 @@ impl Scheduler for CronScheduler {
     }
 
     async fn delete_job(&self, id: &str) -> Result<(), Error> {
-        let job = self.store.get_job(id).await?;
+        let job = self.shown_job(id).await?;
         if job.spec.kind == JobKind::Maintenance {
             return Err(Error::invalid(
                 "id",
@@ -673,7 +777,7 @@ impl Scheduler for CronScheduler {
     }
 
     async fn run_now(&self, id: &str) -> Result<Fired, Error> {
-        let job = self.store.get_job(id).await?;
+        let job = self.shown_job(id).await?;
         let now = self.clock.now();
         if let Some(active) = self.active_run(&job, now).await? {
             return Err(StoreError::Conflict(format!(

@@ -12,6 +12,7 @@
 //! those indexes in step.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -1389,6 +1390,12 @@ impl StateRepo for MemoryStore {
     async fn ping(&self) -> StoreResult<()> {
         // The tables are in this process: reachable whenever the lock is.
         self.lock().map(drop)
+    }
+
+    async fn snapshot(&self, _dir: &Path) -> StoreResult<crate::backup::DatabaseSnapshot> {
+        Err(StoreError::Invalid(
+            "the in-memory store keeps nothing on disk to back up; back up a SQLite or PostgreSQL store".into(),
+        ))
     }
 }
 

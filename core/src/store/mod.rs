@@ -17,6 +17,7 @@
 //! and `Internal` for a bug or a corrupt row. The methods' docs name the
 //! cases particular to them.
 
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -361,6 +362,18 @@ pub trait StateRepo: Send + Sync + std::fmt::Debug {
     fn pool_usage(&self) -> Vec<crate::metrics::PoolUsage> {
         Vec::new()
     }
+
+    /// Writes a consistent copy of the whole database into the existing
+    /// directory `dir` while the store stays in use (SQLite `VACUUM INTO`,
+    /// PostgreSQL `pg_dump`), for [`backup::create`](crate::backup::create).
+    /// The file is readable by its owner only.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the copy cannot be taken (a program
+    /// it needs is missing, the directory is not writable);
+    /// [`StoreError::Invalid`] for a store that keeps nothing to copy.
+    async fn snapshot(&self, dir: &Path) -> StoreResult<crate::backup::DatabaseSnapshot>;
 }
 
 /// Every capability together; `Arc<dyn Store>` at the edges.

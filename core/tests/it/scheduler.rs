@@ -16,8 +16,8 @@ use mediadl::model::{
     NewDownload, NewLogEntry, NextRun, QueueStatus, RunFilter, RunStatus, Settings,
 };
 use mediadl::scheduler::{
-    AUTO_CLEANUP_JOB_ID, CronScheduler, ForumMonitorRequest, JobPatch, LOG_RETENTION_JOB_ID,
-    NewJob, SchedulerOptions,
+    AUTO_CLEANUP_JOB_ID, BACKUP_JOB_ID, CronScheduler, ForumMonitorRequest, JobPatch,
+    LOG_RETENTION_JOB_ID, NewJob, SchedulerOptions,
 };
 use mediadl::store::{DownloadRepo, JobRepo, LogRepo, MemoryStore, QueueRepo};
 use mediadl::{
@@ -953,14 +953,19 @@ fn download(path: Option<String>, date: DateTime<Utc>, key: &str) -> NewDownload
     }
 }
 
+fn shown_ids(jobs: &[mediadl::model::Job]) -> Vec<&str> {
+    jobs.iter().map(|j| j.id.as_str()).collect()
+}
+
 #[tokio::test]
 async fn maintenance_jobs_are_listed_and_clean_up_per_settings() {
     let h = Harness::new();
     h.scheduler.ensure_builtin_jobs().await.unwrap();
     h.scheduler.ensure_builtin_jobs().await.unwrap();
+    // The defaults: log retention on (30 days), clean-up and backup off.
     let jobs = h.scheduler.list_jobs().await.unwrap();
-    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-    assert_eq!(ids, [AUTO_CLEANUP_JOB_ID, LOG_RETENTION_JOB_ID]);
+    assert_eq!(shown_ids(&jobs), [LOG_RETENTION_JOB_ID]);
+    assert_eq!(h.store.list_jobs().await.unwrap().len(), 3, "all stored");
     assert!(
         jobs.iter()
             .all(|j| j.spec.kind == JobKind::Maintenance && j.spec.enabled)
@@ -982,16 +987,23 @@ async fn maintenance_jobs_are_listed_and_clean_up_per_settings() {
             .await
             .unwrap();
     }
-    // Auto clean-up off (0 days): nothing removed.
-    let fired = h.scheduler.run_now(AUTO_CLEANUP_JOB_ID).await.unwrap();
-    assert_eq!(fired.run.status, RunStatus::Success);
-    assert_eq!(fired.run.items_downloaded, 0);
+    // Auto clean-up off (0 days): no such job to run.
+    let err = h.scheduler.run_now(AUTO_CLEANUP_JOB_ID).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::NotFound { .. })),
+        "{err}"
+    );
 
     let mut settings = Settings::default();
     settings.general.auto_cleanup_days = 30;
     settings.general.auto_cleanup_delete_files = true;
     settings.logs.retention_days = 7;
     h.settings.replace(settings);
+    let jobs = h.scheduler.list_jobs().await.unwrap();
+    assert_eq!(
+        shown_ids(&jobs),
+        [AUTO_CLEANUP_JOB_ID, LOG_RETENTION_JOB_ID]
+    );
     let fired = h.scheduler.run_now(AUTO_CLEANUP_JOB_ID).await.unwrap();
     assert_eq!(fired.run.status, RunStatus::Success);
     assert_eq!(fired.run.items_downloaded, 2);
@@ -1084,6 +1096,117 @@ async fn maintenance_jobs_are_listed_and_clean_up_per_settings() {
     assert!(h.tick_at("2025-10-14T03:45:00Z").await.is_empty());
 }
 
+#[tokio::test]
+async fn maintenance_jobs_exist_only_while_their_setting_is_on() {
+    let h = Harness::new();
+    h.scheduler.ensure_builtin_jobs().await.unwrap();
+    let mut settings = Settings::default();
+    settings.logs.retention_days = 0;
+    h.settings.replace(settings.clone());
+    let weekly = h
+        .scheduler
+        .create_job(fake_job("weekly", "0 12 * * 0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        shown_ids(&h.scheduler.list_jobs().await.unwrap()),
+        [weekly.id.as_str()]
+    );
+    let next = h.scheduler.next_scheduled().await.unwrap().unwrap();
+    assert_eq!(next.id, weekly.id, "no switched-off job is next");
+    for id in [AUTO_CLEANUP_JOB_ID, LOG_RETENTION_JOB_ID, BACKUP_JOB_ID] {
+        let hidden = h.scheduler.get_job(id).await.unwrap_err();
+        assert!(
+            matches!(hidden, Error::Store(StoreError::NotFound { .. })),
+            "{id}"
+        );
+        let patch = JobPatch {
+            schedule: Some("0 1 * * *".into()),
+            ..JobPatch::default()
+        };
+        assert!(h.scheduler.update_job(id, patch).await.is_err(), "{id}");
+        assert!(h.scheduler.delete_job(id).await.is_err(), "{id}");
+    }
+    // Their slots pass unfired while off (03:30 and 03:45 each night).
+    assert!(h.tick_at("2025-10-14T03:30:00Z").await.is_empty());
+    assert!(h.tick_at("2025-10-15T03:45:00Z").await.is_empty());
+
+    // Switched on at 09:00: shown again, next at tonight's slot, and the
+    // slots sat out are not made up for.
+    settings.general.auto_cleanup_days = 30;
+    h.settings.replace(settings.clone());
+    let fired = h.tick_at("2025-10-15T09:00:00Z").await;
+    assert!(fired.is_empty(), "no stale slot fired: {fired:?}");
+    let cleanup = h.scheduler.get_job(AUTO_CLEANUP_JOB_ID).await.unwrap();
+    assert_eq!(cleanup.state.next_run, Some(at("2025-10-16T03:30:00Z")));
+    let next = h.scheduler.next_scheduled().await.unwrap().unwrap();
+    assert_eq!(
+        next.id, AUTO_CLEANUP_JOB_ID,
+        "the clean-up comes before Sunday noon"
+    );
+    let fired = h.tick_at("2025-10-16T03:30:00Z").await;
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].job_id, AUTO_CLEANUP_JOB_ID);
+
+    // A schedule a person gave it survives switching off and on.
+    h.scheduler
+        .update_job(
+            AUTO_CLEANUP_JOB_ID,
+            JobPatch {
+                schedule: Some("15 2 * * *".into()),
+                ..JobPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    settings.general.auto_cleanup_days = 0;
+    h.settings.replace(settings.clone());
+    assert!(h.tick_at("2025-10-17T02:15:00Z").await.is_empty());
+    assert_eq!(
+        h.scheduler.next_scheduled().await.unwrap().unwrap().id,
+        weekly.id
+    );
+    settings.general.auto_cleanup_days = 7;
+    h.settings.replace(settings);
+    assert!(h.tick_at("2025-10-18T08:00:00Z").await.is_empty());
+    let cleanup = h.scheduler.get_job(AUTO_CLEANUP_JOB_ID).await.unwrap();
+    assert_eq!(cleanup.spec.schedule, "15 2 * * *");
+    assert_eq!(cleanup.state.next_run, Some(at("2025-10-19T02:15:00Z")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_settings_change_reschedules_a_switched_on_job_before_the_next_tick() {
+    let h = Harness::new();
+    let mut settings = Settings::default();
+    settings.logs.retention_days = 0;
+    h.settings.replace(settings.clone());
+    let scheduler = Arc::new(h.scheduler.with_options(SchedulerOptions {
+        tick_interval: std::time::Duration::from_secs(3600),
+        ..SchedulerOptions::default()
+    }));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn({
+        let scheduler = Arc::clone(&scheduler);
+        let shutdown = shutdown.clone();
+        async move { scheduler.run(shutdown).await }
+    });
+    // The first tick creates the jobs and sees the log retention off.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(scheduler.list_jobs().await.unwrap().is_empty());
+    h.clock.set(at("2025-10-16T09:00:00Z"));
+    settings.logs.retention_days = 30;
+    h.settings.replace(settings);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let job = scheduler.get_job(LOG_RETENTION_JOB_ID).await.unwrap();
+    assert_eq!(
+        job.state.next_run,
+        Some(at("2025-10-17T03:45:00Z")),
+        "rescheduled from the change, not left at the slot it sat out"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn run_ticks_on_the_injected_clock_until_shutdown() {
     let h = Harness::new();
@@ -1105,7 +1228,7 @@ async fn run_ticks_on_the_injected_clock_until_shutdown() {
     assert_eq!(h.store.get_job(&job.id).await.unwrap().state.total_runs, 0);
     assert_eq!(
         h.store.list_jobs().await.unwrap().len(),
-        3,
+        4,
         "maintenance jobs created"
     );
     h.clock.set(at("2025-10-13T11:00:02Z"));

@@ -71,7 +71,7 @@ async fn overview(state: AppState) -> ApiResult {
     let window = |period| period_window(Some(period), now);
     let (today_w, week_w, month_w) = (window("today")?, window("week")?, window("month")?);
     let store = &state.store;
-    let (today, week, month, total, counts, used, by_platform_today, jobs) = tokio::try_join!(
+    let (today, week, month, total, counts, used, by_platform_today) = tokio::try_join!(
         store.download_totals(today_w),
         store.download_totals(week_w),
         store.download_totals(month_w),
@@ -79,8 +79,9 @@ async fn overview(state: AppState) -> ApiResult {
         store.queue_counts(),
         store.storage_used(),
         store.download_totals_by(GroupBy::Platform, today_w),
-        store.list_jobs(),
     )?;
+    // The scheduler decides which job runs next (a switched-off built-in never does).
+    let next_job = state.scheduler.next_scheduled().await?;
     let settings = state.settings.current();
     let statuses = state.registry.statuses(&settings).await;
     let mut platforms = serde_json::Map::new();
@@ -101,11 +102,9 @@ async fn overview(state: AppState) -> ApiResult {
         );
     }
     let limit = settings.storage_limit_bytes();
-    let next = jobs
-        .iter()
-        .filter(|job| job.spec.enabled)
-        .filter_map(|job| job.state.next_run.map(|at| (at, job)))
-        .min_by_key(|(at, _)| *at)
+    let next = next_job
+        .as_ref()
+        .and_then(|job| job.state.next_run.map(|at| (at, job)))
         .map(|(at, job)| {
             json!({
                 "job_id": job.id,

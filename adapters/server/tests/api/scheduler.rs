@@ -347,11 +347,66 @@ async fn scheduler_endpoints(db: Db) {
     let user = app.user_token(&admin, "sched-user", "user").await;
     let viewer = app.user_token(&admin, "sched-viewer", "viewer").await;
 
-    // The built-in maintenance jobs are listed with the others.
+    // The built-in maintenance jobs are listed with the others while their
+    // setting is on: by default only the log retention (clean-up and
+    // backup are off), which is then the next scheduled task.
+    let jobs = eventually(&app, "/api/v1/scheduler/jobs", &viewer, |body| {
+        body["jobs"].as_array().is_some_and(|jobs| jobs.len() == 1)
+    })
+    .await;
+    assert_eq!(jobs["jobs"][0]["id"], "maintenance-log-retention");
+    let (status, overview) = app.get("/api/v1/stats/overview", &viewer).await;
+    assert_eq!(status, StatusCode::OK, "{overview}");
+    assert_eq!(
+        overview["next_scheduled_task"]["job_id"], "maintenance-log-retention",
+        "{overview}"
+    );
+    let (status, _, body) = app
+        .call(
+            Method::GET,
+            "/api/v1/scheduler/jobs/maintenance-auto-cleanup",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let set = |patch: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let (status, _, body) = app
+                .call(Method::PATCH, "/api/v1/settings", Some(&admin), Some(patch))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    // Both off: no next task at all.
+    set(json!({"logs": {"retention_days": 0}})).await;
+    let (_, overview) = app.get("/api/v1/stats/overview", &viewer).await;
+    assert_eq!(overview["next_scheduled_task"], Value::Null, "{overview}");
+    let (_, jobs) = app.get("/api/v1/scheduler/jobs", &viewer).await;
+    assert_eq!(jobs["jobs"], json!([]), "{jobs}");
+    // Switched on at run time: listed again, and the sooner of the two
+    // (by the wall clock) is next.
+    set(json!({"general": {"auto_cleanup_days": 30}, "logs": {"retention_days": 30}})).await;
     let jobs = eventually(&app, "/api/v1/scheduler/jobs", &viewer, |body| {
         body["jobs"].as_array().is_some_and(|jobs| jobs.len() == 2)
     })
     .await;
+    let sooner = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .min_by_key(|job| {
+            let next = job["next_run"].as_str().expect("both scheduled");
+            chrono::DateTime::parse_from_rfc3339(next).expect("a time")
+        })
+        .unwrap();
+    let (_, overview) = app.get("/api/v1/stats/overview", &viewer).await;
+    assert_eq!(
+        overview["next_scheduled_task"]["job_id"], sooner["id"],
+        "{overview}"
+    );
     let cleanup = &jobs["jobs"][0];
     assert_eq!(cleanup["id"], "maintenance-auto-cleanup");
     assert_eq!(cleanup["kind"], "maintenance");

@@ -7,6 +7,7 @@
 //! write by a worker names its lease token and is refused with
 //! `LeaseLost` once the lease is gone.
 
+mod backup;
 mod downloads;
 mod error;
 mod events;
@@ -18,12 +19,14 @@ mod settings;
 pub mod testing;
 mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mediadl::StoreError;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+pub use backup::restore_postgres;
 pub use events::{PgEventBus, PgEventBusOptions};
 
 use error::{map_err, map_migrate_err};
@@ -85,6 +88,9 @@ pub struct PgStore {
     lease_pool: PgPool,
     /// Whether `lease_pool` is a pool of its own (counted apart in `/metrics`).
     separate_lease_pool: bool,
+
+    /// The URL connected to (`pg_dump` needs it); `None` from a bare pool.
+    database_url: Option<Arc<str>>,
 }
 
 impl PgStore {
@@ -137,6 +143,8 @@ impl PgStore {
             pool,
             lease_pool,
             separate_lease_pool: options.asynchronous_lease_commits,
+
+            database_url: Some(Arc::from(database_url)),
         };
         if options.migrate {
             store.migrate().await?;
@@ -151,6 +159,8 @@ impl PgStore {
             lease_pool: pool.clone(),
             pool,
             separate_lease_pool: false,
+
+            database_url: None,
         }
     }
 

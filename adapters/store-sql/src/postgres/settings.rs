@@ -198,4 +198,11 @@ impl StateRepo for PgStore {
         }
         pools
     }
+
+    async fn snapshot(
+        &self,
+        dir: &std::path::Path,
+    ) -> StoreResult<mediadl::backup::DatabaseSnapshot> {
+        self.snapshot_into(dir).await
+    }
 }

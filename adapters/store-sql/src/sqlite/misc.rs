@@ -219,4 +219,11 @@ impl StateRepo for SqliteStore {
             crate::pool_usage("reader", &self.reader),
         ]
     }
+
+    async fn snapshot(
+        &self,
+        dir: &std::path::Path,
+    ) -> StoreResult<mediadl::backup::DatabaseSnapshot> {
+        self.snapshot_into(dir).await
+    }
 }

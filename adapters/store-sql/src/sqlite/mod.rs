@@ -7,6 +7,7 @@
 //! `busy_timeout`. Every queue transition is a single `UPDATE … RETURNING`
 //! statement, so a claim can never hand one item to two workers.
 
+mod backup;
 mod downloads;
 mod jobs;
 mod misc;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use backup::restore_sqlite;
 use mediadl::StoreError;
 use sqlx::Sqlite;
 use sqlx::migrate::{MigrateError, Migrator};
@@ -114,6 +116,16 @@ impl SqliteStore {
     /// [`StoreError::Invalid`] for a URL of another scheme or an in-memory
     /// database; otherwise as [`SqliteStore::open_with`].
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(Self::url_path(url)?).await
+    }
+
+    /// The database file a `sqlite://path` (or `sqlite:path`) URL names.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for a URL of another scheme or an in-memory
+    /// database.
+    pub fn url_path(url: &str) -> Result<&Path, StoreError> {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -124,7 +136,7 @@ impl SqliteStore {
                 "the SQLite store needs a database file, not an in-memory database".into(),
             ));
         }
-        Self::open(path).await
+        Ok(Path::new(path))
     }
 
     /// Opens the database file at `path`.

@@ -2,6 +2,8 @@
 //! conformance suite and its own checks (migrations, concurrency, start-up
 //! errors) against a real database.
 
+#[cfg(feature = "sqlite")]
+mod backup;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
