@@ -3,6 +3,7 @@
 
 mod helpers;
 mod notifications;
+mod openapi;
 mod scenarios;
 mod scheduler;
 mod security_auth;
@@ -45,6 +46,12 @@ on_both_databases!(
     restart_keeps_data,
     readiness_checks_database_and_storage,
 );
+
+/// The OpenAPI document against the route table.
+#[tokio::test]
+async fn every_route_has_an_operation_and_every_operation_a_route() {
+    openapi::every_route_has_an_operation_and_every_operation_a_route().await;
+}
 
 /// The HTTP side of issue 19, written as the attacks.
 mod security {
