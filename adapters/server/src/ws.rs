@@ -259,10 +259,11 @@ async fn serve_authenticated(
                     if message.is_close() {
                         break None;
                     }
-                    if message.is_text() && is_ping_request(&message) {
-                        if sink.send(ControlFrame::Pong.message()).await.is_err() {
-                            break None;
-                        }
+                    if message.is_text()
+                        && is_ping_request(&message)
+                        && sink.send(ControlFrame::Pong.message()).await.is_err()
+                    {
+                        break None;
                     }
                 }
                 Some(Err(_)) | None => break None,
