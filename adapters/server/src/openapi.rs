@@ -19,7 +19,6 @@ use std::sync::{Arc, LazyLock};
 
 use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::Value;
-use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::link::Link;
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn, PathItem};
@@ -161,7 +160,7 @@ fn operation_id(method: &str, path: &str) -> String {
     )
 }
 
-/// A string schema with one allowed value (`enum` of one).
+/// A schema of `kind` with one allowed value (an `enum` of one).
 fn constant(value: impl Into<Value>, kind: Type) -> Object {
     ObjectBuilder::new()
         .schema_type(kind)
@@ -194,15 +193,12 @@ fn text_schema() -> Object {
     Object::with_type(Type::String)
 }
 
-/// A header every response of its kind carries.
+/// A header every response of its kind carries ([`share`] marks it required).
 fn header(schema: Object, description: &str) -> Header {
-    let mut header = HeaderBuilder::new()
+    HeaderBuilder::new()
         .schema(Some(schema))
         .description(Some(description))
-        .build();
-    // utoipa's Header has no `required`; the document promises these headers.
-    header.extensions = Some(Extensions::from_iter([("required", true)]));
-    header
+        .build()
 }
 
 /// The headers of every response of an operation.
@@ -446,6 +442,7 @@ fn share(path: &str, method: &HttpMethod, operation: &mut Operation) {
                 .entry(name.to_owned())
                 .or_insert(header.into());
         }
+        // utoipa's Header has no `required`; every documented header is sent.
         for header in response.headers.values_mut() {
             if let RefOr::T(header) = header {
                 header
