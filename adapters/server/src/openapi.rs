@@ -2,1464 +2,156 @@
 //! `/api/docs` from assets compiled into the binary (nothing is fetched at
 //! build or run time).
 //!
-//! The document is exact: every operation lists its parameters with their
-//! ranges, its request body, each status it answers with and that answer's
-//! body and headers. Bodies that are serde types (the core's model, the
-//! requests) take their schemas from `utoipa::ToSchema` derives on those
-//! types; bodies the handlers compose are described here next to the
-//! operation table. `.ci/run` checks the running server against this
-//! document with schemathesis (see docs/API.md).
+//! The document is generated: every operation is the `#[utoipa::path]` of
+//! its handler in [`crate::routes`] (whose method and path also build the
+//! warp filter), and every body is a `Serialize + ToSchema` type, so a
+//! body and its schema cannot drift apart. What all operations share is
+//! added here once by [`Shared`]: the error responses each kind of
+//! operation can answer with (from its security, parameters and body), the
+//! headers every response carries, the pagination and media headers, the
+//! bearer scheme, operation ids and the links schemathesis' stateful phase
+//! follows. An operation's security names the role it needs: `bearer: []`
+//! any signed-in user, `["user"]` or `["admin"]` that role or higher.
+//! `.ci/schemathesis` checks the running server against this document (see
+//! docs/API.md).
 
 use std::sync::{Arc, LazyLock};
 
 use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
-use serde_json::{Map, Value, json};
-use utoipa::ToSchema;
+use serde_json::Value;
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::link::Link;
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn, PathItem};
+use utoipa::openapi::request_body::RequestBody;
+use utoipa::openapi::response::{Response as ResponseObject, ResponseBuilder};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
+use utoipa::{Modify, OpenApi};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::error::ErrorBody;
+use crate::routes::health::PROBE_PATHS;
+use crate::routes::{
+    auth, downloads, health, logs, method_name, notifications, platforms, queue, scheduler,
+    settings, stats, users,
+};
 
-/// Who may call an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Public,
-    Viewer,
-    User,
-    Admin,
-}
+/// The API: every operation of [`crate::routes`], and what they share.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mediadl API",
+        description = "Media archiver API. Errors share one body (detail, error_code, \
+            timestamp, request_id); every response carries X-Request-Id and, under /api/v1 \
+            except /health, X-RateLimit-* headers. The WebSocket is at \
+            /ws/downloads?token=… (see docs/API.md)."
+    ),
+    paths(
+        health::live,
+        health::readiness,
+        auth::login,
+        auth::refresh,
+        auth::me,
+        auth::change_password,
+        auth::logout,
+        users::list,
+        users::create,
+        users::update,
+        users::delete,
+        downloads::list,
+        downloads::stats,
+        downloads::bulk,
+        downloads::links,
+        downloads::get,
+        downloads::delete,
+        downloads::file,
+        downloads::thumbnail,
+        queue::list,
+        queue::add,
+        queue::stats,
+        queue::clear,
+        queue::get,
+        queue::update,
+        queue::remove,
+        queue::retry,
+        scheduler::list_jobs,
+        scheduler::create_job,
+        scheduler::get_job,
+        scheduler::update_job,
+        scheduler::delete_job,
+        scheduler::run_job,
+        scheduler::history,
+        platforms::list,
+        platforms::instagram,
+        platforms::tiktok,
+        scheduler::monitor_forum,
+        platforms::put_cookies,
+        platforms::delete_cookies,
+        settings::get,
+        settings::patch,
+        logs::list,
+        logs::download,
+        logs::delete,
+        stats::overview,
+        stats::timeline,
+        stats::platforms,
+        notifications::test,
+        notifications::deliveries,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&Shared)
+)]
+struct ApiDoc;
 
-/// What an operation answers on success (or, for 502, on a failed test).
-#[derive(Debug, Clone)]
-enum Answer {
-    /// No body.
-    Empty,
-    /// A JSON body with this schema.
-    Json(Value),
-    /// A JSON page with the pagination headers.
-    Paged(Value),
-    /// A JSON body with `X-Total-Count`.
-    Counted(Value),
-    /// A whole file (`partial: false`) or one range of it.
-    File { partial: bool },
-    /// A JPEG thumbnail or the PNG placeholder.
-    Image,
-    /// A log file as an attachment.
-    Attachment,
-}
+/// Adds what every operation shares (see the module docs).
+struct Shared;
 
-/// One operation of the table: what it takes and what it answers besides
-/// the errors every operation of its kind shares (see [`operation`]).
-#[derive(Debug)]
-struct Op {
-    method: &'static str,
-    path: &'static str,
-    tag: &'static str,
-    summary: &'static str,
-    access: Access,
-    params: Vec<Value>,
-    /// The request body object, if the operation takes one.
-    body: Option<Value>,
-    /// Answers other than the shared errors.
-    responses: Vec<(u16, Answer)>,
-    /// Error statuses of this operation beyond the shared ones.
-    errors: &'static [u16],
-}
-
-/// The schemas under `#/components/schemas` that come from serde types.
-fn derived_schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)> {
-    use crate::routes::{auth, downloads, platforms, queue, users};
-    use mediadl::model;
-    use mediadl::notify;
-    use mediadl::scheduler::{ForumMonitorRequest, JobPatch, NewJob};
-    fn entry<T: ToSchema>() -> (String, utoipa::openapi::RefOr<utoipa::openapi::Schema>) {
-        (T::name().into_owned(), T::schema())
+impl Modify for Shared {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for (method, operation) in operations_mut(item) {
+                share(path, &method, operation);
+            }
+        }
+        for link in links() {
+            add_link(doc, &link);
+        }
     }
-    vec![
-        entry::<ErrorBody>(),
-        entry::<model::Role>(),
-        entry::<model::User>(),
-        entry::<model::DownloadStatus>(),
-        entry::<model::Download>(),
-        entry::<model::QueueStatus>(),
-        entry::<model::RequestOptions>(),
-        entry::<model::QueueItem>(),
-        entry::<model::JobKind>(),
-        entry::<model::CatchUp>(),
-        entry::<model::RunStatus>(),
-        entry::<model::Job>(),
-        entry::<model::JobRun>(),
-        entry::<model::LogLevel>(),
-        entry::<model::LogEntry>(),
-        entry::<model::NotificationTopic>(),
-        entry::<NewJob>(),
-        entry::<JobPatch>(),
-        entry::<ForumMonitorRequest>(),
-        entry::<notify::TestTransport>(),
-        entry::<notify::TestRequest>(),
-        entry::<notify::TestOutcome>(),
-        entry::<notify::history::DeliveryTransport>(),
-        entry::<notify::history::DeliveryStatus>(),
-        entry::<notify::history::DeliveryAttempt>(),
-        entry::<notify::history::Delivery>(),
-        entry::<auth::LoginRequest>(),
-        entry::<auth::RefreshRequest>(),
-        entry::<auth::PasswordChange>(),
-        entry::<auth::UserSummary>(),
-        entry::<users::NewUserRequest>(),
-        entry::<users::UserChange>(),
-        entry::<downloads::BulkAction>(),
-        entry::<downloads::BulkRequest>(),
-        entry::<downloads::LinksRequest>(),
-        entry::<downloads::LinksResponse>(),
-        entry::<crate::media_links::DownloadLinks>(),
-        entry::<queue::QueueRequest>(),
-        entry::<queue::QueueChange>(),
-        entry::<queue::ClearRequest>(),
-        entry::<platforms::InstagramRequest>(),
-        entry::<platforms::TiktokRequest>(),
+}
+
+/// The operations of a path item with their methods, in the order an
+/// `Allow` header lists them.
+fn operations_mut(item: &mut PathItem) -> Vec<(HttpMethod, &mut Operation)> {
+    [
+        (HttpMethod::Get, item.get.as_mut()),
+        (HttpMethod::Head, item.head.as_mut()),
+        (HttpMethod::Post, item.post.as_mut()),
+        (HttpMethod::Put, item.put.as_mut()),
+        (HttpMethod::Patch, item.patch.as_mut()),
+        (HttpMethod::Delete, item.delete.as_mut()),
+        (HttpMethod::Options, item.options.as_mut()),
+        (HttpMethod::Trace, item.trace.as_mut()),
     ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.map(|operation| (method, operation)))
+    .collect()
 }
 
-fn reference(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
-
-fn nullable(kind: &str) -> Value {
-    json!({ "type": [kind, "null"] })
-}
-
-fn date_time() -> Value {
-    json!({ "type": "string", "format": "date-time" })
-}
-
-fn nullable_date_time() -> Value {
-    json!({ "type": ["string", "null"], "format": "date-time" })
-}
-
-fn count() -> Value {
-    json!({ "type": "integer", "minimum": 0 })
-}
-
-/// An object whose listed properties are all present.
-fn object(properties: Value) -> Value {
-    let required: Vec<Value> = properties
-        .as_object()
-        .map(|map| map.keys().cloned().map(Value::String).collect())
-        .unwrap_or_default();
-    json!({ "type": "object", "required": required, "properties": properties })
-}
-
-/// A map from names to counts (`by_platform`, `by_source`, …).
-fn counts_by_name() -> Value {
-    json!({ "type": "object", "additionalProperties": count() })
-}
-
-/// The body of a paginated list: `items` plus the page numbers.
-fn page_of(item: Value) -> Value {
-    object(json!({
-        "items": { "type": "array", "items": item },
-        "total": count(),
-        "page": { "type": "integer", "minimum": 1 },
-        "per_page": { "type": "integer", "minimum": 1, "maximum": 200 },
-        "total_pages": { "type": "integer", "minimum": 1 },
-    }))
-}
-
-/// The schemas of bodies the handlers compose (names as in the document).
-fn composed_schemas() -> Vec<(&'static str, Value)> {
-    let queued = object(json!({
-        "queue_id": { "type": "integer" },
-        "task_id": { "type": "string", "description": "`queue-<queue_id>`" },
-        "status": { "const": "queued" },
-        "message": { "type": "string" },
-    }));
-    let cookies = json!({
-        "type": "object",
-        "required": ["present", "count", "expires_at"],
-        "properties": {
-            "present": { "type": "boolean" },
-            "count": count(),
-            "expires_at": nullable_date_time(),
-            "expired": { "type": "boolean" },
-            "error": { "type": "string", "description": "why the stored file cannot be read" },
-        },
-    });
-    let settings_section = json!({ "type": "object" });
-    vec![
-        ("Health", object(json!({ "status": { "const": "ok" } }))),
-        (
-            "Readiness",
-            object(json!({
-                "status": { "const": "ok" },
-                "checks": object(json!({
-                    "database": { "const": "ok" },
-                    "storage": { "const": "ok" },
-                })),
-            })),
-        ),
-        (
-            "Tokens",
-            object(json!({
-                "access_token": { "type": "string" },
-                "refresh_token": { "type": "string" },
-                "token_type": { "const": "bearer" },
-                "expires_in": { "type": "integer", "description": "seconds (900)" },
-            })),
-        ),
-        (
-            "Login",
-            json!({ "allOf": [reference("Tokens"), object(json!({ "user": reference("UserSummary") }))] }),
-        ),
-        ("UserPage", page_of(reference("User"))),
-        (
-            "DownloadView",
-            json!({ "allOf": [reference("Download"), object(json!({
-                "thumbnail_url": { "type": "string" },
-                "file_url": nullable("string"),
-            }))] }),
-        ),
-        ("DownloadPage", page_of(reference("DownloadView"))),
-        (
-            "DownloadStats",
-            json!({
-                "type": "object",
-                "required": ["total_downloads", "completed", "failed", "success_rate",
-                    "total_size_bytes", "by_platform", "by_source", "timeline"],
-                "properties": {
-                    "total_downloads": count(),
-                    "completed": count(),
-                    "failed": count(),
-                    "success_rate": { "type": "number", "minimum": 0, "maximum": 100 },
-                    "total_size_bytes": count(),
-                    "by_platform": counts_by_name(),
-                    "by_source": counts_by_name(),
-                    "by_content_type": counts_by_name(),
-                    "timeline": { "type": "array", "items": object(json!({
-                        "date": { "type": "string", "format": "date" },
-                        "count": count(),
-                    })) },
-                },
-            }),
-        ),
-        (
-            "BulkResult",
-            object(json!({
-                "success": count(),
-                "failed": count(),
-                "errors": { "type": "array", "items": object(json!({
-                    "id": { "type": "integer" },
-                    "error_code": { "type": "string" },
-                    "detail": { "type": "string" },
-                })) },
-            })),
-        ),
-        (
-            "QueuePage",
-            json!({ "allOf": [page_of(reference("QueueItem")), object(json!({
-                "pending": count(),
-                "downloading": count(),
-                "paused": count(),
-                "completed": count(),
-                "failed": count(),
-            }))] }),
-        ),
-        (
-            "QueueAdded",
-            object(json!({
-                "id": { "type": "integer" },
-                "url": { "type": "string" },
-                "platform": { "type": "string" },
-                "source": { "type": "string" },
-                "content_type": { "type": "string" },
-                "priority": { "type": "integer", "minimum": 0, "maximum": 10 },
-                "status": reference("QueueStatus"),
-                "created_date": date_time(),
-                "task_id": { "type": "string" },
-            })),
-        ),
-        (
-            "QueueStats",
-            object(json!({
-                "total": count(),
-                "pending": count(),
-                "downloading": count(),
-                "paused": count(),
-                "completed": count(),
-                "failed": count(),
-                "avg_wait_time_seconds": nullable("number"),
-                "avg_run_time_seconds": nullable("number"),
-                "estimated_completion": nullable_date_time(),
-                "active_workers": count(),
-            })),
-        ),
-        ("QueueCleared", object(json!({ "deleted": count() }))),
-        (
-            "QueueChanged",
-            object(json!({
-                "id": { "type": "integer" },
-                "status": reference("QueueStatus"),
-                "priority": { "type": "integer", "minimum": 0, "maximum": 10 },
-            })),
-        ),
-        (
-            "QueueRetried",
-            object(json!({
-                "id": { "type": "integer" },
-                "status": reference("QueueStatus"),
-                "attempts": count(),
-                "max_attempts": count(),
-                "task_id": { "type": "string" },
-            })),
-        ),
-        (
-            "JobView",
-            json!({ "allOf": [reference("Job"), object(json!({ "schedule_human": { "type": "string" } }))] }),
-        ),
-        (
-            "JobList",
-            object(json!({ "jobs": { "type": "array", "items": reference("JobView") } })),
-        ),
-        (
-            "JobStarted",
-            json!({
-                "type": "object",
-                "required": ["task_id", "queue_id", "run_id", "status", "message"],
-                "properties": {
-                    "task_id": nullable("string"),
-                    "queue_id": nullable("integer"),
-                    "run_id": { "type": "integer" },
-                    "status": { "type": "string", "description": "`queued`, or how a maintenance run ended" },
-                    "message": { "type": "string" },
-                    "items_downloaded": count(),
-                    "error_message": nullable("string"),
-                },
-            }),
-        ),
-        (
-            "JobHistory",
-            object(json!({ "history": { "type": "array", "items": reference("JobRun") } })),
-        ),
-        ("Queued", queued),
-        (
-            "ForumMonitor",
-            object(json!({
-                "thread_id": { "type": "string" },
-                "job_id": { "type": "string" },
-                "status": { "enum": ["active", "stopped"] },
-                "monitor_until": nullable_date_time(),
-                "next_run": nullable_date_time(),
-                "schedule": { "type": "string" },
-                "schedule_human": { "type": "string" },
-                "created": { "type": "boolean" },
-                "task_id": nullable("string"),
-                "queue_id": nullable("integer"),
-                "run_id": { "type": "integer" },
-            })),
-        ),
-        ("CookiesSummary", cookies),
-        (
-            "Platform",
-            json!({
-                "type": "object",
-                "required": ["name", "display_name", "enabled", "downloaders", "content_types",
-                    "features", "status", "last_successful_download"],
-                "properties": {
-                    "name": { "type": "string" },
-                    "display_name": { "type": "string" },
-                    "enabled": { "type": "boolean" },
-                    "downloaders": { "type": "array", "items": object(json!({
-                        "name": { "type": "string" },
-                        "display_name": { "type": "string" },
-                        "enabled": { "type": "boolean" },
-                        "reason": nullable("string"),
-                        "aliases": { "type": "array", "items": { "type": "string" } },
-                        "default": { "type": "boolean" },
-                    })) },
-                    "content_types": { "type": "array", "items": { "type": "string" } },
-                    "features": { "type": "array", "items": { "type": "string" } },
-                    "status": { "enum": ["operational", "unavailable", "disabled"] },
-                    "last_successful_download": nullable_date_time(),
-                    "cookies": reference("CookiesSummary"),
-                },
-            }),
-        ),
-        (
-            "PlatformList",
-            object(json!({ "platforms": { "type": "array", "items": reference("Platform") } })),
-        ),
-        (
-            "CookiesUpdated",
-            object(json!({
-                "platform": { "type": "string" },
-                "cookies": object(json!({
-                    "present": { "const": true },
-                    "count": count(),
-                    "expires_at": nullable_date_time(),
-                })),
-            })),
-        ),
-        (
-            "Settings",
-            json!({
-                "type": "object",
-                "description": "The settings document, secrets shown as \"***\"",
-                "required": ["general", "downloads", "network", "platforms", "notifications", "logs", "backup"],
-                "properties": {
-                    "general": settings_section,
-                    "downloads": settings_section,
-                    "network": settings_section,
-                    "platforms": settings_section,
-                    "notifications": settings_section,
-                    "logs": settings_section,
-                    "backup": settings_section,
-                },
-            }),
-        ),
-        (
-            "SettingsPatch",
-            json!({
-                "type": "object",
-                "description": "Merged into the settings (RFC 7396: null removes a key, \
-                    so a null for a key that is not there changes nothing)",
-                "additionalProperties": { "type": "null" },
-                "properties": {
-                    "general": { "type": ["object", "null"] },
-                    "downloads": { "type": ["object", "null"] },
-                    "network": { "type": ["object", "null"] },
-                    "platforms": { "type": ["object", "null"] },
-                    "notifications": { "type": ["object", "null"] },
-                    "logs": { "type": ["object", "null"] },
-                    "backup": { "type": ["object", "null"] },
-                },
-            }),
-        ),
-        (
-            "SettingsUpdated",
-            object(json!({ "message": { "type": "string" }, "updated_fields": count() })),
-        ),
-        (
-            "LogList",
-            object(json!({
-                "logs": { "type": "array", "items": reference("LogEntry") },
-                "total": count(),
-                "filtered": count(),
-                "returned": count(),
-            })),
-        ),
-        (
-            "LogsDeleted",
-            object(json!({
-                "deleted_entries": count(),
-                "deleted_files": count(),
-                "deleted_size_bytes": count(),
-            })),
-        ),
-        (
-            "Overview",
-            object(json!({
-                "downloads": object(json!({
-                    "today": count(), "week": count(), "month": count(), "total": count(),
-                })),
-                "queue": object(json!({
-                    "pending": count(), "downloading": count(), "paused": count(), "failed": count(),
-                })),
-                "success_rate": object(json!({
-                    "today": { "type": "number" }, "week": { "type": "number" }, "month": { "type": "number" },
-                })),
-                "storage": object(json!({
-                    "used_bytes": count(),
-                    "used_human": { "type": "string" },
-                    "limit_bytes": { "type": ["integer", "null"], "minimum": 0 },
-                    "limit_human": nullable("string"),
-                    "percent": nullable("number"),
-                })),
-                "platforms": {
-                    "type": "object",
-                    "additionalProperties": object(json!({
-                        "status": { "enum": ["operational", "unavailable"] },
-                        "downloads_today": count(),
-                    })),
-                },
-                "next_scheduled_task": {
-                    "oneOf": [
-                        { "type": "null" },
-                        object(json!({
-                            "job_id": { "type": "string" },
-                            "job_name": { "type": "string" },
-                            "scheduled_time": date_time(),
-                            "in_seconds": count(),
-                        })),
-                    ],
-                },
-            })),
-        ),
-        (
-            "Timeline",
-            object(
-                json!({ "timeline": { "type": "array", "items": object(json!({
-                "timestamp": date_time(),
-                "downloads": count(),
-                "success": count(),
-                "failed": count(),
-            })) } }),
-            ),
-        ),
-        (
-            "PlatformStats",
-            object(
-                json!({ "platforms": { "type": "array", "items": object(json!({
-                "platform": { "type": "string" },
-                "downloads": count(),
-                "success": count(),
-                "failed": count(),
-                "success_rate": { "type": "number" },
-                "total_size_bytes": count(),
-            })) } }),
-            ),
-        ),
-        (
-            "TestResults",
-            object(json!({
-                "success": { "const": true },
-                "results": { "type": "array", "items": reference("TestOutcome") },
-            })),
-        ),
-        (
-            "TestFailed",
-            json!({ "allOf": [
-                { "$ref": "#/components/schemas/ErrorBody" },
-                object(json!({ "results": { "type": "array", "items": reference("TestOutcome") } })),
-            ] }),
-        ),
-        (
-            "DeliveryList",
-            object(json!({
-                "deliveries": { "type": "array", "items": reference("Delivery") },
-                "total": count(),
-            })),
-        ),
-    ]
-}
-
-/// A response header: name, schema, description.
-type HeaderSpec = (&'static str, Value, &'static str);
-
-fn integer_header(name: &'static str, description: &'static str) -> HeaderSpec {
-    (
-        name,
-        json!({ "type": "integer", "minimum": 0 }),
-        description,
-    )
-}
-
-/// Sent with every response.
-fn request_id_header() -> HeaderSpec {
-    (
-        "X-Request-Id",
-        json!({ "type": "string" }),
-        "The request's id (also `request_id` in error bodies)",
-    )
-}
-
-/// Sent with every response of a rate-limited path.
-fn rate_limit_headers() -> Vec<HeaderSpec> {
-    vec![
-        integer_header("X-RateLimit-Limit", "Requests allowed per hour"),
-        integer_header("X-RateLimit-Remaining", "Requests left now"),
-        integer_header(
-            "X-RateLimit-Reset",
-            "Unix seconds when the full allowance is back",
-        ),
-    ]
-}
-
-/// Sent with the first page and every other page of a list.
-fn pagination_headers() -> Vec<HeaderSpec> {
-    vec![
-        integer_header("X-Total-Count", "Items matching the filters"),
-        integer_header("X-Page", "This page, from 1"),
-        integer_header("X-Per-Page", "Page size"),
-        integer_header("X-Total-Pages", "Pages (at least 1)"),
-        (
-            "Link",
-            json!({ "type": "string" }),
-            "`first`, `prev`, `next`, `last` links keeping the filters",
-        ),
-    ]
-}
-
-fn headers_object(headers: &[HeaderSpec]) -> Value {
-    let map: Map<String, Value> = headers
-        .iter()
-        .map(|(name, schema, description)| {
-            (
-                (*name).to_string(),
-                json!({ "required": true, "description": description, "schema": schema }),
-            )
-        })
-        .collect();
-    Value::Object(map)
-}
-
-/// A response object; `content` is a map of media types to schemas.
-fn response(description: &str, content: Option<Value>, headers: &[HeaderSpec]) -> Value {
-    let mut response = json!({ "description": description, "headers": headers_object(headers) });
-    if let Some(content) = content {
-        response["content"] = content;
-    }
-    response
-}
-
-fn json_content(schema: Value) -> Value {
-    json!({ "application/json": { "schema": schema } })
-}
-
-/// The headers of every response of an operation.
-fn common_headers(rate_limited: bool) -> Vec<HeaderSpec> {
-    let mut headers = vec![request_id_header()];
-    if rate_limited {
-        headers.extend(rate_limit_headers());
-    }
-    headers
-}
-
-/// 200 with a JSON body of `schema` (a component name).
-fn ok(schema: &str) -> Vec<(u16, Answer)> {
-    status_with(200, schema)
-}
-
-fn status_with(status: u16, schema: &str) -> Vec<(u16, Answer)> {
-    vec![(status, Answer::Json(reference(schema)))]
-}
-
-fn no_content() -> Vec<(u16, Answer)> {
-    vec![(204, Answer::Empty)]
-}
-
-fn json_body(schema: &str, required: bool) -> Option<Value> {
-    Some(json!({ "required": required, "content": json_content(reference(schema)) }))
-}
-
-fn query(name: &str, schema: Value, description: &str) -> Value {
-    json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
-}
-
-fn path_param(name: &str, schema: Value, description: &str) -> Value {
-    json!({ "name": name, "in": "path", "required": true, "description": description, "schema": schema })
-}
-
-fn id_param() -> Value {
-    path_param("id", json!({ "type": "integer" }), "numeric id")
-}
-
-fn job_id_param() -> Value {
-    path_param("id", json!({ "type": "string" }), "job id")
-}
-
-fn page_params() -> Vec<Value> {
-    vec![
-        query(
-            "page",
-            json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000 }),
-            "page number, from 1",
-        ),
-        query(
-            "per_page",
-            json!({ "type": "integer", "minimum": 1, "maximum": 200 }),
-            "page size, default 50",
-        ),
-    ]
-}
-
-fn timestamp_or_date() -> Value {
-    json!({ "anyOf": [
-        { "type": "string", "format": "date-time" },
-        { "type": "string", "format": "date" },
-    ] })
-}
-
-fn text(max: u32) -> Value {
-    json!({ "type": "string", "maxLength": max })
-}
-
-fn choice(values: &[&str]) -> Value {
-    json!({ "type": "string", "enum": values })
-}
-
-fn limit(max: u32, default: u32) -> Value {
-    json!({ "type": "integer", "minimum": 1, "maximum": max, "default": default })
-}
-
-fn ops() -> Vec<Op> {
-    use Access::*;
-    let op = |method, path, tag, summary, access| Op {
-        method,
-        path,
-        tag,
-        summary,
-        access,
-        params: Vec::new(),
-        body: None,
-        responses: Vec::new(),
-        errors: &[],
-    };
-    let with = |mut op: Op, params: Vec<Value>, body: Option<Value>, responses, errors| {
-        op.params = params;
-        op.body = body;
-        op.responses = responses;
-        op.errors = errors;
-        op
-    };
-    let history_limit = limit(1000, 100);
-    // A signed link's query (`POST /downloads/links`): the alternative to
-    // the bearer token for <img>/<video> URLs.
-    let signed_link = || {
-        vec![
-            query(
-                "user",
-                json!({ "type": "integer" }),
-                "signed link: the user it was made for",
-            ),
-            query(
-                "expires",
-                json!({ "type": "integer" }),
-                "signed link: expiry, Unix seconds",
-            ),
-            query(
-                "signature",
-                json!({ "type": "string" }),
-                "signed link: URL-safe base64 HMAC",
-            ),
-        ]
-    };
-    vec![
-        with(
-            op("get", "/api/v1/health", "health", "Liveness", Public),
-            vec![],
-            None,
-            ok("Health"),
-            &[],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/health/ready",
-                "health",
-                "Readiness: the database answers and the download directory is writable",
-                Public,
-            ),
-            vec![],
-            None,
-            ok("Readiness"),
-            &[503],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/auth/login",
-                "auth",
-                "Log in with username and password",
-                Public,
-            ),
-            vec![],
-            json_body("LoginRequest", true),
-            ok("Login"),
-            &[401],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/auth/refresh",
-                "auth",
-                "Exchange a refresh token (single use) for new tokens",
-                Public,
-            ),
-            vec![],
-            json_body("RefreshRequest", true),
-            ok("Tokens"),
-            &[401],
-        ),
-        with(
-            op("get", "/api/v1/auth/me", "auth", "The current user", Viewer),
-            vec![],
-            None,
-            ok("User"),
-            &[],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/auth/password",
-                "auth",
-                "Change one's own password",
-                Viewer,
-            ),
-            vec![],
-            json_body("PasswordChange", true),
-            no_content(),
-            &[404],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/auth/logout",
-                "auth",
-                "Revoke one's refresh tokens",
-                Viewer,
-            ),
-            vec![],
-            None,
-            no_content(),
-            &[],
-        ),
-        with(
-            op("get", "/api/v1/users", "users", "List users", Admin),
-            page_params(),
-            None,
-            vec![(200, Answer::Paged(reference("UserPage")))],
-            &[],
-        ),
-        with(
-            op("post", "/api/v1/users", "users", "Create a user", Admin),
-            vec![],
-            json_body("NewUserRequest", true),
-            status_with(201, "User"),
-            &[409],
-        ),
-        with(
-            op(
-                "patch",
-                "/api/v1/users/{id}",
-                "users",
-                "Change a user",
-                Admin,
-            ),
-            vec![id_param()],
-            json_body("UserChange", true),
-            ok("User"),
-            &[404, 409],
-        ),
-        with(
-            op(
-                "delete",
-                "/api/v1/users/{id}",
-                "users",
-                "Delete a user (not oneself)",
-                Admin,
-            ),
-            vec![id_param()],
-            None,
-            no_content(),
-            &[404, 409],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/downloads",
-                "downloads",
-                "List downloads",
-                Viewer,
-            ),
-            [
-                page_params(),
-                vec![
-                    query("platform", text(256), "platform name"),
-                    query("source", text(256), "username or forum name"),
-                    query("status", reference("DownloadStatus"), "completed or failed"),
-                    query(
-                        "date_from",
-                        json!({ "type": "string", "format": "date" }),
-                        "YYYY-MM-DD, inclusive",
-                    ),
-                    query(
-                        "date_to",
-                        json!({ "type": "string", "format": "date" }),
-                        "YYYY-MM-DD, inclusive, not before date_from",
-                    ),
-                    query("search", text(256), "substring of URL or filename"),
-                ],
-            ]
-            .concat(),
-            None,
-            vec![(200, Answer::Paged(reference("DownloadPage")))],
-            &[],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/downloads/stats",
-                "downloads",
-                "Download statistics",
-                Viewer,
-            ),
-            vec![
-                query(
-                    "period",
-                    choice(&["today", "day", "week", "month", "year", "all"]),
-                    "window, default all",
-                ),
-                query(
-                    "group_by",
-                    choice(&["platform", "source", "content_type"]),
-                    "content_type adds by_content_type",
-                ),
-            ],
-            None,
-            ok("DownloadStats"),
-            &[],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/downloads/bulk",
-                "downloads",
-                "Bulk delete (admin), retry or mark_upgraded",
-                User,
-            ),
-            vec![],
-            json_body("BulkRequest", true),
-            ok("BulkResult"),
-            &[],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/downloads/links",
-                "downloads",
-                "Signed file and thumbnail links, for <img>/<video> URLs",
-                Viewer,
-            ),
-            vec![],
-            json_body("LinksRequest", true),
-            ok("LinksResponse"),
-            &[],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/downloads/{id}",
-                "downloads",
-                "One download",
-                Viewer,
-            ),
-            vec![id_param()],
-            None,
-            ok("DownloadView"),
-            &[],
-        ),
-        with(
-            op(
-                "delete",
-                "/api/v1/downloads/{id}",
-                "downloads",
-                "Delete a download record (and its file)",
-                Admin,
-            ),
-            vec![
-                id_param(),
-                query(
-                    "delete_file",
-                    json!({ "type": "boolean" }),
-                    "also delete the file",
-                ),
-            ],
-            None,
-            no_content(),
-            &[409],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/downloads/{id}/file",
-                "downloads",
-                "The file (Range supported; bearer token or a signed link)",
-                Viewer,
-            ),
-            [
-                vec![id_param()],
-                signed_link(),
-                vec![json!({ "name": "Range", "in": "header", "required": false,
-                    "description": "one `bytes=` range", "schema": { "type": "string" } })],
-            ]
-            .concat(),
-            None,
-            vec![
-                (200, Answer::File { partial: false }),
-                (206, Answer::File { partial: true }),
-            ],
-            &[403, 416],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/downloads/{id}/thumbnail",
-                "downloads",
-                "A small JPEG preview, or a placeholder PNG",
-                Viewer,
-            ),
-            [vec![id_param()], signed_link()].concat(),
-            None,
-            vec![(200, Answer::Image)],
-            &[403],
-        ),
-        with(
-            op("get", "/api/v1/queue", "queue", "List queue items", Viewer),
-            [
-                page_params(),
-                vec![
-                    query("status", reference("QueueStatus"), "one status"),
-                    query("platform", text(64), "platform name"),
-                ],
-            ]
-            .concat(),
-            None,
-            vec![(200, Answer::Paged(reference("QueuePage")))],
-            &[],
-        ),
-        with(
-            op("post", "/api/v1/queue", "queue", "Add an item", User),
-            vec![],
-            json_body("QueueRequest", true),
-            status_with(201, "QueueAdded"),
-            &[409],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/queue/stats",
-                "queue",
-                "Queue statistics",
-                Viewer,
-            ),
-            vec![],
-            None,
-            ok("QueueStats"),
-            &[],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/queue/clear",
-                "queue",
-                "Remove finished items (completed and failed by default)",
-                Admin,
-            ),
-            vec![],
-            json_body("ClearRequest", false),
-            ok("QueueCleared"),
-            &[409],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/queue/{id}",
-                "queue",
-                "One queue item",
-                Viewer,
-            ),
-            vec![id_param()],
-            None,
-            ok("QueueItem"),
-            &[],
-        ),
-        with(
-            op(
-                "patch",
-                "/api/v1/queue/{id}",
-                "queue",
-                "Change priority, pause or resume",
-                User,
-            ),
-            vec![id_param()],
-            json_body("QueueChange", true),
-            ok("QueueChanged"),
-            &[409],
-        ),
-        with(
-            op(
-                "delete",
-                "/api/v1/queue/{id}",
-                "queue",
-                "Remove an item (a running one is cancelled)",
-                Admin,
-            ),
-            vec![id_param()],
-            None,
-            no_content(),
-            &[409],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/queue/{id}/retry",
-                "queue",
-                "Retry a failed item",
-                User,
-            ),
-            vec![id_param()],
-            None,
-            ok("QueueRetried"),
-            &[409],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/scheduler/jobs",
-                "scheduler",
-                "List scheduled jobs",
-                Viewer,
-            ),
-            vec![],
-            None,
-            ok("JobList"),
-            &[],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/scheduler/jobs",
-                "scheduler",
-                "Create a job",
-                Admin,
-            ),
-            vec![],
-            json_body("NewJob", true),
-            status_with(201, "JobView"),
-            &[409],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/scheduler/jobs/{id}",
-                "scheduler",
-                "One job",
-                Viewer,
-            ),
-            vec![job_id_param()],
-            None,
-            ok("JobView"),
-            &[],
-        ),
-        with(
-            op(
-                "patch",
-                "/api/v1/scheduler/jobs/{id}",
-                "scheduler",
-                "Change a job",
-                Admin,
-            ),
-            vec![job_id_param()],
-            json_body("JobPatch", true),
-            ok("JobView"),
-            &[409],
-        ),
-        with(
-            op(
-                "delete",
-                "/api/v1/scheduler/jobs/{id}",
-                "scheduler",
-                "Delete a job",
-                Admin,
-            ),
-            vec![job_id_param()],
-            None,
-            no_content(),
-            // 422: built-in maintenance jobs can only be disabled.
-            &[409, 422],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/scheduler/jobs/{id}/run",
-                "scheduler",
-                "Run a job now",
-                User,
-            ),
-            vec![job_id_param()],
-            None,
-            status_with(202, "JobStarted"),
-            &[409],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/scheduler/history",
-                "scheduler",
-                "Job run history, newest first",
-                Viewer,
-            ),
-            vec![
-                query("job_id", json!({ "type": "string" }), "job id"),
-                query(
-                    "status",
-                    choice(&["success", "failure", "running", "skipped", ""]),
-                    "one run status; empty means any",
-                ),
-                query("limit", history_limit.clone(), "newest runs to return"),
-            ],
-            None,
-            ok("JobHistory"),
-            &[],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/platforms",
-                "platforms",
-                "Platforms, downloaders and their status",
-                Viewer,
-            ),
-            vec![],
-            None,
-            ok("PlatformList"),
-            &[],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/platforms/instagram/download",
-                "platforms",
-                "Queue an Instagram download",
-                User,
-            ),
-            vec![],
-            json_body("InstagramRequest", true),
-            status_with(202, "Queued"),
-            &[409],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/platforms/tiktok/download",
-                "platforms",
-                "Queue a TikTok download",
-                User,
-            ),
-            vec![],
-            json_body("TiktokRequest", true),
-            status_with(202, "Queued"),
-            &[409],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/platforms/forum/monitor",
-                "platforms",
-                "Monitor a forum thread (201 new, 200 re-checked)",
-                User,
-            ),
-            vec![],
-            json_body("ForumMonitorRequest", true),
-            [status_with(201, "ForumMonitor"), ok("ForumMonitor")].concat(),
-            &[409],
-        ),
-        with(
-            op(
-                "put",
-                "/api/v1/platforms/{name}/cookies",
-                "platforms",
-                "Upload a Netscape cookies.txt",
-                Admin,
-            ),
-            vec![path_param("name", json!({ "type": "string" }), "platform")],
-            Some(json!({ "required": true, "content": {
-                "text/plain": { "schema": { "type": "string" } },
-            } })),
-            ok("CookiesUpdated"),
-            &[404, 409],
-        ),
-        with(
-            op(
-                "delete",
-                "/api/v1/platforms/{name}/cookies",
-                "platforms",
-                "Remove stored cookies",
-                Admin,
-            ),
-            vec![path_param("name", json!({ "type": "string" }), "platform")],
-            None,
-            no_content(),
-            // 422: the platform takes no cookies.
-            &[404, 409, 422],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/settings",
-                "settings",
-                "All settings, secrets masked",
-                Admin,
-            ),
-            vec![],
-            None,
-            ok("Settings"),
-            &[],
-        ),
-        with(
-            op(
-                "patch",
-                "/api/v1/settings",
-                "settings",
-                "Deep-merge settings",
-                Admin,
-            ),
-            vec![],
-            json_body("SettingsPatch", true),
-            ok("SettingsUpdated"),
-            &[409],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/logs",
-                "logs",
-                "Stored logs, newest first",
-                Viewer,
-            ),
-            vec![
-                query(
-                    "level",
-                    choice(&["DEBUG", "INFO", "WARNING", "ERROR", ""]),
-                    "minimum level; empty means any",
-                ),
-                query("module", text(256), "Instagram, TikTok, Scheduler, …"),
-                query("search", text(256), "substring of the message"),
-                query("date_from", timestamp_or_date(), "RFC 3339 or YYYY-MM-DD"),
-                query("date_to", timestamp_or_date(), "RFC 3339 or YYYY-MM-DD"),
-                query("limit", limit(1000, 100), "entries to return"),
-            ],
-            None,
-            vec![(200, Answer::Counted(reference("LogList")))],
-            &[],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/logs/download",
-                "logs",
-                "One day's logs as a file",
-                Viewer,
-            ),
-            vec![
-                query(
-                    "date",
-                    json!({ "type": "string", "format": "date" }),
-                    "YYYY-MM-DD, default today",
-                ),
-                query("format", choice(&["text", "json"]), "default text"),
-            ],
-            None,
-            vec![(200, Answer::Attachment)],
-            &[],
-        ),
-        with(
-            op("delete", "/api/v1/logs", "logs", "Delete old logs", Admin),
-            vec![query(
-                "older_than_days",
-                json!({ "type": "integer", "minimum": 0, "maximum": 36_500 }),
-                "default: logs.retention_days",
-            )],
-            None,
-            ok("LogsDeleted"),
-            &[],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/stats/overview",
-                "stats",
-                "Dashboard overview",
-                Viewer,
-            ),
-            vec![],
-            None,
-            ok("Overview"),
-            &[],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/stats/timeline",
-                "stats",
-                "Downloads over time",
-                Viewer,
-            ),
-            vec![
-                query(
-                    "period",
-                    choice(&["day", "today", "week", "month", "year"]),
-                    "window, default week",
-                ),
-                query(
-                    "group_by",
-                    choice(&["hour", "day", "week", "month"]),
-                    "bucket, default by period",
-                ),
-            ],
-            None,
-            ok("Timeline"),
-            &[],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/stats/platforms",
-                "stats",
-                "Breakdown by platform",
-                Viewer,
-            ),
-            vec![],
-            None,
-            ok("PlatformStats"),
-            &[],
-        ),
-        with(
-            op(
-                "post",
-                "/api/v1/notifications/test",
-                "notifications",
-                "Send a test notification through the configured transports",
-                Admin,
-            ),
-            vec![],
-            json_body("TestRequest", false),
-            [
-                status_with(200, "TestResults"),
-                status_with(502, "TestFailed"),
-            ]
-            .concat(),
-            &[],
-        ),
-        with(
-            op(
-                "get",
-                "/api/v1/notifications/deliveries",
-                "notifications",
-                "Email and webhook delivery history, newest first",
-                Admin,
-            ),
-            vec![
-                query(
-                    "transport",
-                    reference("DeliveryTransport"),
-                    "email or webhook",
-                ),
-                query("status", reference("DeliveryStatus"), "one status"),
-                query(
-                    "limit",
-                    limit(mediadl::notify::settings::MAX_HISTORY, 100),
-                    "entries to return",
-                ),
-            ],
-            None,
-            ok("DeliveryList"),
-            &[],
-        ),
-    ]
-}
-
+/// `get_queue__id_`: stable ids clients and [`links`] refer to.
 fn operation_id(method: &str, path: &str) -> String {
     format!(
         "{method}_{}",
@@ -1468,371 +160,400 @@ fn operation_id(method: &str, path: &str) -> String {
     )
 }
 
-/// Links from an answer that names a resource to the operations on it
-/// (source method and path, target method and path, where the id is).
-/// Schemathesis' stateful phase follows them with real ids.
-const LINKS: &[(&str, &str, &str, &str, &str)] = &[
-    (
-        "post",
-        "/api/v1/queue",
-        "get",
-        "/api/v1/queue/{id}",
-        "$response.body#/id",
-    ),
-    (
-        "post",
-        "/api/v1/queue",
-        "patch",
-        "/api/v1/queue/{id}",
-        "$response.body#/id",
-    ),
-    (
-        "post",
-        "/api/v1/queue",
-        "delete",
-        "/api/v1/queue/{id}",
-        "$response.body#/id",
-    ),
-    (
-        "post",
-        "/api/v1/queue",
-        "post",
-        "/api/v1/queue/{id}/retry",
-        "$response.body#/id",
-    ),
-    (
-        "get",
-        "/api/v1/queue",
-        "get",
-        "/api/v1/queue/{id}",
-        "$response.body#/items/0/id",
-    ),
-    (
-        "get",
-        "/api/v1/queue",
-        "post",
-        "/api/v1/queue/{id}/retry",
-        "$response.body#/items/0/id",
-    ),
-    (
-        "get",
-        "/api/v1/downloads",
-        "get",
-        "/api/v1/downloads/{id}",
-        "$response.body#/items/0/id",
-    ),
-    (
-        "get",
-        "/api/v1/downloads",
-        "get",
-        "/api/v1/downloads/{id}/file",
-        "$response.body#/items/0/id",
-    ),
-    (
-        "get",
-        "/api/v1/downloads",
-        "get",
-        "/api/v1/downloads/{id}/thumbnail",
-        "$response.body#/items/0/id",
-    ),
-    (
-        "get",
-        "/api/v1/downloads",
-        "delete",
-        "/api/v1/downloads/{id}",
-        "$response.body#/items/0/id",
-    ),
-    (
-        "post",
-        "/api/v1/users",
-        "patch",
-        "/api/v1/users/{id}",
-        "$response.body#/id",
-    ),
-    (
-        "post",
-        "/api/v1/users",
-        "delete",
-        "/api/v1/users/{id}",
-        "$response.body#/id",
-    ),
-    (
-        "post",
-        "/api/v1/scheduler/jobs",
-        "get",
-        "/api/v1/scheduler/jobs/{id}",
-        "$response.body#/id",
-    ),
-    (
-        "post",
-        "/api/v1/scheduler/jobs",
-        "patch",
-        "/api/v1/scheduler/jobs/{id}",
-        "$response.body#/id",
-    ),
-    (
-        "post",
-        "/api/v1/scheduler/jobs",
-        "delete",
-        "/api/v1/scheduler/jobs/{id}",
-        "$response.body#/id",
-    ),
-    (
-        "post",
-        "/api/v1/scheduler/jobs",
-        "post",
-        "/api/v1/scheduler/jobs/{id}/run",
-        "$response.body#/id",
-    ),
-];
-
-fn links_from(method: &str, path: &str) -> Option<Value> {
-    let links: Map<String, Value> = LINKS
-        .iter()
-        .filter(|(from_method, from_path, ..)| *from_method == method && *from_path == path)
-        .map(|(_, _, to_method, to_path, id)| {
-            let target = operation_id(to_method, to_path);
-            (
-                target.clone(),
-                json!({ "operationId": target, "parameters": { "id": id } }),
-            )
-        })
-        .collect();
-    (!links.is_empty()).then_some(Value::Object(links))
+/// A schema of `kind` with one allowed value (an `enum` of one).
+fn constant(value: impl Into<Value>, kind: Type) -> Object {
+    ObjectBuilder::new()
+        .schema_type(kind)
+        .enum_values(Some([value.into()]))
+        .build()
 }
 
-/// The headers that keep served media from running in our origin.
-fn inert_headers() -> [HeaderSpec; 2] {
-    [
+/// A string schema allowing `values` (query parameters the handlers read
+/// as text and check themselves).
+pub(crate) fn choice(values: &[&str]) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+/// The schema of a boolean that is always `true`.
+pub(crate) fn always_true() -> Object {
+    constant(true, Type::Boolean)
+}
+
+fn count_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .build()
+}
+
+fn text_schema() -> Object {
+    Object::with_type(Type::String)
+}
+
+/// A header every response of its kind carries ([`share`] marks it required).
+fn header(schema: Object, description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(Some(schema))
+        .description(Some(description))
+        .build()
+}
+
+/// The headers of every response of an operation.
+fn common_headers(rate_limited: bool) -> Vec<(&'static str, Header)> {
+    let mut headers = vec![(
+        "X-Request-Id",
+        header(
+            text_schema(),
+            "The request's id (also `request_id` in error bodies)",
+        ),
+    )];
+    if rate_limited {
+        headers.extend([
+            (
+                "X-RateLimit-Limit",
+                header(count_schema(), "Requests allowed per hour"),
+            ),
+            (
+                "X-RateLimit-Remaining",
+                header(count_schema(), "Requests left now"),
+            ),
+            (
+                "X-RateLimit-Reset",
+                header(
+                    count_schema(),
+                    "Unix seconds when the full allowance is back",
+                ),
+            ),
+        ]);
+    }
+    headers
+}
+
+/// Sent with every page of a paginated list.
+fn pagination_headers() -> Vec<(&'static str, Header)> {
+    vec![
         (
-            "X-Content-Type-Options",
-            json!({ "const": "nosniff" }),
-            "The type is not sniffed",
+            "X-Total-Count",
+            header(count_schema(), "Items matching the filters"),
+        ),
+        ("X-Page", header(count_schema(), "This page, from 1")),
+        ("X-Per-Page", header(count_schema(), "Page size")),
+        (
+            "X-Total-Pages",
+            header(count_schema(), "Pages (at least 1)"),
         ),
         (
-            "Content-Security-Policy",
-            json!({ "const": "sandbox; default-src 'none'" }),
-            "Opened as a document, the media runs nothing",
+            "Link",
+            header(
+                text_schema(),
+                "`first`, `prev`, `next`, `last` links keeping the filters",
+            ),
         ),
     ]
 }
 
+/// The headers that keep served media from running in our origin.
+fn inert_headers() -> Vec<(&'static str, Header)> {
+    vec![
+        (
+            "X-Content-Type-Options",
+            header(constant("nosniff", Type::String), "The type is not sniffed"),
+        ),
+        (
+            "Content-Security-Policy",
+            header(
+                constant("sandbox; default-src 'none'", Type::String),
+                "Opened as a document, the media runs nothing",
+            ),
+        ),
+    ]
+}
+
+/// The headers of a stored file (`*/*`), whole (200) or one range (206).
+fn file_headers(partial: bool) -> Vec<(&'static str, Header)> {
+    let mut headers = vec![
+        (
+            "Content-Length",
+            header(count_schema(), "Bytes in this body"),
+        ),
+        (
+            "Accept-Ranges",
+            header(constant("bytes", Type::String), "Ranges are supported"),
+        ),
+        (
+            "Content-Disposition",
+            header(
+                text_schema(),
+                "inline for raster images, audio and video; attachment for anything else",
+            ),
+        ),
+    ];
+    headers.extend(inert_headers());
+    if partial {
+        headers.push((
+            "Content-Range",
+            header(text_schema(), "bytes START-END/LENGTH"),
+        ));
+    }
+    headers
+}
+
 /// What each shared error status means.
-fn error_description(status: u16) -> &'static str {
+fn error_description(status: &str) -> &'static str {
     match status {
-        400 => "Malformed request: the body is not JSON (BAD_REQUEST)",
-        401 => {
+        "400" => "Malformed request: the body is not JSON (BAD_REQUEST)",
+        "401" => {
             "Not authenticated, bad or expired token, media link not valid here or expired (MEDIA_LINK_INVALID, MEDIA_LINK_EXPIRED), wrong credentials, disabled account"
         }
-        403 => "The role does not allow this (FORBIDDEN)",
-        404 => "No such resource (NOT_FOUND) or no such path (ROUTE_NOT_FOUND)",
-        409 => "The change conflicts with the current state (CONFLICT)",
-        413 => "Body over 1 MiB (PAYLOAD_TOO_LARGE)",
-        416 => "Range outside the file (RANGE_NOT_SATISFIABLE; Content-Range: bytes */LEN)",
-        422 => "A value has the wrong type or is out of range; `field` names it (VALIDATION_ERROR)",
-        429 => "Rate limited (RATE_LIMITED) or login locked (ACCOUNT_LOCKED); see Retry-After",
-        503 => "The database is unavailable (SERVICE_UNAVAILABLE); see Retry-After",
+        "403" => "The role does not allow this (FORBIDDEN)",
+        "404" => "No such resource (NOT_FOUND) or no such path (ROUTE_NOT_FOUND)",
+        "409" => "The change conflicts with the current state (CONFLICT)",
+        "413" => "Body over 1 MiB (PAYLOAD_TOO_LARGE)",
+        "416" => "Range outside the file (RANGE_NOT_SATISFIABLE; Content-Range: bytes */LEN)",
+        "422" => {
+            "A value has the wrong type or is out of range; `field` names it (VALIDATION_ERROR)"
+        }
+        "429" => "Rate limited (RATE_LIMITED) or login locked (ACCOUNT_LOCKED); see Retry-After",
+        "503" => "The database is unavailable (SERVICE_UNAVAILABLE); see Retry-After",
         _ => "Error",
     }
 }
 
-/// The statuses and response of one operation, success and errors.
-fn operation(op: &Op) -> Value {
-    let rate_limited = !crate::routes::health::PROBE_PATHS.contains(&op.path);
-    let headers = common_headers(rate_limited);
-    let mut responses = Map::new();
-    for (status, answer) in &op.responses {
-        let description = match status {
-            201 => "Created",
-            202 => "Accepted",
-            204 => "No Content",
-            206 => "Partial Content (the requested range)",
-            502 => "A test delivery failed; `detail` says why",
-            _ => "OK",
+/// The error body response of `status`.
+fn error_response(status: &str) -> ResponseObject {
+    ResponseBuilder::new()
+        .description(error_description(status))
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}
+
+/// The error statuses an operation can answer with because of what it is:
+/// rate limited and database-backed, signed-in, role-limited, with a body,
+/// with query or path parameters.
+fn shared_errors(path: &str, operation: &Operation) -> Vec<&'static str> {
+    let mut errors = Vec::new();
+    if !PROBE_PATHS.contains(&path) {
+        errors.extend(["429", "503"]);
+    }
+    let anyone = SecurityRequirement::default();
+    let signed_in = SecurityRequirement::new("bearer", Vec::<String>::new());
+    let security = operation.security.as_deref().unwrap_or_default();
+    if security.iter().any(|requirement| *requirement != anyone) {
+        errors.push("401");
+    }
+    if security
+        .iter()
+        .any(|requirement| *requirement != anyone && *requirement != signed_in)
+    {
+        errors.push("403");
+    }
+    if operation.request_body.is_some() {
+        errors.extend(["400", "413", "422"]);
+    }
+    for parameter in operation.parameters.iter().flatten() {
+        if let RefOr::T(parameter) = parameter {
+            match parameter.parameter_in {
+                ParameterIn::Query => errors.push("422"),
+                ParameterIn::Path => errors.push("404"),
+                _ => {}
+            }
+        }
+    }
+    errors
+}
+
+/// An optional body is absent or an object, never JSON `null`: utoipa
+/// writes `Option<T>` as `oneOf: [T, null]`, the handlers take an empty
+/// body instead.
+fn absent_not_null(body: &mut RequestBody) {
+    if body.required == Some(Required::True) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else {
+            continue;
         };
-        let mut extra = headers.clone();
-        let content = match answer {
-            Answer::Empty => None,
-            Answer::Json(schema) => Some(json_content(schema.clone())),
-            Answer::Paged(schema) => {
-                extra.extend(pagination_headers());
-                Some(json_content(schema.clone()))
-            }
-            Answer::Counted(schema) => {
-                extra.push(integer_header(
-                    "X-Total-Count",
-                    "Entries matching the filters",
-                ));
-                Some(json_content(schema.clone()))
-            }
-            Answer::File { partial } => {
-                extra.push(integer_header("Content-Length", "Bytes in this body"));
-                extra.push((
-                    "Accept-Ranges",
-                    json!({ "const": "bytes" }),
-                    "Ranges are supported",
-                ));
-                extra.push((
-                    "Content-Disposition",
-                    json!({ "type": "string" }),
-                    "inline for raster images, audio and video; attachment for anything else",
-                ));
-                extra.extend(inert_headers());
-                if *partial {
-                    extra.push((
-                        "Content-Range",
-                        json!({ "type": "string" }),
-                        "bytes START-END/LENGTH",
-                    ));
-                }
-                Some(json!({ "*/*": { "schema": { "type": "string" } } }))
-            }
-            Answer::Image => {
-                extra.extend(inert_headers());
-                Some(json!({
-                "image/jpeg": { "schema": { "type": "string" } },
-                "image/png": { "schema": { "type": "string" } },
-                }))
-            }
-            Answer::Attachment => {
-                extra.push((
-                    "Content-Disposition",
-                    json!({ "type": "string" }),
-                    "attachment; filename=\"media_downloader_YYYYMMDD.log\" (or .json)",
-                ));
-                Some(json!({ "application/octet-stream": { "schema": { "type": "string" } } }))
-            }
-        };
-        let mut response = response(description, content, &extra);
-        if (200..300).contains(status)
-            && let Some(links) = links_from(op.method, op.path)
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema
+            && let [inner, RefOr::T(Schema::Object(null))] = one_of.items.as_slice()
+            && null.schema_type == SchemaType::Type(Type::Null)
         {
-            response["links"] = links;
+            content.schema = Some(inner.clone());
         }
-        responses.insert(status.to_string(), response);
     }
-    let mut errors: Vec<u16> = op.errors.to_vec();
-    if rate_limited {
-        // Every API path but the health probes is counted and reads the database.
-        errors.extend([429, 503]);
+}
+
+/// Adds to one operation what it shares with the others.
+fn share(path: &str, method: &HttpMethod, operation: &mut Operation) {
+    operation.operation_id = Some(operation_id(&method_name(method), path));
+    if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
+        absent_not_null(body);
     }
-    if op.access != Access::Public {
-        errors.push(401);
+    for status in shared_errors(path, operation) {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| error_response(status).into());
     }
-    if matches!(op.access, Access::User | Access::Admin) {
-        errors.push(403);
-    }
-    if op.body.is_some() {
-        errors.extend([400, 413, 422]);
-    }
-    if op.params.iter().any(|p| p["in"] == "query") {
-        errors.push(422);
-    }
-    if op.params.iter().any(|p| p["in"] == "path") {
-        errors.push(404);
-    }
-    errors.sort_unstable();
-    errors.dedup();
-    for status in errors {
-        let mut extra = headers.clone();
-        if matches!(status, 429 | 503) {
-            extra.push(integer_header("Retry-After", "Seconds to wait"));
+    let rate_limited = !PROBE_PATHS.contains(&path);
+    let paginated = operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|parameter| matches!(parameter, RefOr::T(parameter) if parameter.name == "page"));
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if response.description.is_empty() {
+            response.description = error_description(status).to_owned();
         }
-        if status == 416 {
-            extra.push((
-                "Content-Range",
-                json!({ "type": "string" }),
-                "bytes */LENGTH",
-            ));
+        let mut headers = common_headers(rate_limited);
+        match status.as_str() {
+            "200" if paginated => headers.extend(pagination_headers()),
+            "429" | "503" => {
+                headers.push(("Retry-After", header(count_schema(), "Seconds to wait")))
+            }
+            "416" => headers.push(("Content-Range", header(text_schema(), "bytes */LENGTH"))),
+            _ => {}
         }
-        responses.insert(
-            status.to_string(),
-            response(
-                error_description(status),
-                Some(json_content(reference("ErrorBody"))),
-                &extra,
-            ),
-        );
+        if response.content.contains_key("*/*") {
+            headers.extend(file_headers(status == "206"));
+        } else if response
+            .content
+            .keys()
+            .any(|kind| kind.starts_with("image/"))
+        {
+            headers.extend(inert_headers());
+        }
+        for (name, header) in headers {
+            response
+                .headers
+                .entry(name.to_owned())
+                .or_insert(header.into());
+        }
+        // utoipa's Header has no `required`; every documented header is sent.
+        for header in response.headers.values_mut() {
+            if let RefOr::T(header) = header {
+                header
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .insert("required".into(), true.into());
+            }
+        }
     }
-    let mut operation = json!({
-        "tags": [op.tag],
-        "summary": op.summary,
-        "operationId": operation_id(op.method, op.path),
-        "parameters": op.params,
-        "responses": responses,
-    });
-    if let Some(body) = &op.body {
-        operation["requestBody"] = body.clone();
+}
+
+/// A link from the answer of one operation to another operation on the
+/// resource it names.
+struct LinkSpec {
+    from: (String, String),
+    to: (String, String),
+    /// Where the id is in the answer (a runtime expression).
+    id: &'static str,
+}
+
+/// The link from operation `F`'s success to operation `T`.
+fn link<F: utoipa::Path, T: utoipa::Path>(id: &'static str) -> LinkSpec {
+    fn first<P: utoipa::Path>() -> (String, String) {
+        let method = P::methods().first().map(method_name).unwrap_or_default();
+        (method, P::path())
     }
-    if op.access != Access::Public {
-        operation["security"] = json!([{ "bearer": [] }]);
+    LinkSpec {
+        from: first::<F>(),
+        to: first::<T>(),
+        id,
     }
-    operation
+}
+
+/// Links from an answer that names a resource to the operations on it.
+/// Schemathesis' stateful phase follows them with real ids.
+fn links() -> Vec<LinkSpec> {
+    const ID: &str = "$response.body#/id";
+    const FIRST_ITEM: &str = "$response.body#/items/0/id";
+    vec![
+        link::<queue::__path_add, queue::__path_get>(ID),
+        link::<queue::__path_add, queue::__path_update>(ID),
+        link::<queue::__path_add, queue::__path_remove>(ID),
+        link::<queue::__path_add, queue::__path_retry>(ID),
+        link::<queue::__path_list, queue::__path_get>(FIRST_ITEM),
+        link::<queue::__path_list, queue::__path_retry>(FIRST_ITEM),
+        link::<downloads::__path_list, downloads::__path_get>(FIRST_ITEM),
+        link::<downloads::__path_list, downloads::__path_file>(FIRST_ITEM),
+        link::<downloads::__path_list, downloads::__path_thumbnail>(FIRST_ITEM),
+        link::<downloads::__path_list, downloads::__path_delete>(FIRST_ITEM),
+        link::<users::__path_create, users::__path_update>(ID),
+        link::<users::__path_create, users::__path_delete>(ID),
+        link::<scheduler::__path_create_job, scheduler::__path_get_job>(ID),
+        link::<scheduler::__path_create_job, scheduler::__path_update_job>(ID),
+        link::<scheduler::__path_create_job, scheduler::__path_delete_job>(ID),
+        link::<scheduler::__path_create_job, scheduler::__path_run_job>(ID),
+    ]
+}
+
+/// Adds `link` to every success response of its source operation.
+fn add_link(doc: &mut utoipa::openapi::OpenApi, link: &LinkSpec) {
+    let (from_method, from_path) = &link.from;
+    let (to_method, to_path) = &link.to;
+    let target = operation_id(to_method, to_path);
+    let Some(item) = doc.paths.paths.get_mut(from_path) else {
+        return;
+    };
+    for (method, operation) in operations_mut(item) {
+        if method_name(&method) != *from_method {
+            continue;
+        }
+        for (status, response) in operation.responses.responses.iter_mut() {
+            if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                response.links.insert(
+                    target.clone(),
+                    Link::builder()
+                        .operation_id(target.clone())
+                        .parameter("id", link.id)
+                        .build()
+                        .into(),
+                );
+            }
+        }
+    }
 }
 
 /// The API description as JSON.
 pub fn document() -> Value {
-    let mut paths = Map::new();
-    for op in ops() {
-        let item = paths
-            .entry(op.path.to_string())
-            .or_insert_with(|| json!({}));
-        item[op.method] = operation(&op);
-    }
-    let mut schemas = Map::new();
-    for (name, schema) in derived_schemas() {
-        schemas.insert(
-            name,
-            serde_json::to_value(schema).unwrap_or_else(|_| json!({})),
-        );
-    }
-    for (name, schema) in composed_schemas() {
-        schemas.insert(name.to_string(), schema);
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "mediadl API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Media archiver API. Errors share one body (detail, error_code, \
-                timestamp, request_id); every response carries X-Request-Id and, under /api/v1 \
-                except /health, X-RateLimit-* headers. The WebSocket is at \
-                /ws/downloads?token=… (see docs/API.md).",
-        },
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
-            },
-        },
-    })
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
 }
 
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_string());
 
 /// A documented path template, its segments (`None` for a `{parameter}`)
 /// and the methods it answers, as an `Allow` header value.
-type PathMethods = (&'static str, Vec<Option<&'static str>>, String);
+type PathMethods = (String, Vec<Option<String>>, String);
 
 static ALLOWED: LazyLock<Vec<PathMethods>> = LazyLock::new(|| {
-    let mut allowed: Vec<PathMethods> = Vec::new();
-    for op in ops() {
-        let method = op.method.to_ascii_uppercase();
-        let segments: Vec<Option<&'static str>> = op
-            .path
-            .split('/')
-            .map(|segment| (!segment.starts_with('{')).then_some(segment))
-            .collect();
-        match allowed.iter_mut().find(|(_, known, _)| *known == segments) {
-            Some((_, _, methods)) => {
-                methods.push_str(", ");
-                methods.push_str(&method);
-            }
-            None => allowed.push((op.path, segments, method)),
-        }
-    }
-    allowed
+    ApiDoc::openapi()
+        .paths
+        .paths
+        .into_iter()
+        .map(|(path, mut item)| {
+            let segments = path
+                .split('/')
+                .map(|segment| (!segment.starts_with('{')).then(|| segment.to_owned()))
+                .collect();
+            let methods: Vec<String> = operations_mut(&mut item)
+                .into_iter()
+                .map(|(method, _)| method_name(&method).to_ascii_uppercase())
+                .collect();
+            (path, segments, methods.join(", "))
+        })
+        .collect()
 });
 
 /// The documented path `path` matches (the most literal match wins:
@@ -1843,10 +564,9 @@ fn documented(path: &str) -> Option<&'static PathMethods> {
         .iter()
         .filter(|(_, pattern, _)| {
             pattern.len() == segments.len()
-                && pattern
-                    .iter()
-                    .zip(&segments)
-                    .all(|(expected, actual)| expected.is_none_or(|literal| literal == *actual))
+                && pattern.iter().zip(&segments).all(|(expected, actual)| {
+                    expected.as_ref().is_none_or(|literal| literal == actual)
+                })
         })
         .max_by_key(|(_, pattern, _)| pattern.iter().filter(|segment| segment.is_some()).count())
 }
@@ -1866,12 +586,12 @@ pub fn allowed_methods(path: &str) -> &'static str {
 /// The documented template `path` matches (`/api/v1/queue/{id}` for
 /// `/api/v1/queue/42`), if any.
 pub fn path_template(path: &str) -> Option<&'static str> {
-    documented(path).map(|(template, _, _)| *template)
+    documented(path).map(|(template, _, _)| template.as_str())
 }
 
 /// Every documented path template, once each.
 pub fn path_templates() -> impl Iterator<Item = &'static str> {
-    ALLOWED.iter().map(|(template, _, _)| *template)
+    ALLOWED.iter().map(|(template, _, _)| template.as_str())
 }
 
 /// `/api/v1/openapi.json` and `/api/docs/…`.
@@ -1931,6 +651,8 @@ pub fn routes() -> BoxedFilter<(Response,)> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn collect_refs(value: &Value, refs: &mut Vec<String>) {
@@ -1980,33 +702,47 @@ mod tests {
                 list[status]["content"]["application/json"]["schema"]["$ref"],
                 "#/components/schemas/ErrorBody"
             );
+            assert_eq!(
+                list[status]["headers"]["X-Request-Id"]["required"], true,
+                "{status}"
+            );
         }
         assert!(list["403"].is_null(), "every role may read");
+        assert!(list["429"]["headers"]["Retry-After"].is_object());
         let delete = &doc["paths"]["/api/v1/users/{id}"]["delete"];
         for status in ["204", "401", "403", "404", "409", "429"] {
             assert!(delete["responses"][status].is_object(), "{status}");
         }
-        assert_eq!(delete["security"][0]["bearer"], json!([]));
+        assert_eq!(delete["security"][0]["bearer"], json!(["admin"]));
+        assert_eq!(delete["operationId"], "delete_users__id_");
         let add = &doc["paths"]["/api/v1/queue"]["post"];
         assert_eq!(
             add["requestBody"]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/QueueRequest"
         );
-        for status in ["201", "400", "413", "422"] {
+        for status in ["201", "400", "401", "403", "413", "422"] {
             assert!(add["responses"][status].is_object(), "{status}");
         }
         let health = &doc["paths"]["/api/v1/health"]["get"];
         assert!(health["security"].is_null());
         assert!(health["responses"]["200"]["headers"]["X-RateLimit-Limit"].is_null());
+        assert!(health["responses"]["429"].is_null());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["bearerFormat"],
             "JWT"
         );
-        let links = &add["responses"]["201"]["links"];
+        let file = &doc["paths"]["/api/v1/downloads/{id}/file"]["get"]["responses"];
+        assert_eq!(file["206"]["headers"]["Content-Range"]["required"], true);
         assert_eq!(
-            links["delete_queue__id_"]["parameters"]["id"],
-            "$response.body#/id"
+            file["200"]["headers"]["X-Content-Type-Options"]["schema"]["enum"],
+            json!(["nosniff"])
         );
+        assert_eq!(file["416"]["headers"]["Content-Range"]["required"], true);
+    }
+
+    #[test]
+    fn links_name_operations_of_the_document() {
+        let doc = document();
         let ids: Vec<&str> = doc["paths"]
             .as_object()
             .unwrap()
@@ -2014,13 +750,26 @@ mod tests {
             .flat_map(|item| item.as_object().unwrap().values())
             .map(|operation| operation["operationId"].as_str().unwrap())
             .collect();
-        for (_, _, method, path, _) in LINKS {
-            let target = operation_id(method, path);
+        let mut count = 0;
+        for link in links() {
+            let (method, path) = &link.from;
+            let target = operation_id(&link.to.0, &link.to.1);
             assert!(
                 ids.contains(&target.as_str()),
                 "{target} is not an operation"
             );
+            let responses = &doc["paths"][path][method]["responses"];
+            let success = responses
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(status, _)| status.starts_with('2'))
+                .map(|(_, response)| response)
+                .unwrap();
+            assert_eq!(success["links"][&target]["parameters"]["id"], link.id);
+            count += 1;
         }
+        assert_eq!(count, 16);
     }
 
     #[test]
@@ -2034,7 +783,7 @@ mod tests {
     }
 
     #[test]
-    fn derived_schemas_follow_serde() {
+    fn schemas_follow_serde() {
         let doc = document();
         let schemas = &doc["components"]["schemas"];
         assert_eq!(
@@ -2049,5 +798,9 @@ mod tests {
         assert!(!schemas["Job"].to_string().contains("last_slot"));
         assert!(schemas["Job"].to_string().contains("next_run"));
         assert_eq!(schemas["LoginRequest"]["additionalProperties"], false);
+        // Always present, possibly null.
+        let view = schemas["DownloadView"].to_string();
+        assert!(view.contains("file_url"), "{view}");
+        assert_eq!(schemas["Healthy"]["enum"], json!(["ok"]));
     }
 }

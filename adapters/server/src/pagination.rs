@@ -37,6 +37,34 @@ pub fn page(page: Option<u32>, per_page: Option<u32>) -> Result<Page, ApiError> 
     Ok(Page { page, per_page })
 }
 
+/// The page numbers of a list body, beside its `items`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PageInfo {
+    /// Items matching the filters.
+    pub total: u64,
+    /// This page, from 1.
+    #[schema(minimum = 1)]
+    pub page: u32,
+    /// Page size.
+    #[schema(minimum = 1, maximum = 200)]
+    pub per_page: u32,
+    /// Pages (at least 1).
+    #[schema(minimum = 1)]
+    pub total_pages: u64,
+}
+
+impl PageInfo {
+    /// The numbers of `page` of a list of `total` items.
+    pub fn new(total: u64, page: Page) -> Self {
+        Self {
+            total,
+            page: page.page,
+            per_page: page.per_page,
+            total_pages: total_pages(total, page),
+        }
+    }
+}
+
 /// Number of pages for `total` rows (at least 1).
 pub fn total_pages(total: u64, page: Page) -> u64 {
     total.div_ceil(u64::from(page.per_page)).max(1)

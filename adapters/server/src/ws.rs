@@ -207,11 +207,30 @@ async fn serve_unauthenticated(mut socket: WebSocket, state: AppState) {
     let Some(slot) = state.connections.acquire(user.id(), limit) else {
         return close(socket, CLOSE_TOO_MANY, "too many connections").await;
     };
-    let ack = serde_json::json!({"type": "auth_ok", "data": {"user_id": user.id()}});
-    if socket.send(Message::text(ack.to_string())).await.is_err() {
+    let ack = ControlFrame::AuthOk { user_id: user.id() };
+    if socket.send(ack.message()).await.is_err() {
         return;
     }
     serve_authenticated(socket, state, user, slot).await;
+}
+
+/// The frames the socket sends of its own (events come from [`EventFrames`]).
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+enum ControlFrame {
+    /// `{"type":"auth_ok","data":{"user_id":…}}`: the token was accepted.
+    AuthOk {
+        /// The signed-in user.
+        user_id: i64,
+    },
+    /// `{"type":"pong"}`: the answer to a client's `ping`.
+    Pong,
+}
+
+impl ControlFrame {
+    fn message(&self) -> Message {
+        Message::text(serde_json::to_string(self).unwrap_or_default())
+    }
 }
 
 /// Forwards bus events until the client leaves, falls behind, goes silent,
@@ -249,11 +268,11 @@ async fn serve_authenticated(
                     if message.is_close() {
                         break None;
                     }
-                    if message.is_text() && is_ping_request(&message) {
-                        let pong = serde_json::json!({"type": "pong"}).to_string();
-                        if sink.send(Message::text(pong)).await.is_err() {
-                            break None;
-                        }
+                    if message.is_text()
+                        && is_ping_request(&message)
+                        && sink.send(ControlFrame::Pong.message()).await.is_err()
+                    {
+                        break None;
                     }
                 }
                 Some(Err(_)) | None => break None,

@@ -124,7 +124,8 @@ pub struct JobState {
     /// The next slot it fires at, `None` while disabled.
     pub next_run: Option<DateTime<Utc>>,
     /// The latest slot any scheduler instance fired (exactly-once firing).
-    /// Internal: the API leaves it out of job bodies.
+    /// Internal: never serialized, so no job body shows it.
+    #[serde(skip_serializing)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub last_slot: Option<DateTime<Utc>>,
     /// Runs started since the job was created.

@@ -223,6 +223,7 @@ pub struct QueueFilter {
 
 /// Number of queue items in each status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueCounts {
     /// Waiting for a worker.
     pub pending: u64,

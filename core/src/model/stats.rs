@@ -71,6 +71,7 @@ pub struct GroupTotals {
 
 /// One bucket of a timeline; `timestamp` is the bucket's start (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimelinePoint {
     /// Start of the bucket (UTC).
     pub timestamp: DateTime<Utc>,

@@ -11,6 +11,7 @@ use http::StatusCode;
 use mediadl::StoreError;
 use mediadl::model::User;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -19,8 +20,9 @@ use crate::auth::{
     ACCESS_TOKEN_TTL, AuthUser, Session, TokenKind, TokenPair, authenticated, end_sessions,
     load_session_user,
 };
-use crate::error::{ApiError, ApiResult, codes, handle};
+use crate::error::{ApiError, ApiResult, ErrorBody, codes, handle};
 use crate::request::{RequestInfo, json_body, request_info};
+use crate::routes::endpoint;
 use crate::state::AppState;
 use crate::users::{
     MAX_PASSWORD_LEN, MAX_USERNAME_LEN, hash_password, validate_password, verify_password,
@@ -88,38 +90,28 @@ impl From<&User> for UserSummary {
 /// The `/auth/*` routes (login and refresh are public, the rest need a token).
 /// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let login = warp::path!("auth" / "login")
-        .and(warp::post())
+    let login = endpoint::<__path_login>()
         .and(with(state.clone()))
         .and(client_ip())
         .and(json_body::<LoginRequest>())
         .and_then(|state, client, body| handle(login(state, client, body)));
-    let refresh = warp::path!("auth" / "refresh")
-        .and(warp::post())
+    let refresh = endpoint::<__path_refresh>()
         .and(with(state.clone()))
         .and(json_body::<RefreshRequest>())
         .and_then(|state, body| handle(refresh(state, body)));
-    let me = warp::path!("auth" / "me")
-        .and(warp::get())
+    let me = endpoint::<__path_me>()
         .and(authenticated(state.clone()))
-        .map(|user: AuthUser| warp::reply::json(&user.user).into_response());
-    let password = warp::path!("auth" / "password")
-        .and(warp::post())
+        .map(me);
+    let password = endpoint::<__path_change_password>()
         .and(authenticated(state.clone()))
         .and(with(state.clone()))
         .and(client_ip())
         .and(json_body::<PasswordChange>())
         .and_then(|user, state, client, body| handle(change_password(user, state, client, body)));
-    let logout = warp::path!("auth" / "logout")
-        .and(warp::post())
+    let logout = endpoint::<__path_logout>()
         .and(authenticated(state.clone()))
         .and(with(state))
-        .and_then(|user: AuthUser, state: AppState| {
-            handle(async move {
-                end_sessions(&state, user.id()).await?;
-                Ok(StatusCode::NO_CONTENT.into_response())
-            })
-        });
+        .and_then(|user, state| handle(logout(user, state)));
     login
         .or(refresh)
         .unify()
@@ -130,6 +122,21 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(logout)
         .unify()
         .boxed()
+}
+
+/// The current user
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's account", body = User)))]
+fn me(user: AuthUser) -> Response {
+    warp::reply::json(&user.user).into_response()
+}
+
+/// Revoke one's refresh tokens
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "Logged out everywhere")))]
+async fn logout(user: AuthUser, state: AppState) -> ApiResult {
+    end_sessions(&state, user.id()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Clones the state into a filter chain.
@@ -161,30 +168,55 @@ fn check_password_size(field: &'static str, password: &str) -> Result<(), ApiErr
     Ok(())
 }
 
-/// The answer to a login or a refresh.
-#[derive(Debug, Serialize)]
-struct TokenResponse<'a> {
-    access_token: &'a str,
-    refresh_token: &'a str,
-    token_type: &'static str,
-    expires_in: u64,
-    /// Login only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<UserSummary>,
+/// How an access token is sent.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    /// `Authorization: Bearer <access_token>`.
+    Bearer,
 }
 
-impl<'a> TokenResponse<'a> {
-    fn new(pair: &'a TokenPair, user: Option<&User>) -> Self {
+/// The answer to a refresh: a new token pair.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tokens {
+    /// Sent as `Authorization: Bearer`.
+    pub access_token: String,
+    /// Exchanged once for new tokens (`POST /auth/refresh`).
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: TokenType,
+    /// Seconds the access token is valid (900).
+    pub expires_in: u64,
+}
+
+impl From<TokenPair> for Tokens {
+    fn from(pair: TokenPair) -> Self {
         Self {
-            access_token: &pair.access,
-            refresh_token: &pair.refresh,
-            token_type: "bearer",
+            access_token: pair.access,
+            refresh_token: pair.refresh,
+            token_type: TokenType::Bearer,
             expires_in: ACCESS_TOKEN_TTL.as_secs(),
-            user: user.map(UserSummary::from),
         }
     }
 }
 
+/// The answer to a login: the tokens and who logged in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Login {
+    /// The new token pair.
+    #[serde(flatten)]
+    pub tokens: Tokens,
+    /// The account that logged in.
+    pub user: UserSummary,
+}
+
+/// Log in with username and password
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = Login),
+        (status = 401, body = ErrorBody),
+    ))]
 async fn login(state: AppState, client: Option<IpAddr>, body: LoginRequest) -> ApiResult {
     // No account has a longer name: refused before it is looked up,
     // counted or written to a log.
@@ -227,9 +259,20 @@ async fn login(state: AppState, client: Option<IpAddr>, body: LoginRequest) -> A
         .auth
         .issue_pair(&state, &user, &Session::login(version))
         .await?;
-    Ok(warp::reply::json(&TokenResponse::new(&pair, Some(&user))).into_response())
+    let body = Login {
+        tokens: pair.into(),
+        user: UserSummary::from(&user),
+    };
+    Ok(warp::reply::json(&body).into_response())
 }
 
+/// Exchange a refresh token (single use) for new tokens
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = Tokens),
+        (status = 401, body = ErrorBody),
+    ))]
 async fn refresh(state: AppState, body: RefreshRequest) -> ApiResult {
     let claims = state.auth.verify(&body.refresh_token, TokenKind::Refresh)?;
     let user_id: i64 = claims
@@ -263,7 +306,7 @@ async fn refresh(state: AppState, body: RefreshRequest) -> ApiResult {
         family: claims.fam,
     };
     let pair = state.auth.issue_pair(&state, &user, &session).await?;
-    Ok(warp::reply::json(&TokenResponse::new(&pair, None)).into_response())
+    Ok(warp::reply::json(&Tokens::from(pair)).into_response())
 }
 
 /// A refresh token was refused. When its family still had live tokens,
@@ -290,6 +333,13 @@ async fn revoke_reused_family(
     Ok(())
 }
 
+/// Change one's own password
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed; the account's other sessions end"),
+        (status = 404, body = ErrorBody),
+    ))]
 async fn change_password(
     user: AuthUser,
     state: AppState,

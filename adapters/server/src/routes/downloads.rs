@@ -9,6 +9,7 @@
 //! an attachment, so a page a user downloaded never runs in the
 //! dashboard's origin.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -22,18 +23,20 @@ use mediadl::model::{
     Bucket, Download, DownloadFilter, DownloadStatus, GroupBy, NewQueueItem, Role, Window,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use utoipa::{IntoParams, ToSchema};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::auth::{AuthUser, admin, bearer_token, reader, user_for_token, writer};
-use crate::error::{ApiError, ApiResult, codes, handle};
+use crate::error::{ApiError, ApiResult, ErrorBody, codes, handle};
 use crate::media_links::{DownloadLinks, LinkQuery, MediaKind, MediaLinks};
-use crate::pagination;
+use crate::pagination::{self, PageInfo};
 use crate::request::{json_body, query};
 use crate::routes::auth::with;
+use crate::routes::{endpoint, endpoint_with};
 use crate::state::AppState;
 
 /// Longest filter text accepted.
@@ -41,31 +44,63 @@ const MAX_FILTER_LEN: usize = 256;
 /// Most ids in one bulk request.
 const MAX_BULK_IDS: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Page number, from 1.
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<u32>,
+    /// Page size, default 50.
+    #[param(minimum = 1, maximum = 200)]
     per_page: Option<u32>,
+    /// Platform name.
+    #[param(max_length = 256)]
     platform: Option<String>,
+    /// Username or forum name.
+    #[param(max_length = 256)]
     source: Option<String>,
+    /// Completed or failed.
     status: Option<DownloadStatus>,
+    /// YYYY-MM-DD, inclusive.
     date_from: Option<NaiveDate>,
+    /// YYYY-MM-DD, inclusive, not before date_from.
     date_to: Option<NaiveDate>,
+    /// Substring of URL or filename.
+    #[param(max_length = 256)]
     search: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// Also delete the file.
     #[serde(default)]
+    #[param(required = false)]
     delete_file: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct StatsQuery {
+    /// Window, default all.
+    #[param(schema_with = period_choices)]
     period: Option<String>,
+    /// `content_type` adds `by_content_type`.
+    #[param(schema_with = group_choices)]
     group_by: Option<String>,
+}
+
+/// The `period`s [`period_window`] knows.
+fn period_choices() -> utoipa::openapi::Object {
+    crate::openapi::choice(&["today", "day", "week", "month", "year", "all"])
+}
+
+/// The groupings of `GET /downloads/stats`.
+fn group_choices() -> utoipa::openapi::Object {
+    crate::openapi::choice(&["platform", "source", "content_type"])
 }
 
 /// The spec's bulk actions.
@@ -110,21 +145,30 @@ pub(crate) struct LinksResponse {
 
 /// The query of a media URL: a signed link's parts, or the access token
 /// that is no longer accepted there.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MediaQuery {
+    /// Signed link: the user it was made for.
     user: Option<i64>,
+    /// Signed link: expiry, Unix seconds.
     expires: Option<i64>,
+    /// Signed link: URL-safe base64 HMAC.
     signature: Option<String>,
+    /// Not accepted (only read to say so).
+    #[param(ignore)]
     token: Option<String>,
 }
 
 /// A download as the API shows it: the record plus `thumbnail_url` and
 /// `file_url`, serialised straight into the response body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DownloadView<'a> {
     #[serde(flatten)]
     download: &'a Download,
+    /// `/api/v1/downloads/{id}/thumbnail`.
     thumbnail_url: String,
+    /// `/api/v1/downloads/{id}/file`, `null` without a file.
+    #[schema(required = true)]
     file_url: Option<String>,
 }
 
@@ -143,13 +187,75 @@ impl<'a> DownloadView<'a> {
 }
 
 /// A page of the history.
-#[derive(Debug, Serialize)]
-struct DownloadPage<'a> {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DownloadPage<'a> {
+    /// The page's downloads.
     items: Vec<DownloadView<'a>>,
-    total: u64,
-    page: u32,
-    per_page: u32,
-    total_pages: u64,
+    /// Where the page is.
+    #[serde(flatten)]
+    page: PageInfo,
+}
+
+/// The collection's path (also the base of its `Link` headers).
+const DOWNLOADS: &str = "/api/v1/downloads";
+/// One download.
+const DOWNLOAD: &str = "/api/v1/downloads/{id}";
+
+/// `GET /downloads/stats`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DownloadStats {
+    /// Downloads in the period.
+    total_downloads: u64,
+    /// Of which completed.
+    completed: u64,
+    /// Of which failed.
+    failed: u64,
+    /// Percent completed.
+    #[schema(minimum = 0, maximum = 100)]
+    success_rate: f64,
+    /// Bytes saved.
+    total_size_bytes: u64,
+    /// Downloads per platform.
+    by_platform: BTreeMap<String, u64>,
+    /// Downloads per source.
+    by_source: BTreeMap<String, u64>,
+    /// Downloads per kind of content (`group_by=content_type` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    by_content_type: Option<BTreeMap<String, u64>>,
+    /// Downloads per day (per month for a year or everything).
+    timeline: Vec<DayCount>,
+}
+
+/// One point of [`DownloadStats::timeline`].
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DayCount {
+    /// The bucket's first day.
+    date: NaiveDate,
+    /// Downloads in it.
+    count: u64,
+}
+
+/// `POST /downloads/bulk`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkResult {
+    /// Ids done.
+    success: u32,
+    /// Ids refused.
+    failed: usize,
+    /// Why each refused id was.
+    errors: Vec<BulkError>,
+}
+
+/// One refused id of a bulk action.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkError {
+    /// The download's id.
+    id: i64,
+    /// The error code its own request would have had.
+    error_code: String,
+    /// Why.
+    detail: String,
 }
 
 fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
@@ -159,54 +265,43 @@ fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infalli
 /// The `/downloads` routes: the history, the files and their thumbnails.
 /// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let list = warp::path!("downloads")
-        .and(warp::get())
+    let list = endpoint::<__path_list>()
         .and(reader(state.clone()))
         .and(with(state.clone()))
         .and(query::<ListQuery>())
         .and(raw_query())
         .and_then(|_: AuthUser, state, q, raw| handle(list(state, q, raw)));
-    let stats = warp::path!("downloads" / "stats")
-        .and(warp::get())
+    let stats = endpoint::<__path_stats>()
         .and(reader(state.clone()))
         .and(with(state.clone()))
         .and(query::<StatsQuery>())
         .and_then(|_: AuthUser, state, q| handle(stats(state, q)));
-    let bulk = warp::path!("downloads" / "bulk")
-        .and(warp::post())
+    let bulk = endpoint::<__path_bulk>()
         .and(writer(state.clone()))
         .and(with(state.clone()))
         .and(json_body::<BulkRequest>())
         .and_then(|user, state, body| handle(bulk(user, state, body)));
-    let get = warp::path!("downloads" / i64)
-        .and(warp::get())
+    let get = endpoint_with::<__path_get, i64>()
         .and(reader(state.clone()))
         .and(with(state.clone()))
-        .and_then(|id, _: AuthUser, state: AppState| {
-            handle(async move {
-                let download = state.store.get_download(id).await?;
-                Ok(warp::reply::json(&DownloadView::new(&download)).into_response())
-            })
-        });
-    let delete = warp::path!("downloads" / i64)
-        .and(warp::delete())
+        .and_then(|id, _: AuthUser, state| handle(get(id, state)));
+    let delete = endpoint_with::<__path_delete, i64>()
         .and(admin(state.clone()))
         .and(with(state.clone()))
         .and(query::<DeleteQuery>())
         .and_then(|id, _: AuthUser, state, q: DeleteQuery| {
             handle(delete(id, state, q.delete_file))
         });
-    let links = warp::path!("downloads" / "links")
-        .and(warp::post())
+    let links = endpoint::<__path_links>()
         .and(reader(state.clone()))
         .and(with(state.clone()))
         .and(json_body::<LinksRequest>())
         .and_then(|user, state, body| handle(links(user, state, body)));
-    let file = media_route(state.clone(), MediaKind::File)
+    let file = media_route::<__path_file>(state.clone(), MediaKind::File)
         .and(with(state.clone()))
         .and(warp::header::optional::<String>("range"))
         .and_then(|id, state, range| handle(file(id, state, range)));
-    let thumbnail = media_route(state.clone(), MediaKind::Thumbnail)
+    let thumbnail = media_route::<__path_thumbnail>(state.clone(), MediaKind::Thumbnail)
         .and(with(state))
         .and_then(|id, state| handle(thumbnail(id, state)));
     list.or(stats)
@@ -226,19 +321,24 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// One download
+#[utoipa::path(get, path = DOWNLOAD, tag = "downloads", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "numeric id")),
+    responses((status = 200, description = "The download", body = DownloadView)))]
+async fn get(id: i64, state: AppState) -> ApiResult {
+    let download = state.store.get_download(id).await?;
+    Ok(warp::reply::json(&DownloadView::new(&download)).into_response())
+}
+
 /// `GET /downloads/{id}/{kind}`, extracting the id once the request
 /// carries a reader's `Authorization: Bearer` token or a signed link of
 /// this `kind` of this download. `?token=` is refused: an access token in
 /// a URL leaks into logs, history and `Referer` headers.
-fn media_route(
+fn media_route<P: utoipa::Path>(
     state: AppState,
     kind: MediaKind,
 ) -> impl Filter<Extract = (i64,), Error = warp::Rejection> + Clone {
-    warp::path("downloads")
-        .and(warp::path::param::<i64>())
-        .and(warp::path(kind.as_str()))
-        .and(warp::path::end())
-        .and(warp::get())
+    endpoint_with::<P, i64>()
         .and(warp::header::optional::<String>("authorization"))
         .and(query::<MediaQuery>())
         .and_then(move |id: i64, header: Option<String>, q: MediaQuery| {
@@ -295,6 +395,10 @@ async fn authorize_media(
 }
 
 /// Signs media links of the downloads in `body` for the caller.
+/// Signed file and thumbnail links, for <img>/<video> URLs
+#[utoipa::path(post, path = "/api/v1/downloads/links", tag = "downloads", security(("bearer" = [])),
+    request_body = LinksRequest,
+    responses((status = 200, description = "One link pair per id", body = LinksResponse)))]
 async fn links(user: AuthUser, state: AppState, body: LinksRequest) -> ApiResult {
     if body.ids.is_empty() || body.ids.len() > MAX_LINK_IDS {
         return Err(ApiError::validation(
@@ -324,6 +428,10 @@ fn bounded(field: &str, value: Option<String>) -> Result<Option<String>, ApiErro
     }
 }
 
+/// List downloads
+#[utoipa::path(get, path = DOWNLOADS, tag = "downloads", security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, description = "One page of downloads", body = DownloadPage)))]
 async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
     let page = pagination::page(q.page, q.per_page)?;
     if let (Some(from), Some(to)) = (q.date_from, q.date_to)
@@ -345,16 +453,13 @@ async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
     let paged = state.store.list_downloads(&filter, page).await?;
     let body = DownloadPage {
         items: paged.items.iter().map(DownloadView::new).collect(),
-        total: paged.total,
-        page: page.page,
-        per_page: page.per_page,
-        total_pages: pagination::total_pages(paged.total, page),
+        page: PageInfo::new(paged.total, page),
     };
     Ok(pagination::paged_json(
         &body,
         paged.total,
         page,
-        "/api/v1/downloads",
+        DOWNLOADS,
         &raw,
     ))
 }
@@ -382,13 +487,17 @@ pub fn period_window(period: Option<&str>, now: DateTime<Utc>) -> Result<Window,
     Ok(Window { from, to: None })
 }
 
-fn group_map(groups: &[mediadl::model::GroupTotals]) -> serde_json::Map<String, Value> {
+fn group_map(groups: &[mediadl::model::GroupTotals]) -> BTreeMap<String, u64> {
     groups
         .iter()
-        .map(|group| (group.key.clone(), json!(group.totals.total)))
+        .map(|group| (group.key.clone(), group.totals.total))
         .collect()
 }
 
+/// Download statistics
+#[utoipa::path(get, path = "/api/v1/downloads/stats", tag = "downloads", security(("bearer" = [])),
+    params(StatsQuery),
+    responses((status = 200, description = "Totals, groups and a timeline", body = DownloadStats)))]
 async fn stats(state: AppState, q: StatsQuery) -> ApiResult {
     let now = state.clock.now();
     let window = period_window(q.period.as_deref(), now)?;
@@ -421,23 +530,29 @@ async fn stats(state: AppState, q: StatsQuery) -> ApiResult {
         .store
         .download_timeline(bucket, timeline_window)
         .await?;
-    let mut body = json!({
-        "total_downloads": totals.total,
-        "completed": totals.completed,
-        "failed": totals.failed,
-        "success_rate": totals.success_rate(),
-        "total_size_bytes": totals.size_bytes,
-        "by_platform": group_map(&by_platform),
-        "by_source": group_map(&by_source),
-        "timeline": timeline.iter().map(|point| json!({
-            "date": point.timestamp.date_naive().to_string(),
-            "count": point.downloads,
-        })).collect::<Vec<_>>(),
-    });
-    if let Some(group) = extra {
-        let groups = state.store.download_totals_by(group, window).await?;
-        body["by_content_type"] = Value::Object(group_map(&groups));
-    }
+    let by_content_type = match extra {
+        Some(group) => Some(group_map(
+            &state.store.download_totals_by(group, window).await?,
+        )),
+        None => None,
+    };
+    let body = DownloadStats {
+        total_downloads: totals.total,
+        completed: totals.completed,
+        failed: totals.failed,
+        success_rate: totals.success_rate(),
+        total_size_bytes: totals.size_bytes,
+        by_platform: group_map(&by_platform),
+        by_source: group_map(&by_source),
+        by_content_type,
+        timeline: timeline
+            .iter()
+            .map(|point| DayCount {
+                date: point.timestamp.date_naive(),
+                count: point.downloads,
+            })
+            .collect(),
+    };
     Ok(warp::reply::json(&body).into_response())
 }
 
@@ -474,11 +589,22 @@ async fn delete_one(state: &AppState, id: i64, delete_file: bool) -> Result<(), 
     Ok(())
 }
 
+/// Delete a download record (and its file)
+#[utoipa::path(delete, path = DOWNLOAD, tag = "downloads", security(("bearer" = ["admin"])),
+    params(("id" = i64, Path, description = "numeric id"), DeleteQuery),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 409, body = ErrorBody),
+    ))]
 async fn delete(id: i64, state: AppState, delete_file: bool) -> ApiResult {
     delete_one(&state, id, delete_file).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Bulk delete (admin), retry or mark_upgraded
+#[utoipa::path(post, path = "/api/v1/downloads/bulk", tag = "downloads", security(("bearer" = ["user"])),
+    request_body = BulkRequest,
+    responses((status = 200, description = "What was done and what was refused", body = BulkResult)))]
 async fn bulk(user: AuthUser, state: AppState, body: BulkRequest) -> ApiResult {
     if body.ids.is_empty() || body.ids.len() > MAX_BULK_IDS {
         return Err(ApiError::validation(
@@ -508,16 +634,18 @@ async fn bulk(user: AuthUser, state: AppState, body: BulkRequest) -> ApiResult {
         };
         match outcome {
             Ok(()) => success += 1,
-            Err(err) => {
-                errors.push(json!({"id": id, "error_code": err.code, "detail": err.detail}))
-            }
+            Err(err) => errors.push(BulkError {
+                id,
+                error_code: err.code.to_owned(),
+                detail: err.detail,
+            }),
         }
     }
-    Ok(warp::reply::json(&json!({
-        "success": success,
-        "failed": errors.len(),
-        "errors": errors,
-    }))
+    Ok(warp::reply::json(&BulkResult {
+        success,
+        failed: errors.len(),
+        errors,
+    })
     .into_response())
 }
 
@@ -586,6 +714,19 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
     Ok(Some((start, end)))
 }
 
+/// The file (Range supported; bearer token or a signed link)
+#[utoipa::path(get, path = "/api/v1/downloads/{id}/file", tag = "downloads", security(("bearer" = []), ()),
+    params(
+        ("id" = i64, Path, description = "numeric id"),
+        MediaQuery,
+        ("Range" = Option<String>, Header, nullable = false, description = "one `bytes=` range"),
+    ),
+    responses(
+        (status = 200, description = "The whole file", content_type = "*/*", body = String),
+        (status = 206, description = "Partial Content (the requested range)", content_type = "*/*", body = String),
+        (status = 403, body = ErrorBody),
+        (status = 416, body = ErrorBody),
+    ))]
 async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
     let download = state.store.get_download(id).await?;
     let owner = match download.duplicate_of {
@@ -736,6 +877,13 @@ pub fn content_disposition(kind: &str, name: &str) -> HeaderValue {
     ))
 }
 
+/// A small JPEG preview, or a placeholder PNG
+#[utoipa::path(get, path = "/api/v1/downloads/{id}/thumbnail", tag = "downloads", security(("bearer" = []), ()),
+    params(("id" = i64, Path, description = "numeric id"), MediaQuery),
+    responses(
+        (status = 200, description = "The preview", content((String = "image/jpeg"), (String = "image/png"))),
+        (status = 403, body = ErrorBody),
+    ))]
 async fn thumbnail(id: i64, state: AppState) -> ApiResult {
     let download = state.store.get_download(id).await?;
     let owner = match download.duplicate_of {

@@ -6,17 +6,57 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::error::{ApiError, codes};
+use crate::error::{ApiError, ErrorBody, codes};
+use crate::routes::endpoint;
 use crate::state::AppState;
+
+/// `GET /health`.
+const LIVE: &str = "/api/v1/health";
+/// `GET /health/ready`.
+const READY: &str = "/api/v1/health/ready";
 
 /// The probe paths: neither is rate limited (a load balancer or container
 /// runtime asks every few seconds) nor needs a token.
-pub const PROBE_PATHS: [&str; 2] = ["/api/v1/health", "/api/v1/health/ready"];
+pub const PROBE_PATHS: [&str; 2] = [LIVE, READY];
+
+/// A check that passed.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Healthy {
+    /// It works.
+    Ok,
+}
+
+/// `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`: the server answers.
+    pub status: Healthy,
+}
+
+/// `GET /health/ready` when everything is ready.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// Always `ok` (a failed check answers 503).
+    pub status: Healthy,
+    /// Each check that passed.
+    pub checks: ReadinessChecks,
+}
+
+/// The checks of `GET /health/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    /// The database answers.
+    pub database: Healthy,
+    /// The download directory takes files.
+    pub storage: Healthy,
+}
 
 /// How long the database may take to answer before the server is not ready:
 /// shorter than a probe's usual timeout, so the probe sees our 503 and its
@@ -28,20 +68,33 @@ const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// `GET /health` and `GET /health/ready`.
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let live = warp::path!("health")
-        .and(warp::get())
-        .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
-    let ready = warp::path!("health" / "ready")
-        .and(warp::get())
-        .then(move || readiness(state.clone()));
+    let live = endpoint::<__path_live>().map(live);
+    let ready = endpoint::<__path_readiness>().then(move || readiness(state.clone()));
     live.or(ready).unify().boxed()
+}
+
+/// Liveness
+#[utoipa::path(get, path = LIVE, tag = "health",
+    responses((status = 200, description = "The server answers", body = Health)))]
+fn live() -> Response {
+    warp::reply::json(&Health {
+        status: Healthy::Ok,
+    })
+    .into_response()
 }
 
 /// What one check found: `Ok` or why it failed.
 type Check = Result<(), String>;
 
+/// Readiness: the database answers and the download directory is writable
+///
 /// `200 {"status":"ok","checks":{"database":"ok","storage":"ok"}}`, or 503
 /// with the error body whose `detail` names every failed check.
+#[utoipa::path(get, path = READY, tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, body = ErrorBody),
+    ))]
 async fn readiness(state: AppState) -> Response {
     let database = check_database(&state).await;
     let root = state.download_root();
@@ -54,11 +107,14 @@ async fn readiness(state: AppState) -> Response {
         .filter_map(|(name, check)| check.as_ref().err().map(|why| format!("{name}: {why}")))
         .collect();
     if failures.is_empty() {
-        let checks: Map<String, Value> = checks
-            .iter()
-            .map(|(name, _)| ((*name).to_owned(), Value::from("ok")))
-            .collect();
-        return warp::reply::json(&json!({"status": "ok", "checks": checks})).into_response();
+        let body = Readiness {
+            status: Healthy::Ok,
+            checks: ReadinessChecks {
+                database: Healthy::Ok,
+                storage: Healthy::Ok,
+            },
+        };
+        return warp::reply::json(&body).into_response();
     }
     tracing::warn!(target: "mediadl_server::health", failed = %failures.join("; "), "not ready");
     ApiError {

@@ -7,8 +7,8 @@ use http::HeaderValue;
 use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use mediadl::model::settings::Redactor;
 use mediadl::model::{LogEntry, LogFilter, LogLevel};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -18,6 +18,7 @@ use crate::error::{ApiError, ApiResult, handle};
 use crate::logs::redact_entry;
 use crate::request::query;
 use crate::routes::auth::with;
+use crate::routes::endpoint;
 use crate::state::AppState;
 
 /// Largest `limit` of `GET /logs` (the spec's max).
@@ -25,27 +26,102 @@ const MAX_LIMIT: u32 = 1000;
 /// Most entries one log file download holds.
 const MAX_FILE_ENTRIES: usize = 100_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct LogsQuery {
+    /// Minimum level; empty means any.
+    #[param(schema_with = level_choices)]
     level: Option<String>,
+    /// Instagram, TikTok, Scheduler, …
+    #[param(max_length = 256)]
     module: Option<String>,
+    /// Substring of the message.
+    #[param(max_length = 256)]
     search: Option<String>,
+    /// RFC 3339 or YYYY-MM-DD.
+    #[param(schema_with = timestamp_or_date)]
     date_from: Option<String>,
+    /// RFC 3339 or YYYY-MM-DD.
+    #[param(schema_with = timestamp_or_date)]
     date_to: Option<String>,
+    /// Entries to return.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The levels `level` takes (empty: any).
+fn level_choices() -> utoipa::openapi::Object {
+    crate::openapi::choice(&["DEBUG", "INFO", "WARNING", "ERROR", ""])
+}
+
+/// An RFC 3339 timestamp or a date, as [`parse_time`] reads them.
+fn timestamp_or_date() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{
+        AnyOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+    };
+    let string = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    Schema::AnyOf(
+        AnyOfBuilder::new()
+            .item(string(KnownFormat::DateTime))
+            .item(string(KnownFormat::Date))
+            .build(),
+    )
+}
+
+/// The formats of `GET /logs/download`.
+fn format_choices() -> utoipa::openapi::Object {
+    crate::openapi::choice(&["text", "json"])
+}
+
+/// The stored logs.
+const LOGS: &str = "/api/v1/logs";
+
+/// `GET /logs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LogList {
+    /// Entries, newest first.
+    logs: Vec<LogEntry>,
+    /// Entries stored.
+    total: u64,
+    /// Entries matching the filters.
+    filtered: u64,
+    /// Entries in `logs`.
+    returned: usize,
+}
+
+/// `DELETE /logs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LogsRemoved {
+    /// Entries removed.
+    deleted_entries: u64,
+    /// The same count: entries are the files of the original.
+    deleted_files: u64,
+    /// Bytes freed.
+    deleted_size_bytes: u64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DownloadQuery {
+    /// YYYY-MM-DD, default today.
     date: Option<NaiveDate>,
+    /// Default text.
+    #[param(schema_with = format_choices)]
     format: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// Default: `logs.retention_days`.
+    #[param(minimum = 0, maximum = 36_500)]
     older_than_days: Option<u32>,
 }
 
@@ -80,44 +156,50 @@ fn level(text: Option<String>) -> Result<Option<LogLevel>, ApiError> {
 /// The `/logs` routes.
 /// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let list = warp::path!("logs")
-        .and(warp::get())
+    let list = endpoint::<__path_list>()
         .and(reader(state.clone()))
         .and(with(state.clone()))
         .and(query::<LogsQuery>())
         .and_then(|_: AuthUser, state, q| handle(list(state, q)));
-    let download = warp::path!("logs" / "download")
-        .and(warp::get())
+    let download = endpoint::<__path_download>()
         .and(reader(state.clone()))
         .and(with(state.clone()))
         .and(query::<DownloadQuery>())
         .and_then(|_: AuthUser, state, q| handle(download(state, q)));
-    let delete = warp::path!("logs")
-        .and(warp::delete())
+    let delete = endpoint::<__path_delete>()
         .and(admin(state.clone()))
         .and(with(state))
         .and(query::<DeleteQuery>())
-        .and_then(|_: AuthUser, state: AppState, q: DeleteQuery| {
-            handle(async move {
-                let days = q
-                    .older_than_days
-                    .unwrap_or(state.settings.current().logs.retention_days);
-                if days > 36_500 {
-                    return Err(ApiError::validation("older_than_days", "at most 36500"));
-                }
-                let cutoff = state.clock.now() - Duration::days(i64::from(days));
-                let deleted = state.store.delete_logs_before(cutoff).await?;
-                Ok(warp::reply::json(&json!({
-                    "deleted_entries": deleted.entries,
-                    "deleted_files": deleted.entries,
-                    "deleted_size_bytes": deleted.bytes,
-                }))
-                .into_response())
-            })
-        });
+        .and_then(|_: AuthUser, state, q| handle(delete(state, q)));
     list.or(download).unify().or(delete).unify().boxed()
 }
 
+/// Delete old logs
+#[utoipa::path(delete, path = LOGS, tag = "logs", security(("bearer" = ["admin"])),
+    params(DeleteQuery),
+    responses((status = 200, description = "What was removed", body = LogsRemoved)))]
+async fn delete(state: AppState, q: DeleteQuery) -> ApiResult {
+    let days = q
+        .older_than_days
+        .unwrap_or(state.settings.current().logs.retention_days);
+    if days > 36_500 {
+        return Err(ApiError::validation("older_than_days", "at most 36500"));
+    }
+    let cutoff = state.clock.now() - Duration::days(i64::from(days));
+    let deleted = state.store.delete_logs_before(cutoff).await?;
+    Ok(warp::reply::json(&LogsRemoved {
+        deleted_entries: deleted.entries,
+        deleted_files: deleted.entries,
+        deleted_size_bytes: deleted.bytes,
+    })
+    .into_response())
+}
+
+/// Stored logs, newest first
+#[utoipa::path(get, path = LOGS, tag = "logs", security(("bearer" = [])),
+    params(LogsQuery),
+    responses((status = 200, description = "The matching entries", body = LogList,
+        headers(("X-Total-Count" = u64, description = "Entries matching the filters")))))]
 async fn list(state: AppState, q: LogsQuery) -> ApiResult {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_LIMIT {
@@ -149,12 +231,12 @@ async fn list(state: AppState, q: LogsQuery) -> ApiResult {
     };
     let mut page = state.store.query_logs(&filter).await?;
     redact_entries(&state, &mut page.logs);
-    let mut response = warp::reply::json(&json!({
-        "logs": page.logs,
-        "total": page.total,
-        "filtered": page.matching,
-        "returned": page.logs.len(),
-    }))
+    let mut response = warp::reply::json(&LogList {
+        returned: page.logs.len(),
+        logs: page.logs,
+        total: page.total,
+        filtered: page.matching,
+    })
     .into_response();
     response
         .headers_mut()
@@ -186,6 +268,12 @@ fn text_line(entry: &LogEntry) -> String {
     line
 }
 
+/// One day's logs as a file
+#[utoipa::path(get, path = "/api/v1/logs/download", tag = "logs", security(("bearer" = [])),
+    params(DownloadQuery),
+    responses((status = 200, description = "The day's entries", content_type = "application/octet-stream", body = String,
+        headers(("Content-Disposition" = String,
+            description = "attachment; filename=\"media_downloader_YYYYMMDD.log\" (or .json)")))))]
 async fn download(state: AppState, q: DownloadQuery) -> ApiResult {
     let json_format = match q.format.as_deref() {
         None | Some("text") => false,

@@ -15,12 +15,13 @@
 
 use bytes::Bytes;
 use http::StatusCode;
+use mediadl::notify::history::Delivery;
 use mediadl::notify::{
-    DeliveryFilter, DeliveryLog, DeliveryStatus, DeliveryTransport, TestError, TestRequest,
-    send_test,
+    DeliveryFilter, DeliveryLog, DeliveryStatus, DeliveryTransport, TestError, TestOutcome,
+    TestRequest, send_test,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -29,6 +30,7 @@ use crate::auth::{AuthUser, admin};
 use crate::error::{ApiError, ApiResult, handle};
 use crate::request::{body_bytes, parse_json, query};
 use crate::routes::auth::with;
+use crate::routes::endpoint;
 use crate::state::AppState;
 
 /// A test delivery failed; `detail` says why.
@@ -37,16 +39,51 @@ pub const NOTIFICATION_FAILED: &str = "NOTIFICATION_FAILED";
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = mediadl::notify::settings::MAX_HISTORY;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeliveriesQuery {
+    /// Email or webhook.
     transport: Option<DeliveryTransport>,
+    /// One status.
     status: Option<DeliveryStatus>,
+    /// Entries to return.
+    #[param(schema_with = limit_range)]
     limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
-struct FailedTest<'a> {
+/// `limit`: 1 to the history's size, 100 by default.
+fn limit_range() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_LIMIT))
+        .default(Some(DEFAULT_LIMIT.into()))
+        .build()
+}
+
+/// `POST /notifications/test` when every transport delivered.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TestResults {
+    /// Always `true`.
+    #[schema(schema_with = crate::openapi::always_true)]
+    success: bool,
+    /// What each transport did.
+    results: Vec<TestOutcome>,
+}
+
+/// `GET /notifications/deliveries`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeliveryList {
+    /// Deliveries, newest first.
+    deliveries: Vec<Delivery>,
+    /// Entries in `deliveries`.
+    total: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FailedTest<'a> {
     detail: &'a str,
     error_code: &'static str,
     timestamp: String,
@@ -57,14 +94,12 @@ struct FailedTest<'a> {
 /// The `/notifications/*` routes (`admin` only).
 /// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let test = warp::path!("notifications" / "test")
-        .and(warp::post())
+    let test = endpoint::<__path_test>()
         .and(admin(state.clone()))
         .and(with(state.clone()))
         .and(body_bytes())
         .and_then(|_: AuthUser, state, body| handle(test(state, body)));
-    let deliveries = warp::path!("notifications" / "deliveries")
-        .and(warp::get())
+    let deliveries = endpoint::<__path_deliveries>()
         .and(admin(state.clone()))
         .and(with(state))
         .and(query::<DeliveriesQuery>())
@@ -72,6 +107,13 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     test.or(deliveries).unify().boxed()
 }
 
+/// Send a test notification through the configured transports
+#[utoipa::path(post, path = "/api/v1/notifications/test", tag = "notifications", security(("bearer" = ["admin"])),
+    request_body(content = Option<TestRequest>, description = "Which transports to try; all configured ones when absent"),
+    responses(
+        (status = 200, description = "Every transport delivered", body = TestResults),
+        (status = 502, description = "A test delivery failed; `detail` says why", body = FailedTest),
+    ))]
 async fn test(state: AppState, body: Bytes) -> ApiResult {
     let request: TestRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TestRequest::default()
@@ -108,7 +150,10 @@ async fn test(state: AppState, body: Bytes) -> ApiResult {
         })
         .collect();
     if failures.is_empty() {
-        let body = json!({ "success": true, "results": outcomes });
+        let body = TestResults {
+            success: true,
+            results: outcomes,
+        };
         return Ok(
             warp::reply::with_status(warp::reply::json(&body), StatusCode::OK).into_response(),
         );
@@ -130,6 +175,10 @@ async fn test(state: AppState, body: Bytes) -> ApiResult {
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::BAD_GATEWAY).into_response())
 }
 
+/// Email and webhook delivery history, newest first
+#[utoipa::path(get, path = "/api/v1/notifications/deliveries", tag = "notifications", security(("bearer" = ["admin"])),
+    params(DeliveriesQuery),
+    responses((status = 200, description = "The deliveries", body = DeliveryList)))]
 async fn deliveries(state: AppState, q: DeliveriesQuery) -> ApiResult {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -150,6 +199,9 @@ async fn deliveries(state: AppState, q: DeliveriesQuery) -> ApiResult {
             mediadl::notify::history::HistoryError::Store(store) => ApiError::from(store),
             other => ApiError::internal(other),
         })?;
-    let body = json!({ "deliveries": list, "total": list.len() });
+    let body = DeliveryList {
+        total: list.len(),
+        deliveries: list,
+    };
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::OK).into_response())
 }

@@ -10,17 +10,19 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use mediadl::fetch::parse_netscape_cookies;
 use mediadl::model::{DownloaderStatus, Settings};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::auth::{AuthUser, admin, reader, writer};
-use crate::error::{ApiError, ApiResult, handle};
+use crate::error::{ApiError, ApiResult, ErrorBody, handle};
 use crate::request::json_body;
 use crate::routes::auth::with;
 use crate::routes::queue::{QueueRequest, submit, task_id};
+use crate::routes::{endpoint, endpoint_with};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -55,33 +57,173 @@ pub(crate) struct TiktokRequest {
     priority: Option<u8>,
 }
 
+/// What `GET /platforms` says of a platform's stored cookies.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CookiesSummary {
+    /// A cookies.txt is stored.
+    present: bool,
+    /// Cookies in it.
+    count: usize,
+    /// The earliest expiry among them.
+    #[schema(required = true)]
+    expires_at: Option<DateTime<Utc>>,
+    /// That expiry has passed (a readable file only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    expired: Option<bool>,
+    /// Why the stored file cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    error: Option<String>,
+}
+
 /// `{present, count, expires_at}` of a platform's stored cookies.
-fn cookies_summary(settings: &Settings, platform: &str) -> Value {
+fn cookies_summary(settings: &Settings, platform: &str) -> CookiesSummary {
     // `platforms.<p>.cookies` is a secret key: masked on the way out.
     match settings
         .platform_common(platform)
         .cookies()
         .map(parse_netscape_cookies)
     {
-        Some(Ok(parsed)) => json!({
-            "present": true,
-            "count": parsed.count,
-            "expires_at": parsed.earliest_expiry,
-            "expired": parsed.earliest_expiry.is_some_and(|at| at < Utc::now()),
-        }),
-        Some(Err(err)) => {
-            json!({"present": true, "count": 0, "expires_at": null, "error": err.to_string()})
-        }
-        None => json!({"present": false, "count": 0, "expires_at": null}),
+        Some(Ok(parsed)) => CookiesSummary {
+            present: true,
+            count: parsed.count,
+            expires_at: parsed.earliest_expiry,
+            expired: Some(parsed.earliest_expiry.is_some_and(|at| at < Utc::now())),
+            error: None,
+        },
+        Some(Err(err)) => CookiesSummary {
+            present: true,
+            count: 0,
+            expires_at: None,
+            expired: None,
+            error: Some(err.to_string()),
+        },
+        None => CookiesSummary {
+            present: false,
+            count: 0,
+            expires_at: None,
+            expired: None,
+            error: None,
+        },
     }
 }
+
+/// Whether a platform can download now.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum PlatformStatus {
+    /// Switched on, and a downloader is usable.
+    Operational,
+    /// Switched on, but no downloader is usable.
+    Unavailable,
+    /// Switched off in the settings.
+    Disabled,
+}
+
+/// One downloader of a platform.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DownloaderEntry {
+    /// Downloader name.
+    name: String,
+    /// Name for people.
+    display_name: String,
+    /// Usable now.
+    enabled: bool,
+    /// Why it is not usable.
+    #[schema(required = true)]
+    reason: Option<String>,
+    /// Other names it answers to.
+    aliases: Vec<String>,
+    /// The platform's default downloader.
+    default: bool,
+}
+
+/// One platform of `GET /platforms`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Platform {
+    /// Platform name.
+    name: String,
+    /// Name for people.
+    display_name: String,
+    /// Switched on and usable.
+    enabled: bool,
+    /// Its downloaders.
+    downloaders: Vec<DownloaderEntry>,
+    /// Kinds of content its downloaders fetch.
+    content_types: Vec<String>,
+    /// What its downloaders can do.
+    features: Vec<String>,
+    /// Whether it can download now.
+    status: PlatformStatus,
+    /// When it last saved a file.
+    #[schema(required = true)]
+    last_successful_download: Option<DateTime<Utc>>,
+    /// Its stored cookies (platforms that use cookies only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    cookies: Option<CookiesSummary>,
+}
+
+/// `GET /platforms`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PlatformList {
+    /// Every platform, in the registry's order.
+    platforms: Vec<Platform>,
+}
+
+/// The status of an accepted download request.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum QueuedStatus {
+    /// In the queue.
+    Queued,
+}
+
+/// `202` of the platform download shortcuts.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Queued {
+    /// The new queue item.
+    queue_id: i64,
+    /// `queue-<queue_id>`.
+    task_id: String,
+    /// Always `queued`.
+    status: QueuedStatus,
+    /// For people.
+    message: String,
+}
+
+/// The cookies just stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StoredCookies {
+    /// Always `true`.
+    #[schema(schema_with = crate::openapi::always_true)]
+    present: bool,
+    /// Cookies in the file.
+    count: usize,
+    /// The earliest expiry among them.
+    #[schema(required = true)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// `PUT /platforms/{name}/cookies`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CookiesUpdated {
+    /// The platform.
+    platform: String,
+    /// What is stored now.
+    cookies: StoredCookies,
+}
+
+/// A platform's cookies.
+const COOKIES: &str = "/api/v1/platforms/{name}/cookies";
 
 /// Groups downloader statuses into the spec's platform entries.
 fn platforms_json(
     statuses: &[DownloaderStatus],
     settings: &Settings,
     last: &BTreeMap<String, DateTime<Utc>>,
-) -> Vec<Value> {
+) -> Vec<Platform> {
     let mut order: Vec<String> = Vec::new();
     for status in statuses {
         if !order.contains(&status.info.platform) {
@@ -91,8 +233,10 @@ fn platforms_json(
     order
         .iter()
         .map(|platform| {
-            let of: Vec<&DownloaderStatus> =
-                statuses.iter().filter(|s| &s.info.platform == platform).collect();
+            let of: Vec<&DownloaderStatus> = statuses
+                .iter()
+                .filter(|s| &s.info.platform == platform)
+                .collect();
             let mut content_types: Vec<String> = Vec::new();
             let mut features: Vec<String> = Vec::new();
             for status in &of {
@@ -110,49 +254,50 @@ fn platforms_json(
             let switched_on = settings.platform_common(platform).enabled;
             let usable = of.iter().any(|s| s.enabled);
             let status = match (switched_on, usable) {
-                (false, _) => "disabled",
-                (true, true) => "operational",
-                (true, false) => "unavailable",
+                (false, _) => PlatformStatus::Disabled,
+                (true, true) => PlatformStatus::Operational,
+                (true, false) => PlatformStatus::Unavailable,
             };
-            let downloaders: Vec<Value> = of
+            let downloaders = of
                 .iter()
-                .map(|s| {
-                    json!({
-                        "name": s.info.name,
-                        "display_name": s.info.display_name,
-                        "enabled": s.enabled,
-                        "reason": s.reason,
-                        "aliases": s.info.aliases,
-                        "default": s.info.is_default,
-                    })
+                .map(|s| DownloaderEntry {
+                    name: s.info.name.clone(),
+                    display_name: s.info.display_name.clone(),
+                    enabled: s.enabled,
+                    reason: s.reason.clone(),
+                    aliases: s.info.aliases.clone(),
+                    default: s.info.is_default,
                 })
                 .collect();
-            let mut entry = json!({
-                "name": platform,
-                "display_name": of.first().map(|s| s.info.platform_display_name.clone()).unwrap_or_default(),
-                "enabled": switched_on && usable,
-                "downloaders": downloaders,
-                "content_types": content_types,
-                "features": features,
-                "status": status,
-                "last_successful_download": last.get(platform),
-            });
-            if of.iter().any(|s| s.info.accepts_cookies) {
-                entry["cookies"] = cookies_summary(settings, platform);
+            Platform {
+                name: platform.clone(),
+                display_name: of
+                    .first()
+                    .map(|s| s.info.platform_display_name.clone())
+                    .unwrap_or_default(),
+                enabled: switched_on && usable,
+                downloaders,
+                content_types,
+                features,
+                status,
+                last_successful_download: last.get(platform).copied(),
+                cookies: of
+                    .iter()
+                    .any(|s| s.info.accepts_cookies)
+                    .then(|| cookies_summary(settings, platform)),
             }
-            entry
         })
         .collect()
 }
 
 fn accepted(item: &mediadl::model::QueueItem) -> Response {
     warp::reply::with_status(
-        warp::reply::json(&json!({
-            "queue_id": item.id,
-            "task_id": task_id(item),
-            "status": "queued",
-            "message": "Download queued successfully",
-        })),
+        warp::reply::json(&Queued {
+            queue_id: item.id,
+            task_id: task_id(item),
+            status: QueuedStatus::Queued,
+            message: "Download queued successfully".into(),
+        }),
         StatusCode::ACCEPTED,
     )
     .into_response()
@@ -161,103 +306,31 @@ fn accepted(item: &mediadl::model::QueueItem) -> Response {
 /// The `/platforms` routes: capabilities, download shortcuts and cookies.
 /// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let list = warp::path!("platforms")
-        .and(warp::get())
+    let list = endpoint::<__path_list>()
         .and(reader(state.clone()))
         .and(with(state.clone()))
-        .and_then(|_: AuthUser, state: AppState| {
-            handle(async move {
-                let settings = state.settings.current();
-                let statuses = state.registry.statuses(&settings).await;
-                let last: BTreeMap<String, DateTime<Utc>> = state
-                    .store
-                    .last_download_per_platform()
-                    .await?
-                    .into_iter()
-                    .collect();
-                let platforms = platforms_json(&statuses, &settings, &last);
-                Ok(warp::reply::json(&json!({"platforms": platforms})).into_response())
-            })
-        });
-    let instagram = warp::path!("platforms" / "instagram" / "download")
-        .and(warp::post())
+        .and_then(|_: AuthUser, state| handle(list(state)));
+    let instagram = endpoint::<__path_instagram>()
         .and(writer(state.clone()))
         .and(with(state.clone()))
         .and(json_body::<InstagramRequest>())
-        .and_then(|_: AuthUser, state: AppState, body: InstagramRequest| {
-            handle(async move {
-                let item = submit(
-                    &state,
-                    QueueRequest {
-                        url: None,
-                        platform: "instagram".into(),
-                        source: Some(body.username),
-                        content_type: Some(body.content_type.unwrap_or_else(|| "posts".into())),
-                        priority: body.priority,
-                        max_downloads: body.max_downloads,
-                        days_back: body.days_back,
-                        downloader: body.downloader,
-                        referer: None,
-                        max_attempts: None,
-                        metadata: None,
-                    },
-                )
-                .await?;
-                Ok(accepted(&item))
-            })
-        });
-    let tiktok = warp::path!("platforms" / "tiktok" / "download")
-        .and(warp::post())
+        .and_then(|_: AuthUser, state, body| handle(instagram(state, body)));
+    let tiktok = endpoint::<__path_tiktok>()
         .and(writer(state.clone()))
         .and(with(state.clone()))
         .and(json_body::<TiktokRequest>())
-        .and_then(|_: AuthUser, state: AppState, body: TiktokRequest| {
-            handle(async move {
-                let item = submit(
-                    &state,
-                    QueueRequest {
-                        url: None,
-                        platform: "tiktok".into(),
-                        source: Some(body.username),
-                        content_type: Some("videos".into()),
-                        priority: body.priority,
-                        max_downloads: body.max_downloads,
-                        days_back: body.days_back,
-                        downloader: body.downloader,
-                        referer: None,
-                        max_attempts: None,
-                        metadata: None,
-                    },
-                )
-                .await?;
-                Ok(accepted(&item))
-            })
-        });
-    let put_cookies = warp::path!("platforms" / String / "cookies")
-        .and(warp::put())
+        .and_then(|_: AuthUser, state, body| handle(tiktok(state, body)));
+    let put_cookies = endpoint_with::<__path_put_cookies, String>()
         .and(admin(state.clone()))
         .and(with(state.clone()))
         .and(warp::body::bytes())
         .and_then(|name: String, _: AuthUser, state, body: Bytes| {
             handle(put_cookies(name, state, body))
         });
-    let delete_cookies = warp::path!("platforms" / String / "cookies")
-        .and(warp::delete())
+    let delete_cookies = endpoint_with::<__path_delete_cookies, String>()
         .and(admin(state.clone()))
         .and(with(state))
-        .and_then(|name: String, _: AuthUser, state: AppState| {
-            handle(async move {
-                cookie_platform(&state, &name)?;
-                state
-                    .settings
-                    .update(
-                        state.store.as_ref(),
-                        &json!({"platforms": {name: {"cookies": null}}}),
-                    )
-                    .await?;
-                Ok(StatusCode::NO_CONTENT.into_response())
-            })
-        });
+        .and_then(|name, _: AuthUser, state| handle(delete_cookies(name, state)));
     list.or(instagram)
         .unify()
         .or(tiktok)
@@ -267,6 +340,101 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(delete_cookies)
         .unify()
         .boxed()
+}
+
+/// Platforms, downloaders and their status
+#[utoipa::path(get, path = "/api/v1/platforms", tag = "platforms", security(("bearer" = [])),
+    responses((status = 200, description = "Every platform", body = PlatformList)))]
+async fn list(state: AppState) -> ApiResult {
+    let settings = state.settings.current();
+    let statuses = state.registry.statuses(&settings).await;
+    let last: BTreeMap<String, DateTime<Utc>> = state
+        .store
+        .last_download_per_platform()
+        .await?
+        .into_iter()
+        .collect();
+    let platforms = platforms_json(&statuses, &settings, &last);
+    Ok(warp::reply::json(&PlatformList { platforms }).into_response())
+}
+
+/// Queue an Instagram download
+#[utoipa::path(post, path = "/api/v1/platforms/instagram/download", tag = "platforms",
+    security(("bearer" = ["user"])),
+    request_body = InstagramRequest,
+    responses(
+        (status = 202, description = "Queued", body = Queued),
+        (status = 409, body = ErrorBody),
+    ))]
+async fn instagram(state: AppState, body: InstagramRequest) -> ApiResult {
+    let item = submit(
+        &state,
+        QueueRequest {
+            url: None,
+            platform: "instagram".into(),
+            source: Some(body.username),
+            content_type: Some(body.content_type.unwrap_or_else(|| "posts".into())),
+            priority: body.priority,
+            max_downloads: body.max_downloads,
+            days_back: body.days_back,
+            downloader: body.downloader,
+            referer: None,
+            max_attempts: None,
+            metadata: None,
+        },
+    )
+    .await?;
+    Ok(accepted(&item))
+}
+
+/// Queue a TikTok download
+#[utoipa::path(post, path = "/api/v1/platforms/tiktok/download", tag = "platforms",
+    security(("bearer" = ["user"])),
+    request_body = TiktokRequest,
+    responses(
+        (status = 202, description = "Queued", body = Queued),
+        (status = 409, body = ErrorBody),
+    ))]
+async fn tiktok(state: AppState, body: TiktokRequest) -> ApiResult {
+    let item = submit(
+        &state,
+        QueueRequest {
+            url: None,
+            platform: "tiktok".into(),
+            source: Some(body.username),
+            content_type: Some("videos".into()),
+            priority: body.priority,
+            max_downloads: body.max_downloads,
+            days_back: body.days_back,
+            downloader: body.downloader,
+            referer: None,
+            max_attempts: None,
+            metadata: None,
+        },
+    )
+    .await?;
+    Ok(accepted(&item))
+}
+
+/// Remove stored cookies
+#[utoipa::path(delete, path = COOKIES, tag = "platforms", security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "platform")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "The platform takes no cookies (VALIDATION_ERROR)"),
+    ))]
+async fn delete_cookies(name: String, state: AppState) -> ApiResult {
+    cookie_platform(&state, &name)?;
+    state
+        .settings
+        .update(
+            state.store.as_ref(),
+            &json!({"platforms": {name: {"cookies": null}}}),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// 404 for an unknown platform, 422 for one that takes no cookies.
@@ -290,6 +458,15 @@ fn cookie_platform(state: &AppState, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Upload a Netscape cookies.txt
+#[utoipa::path(put, path = COOKIES, tag = "platforms", security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "platform")),
+    request_body(content = String, content_type = "text/plain", description = "A Netscape cookies.txt"),
+    responses(
+        (status = 200, description = "Stored", body = CookiesUpdated),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+    ))]
 async fn put_cookies(name: String, state: AppState, body: Bytes) -> ApiResult {
     cookie_platform(&state, &name)?;
     let text = std::str::from_utf8(&body).map_err(|_| {
@@ -309,13 +486,13 @@ async fn put_cookies(name: String, state: AppState, body: Bytes) -> ApiResult {
         )
         .await?;
     tracing::info!(target: "mediadl_server::routes::platforms", platform = %name, count = parsed.count, "cookies updated");
-    Ok(warp::reply::json(&json!({
-        "platform": name,
-        "cookies": {
-            "present": true,
-            "count": parsed.count,
-            "expires_at": parsed.earliest_expiry,
-        }
-    }))
+    Ok(warp::reply::json(&CookiesUpdated {
+        platform: name,
+        cookies: StoredCookies {
+            present: true,
+            count: parsed.count,
+            expires_at: parsed.earliest_expiry,
+        },
+    })
     .into_response())
 }

@@ -1,17 +1,20 @@
 //! `/users` (admin): list, create, change, delete accounts.
 
 use http::StatusCode;
+use mediadl::model::User;
 use mediadl::model::{Role, UserPatch};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::auth::{AuthUser, admin, end_sessions};
-use crate::error::{ApiError, ApiResult, handle};
-use crate::pagination;
+use crate::error::{ApiError, ApiResult, ErrorBody, handle};
+use crate::pagination::{self, PageInfo};
 use crate::request::{json_body, query};
 use crate::routes::auth::with;
+use crate::routes::{endpoint, endpoint_with};
 use crate::state::AppState;
 use crate::users::{UserError, create_user, hash_password, validate_password};
 
@@ -55,11 +58,32 @@ fn double_option<'de, D: serde::Deserializer<'de>>(
     Option::<String>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /users`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Page number, from 1.
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<u32>,
+    /// Page size, default 50.
+    #[param(minimum = 1, maximum = 200)]
     per_page: Option<u32>,
 }
+
+/// `GET /users`: one page of the accounts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    /// The page's users.
+    pub items: Vec<User>,
+    /// Where the page is.
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+/// The collection's path (also the base of its `Link` headers).
+const USERS: &str = "/api/v1/users";
+/// One user.
+const USER: &str = "/api/v1/users/{id}";
 
 pub(crate) fn user_error(err: UserError) -> ApiError {
     match err {
@@ -73,27 +97,23 @@ pub(crate) fn user_error(err: UserError) -> ApiError {
 /// The `/users` routes; every one needs an `admin` token.
 /// Mounted under `/api/v1` by [`router`](crate::router).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let list = warp::path!("users")
-        .and(warp::get())
+    let list = endpoint::<__path_list>()
         .and(admin(state.clone()))
         .and(with(state.clone()))
         .and(query::<ListQuery>())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and_then(|_: AuthUser, state, q, raw| handle(list(state, q, raw)));
-    let create = warp::path!("users")
-        .and(warp::post())
+    let create = endpoint::<__path_create>()
         .and(admin(state.clone()))
         .and(with(state.clone()))
         .and(json_body::<NewUserRequest>())
         .and_then(|_: AuthUser, state, body| handle(create(state, body)));
-    let update = warp::path!("users" / i64)
-        .and(warp::patch())
+    let update = endpoint_with::<__path_update, i64>()
         .and(admin(state.clone()))
         .and(with(state.clone()))
         .and(json_body::<UserChange>())
         .and_then(|id, me, state, body| handle(update(id, me, state, body)));
-    let delete = warp::path!("users" / i64)
-        .and(warp::delete())
+    let delete = endpoint_with::<__path_delete, i64>()
         .and(admin(state.clone()))
         .and(with(state))
         .and_then(|id, me, state| handle(delete(id, me, state)));
@@ -106,6 +126,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// List users
+#[utoipa::path(get, path = USERS, tag = "users", security(("bearer" = ["admin"])),
+    params(ListQuery),
+    responses((status = 200, description = "One page of users", body = UserPage)))]
 async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
     let page = pagination::page(q.page, q.per_page)?;
     let users = state.store.list_users().await?;
@@ -115,22 +139,20 @@ async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
         .skip(page.offset() as usize)
         .take(page.per_page as usize)
         .collect();
-    let body = serde_json::json!({
-        "items": items,
-        "total": total,
-        "page": page.page,
-        "per_page": page.per_page,
-        "total_pages": pagination::total_pages(total, page),
-    });
-    Ok(pagination::paged_json(
-        &body,
-        total,
-        page,
-        "/api/v1/users",
-        &raw,
-    ))
+    let body = UserPage {
+        items,
+        page: PageInfo::new(total, page),
+    };
+    Ok(pagination::paged_json(&body, total, page, USERS, &raw))
 }
 
+/// Create a user
+#[utoipa::path(post, path = USERS, tag = "users", security(("bearer" = ["admin"])),
+    request_body = NewUserRequest,
+    responses(
+        (status = 201, description = "Created", body = User),
+        (status = 409, body = ErrorBody),
+    ))]
 async fn create(state: AppState, body: NewUserRequest) -> ApiResult {
     let user = create_user(
         state.store.as_ref(),
@@ -145,6 +167,15 @@ async fn create(state: AppState, body: NewUserRequest) -> ApiResult {
     Ok(warp::reply::with_status(warp::reply::json(&user), StatusCode::CREATED).into_response())
 }
 
+/// Change a user
+#[utoipa::path(patch, path = USER, tag = "users", security(("bearer" = ["admin"])),
+    params(("id" = i64, Path, description = "numeric id")),
+    request_body = UserChange,
+    responses(
+        (status = 200, description = "The changed user", body = User),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+    ))]
 async fn update(id: i64, me: AuthUser, state: AppState, body: UserChange) -> ApiResult {
     if id == me.id()
         && (body.role.is_some_and(|role| role != Role::Admin) || body.disabled == Some(true))
@@ -191,6 +222,14 @@ async fn update(id: i64, me: AuthUser, state: AppState, body: UserChange) -> Api
     Ok(warp::reply::json(&user).into_response())
 }
 
+/// Delete a user (not oneself)
+#[utoipa::path(delete, path = USER, tag = "users", security(("bearer" = ["admin"])),
+    params(("id" = i64, Path, description = "numeric id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+    ))]
 async fn delete(id: i64, me: AuthUser, state: AppState) -> ApiResult {
     if id == me.id() {
         return Err(ApiError::conflict("you cannot delete your own account"));

@@ -4,6 +4,7 @@
 mod helpers;
 mod metrics;
 mod notifications;
+mod openapi;
 mod scenarios;
 mod scheduler;
 mod security_auth;
@@ -94,6 +95,12 @@ mod prometheus {
     async fn a_metrics_token_is_required_when_set() {
         scenario::a_metrics_token_is_required_when_set().await;
     }
+}
+
+/// The OpenAPI document against the route table.
+#[tokio::test]
+async fn every_route_has_an_operation_and_every_operation_a_route() {
+    openapi::every_route_has_an_operation_and_every_operation_a_route().await;
 }
 
 /// The HTTP side of issue 19, written as the attacks.
