@@ -37,7 +37,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mediadl::scheduler::{CronScheduler, Scheduler};
-use mediadl::{BroadcastBus, EventBus, QueueService, SettingsHandle, Store, SystemClock};
+use mediadl::{
+    BroadcastBus, DownloadService, EventBus, QueueService, SettingsHandle, Store, SystemClock,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
@@ -243,12 +245,25 @@ pub async fn build_state(
         .unwrap_or_else(|| config.data_dir.join("downloads"));
     // Made at start so a fresh server is ready (GET /health/ready checks it).
     create_dir(&download_root)?;
+    let thumbnails = Arc::new(thumbnail::Thumbnailer::new(
+        config.data_dir.join("thumbnails"),
+        thumbnail::Thumbnailer::default_concurrency(),
+    ));
+    let downloads = DownloadService::new(
+        Arc::clone(&store),
+        queue.clone(),
+        settings.clone(),
+        &download_root,
+        Arc::clone(&clock),
+    )
+    .with_derived(thumbnails.clone());
     Ok(AppState {
         store,
         events,
         registry: Arc::clone(&config.registry),
         settings,
         queue,
+        downloads,
         scheduler,
         clock,
         auth: Arc::new(auth::Auth::new(
@@ -256,10 +271,7 @@ pub async fn build_state(
             lockout::LoginThrottle::new(config.lockout, config.rate_limits.public_per_hour),
         )),
         media_links: Arc::new(media_links::MediaLinks::new(&secret)),
-        thumbnails: Arc::new(thumbnail::Thumbnailer::new(
-            config.data_dir.join("thumbnails"),
-            thumbnail::Thumbnailer::default_concurrency(),
-        )),
+        thumbnails,
         limits: Arc::new(ratelimit::RateLimiter::new(config.rate_limits)),
         rate_limits: config.rate_limits,
         connections: Arc::new(ws::Connections::default()),

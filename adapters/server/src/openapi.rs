@@ -109,7 +109,7 @@ fn derived_schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Sch
         entry::<auth::UserSummary>(),
         entry::<users::NewUserRequest>(),
         entry::<users::UserChange>(),
-        entry::<downloads::BulkAction>(),
+        entry::<mediadl::downloads::BulkAction>(),
         entry::<downloads::BulkRequest>(),
         entry::<downloads::LinksRequest>(),
         entry::<downloads::LinksResponse>(),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mediadl::scheduler::Scheduler;
-use mediadl::{Clock, EventBus, QueueService, Registry, SettingsHandle, Store};
+use mediadl::{Clock, DownloadService, EventBus, QueueService, Registry, SettingsHandle, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
@@ -28,6 +28,8 @@ pub struct AppState {
     pub settings: SettingsHandle,
     /// Every queue write goes through here (validation, `queue_updated`).
     pub queue: QueueService,
+    /// Deleting, retrying and summarising downloads, and finding their files.
+    pub downloads: DownloadService,
     /// Job management for `/scheduler/*`; its firing loop runs in the server.
     pub scheduler: Arc<dyn Scheduler>,
     /// The time source of tokens, history rows and queue items.
@@ -46,7 +48,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Events serialised once for every WebSocket.
     pub event_frames: Arc<EventFrames>,
-    /// Where downloads go unless the settings say otherwise.
+    /// Where downloads go unless the settings say otherwise (the settings'
+    /// root in effect is [`DownloadService::download_root`]).
     pub download_root: PathBuf,
     /// The server's data directory (thumbnail cache, JWT secret).
     pub data_dir: PathBuf,
@@ -60,18 +63,5 @@ impl std::fmt::Debug for AppState {
             .field("download_root", &self.download_root)
             .field("data_dir", &self.data_dir)
             .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    /// The download root in effect: the settings' `general.download_directory`
-    /// when set, else the server's.
-    pub fn download_root(&self) -> PathBuf {
-        let configured = self.settings.current().general.download_directory.clone();
-        if configured.trim().is_empty() {
-            self.download_root.clone()
-        } else {
-            PathBuf::from(configured)
-        }
     }
 }

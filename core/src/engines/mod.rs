@@ -34,6 +34,7 @@ use serde_json::Value;
 use crate::downloader::{Context, Staging, Unavailable};
 use crate::error::DownloadError;
 use crate::model::Settings;
+use crate::platforms::{platform_cookies, platform_enabled};
 use runner::{Invocation, ProgramEvent, RunningProgram};
 
 /// How long `<program> --version` may take.
@@ -113,27 +114,6 @@ impl ProgramSettings {
             .replace("{username}", username)
             .replace("{content_type}", content_type)
     }
-}
-
-/// Whether the platform as a whole is switched off (`platforms.<p>.enabled`).
-fn platform_enabled(settings: &Settings, platform: &str) -> bool {
-    settings
-        .platforms
-        .get(platform)
-        .and_then(|section| section.get("enabled"))
-        .and_then(Value::as_bool)
-        .unwrap_or(true)
-}
-
-/// The platform's uploaded Netscape cookies (`platforms.<p>.cookies`), if any.
-pub fn platform_cookies(settings: &Settings, platform: &str) -> Option<String> {
-    settings
-        .platforms
-        .get(platform)
-        .and_then(|section| section.get("cookies"))
-        .and_then(Value::as_str)
-        .filter(|text| !text.trim().is_empty())
-        .map(str::to_owned)
 }
 
 /// The executable `configured` names, or `default_name` on `PATH`.

@@ -3,15 +3,11 @@
 //! uploads (`PUT/DELETE /platforms/{name}/cookies`). The forum monitor
 //! lives with the scheduler routes.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use http::StatusCode;
 use mediadl::fetch::parse_netscape_cookies;
-use mediadl::model::{DownloaderStatus, Settings};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -55,111 +51,6 @@ pub(crate) struct TiktokRequest {
     priority: Option<u8>,
 }
 
-/// Where a platform's cookies.txt is kept in the settings document (a
-/// secret key, so it is masked on the way out).
-fn stored_cookies<'a>(settings: &'a Settings, platform: &str) -> Option<&'a str> {
-    settings
-        .platforms
-        .get(platform)
-        .and_then(|section| section.get("cookies"))
-        .and_then(Value::as_str)
-        .filter(|text| !text.trim().is_empty())
-}
-
-/// `{present, count, expires_at}` of a platform's stored cookies.
-fn cookies_summary(settings: &Settings, platform: &str) -> Value {
-    match stored_cookies(settings, platform).map(parse_netscape_cookies) {
-        Some(Ok(parsed)) => json!({
-            "present": true,
-            "count": parsed.count,
-            "expires_at": parsed.earliest_expiry,
-            "expired": parsed.earliest_expiry.is_some_and(|at| at < Utc::now()),
-        }),
-        Some(Err(err)) => {
-            json!({"present": true, "count": 0, "expires_at": null, "error": err.to_string()})
-        }
-        None => json!({"present": false, "count": 0, "expires_at": null}),
-    }
-}
-
-fn platform_enabled(settings: &Settings, platform: &str) -> bool {
-    settings
-        .platforms
-        .get(platform)
-        .and_then(|section| section.get("enabled"))
-        .and_then(Value::as_bool)
-        .unwrap_or(true)
-}
-
-/// Groups downloader statuses into the spec's platform entries.
-fn platforms_json(
-    statuses: &[DownloaderStatus],
-    settings: &Settings,
-    last: &BTreeMap<String, DateTime<Utc>>,
-) -> Vec<Value> {
-    let mut order: Vec<String> = Vec::new();
-    for status in statuses {
-        if !order.contains(&status.info.platform) {
-            order.push(status.info.platform.clone());
-        }
-    }
-    order
-        .iter()
-        .map(|platform| {
-            let of: Vec<&DownloaderStatus> =
-                statuses.iter().filter(|s| &s.info.platform == platform).collect();
-            let mut content_types: Vec<String> = Vec::new();
-            let mut features: Vec<String> = Vec::new();
-            for status in &of {
-                for ct in &status.info.content_types {
-                    if !content_types.contains(ct) {
-                        content_types.push(ct.clone());
-                    }
-                }
-                for feature in &status.info.features {
-                    if !features.contains(feature) {
-                        features.push(feature.clone());
-                    }
-                }
-            }
-            let switched_on = platform_enabled(settings, platform);
-            let usable = of.iter().any(|s| s.enabled);
-            let status = match (switched_on, usable) {
-                (false, _) => "disabled",
-                (true, true) => "operational",
-                (true, false) => "unavailable",
-            };
-            let downloaders: Vec<Value> = of
-                .iter()
-                .map(|s| {
-                    json!({
-                        "name": s.info.name,
-                        "display_name": s.info.display_name,
-                        "enabled": s.enabled,
-                        "reason": s.reason,
-                        "aliases": s.info.aliases,
-                        "default": s.info.is_default,
-                    })
-                })
-                .collect();
-            let mut entry = json!({
-                "name": platform,
-                "display_name": of.first().map(|s| s.info.platform_display_name.clone()).unwrap_or_default(),
-                "enabled": switched_on && usable,
-                "downloaders": downloaders,
-                "content_types": content_types,
-                "features": features,
-                "status": status,
-                "last_successful_download": last.get(platform),
-            });
-            if of.iter().any(|s| s.info.accepts_cookies) {
-                entry["cookies"] = cookies_summary(settings, platform);
-            }
-            entry
-        })
-        .collect()
-}
-
 fn accepted(item: &mediadl::model::QueueItem) -> Response {
     warp::reply::with_status(
         warp::reply::json(&json!({
@@ -182,15 +73,14 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(with(state.clone()))
         .and_then(|_: AuthUser, state: AppState| {
             handle(async move {
-                let settings = state.settings.current();
-                let statuses = state.registry.statuses(&settings).await;
-                let last: BTreeMap<String, DateTime<Utc>> = state
-                    .store
-                    .last_download_per_platform()
-                    .await?
-                    .into_iter()
-                    .collect();
-                let platforms = platforms_json(&statuses, &settings, &last);
+                let platforms = state
+                    .registry
+                    .overview(
+                        &state.settings.current(),
+                        state.store.as_ref(),
+                        state.clock.now(),
+                    )
+                    .await?;
                 Ok(warp::reply::json(&json!({"platforms": platforms})).into_response())
             })
         });

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use mediadl::format::human_bytes;
-use mediadl::model::{Bucket, GroupBy, Window};
+use mediadl::model::{Bucket, GroupBy, Period, Window};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use warp::filters::BoxedFilter;
@@ -13,7 +13,6 @@ use crate::auth::{AuthUser, reader};
 use crate::error::{ApiError, ApiResult, handle};
 use crate::request::query;
 use crate::routes::auth::with;
-use crate::routes::downloads::period_window;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -68,8 +67,11 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
 
 async fn overview(state: AppState) -> ApiResult {
     let now = state.clock.now();
-    let window = |period| period_window(Some(period), now);
-    let (today_w, week_w, month_w) = (window("today")?, window("week")?, window("month")?);
+    let (today_w, week_w, month_w) = (
+        Period::Today.window(now),
+        Period::Week.window(now),
+        Period::Month.window(now),
+    );
     let store = &state.store;
     let (today, week, month, total, counts, used, by_platform_today, jobs) = tokio::try_join!(
         store.download_totals(today_w),
