@@ -16,12 +16,7 @@ use super::*;
 #[macro_export]
 macro_rules! conformance_concurrency_cases {
     ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory;
-            concurrent_claims_take_each_item_once,
-            stalled_worker_loses_its_items,
-            concurrent_inserts_of_one_archive_key,
-            concurrent_refresh_token_use,
-        );
+        $crate::store_conformance_suite!(@cases $factory; concurrent_claims_take_each_item_once, stalled_worker_loses_its_items, concurrent_inserts_of_one_archive_key, concurrent_refresh_token_use);
     };
 }
 

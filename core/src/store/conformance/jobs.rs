@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
 use crate::model::{NextRun, RunFilter, RunStatus};
 use crate::store::Store;
 
@@ -16,11 +14,7 @@ use super::*;
 #[macro_export]
 macro_rules! conformance_jobs_cases {
     ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory;
-            jobs_crud_and_slots,
-            jobs_runs_and_history,
-            jobs_spec_update_never_reopens_a_slot,
-        );
+        $crate::store_conformance_suite!(@cases $factory; jobs_crud_and_slots, jobs_runs_and_history, jobs_spec_update_never_reopens_a_slot);
     };
 }
 
@@ -42,7 +36,7 @@ pub async fn jobs_crud_and_slots(store: Arc<dyn Store>) {
     let mut spec = job.spec.clone();
     spec.schedule = "*/5 * * * *".into();
     spec.monitor_until = Some(at(7 * 86_400));
-    spec.config.insert("days_back".into(), json!(3));
+    spec.config.days_back = Some(3);
     let changed = store
         .update_job_spec(&job.id, spec.clone(), NextRun::Keep, at(60))
         .await

@@ -16,11 +16,7 @@ use super::*;
 #[macro_export]
 macro_rules! conformance_misc_cases {
     ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory;
-            settings_document,
-            logs_query_and_retention,
-            state_documents,
-        );
+        $crate::store_conformance_suite!(@cases $factory; settings_document, logs_query_and_retention, state_documents);
     };
 }
 

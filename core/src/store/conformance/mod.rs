@@ -46,8 +46,8 @@ use serde_json::json;
 use super::{Store, StoreResult};
 use crate::error::StoreError;
 use crate::model::{
-    CatchUp, DownloadStatus, Job, JobKind, JobSpec, LogLevel, Metadata, NewDownload, NewLogEntry,
-    NewQueueItem, WorkerId,
+    CatchUp, DownloadStatus, Job, JobConfig, JobKind, JobSpec, LogLevel, Metadata, NewDownload,
+    NewLogEntry, NewQueueItem, WorkerId,
 };
 
 pub use concurrency::*;
@@ -190,10 +190,13 @@ fn new_job(id: &str) -> Job {
         timezone: Some("Europe/Berlin".into()),
         enabled: true,
         catch_up: CatchUp::Once,
-        config: json!({"max_downloads": 50, "nested": {"a": [1, 2]}})
-            .as_object()
-            .cloned()
-            .expect("object"),
+        config: JobConfig::parse(
+            JobKind::Download,
+            json!({"max_downloads": 50, "nested": {"a": [1, 2]}})
+                .as_object()
+                .expect("object"),
+        )
+        .expect("config"),
         monitor_until: None,
     };
     Job::new(id, spec, at(0)).with_next_run(Some(at(3600)))

@@ -17,18 +17,7 @@ use super::*;
 #[macro_export]
 macro_rules! conformance_queue_cases {
     ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory;
-            queue_enqueue_list_and_counts,
-            queue_claim_order_and_due_time,
-            queue_lease_renew_progress_complete,
-            queue_complete_many_checks_each_lease,
-            queue_fail_retry_and_attempts,
-            queue_release_gives_the_attempt_back,
-            queue_expired_leases_are_requeued,
-            queue_pause_resume_and_priority,
-            queue_delete_and_clear,
-            queue_stats_wait_run_and_workers,
-        );
+        $crate::store_conformance_suite!(@cases $factory; queue_enqueue_list_and_counts, queue_claim_order_and_due_time, queue_lease_renew_progress_complete, queue_complete_many_checks_each_lease, queue_fail_retry_and_attempts, queue_release_gives_the_attempt_back, queue_expired_leases_are_requeued, queue_pause_resume_and_priority, queue_delete_and_clear, queue_stats_wait_run_and_workers);
     };
 }
 

@@ -14,11 +14,7 @@ use super::*;
 #[macro_export]
 macro_rules! conformance_users_cases {
     ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory;
-            users_accounts,
-            users_refresh_tokens,
-            users_refresh_families_and_session_versions,
-        );
+        $crate::store_conformance_suite!(@cases $factory; users_accounts, users_refresh_tokens, users_refresh_families_and_session_versions);
     };
 }
 
