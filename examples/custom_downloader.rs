@@ -17,8 +17,8 @@ use mediadl::model::{DownloaderInfo, ListingOrder, NewQueueItem, QueueStatus};
 use mediadl::store::{MemoryStore, QueueRepo};
 use mediadl::testkit::{Fixture, FixtureServer};
 use mediadl::{
-    BroadcastBus, Context, DownloadError, Downloader, Engine, MediaItem, QueueService, Registry,
-    Request, SettingsHandle, SystemClock, Unavailable,
+    BroadcastBus, Context, DownloadError, DownloadService, Downloader, Engine, MediaItem,
+    QueueService, Registry, Request, SettingsHandle, SystemClock, Unavailable,
 };
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -180,11 +180,25 @@ async fn run_in_engine(feed: &FixtureServer) -> Result<(), Box<dyn std::error::E
         .settings(settings.clone())
         .download_root(root.path())
         .build()?;
+    // What `GET /platforms` shows: whether the plugin can be used, and why not.
+    for platform in registry
+        .overview(&settings.current(), store.as_ref(), Utc::now())
+        .await?
+    {
+        println!("platform {}: {:?}", platform.name, platform.status);
+    }
     let queue = QueueService::new(
         store.clone(),
         events,
         registry,
+        settings.clone(),
+        Arc::new(SystemClock),
+    );
+    let downloads = DownloadService::new(
+        store.clone(),
+        queue.clone(),
         settings,
+        root.path(),
         Arc::new(SystemClock),
     );
     let item = queue
@@ -215,9 +229,11 @@ async fn run_in_engine(feed: &FixtureServer) -> Result<(), Box<dyn std::error::E
         "{:?}",
         done.error_message
     );
+    let totals = downloads.totals().await?;
     println!(
-        "engine: downloaded {} episodes into {}",
+        "engine: downloaded {} episodes ({} in the history) into {}",
         done.items_downloaded,
+        totals.completed,
         root.path().display()
     );
     Ok(())

@@ -384,28 +384,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// An empty registry; see [`Registry::builtin`] for the built-in downloaders.
+    /// An empty registry; see [`Registry::builtin`](crate::platforms) for the built-in downloaders.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Every downloader built into this build of the crate (its features).
-    pub fn builtin() -> Self {
-        #[allow(unused_mut)]
-        let mut registry = Self::new();
-        #[cfg(feature = "direct")]
-        registry.register(crate::platforms::direct::Direct);
-        #[cfg(feature = "forum")]
-        registry.register(crate::platforms::forum::Forum::default());
-        #[cfg(feature = "instagram")]
-        registry.register(crate::platforms::instagram::Instagram::default());
-        #[cfg(feature = "gallerydl")]
-        registry.register(crate::engines::GalleryDl::instagram());
-        #[cfg(feature = "tiktok")]
-        registry.register(crate::platforms::tiktok::TikTok::default());
-        #[cfg(feature = "ytdlp")]
-        registry.register(crate::engines::YtDlp::tiktok());
-        registry
     }
 
     /// Adds a downloader; a later one with the same platform and name replaces the earlier.

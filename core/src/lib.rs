@@ -12,6 +12,7 @@ pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod downloader;
+pub mod downloads;
 pub mod engine;
 #[cfg(any(feature = "ytdlp", feature = "gallerydl"))]
 pub mod engines;
@@ -32,6 +33,7 @@ pub mod testkit;
 pub use clock::{Clock, SystemClock};
 pub use config::{SettingsHandle, SettingsLayers};
 pub use downloader::{Context, Downloader, MediaItem, Registry, Request, Unavailable};
+pub use downloads::DownloadService;
 pub use engine::{Engine, EngineBuilder};
 pub use error::{DownloadError, Error, StoreError};
 pub use events::{BroadcastBus, BusMessage, EventBus};

@@ -39,7 +39,8 @@ use std::time::Duration;
 use mediadl::backup::BackupSources;
 use mediadl::scheduler::{CronScheduler, Scheduler, SchedulerOptions};
 use mediadl::{
-    BroadcastBus, EventBus, MeteredBus, Metrics, QueueService, SettingsHandle, Store, SystemClock,
+    BroadcastBus, DownloadService, EventBus, MeteredBus, Metrics, QueueService, SettingsHandle,
+    Store, SystemClock,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -270,12 +271,25 @@ pub async fn build_state(
     let download_root = PathBuf::from(&settings.current().general.download_directory);
     // Made at start so a fresh server is ready (GET /health/ready checks it).
     create_dir(&download_root)?;
+    let thumbnails = Arc::new(thumbnail::Thumbnailer::new(
+        config.data_dir.join("thumbnails"),
+        thumbnail::Thumbnailer::default_concurrency(),
+    ));
+    let downloads = DownloadService::new(
+        Arc::clone(&store),
+        queue.clone(),
+        settings.clone(),
+        &download_root,
+        Arc::clone(&clock),
+    )
+    .with_derived(thumbnails.clone());
     Ok(AppState {
         store,
         events,
         registry: Arc::clone(&config.registry),
         settings,
         queue,
+        downloads,
         scheduler,
         clock,
         auth: Arc::new(auth::Auth::new(
@@ -283,10 +297,7 @@ pub async fn build_state(
             lockout::LoginThrottle::new(config.lockout, config.rate_limits.public_per_hour),
         )),
         media_links: Arc::new(media_links::MediaLinks::new(&secret)),
-        thumbnails: Arc::new(thumbnail::Thumbnailer::new(
-            config.data_dir.join("thumbnails"),
-            thumbnail::Thumbnailer::default_concurrency(),
-        )),
+        thumbnails,
         limits: Arc::new(ratelimit::RateLimiter::new(config.rate_limits)),
         rate_limits: config.rate_limits,
         connections: Arc::new(ws::Connections::default()),

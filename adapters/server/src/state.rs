@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mediadl::scheduler::Scheduler;
-use mediadl::{Clock, EventBus, Metrics, QueueService, Registry, SettingsHandle, Store};
+use mediadl::{
+    Clock, DownloadService, EventBus, Metrics, QueueService, Registry, SettingsHandle, Store,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
@@ -29,6 +31,8 @@ pub struct AppState {
     pub settings: SettingsHandle,
     /// Every queue write goes through here (validation, `queue_updated`).
     pub queue: QueueService,
+    /// Deleting, retrying and summarising downloads, and finding their files.
+    pub downloads: DownloadService,
     /// Job management for `/scheduler/*`; its firing loop runs in the server.
     pub scheduler: Arc<dyn Scheduler>,
     /// The time source of tokens, history rows and queue items.
@@ -47,8 +51,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Events serialised once for every WebSocket.
     pub event_frames: Arc<EventFrames>,
-    /// Where downloads went at start (the settings' download directory
-    /// then); the engine's fallback should the settings leave it empty.
+    /// Where downloads go unless the settings say otherwise (the settings'
+    /// root in effect is [`DownloadService::download_root`]).
     pub download_root: PathBuf,
     /// The server's data directory (thumbnail cache, JWT secret).
     pub data_dir: PathBuf,
@@ -79,17 +83,6 @@ impl AppState {
             store: Arc::clone(&self.store),
             token: self.metrics_token.clone(),
             connections: Some(Arc::clone(&self.connections)),
-        }
-    }
-
-    /// The download root in effect: the settings' `general.download_directory`
-    /// when set, else the server's.
-    pub fn download_root(&self) -> PathBuf {
-        let configured = self.settings.current().general.download_directory.clone();
-        if configured.trim().is_empty() {
-            self.download_root.clone()
-        } else {
-            PathBuf::from(configured)
         }
     }
 }

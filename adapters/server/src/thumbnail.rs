@@ -15,7 +15,9 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
+use async_trait::async_trait;
 use image::{DynamicImage, ImageFormat, ImageReader, Limits, Rgb, RgbImage};
+use mediadl::downloads::DerivedMedia;
 use tokio::sync::Semaphore;
 
 /// Longest side of a thumbnail, in pixels.
@@ -196,9 +198,12 @@ impl Thumbnailer {
             }
         }
     }
+}
 
-    /// Removes what is cached for download `id` (when it is deleted).
-    pub async fn forget(&self, id: i64) {
+#[async_trait]
+impl DerivedMedia for Thumbnailer {
+    /// Removes what is cached for download `id` (when its file is deleted).
+    async fn forget(&self, id: i64) {
         for path in [self.jpeg_path(id), self.no_preview_path(id)] {
             let _ = tokio::fs::remove_file(path).await;
         }

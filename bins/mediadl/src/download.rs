@@ -12,11 +12,11 @@ use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mediadl::engine::{Engine, RetryPolicy};
 use mediadl::format::human_bytes;
-use mediadl::model::{EventKind, NewQueueItem, QueueStatus, Window};
+use mediadl::model::{EventKind, NewQueueItem, QueueStatus};
 use mediadl::store::{MemoryStore, Store};
 use mediadl::{
-    BroadcastBus, BusMessage, EventBus, QueueService, Registry, Settings, SettingsHandle,
-    SystemClock,
+    BroadcastBus, BusMessage, Clock, DownloadService, EventBus, QueueService, Registry, Settings,
+    SettingsHandle, SystemClock,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -145,13 +145,15 @@ async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, Download
             max: Duration::from_secs(30),
         })
         .build()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let queue = QueueService::new(
         Arc::clone(&store),
         Arc::clone(&events),
         registry,
-        settings,
-        Arc::new(SystemClock),
+        settings.clone(),
+        Arc::clone(&clock),
     );
+    let downloads = DownloadService::new(Arc::clone(&store), queue.clone(), settings, &root, clock);
 
     let mut feed = events.subscribe();
     let mut failed = 0usize;
@@ -223,10 +225,7 @@ async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, Download
     let _ = runner.await;
     ui.clear();
 
-    let totals = store
-        .download_totals(Window::default())
-        .await
-        .unwrap_or_default();
+    let totals = downloads.totals().await.unwrap_or_default();
     let (files, bytes) = (totals.completed, totals.size_bytes);
     let elapsed = started.elapsed().as_secs_f64();
     if interrupted {

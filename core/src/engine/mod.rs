@@ -231,12 +231,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// The download root now (`general.download_directory` wins when set).
     pub(crate) fn download_root(&self) -> PathBuf {
-        let configured = &self.settings.current().general.download_directory;
-        if configured.trim().is_empty() {
-            self.download_root.clone()
-        } else {
-            PathBuf::from(configured)
-        }
+        crate::downloads::download_root(&self.settings.current(), &self.download_root)
     }
 
     pub(crate) async fn publish(&self, kind: EventKind) {

@@ -34,6 +34,7 @@ use serde_json::Value;
 use crate::downloader::{Context, Staging, Unavailable};
 use crate::error::DownloadError;
 use crate::model::Settings;
+use crate::platforms::platform_cookies;
 use runner::{Invocation, ProgramEvent, RunningProgram};
 
 /// How long `<program> --version` may take.
@@ -102,14 +103,6 @@ impl ProgramSettings {
             .replace("{username}", username)
             .replace("{content_type}", content_type)
     }
-}
-
-/// The platform's uploaded Netscape cookies (`platforms.<p>.cookies`), if any.
-pub fn platform_cookies(settings: &Settings, platform: &str) -> Option<String> {
-    settings
-        .platform_common(platform)
-        .cookies()
-        .map(str::to_owned)
 }
 
 /// The executable `configured` names, or `default_name` on `PATH`.

@@ -72,6 +72,119 @@ impl std::str::FromStr for RunStatus {
     }
 }
 
+/// A job's `config`, typed. Download jobs and forum monitors take the
+/// download options; built-in maintenance jobs take none. Serialised as the
+/// flat JSON object users write, so stored rows read back unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobConfig {
+    /// The downloader to use instead of the platform's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloader: Option<String>,
+    /// Most media items one run saves (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_downloads: Option<u32>,
+    /// Only media posted in the last this many days (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_back: Option<u32>,
+    /// Stop listing after this many known items in a row (0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after_known: Option<u32>,
+    /// The queue priority of its items, 1 (most urgent) to 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// The http(s) URL to fetch instead of the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A forum thread's title, copied to its downloads' metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_title: Option<String>,
+    /// Keys no job kind reads, kept as the user gave them.
+    #[serde(flatten)]
+    pub other: Metadata,
+}
+
+impl JobConfig {
+    /// The config a user gave for a job of `kind`, each key checked.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) naming `config.<key>` for a
+    /// value of the wrong type or range, or `config` for a maintenance job
+    /// given any.
+    pub fn parse(kind: JobKind, config: &Metadata) -> Result<Self, crate::Error> {
+        if kind == JobKind::Maintenance {
+            return if config.is_empty() {
+                Ok(Self::default())
+            } else {
+                Err(crate::Error::invalid(
+                    "config",
+                    "a built-in maintenance job takes no config (see the settings instead)",
+                ))
+            };
+        }
+        let priority = config_u32(config, "priority", 1)?;
+        if priority.is_some_and(|priority| priority > 10) {
+            return Err(crate::Error::invalid(
+                "config.priority",
+                "must be between 1 (most urgent) and 10",
+            ));
+        }
+        const TYPED: [&str; 7] = [
+            "downloader",
+            "max_downloads",
+            "days_back",
+            "stop_after_known",
+            "priority",
+            "url",
+            "thread_title",
+        ];
+        Ok(Self {
+            downloader: config_string(config, "downloader")?,
+            max_downloads: config_u32(config, "max_downloads", 1)?,
+            days_back: config_u32(config, "days_back", 1)?,
+            stop_after_known: config_u32(config, "stop_after_known", 0)?,
+            priority: priority.and_then(|priority| u8::try_from(priority).ok()),
+            url: config_string(config, "url")?,
+            thread_title: config_string(config, "thread_title")?,
+            other: config
+                .iter()
+                .filter(|(key, _)| !TYPED.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        })
+    }
+}
+
+/// `config.<key>` as a whole number of at least `min`, when given.
+fn config_u32(config: &Metadata, key: &str, min: u32) -> Result<Option<u32>, crate::Error> {
+    match config.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n >= min)
+            .map(Some)
+            .ok_or_else(|| {
+                crate::Error::invalid(
+                    format!("config.{key}"),
+                    format!("must be a whole number of at least {min}, not {value}"),
+                )
+            }),
+    }
+}
+
+/// `config.<key>` as a non-empty string (trimmed), when given.
+fn config_string(config: &Metadata, key: &str) -> Result<Option<String>, crate::Error> {
+    match config.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+        Some(value) => Err(crate::Error::invalid(
+            format!("config.{key}"),
+            format!("must be a non-empty string, not {value}"),
+        )),
+    }
+}
+
 /// A job's definition: what a person (or a forum monitor request) edits.
 ///
 /// It is written only by [`JobRepo::update_job_spec`](crate::store::JobRepo::update_job_spec)
@@ -99,9 +212,10 @@ pub struct JobSpec {
     pub enabled: bool,
     /// What happens to slots missed while no scheduler ran.
     pub catch_up: CatchUp,
-    /// `max_downloads`, `downloader`, `days_back`, `url`, … as given by the user.
+    /// `max_downloads`, `downloader`, `days_back`, `url`, … typed for its kind
+    /// (see [`JobConfig::parse`]); stored and sent as the same JSON object.
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub config: Metadata,
+    pub config: JobConfig,
     /// Forum monitors disable themselves after this time.
     pub monitor_until: Option<DateTime<Utc>>,
 }

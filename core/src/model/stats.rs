@@ -36,6 +36,63 @@ pub struct Window {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// A period of the download statistics, ending now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Period {
+    /// Since the start of today (UTC); parsed from `today` or `day`.
+    Today,
+    /// Today and the 6 days before.
+    Week,
+    /// Today and the 29 days before.
+    Month,
+    /// Today and the 364 days before.
+    Year,
+    /// Everything.
+    #[default]
+    All,
+}
+
+impl Period {
+    /// The window of this period at `now`: whole UTC days, up to now and later.
+    pub fn window(self, now: DateTime<Utc>) -> Window {
+        let start_of_day = now
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or(now, |naive| naive.and_utc());
+        let days_before = match self {
+            Self::Today => 0,
+            Self::Week => 6,
+            Self::Month => 29,
+            Self::Year => 364,
+            Self::All => return Window::default(),
+        };
+        Window {
+            from: Some(start_of_day - chrono::Duration::days(days_before)),
+            to: None,
+        }
+    }
+}
+
+impl std::str::FromStr for Period {
+    type Err = crate::Error;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "today" | "day" => Self::Today,
+            "week" => Self::Week,
+            "month" => Self::Month,
+            "year" => Self::Year,
+            "all" => Self::All,
+            other => {
+                return Err(crate::Error::invalid(
+                    "period",
+                    format!("unknown period {other:?} (today, week, month, year, all)"),
+                ));
+            }
+        })
+    }
+}
+
 /// Totals of downloads in a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DownloadTotals {

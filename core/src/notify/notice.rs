@@ -143,12 +143,7 @@ impl Notice {
 
     /// A forum monitor that stops at `until`.
     pub fn monitor_expiring(job: &Job, until: DateTime<Utc>, now: DateTime<Utc>) -> Self {
-        let thread = job
-            .spec
-            .config
-            .get("url")
-            .and_then(Value::as_str)
-            .unwrap_or(&job.spec.source);
+        let thread = job.spec.config.url.as_deref().unwrap_or(&job.spec.source);
         let when = if until <= now {
             "has stopped".to_owned()
         } else {

@@ -4,12 +4,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::jobs::{self, slug};
 use super::{CronScheduler, Fired};
 use crate::error::Error;
-use crate::model::{CatchUp, Job, JobKind, JobRun, JobSpec, Metadata, NextRun};
+use crate::model::{CatchUp, Job, JobConfig, JobKind, JobRun, JobSpec, NextRun};
 
 /// Checks per hour unless the request says otherwise.
 const DEFAULT_SCHEDULE: &str = "0 * * * *";
@@ -83,7 +82,7 @@ impl CronScheduler {
         let until = now + Duration::days(i64::from(days));
         let existing = self.store.list_jobs().await?.into_iter().find(|job| {
             job.spec.kind == JobKind::ForumMonitor
-                && job.spec.config.get("url").and_then(Value::as_str) == Some(url.as_str())
+                && job.spec.config.url.as_deref() == Some(url.as_str())
         });
         match existing {
             Some(job) => self.recheck(job, request, until, now).await,
@@ -111,10 +110,7 @@ impl CronScheduler {
         let mut spec = job.spec;
         spec.monitor_until = Some(spec.monitor_until.map_or(until, |old| old.max(until)));
         if let Some(title) = request.thread_title.filter(|t| !t.trim().is_empty()) {
-            spec.config.insert(
-                "thread_title".into(),
-                Value::String(title.trim().to_owned()),
-            );
+            spec.config.thread_title = Some(title.trim().to_owned());
         }
         let retime = request.schedule.is_some() || request.timezone.is_some();
         if retime {
@@ -156,11 +152,11 @@ impl CronScheduler {
             .thread_title
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty());
-        let mut config = Metadata::new();
-        config.insert("url".into(), Value::String(url.to_string()));
-        if let Some(title) = &title {
-            config.insert("thread_title".into(), Value::String(title.clone()));
-        }
+        let config = JobConfig {
+            url: Some(url.to_string()),
+            thread_title: title.clone(),
+            ..JobConfig::default()
+        };
         let id = slug(&[
             "forum",
             url.host_str().unwrap_or_default(),

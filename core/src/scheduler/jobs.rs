@@ -9,7 +9,9 @@ use serde_json::Value;
 use super::schedule::Schedule;
 use crate::downloader::{Registry, Request};
 use crate::error::Error;
-use crate::model::{CatchUp, JobKind, JobSpec, Metadata, NewQueueItem, RequestOptions, Settings};
+use crate::model::{
+    CatchUp, JobConfig, JobKind, JobSpec, Metadata, NewQueueItem, RequestOptions, Settings,
+};
 
 /// `POST /scheduler/jobs`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,67 +72,6 @@ where
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
-/// The `config` keys a job understands and their types.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct JobConfig {
-    pub downloader: Option<String>,
-    pub max_downloads: Option<u32>,
-    pub days_back: Option<u32>,
-    pub stop_after_known: Option<u32>,
-    pub priority: Option<u8>,
-    pub url: Option<String>,
-}
-
-fn config_u32(config: &Metadata, key: &str, min: u32) -> Result<Option<u32>, Error> {
-    match config.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n >= min)
-            .map(Some)
-            .ok_or_else(|| {
-                Error::invalid(
-                    format!("config.{key}"),
-                    format!("must be a whole number of at least {min}, not {value}"),
-                )
-            }),
-    }
-}
-
-fn config_string(config: &Metadata, key: &str) -> Result<Option<String>, Error> {
-    match config.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
-        Some(value) => Err(Error::invalid(
-            format!("config.{key}"),
-            format!("must be a non-empty string, not {value}"),
-        )),
-    }
-}
-
-impl JobConfig {
-    pub(crate) fn parse(config: &Metadata) -> Result<Self, Error> {
-        let priority = config_u32(config, "priority", 1)?;
-        if let Some(priority) = priority
-            && priority > 10
-        {
-            return Err(Error::invalid(
-                "config.priority",
-                "must be between 1 (most urgent) and 10",
-            ));
-        }
-        Ok(Self {
-            downloader: config_string(config, "downloader")?,
-            max_downloads: config_u32(config, "max_downloads", 1)?,
-            days_back: config_u32(config, "days_back", 1)?,
-            stop_after_known: config_u32(config, "stop_after_known", 0)?,
-            priority: priority.map(|p| p as u8),
-            url: config_string(config, "url")?,
-        })
-    }
-}
-
 /// Whether `platform` takes its target from a URL (`direct` files, `forum` threads).
 fn takes_url(platform: &str) -> bool {
     matches!(platform, "direct" | "forum")
@@ -151,8 +92,8 @@ fn http_url(field: &str, value: &str) -> Result<String, Error> {
 /// The URL a job's queue item fetches: `config.url` when given, else for
 /// `direct` and `forum` the source itself (CONTRACT.md), else the source
 /// as given (a username: the platform's downloader works from the source).
-pub(crate) fn target_url(spec: &JobSpec, config: &JobConfig) -> Result<String, Error> {
-    match (&config.url, takes_url(&spec.platform)) {
+pub(crate) fn target_url(spec: &JobSpec) -> Result<String, Error> {
+    match (&spec.config.url, takes_url(&spec.platform)) {
         (Some(url), _) => http_url("config.url", url),
         (None, true) => http_url("source", &spec.source).map_err(|_| {
             Error::invalid(
@@ -173,12 +114,12 @@ pub(crate) fn queue_item_for(
     spec: &JobSpec,
     run_id: Option<i64>,
 ) -> Result<NewQueueItem, Error> {
-    let config = JobConfig::parse(&spec.config)?;
-    let url = target_url(spec, &config)?;
+    let config = &spec.config;
+    let url = target_url(spec)?;
     let mut metadata = Metadata::new();
     metadata.insert("job_id".into(), Value::String(job_id.to_owned()));
-    if let Some(title) = spec.config.get("thread_title").filter(|v| v.is_string()) {
-        metadata.insert("thread_title".into(), title.clone());
+    if let Some(title) = &config.thread_title {
+        metadata.insert("thread_title".into(), Value::String(title.clone()));
     }
     Ok(NewQueueItem {
         url,
@@ -190,7 +131,7 @@ pub(crate) fn queue_item_for(
         priority: config.priority.unwrap_or(0),
         max_attempts: 0,
         options: RequestOptions {
-            downloader: config.downloader,
+            downloader: config.downloader.clone(),
             max_downloads: config.max_downloads,
             days_back: config.days_back,
             stop_after_known: config.stop_after_known,
@@ -227,9 +168,8 @@ pub(crate) async fn validate_job(
     if spec.source.trim().is_empty() {
         return Err(Error::invalid("source", "must not be empty"));
     }
-    let config = JobConfig::parse(&spec.config)?;
     let downloader = registry
-        .find(&spec.platform, config.downloader.as_deref())
+        .find(&spec.platform, spec.config.downloader.as_deref())
         .map_err(|err| match err {
             Error::Invalid { field, reason } if field == "downloader" => {
                 Error::invalid("config.downloader", reason)
@@ -290,15 +230,20 @@ pub(crate) fn slug(parts: &[&str]) -> String {
 }
 
 impl NewJob {
-    /// The definition this request describes, before validation.
-    pub(crate) fn into_spec(self) -> JobSpec {
+    /// The definition this request describes, its config typed, before
+    /// it is checked against the registry.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the `config` key of the wrong type or range.
+    pub(crate) fn into_spec(self) -> Result<JobSpec, Error> {
         let name = self
             .name
             .filter(|name| !name.trim().is_empty())
             .unwrap_or_else(|| format!("{} {} {}", self.platform, self.source, self.content_type))
             .trim()
             .to_owned();
-        JobSpec {
+        Ok(JobSpec {
             name,
             kind: JobKind::Download,
             platform: self.platform.trim().to_owned(),
@@ -308,9 +253,9 @@ impl NewJob {
             timezone: self.timezone.filter(|tz| !tz.trim().is_empty()),
             enabled: self.enabled.unwrap_or(true),
             catch_up: self.catch_up.unwrap_or_default(),
-            config: self.config,
+            config: JobConfig::parse(JobKind::Download, &self.config)?,
             monitor_until: None,
-        }
+        })
     }
 }
 
@@ -359,7 +304,7 @@ impl JobPatch {
             spec.catch_up = catch_up;
         }
         if let Some(config) = self.config {
-            spec.config = config;
+            spec.config = JobConfig::parse(spec.kind, &config)?;
         }
         Ok(())
     }
@@ -387,22 +332,50 @@ mod tests {
     fn config_types_are_checked_by_field() {
         let config: Metadata =
             serde_json::from_value(serde_json::json!({"max_downloads": 0})).unwrap();
-        let err = JobConfig::parse(&config).unwrap_err();
+        let err = JobConfig::parse(JobKind::Download, &config).unwrap_err();
         assert!(matches!(err, Error::Invalid { ref field, .. } if field == "config.max_downloads"));
         let config: Metadata =
             serde_json::from_value(serde_json::json!({"downloader": 5})).unwrap();
-        let err = JobConfig::parse(&config).unwrap_err();
+        let err = JobConfig::parse(JobKind::Download, &config).unwrap_err();
         assert!(matches!(err, Error::Invalid { ref field, .. } if field == "config.downloader"));
         let config: Metadata = serde_json::from_value(serde_json::json!({"priority": 11})).unwrap();
-        assert!(JobConfig::parse(&config).is_err());
+        assert!(JobConfig::parse(JobKind::Download, &config).is_err());
         let config: Metadata = serde_json::from_value(serde_json::json!({
             "max_downloads": 15, "downloader": "fastdl", "days_back": 7, "priority": 2
         }))
         .unwrap();
-        let parsed = JobConfig::parse(&config).unwrap();
+        let parsed = JobConfig::parse(JobKind::Download, &config).unwrap();
         assert_eq!(parsed.max_downloads, Some(15));
         assert_eq!(parsed.downloader.as_deref(), Some("fastdl"));
         assert_eq!(parsed.priority, Some(2));
+    }
+
+    #[test]
+    fn config_is_typed_per_kind_and_stored_as_given() {
+        let given = serde_json::json!({
+            "url": "https://forum.example/t/1", "thread_title": "Trip", "days_back": 3,
+            "custom": {"a": [1, 2]}
+        });
+        let config = given.as_object().unwrap();
+        let typed = JobConfig::parse(JobKind::ForumMonitor, config).unwrap();
+        assert_eq!(typed.url.as_deref(), Some("https://forum.example/t/1"));
+        assert_eq!(typed.thread_title.as_deref(), Some("Trip"));
+        assert_eq!(typed.days_back, Some(3));
+        assert_eq!(typed.other.len(), 1, "keys no kind reads are kept");
+        assert_eq!(serde_json::to_value(&typed).unwrap(), given);
+        let stored: JobConfig = serde_json::from_value(given.clone()).unwrap();
+        assert_eq!(stored, typed);
+
+        assert_eq!(
+            JobConfig::parse(JobKind::Maintenance, &Metadata::new()).unwrap(),
+            JobConfig::default()
+        );
+        let err = JobConfig::parse(JobKind::Maintenance, config).unwrap_err();
+        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "config"));
+        let title: Metadata =
+            serde_json::from_value(serde_json::json!({"thread_title": 7})).unwrap();
+        let err = JobConfig::parse(JobKind::Download, &title).unwrap_err();
+        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "config.thread_title"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::backup::{self, BackupSources};
 use crate::error::Error;
-use crate::model::{CatchUp, Job, JobKind, JobSpec, Metadata, Settings};
+use crate::model::{CatchUp, Job, JobConfig, JobKind, JobSpec, Settings};
 use crate::store::Store;
 
 /// Id of the job removing downloads older than `general.auto_cleanup_days`.
@@ -37,7 +37,7 @@ pub(crate) fn builtin_jobs(now: DateTime<Utc>) -> Vec<Job> {
             timezone: None,
             enabled: true,
             catch_up: CatchUp::Once,
-            config: Metadata::new(),
+            config: JobConfig::default(),
             monitor_until: None,
         };
         Job::new(id, spec, now)

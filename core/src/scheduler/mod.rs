@@ -724,7 +724,7 @@ impl Scheduler for CronScheduler {
 
     async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
         let now = self.clock.now();
-        let mut spec = new.into_spec();
+        let mut spec = new.into_spec()?;
         let settings = self.settings.current();
         let schedule = jobs::validate_job(&mut spec, &self.registry, &settings, now, true).await?;
         let id = jobs::slug(&[&spec.platform, &spec.source, &spec.content_type]);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use mediadl::model::{
-    CatchUp, CompletedEvent, Event, EventKind, Job, JobKind, JobSpec, Notification,
+    CatchUp, CompletedEvent, Event, EventKind, Job, JobConfig, JobKind, JobSpec, Notification,
     NotificationLevel, NotificationTopic, QueueStatus, RunStatus, Settings,
 };
 use mediadl::notify::{
@@ -649,9 +649,10 @@ fn forum_job(id: &str, until: chrono::DateTime<Utc>) -> Job {
         timezone: None,
         enabled: true,
         catch_up: CatchUp::Once,
-        config: [("url".to_owned(), json!("https://forum.example/t/42"))]
-            .into_iter()
-            .collect(),
+        config: JobConfig {
+            url: Some("https://forum.example/t/42".into()),
+            ..JobConfig::default()
+        },
         monitor_until: Some(until),
     };
     Job::new(id, spec, Utc::now())

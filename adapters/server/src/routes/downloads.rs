@@ -10,20 +10,17 @@
 //! dashboard's origin.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
     CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderMap, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{HeaderValue, StatusCode};
-use mediadl::model::{
-    Bucket, Download, DownloadFilter, DownloadStatus, GroupBy, NewQueueItem, Role, Window,
-};
+use mediadl::downloads::{BulkAction, Media, MediaFile};
+use mediadl::model::{Download, DownloadFilter, DownloadStatus, Period, Role};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::{IntoParams, ToSchema};
 use warp::filters::BoxedFilter;
@@ -41,8 +38,6 @@ use crate::state::AppState;
 
 /// Longest filter text accepted.
 const MAX_FILTER_LEN: usize = 256;
-/// Most ids in one bulk request.
-const MAX_BULK_IDS: usize = 1000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -93,7 +88,7 @@ struct StatsQuery {
     group_by: Option<String>,
 }
 
-/// The `period`s [`period_window`] knows.
+/// The `period`s [`Period`] knows.
 fn period_choices() -> utoipa::openapi::Object {
     crate::openapi::choice(&["today", "day", "week", "month", "year", "all"])
 }
@@ -101,15 +96,6 @@ fn period_choices() -> utoipa::openapi::Object {
 /// The groupings of `GET /downloads/stats`.
 fn group_choices() -> utoipa::openapi::Object {
     crate::openapi::choice(&["platform", "source", "content_type"])
-}
-
-/// The spec's bulk actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum BulkAction {
-    Delete,
-    Retry,
-    MarkUpgraded,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -464,29 +450,6 @@ async fn list(state: AppState, q: ListQuery, raw: String) -> ApiResult {
     ))
 }
 
-/// The window of a `period` (`today`, `week`, `month`, `year`, `all`).
-pub fn period_window(period: Option<&str>, now: DateTime<Utc>) -> Result<Window, ApiError> {
-    let start_of_day = now
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .map(|naive| naive.and_utc())
-        .unwrap_or(now);
-    let from = match period.unwrap_or("all") {
-        "today" | "day" => Some(start_of_day),
-        "week" => Some(start_of_day - Duration::days(6)),
-        "month" => Some(start_of_day - Duration::days(29)),
-        "year" => Some(start_of_day - Duration::days(364)),
-        "all" => None,
-        other => {
-            return Err(ApiError::validation(
-                "period",
-                format!("unknown period {other:?} (today, week, month, year, all)"),
-            ));
-        }
-    };
-    Ok(Window { from, to: None })
-}
-
 fn group_map(groups: &[mediadl::model::GroupTotals]) -> BTreeMap<String, u64> {
     groups
         .iter()
@@ -499,11 +462,15 @@ fn group_map(groups: &[mediadl::model::GroupTotals]) -> BTreeMap<String, u64> {
     params(StatsQuery),
     responses((status = 200, description = "Totals, groups and a timeline", body = DownloadStats)))]
 async fn stats(state: AppState, q: StatsQuery) -> ApiResult {
-    let now = state.clock.now();
-    let window = period_window(q.period.as_deref(), now)?;
-    let extra = match q.group_by.as_deref() {
-        None | Some("platform") | Some("source") => None,
-        Some("content_type") => Some(GroupBy::ContentType),
+    let period = q
+        .period
+        .as_deref()
+        .map(str::parse::<Period>)
+        .transpose()?
+        .unwrap_or_default();
+    let by_content_type = match q.group_by.as_deref() {
+        None | Some("platform") | Some("source") => false,
+        Some("content_type") => true,
         Some(other) => {
             return Err(ApiError::validation(
                 "group_by",
@@ -511,41 +478,19 @@ async fn stats(state: AppState, q: StatsQuery) -> ApiResult {
             ));
         }
     };
-    let totals = state.store.download_totals(window).await?;
-    let by_platform = state
-        .store
-        .download_totals_by(GroupBy::Platform, window)
-        .await?;
-    let by_source = state
-        .store
-        .download_totals_by(GroupBy::Source, window)
-        .await?;
-    // Daily points for short periods, monthly for a year or everything.
-    let (bucket, timeline_window) = match q.period.as_deref() {
-        Some("year") => (Bucket::Month, window),
-        None | Some("all") => (Bucket::Month, window),
-        _ => (Bucket::Day, window),
-    };
-    let timeline = state
-        .store
-        .download_timeline(bucket, timeline_window)
-        .await?;
-    let by_content_type = match extra {
-        Some(group) => Some(group_map(
-            &state.store.download_totals_by(group, window).await?,
-        )),
-        None => None,
-    };
+    let stats = state.downloads.statistics(period, by_content_type).await?;
+    let totals = &stats.totals;
     let body = DownloadStats {
         total_downloads: totals.total,
         completed: totals.completed,
         failed: totals.failed,
         success_rate: totals.success_rate(),
         total_size_bytes: totals.size_bytes,
-        by_platform: group_map(&by_platform),
-        by_source: group_map(&by_source),
-        by_content_type,
-        timeline: timeline
+        by_platform: group_map(&stats.by_platform),
+        by_source: group_map(&stats.by_source),
+        by_content_type: stats.by_content_type.as_deref().map(group_map),
+        timeline: stats
+            .timeline
             .iter()
             .map(|point| DayCount {
                 date: point.timestamp.date_naive(),
@@ -556,39 +501,6 @@ async fn stats(state: AppState, q: StatsQuery) -> ApiResult {
     Ok(warp::reply::json(&body).into_response())
 }
 
-/// Removes a record and, when asked and no other record points at it, its
-/// file (only inside the download root).
-async fn delete_one(state: &AppState, id: i64, delete_file: bool) -> Result<(), ApiError> {
-    let download = state.store.get_download(id).await?;
-    let others = if delete_file && download.duplicate_of.is_none() {
-        state.store.duplicates_of(id).await?
-    } else {
-        Vec::new()
-    };
-    state.store.delete_download(id).await?;
-    if delete_file
-        && download.duplicate_of.is_none()
-        && others.is_empty()
-        && let Some(path) = download.file_path.as_deref()
-    {
-        match contained_path(&state.download_root(), Path::new(path)) {
-            Some(path) => {
-                if let Err(err) = tokio::fs::remove_file(&path).await
-                    && err.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!(target: "mediadl_server::routes::downloads", path = %path.display(), error = %err, "could not delete file");
-                }
-                state.thumbnails.forget(id).await;
-            }
-            None => tracing::warn!(
-                target: "mediadl_server::routes::downloads",
-                path, "not deleting a file outside the download root"
-            ),
-        }
-    }
-    Ok(())
-}
-
 /// Delete a download record (and its file)
 #[utoipa::path(delete, path = DOWNLOAD, tag = "downloads", security(("bearer" = ["admin"])),
     params(("id" = i64, Path, description = "numeric id"), DeleteQuery),
@@ -597,7 +509,7 @@ async fn delete_one(state: &AppState, id: i64, delete_file: bool) -> Result<(), 
         (status = 409, body = ErrorBody),
     ))]
 async fn delete(id: i64, state: AppState, delete_file: bool) -> ApiResult {
-    delete_one(&state, id, delete_file).await?;
+    state.downloads.delete(id, delete_file).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -606,81 +518,31 @@ async fn delete(id: i64, state: AppState, delete_file: bool) -> ApiResult {
     request_body = BulkRequest,
     responses((status = 200, description = "What was done and what was refused", body = BulkResult)))]
 async fn bulk(user: AuthUser, state: AppState, body: BulkRequest) -> ApiResult {
-    if body.ids.is_empty() || body.ids.len() > MAX_BULK_IDS {
-        return Err(ApiError::validation(
-            "ids",
-            format!("1 to {MAX_BULK_IDS} ids"),
-        ));
-    }
     if body.action == BulkAction::Delete {
         user.require(Role::Admin)?;
     }
-    let mut success = 0u32;
-    let mut errors = Vec::new();
-    for id in body.ids {
-        let outcome = match body.action {
-            BulkAction::Delete => delete_one(&state, id, body.delete_files).await,
-            BulkAction::Retry => retry_download(&state, id).await,
-            BulkAction::MarkUpgraded => {
-                let mut patch = mediadl::model::Metadata::new();
-                patch.insert("upgraded".into(), Value::Bool(true));
-                state
-                    .store
-                    .update_download_metadata(id, patch)
-                    .await
-                    .map(|_| ())
-                    .map_err(ApiError::from)
-            }
-        };
-        match outcome {
-            Ok(()) => success += 1,
-            Err(err) => errors.push(BulkError {
+    let outcome = state
+        .downloads
+        .bulk(body.action, &body.ids, body.delete_files)
+        .await?;
+    let errors: Vec<BulkError> = outcome
+        .errors
+        .into_iter()
+        .map(|(id, err)| {
+            let err = ApiError::from(err);
+            BulkError {
                 id,
                 error_code: err.code.to_owned(),
                 detail: err.detail,
-            }),
-        }
-    }
+            }
+        })
+        .collect();
     Ok(warp::reply::json(&BulkResult {
-        success,
+        success: outcome.success,
         failed: errors.len(),
         errors,
     })
     .into_response())
-}
-
-/// Queues a download again: its queue item when it still exists, else a
-/// new `direct` item for its URL.
-async fn retry_download(state: &AppState, id: i64) -> Result<(), ApiError> {
-    let download = state.store.get_download(id).await?;
-    if let Some(queue_id) = download.queue_id {
-        match state.queue.retry(queue_id).await {
-            Ok(_) => return Ok(()),
-            Err(mediadl::Error::Store(mediadl::StoreError::NotFound { .. })) => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    if download.platform != "direct" {
-        return Err(ApiError::conflict(
-            "the queue item that produced this download is gone; queue the source again",
-        ));
-    }
-    state
-        .queue
-        .submit(NewQueueItem {
-            priority: 0,
-            max_attempts: 0,
-            ..NewQueueItem::new(download.url, "direct", download.source, "file")
-        })
-        .await?;
-    Ok(())
-}
-
-/// `path` resolved, when it lies inside `root`.
-fn contained_path(root: &Path, path: &Path) -> Option<PathBuf> {
-    let root = std::fs::canonicalize(root).ok()?;
-    let path = std::fs::canonicalize(path).ok()?;
-    path.starts_with(&root).then_some(path)
 }
 
 /// A single `bytes=` range resolved against `len`: `Ok(None)` for no (or an
@@ -728,21 +590,12 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
         (status = 416, body = ErrorBody),
     ))]
 async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
-    let download = state.store.get_download(id).await?;
-    let owner = match download.duplicate_of {
-        Some(original) => state
-            .store
-            .get_download(original)
-            .await
-            .unwrap_or(download.clone()),
-        None => download.clone(),
+    let Media { download, file, .. } = state.downloads.media(id).await?;
+    let path = match file {
+        MediaFile::None => return Err(ApiError::not_found("this download has no file")),
+        MediaFile::Missing => return Err(ApiError::not_found("the file is missing")),
+        MediaFile::At(path) => path,
     };
-    let stored = owner
-        .file_path
-        .as_deref()
-        .ok_or_else(|| ApiError::not_found("this download has no file"))?;
-    let path = contained_path(&state.download_root(), Path::new(stored))
-        .ok_or_else(|| ApiError::not_found("the file is missing"))?;
     let mut handle = tokio::fs::File::open(&path)
         .await
         .map_err(|_| ApiError::not_found("the file is missing"))?;
@@ -885,26 +738,18 @@ pub fn content_disposition(kind: &str, name: &str) -> HeaderValue {
         (status = 403, body = ErrorBody),
     ))]
 async fn thumbnail(id: i64, state: AppState) -> ApiResult {
-    let download = state.store.get_download(id).await?;
-    let owner = match download.duplicate_of {
-        Some(original) => state
-            .store
-            .get_download(original)
-            .await
-            .unwrap_or(download.clone()),
-        None => download,
+    let media = state.downloads.media(id).await?;
+    let source = match media.file {
+        MediaFile::At(path) => Some(path),
+        MediaFile::None | MediaFile::Missing => None,
     };
-    let source = owner
-        .file_path
-        .as_deref()
-        .and_then(|path| contained_path(&state.download_root(), Path::new(path)));
     let is_image = source.as_deref().is_some_and(|path| {
         mime_guess::from_path(path)
             .first()
             .is_some_and(|mime| mime.type_() == mime_guess::mime::IMAGE)
     });
     let made = match (source, is_image) {
-        (Some(source), true) => state.thumbnails.thumbnail(owner.id, source).await,
+        (Some(source), true) => state.thumbnails.thumbnail(media.owner_id, source).await,
         _ => None,
     };
     let (bytes, content_type) = match made {
@@ -942,17 +787,7 @@ mod tests {
     }
 
     #[test]
-    fn periods_and_dispositions() {
-        let now = Utc::now();
-        assert!(period_window(Some("all"), now).unwrap().from.is_none());
-        assert!(period_window(Some("week"), now).unwrap().from.unwrap() < now);
-        assert_eq!(
-            period_window(Some("decade"), now)
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("period")
-        );
+    fn dispositions() {
         let value = content_disposition("inline", "a\"b/ü.jpg");
         assert_eq!(
             value.to_str().unwrap(),

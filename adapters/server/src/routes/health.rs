@@ -97,7 +97,7 @@ type Check = Result<(), String>;
     ))]
 async fn readiness(state: AppState) -> Response {
     let database = check_database(&state).await;
-    let root = state.download_root();
+    let root = state.downloads.download_root();
     let storage = tokio::task::spawn_blocking(move || check_storage(&root))
         .await
         .unwrap_or_else(|err| Err(format!("storage check did not finish: {err}")));

@@ -3,13 +3,11 @@
 //! uploads (`PUT/DELETE /platforms/{name}/cookies`). The forum monitor
 //! lives with the scheduler routes.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use mediadl::fetch::parse_netscape_cookies;
-use mediadl::model::{DownloaderStatus, Settings};
+use mediadl::model::PlatformOverview;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -57,119 +55,11 @@ pub(crate) struct TiktokRequest {
     priority: Option<u8>,
 }
 
-/// What `GET /platforms` says of a platform's stored cookies.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct CookiesSummary {
-    /// A cookies.txt is stored.
-    present: bool,
-    /// Cookies in it.
-    count: usize,
-    /// The earliest expiry among them.
-    #[schema(required = true)]
-    expires_at: Option<DateTime<Utc>>,
-    /// That expiry has passed (a readable file only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    expired: Option<bool>,
-    /// Why the stored file cannot be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    error: Option<String>,
-}
-
-/// `{present, count, expires_at}` of a platform's stored cookies.
-fn cookies_summary(settings: &Settings, platform: &str) -> CookiesSummary {
-    // `platforms.<p>.cookies` is a secret key: masked on the way out.
-    match settings
-        .platform_common(platform)
-        .cookies()
-        .map(parse_netscape_cookies)
-    {
-        Some(Ok(parsed)) => CookiesSummary {
-            present: true,
-            count: parsed.count,
-            expires_at: parsed.earliest_expiry,
-            expired: Some(parsed.earliest_expiry.is_some_and(|at| at < Utc::now())),
-            error: None,
-        },
-        Some(Err(err)) => CookiesSummary {
-            present: true,
-            count: 0,
-            expires_at: None,
-            expired: None,
-            error: Some(err.to_string()),
-        },
-        None => CookiesSummary {
-            present: false,
-            count: 0,
-            expires_at: None,
-            expired: None,
-            error: None,
-        },
-    }
-}
-
-/// Whether a platform can download now.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum PlatformStatus {
-    /// Switched on, and a downloader is usable.
-    Operational,
-    /// Switched on, but no downloader is usable.
-    Unavailable,
-    /// Switched off in the settings.
-    Disabled,
-}
-
-/// One downloader of a platform.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct DownloaderEntry {
-    /// Downloader name.
-    name: String,
-    /// Name for people.
-    display_name: String,
-    /// Usable now.
-    enabled: bool,
-    /// Why it is not usable.
-    #[schema(required = true)]
-    reason: Option<String>,
-    /// Other names it answers to.
-    aliases: Vec<String>,
-    /// The platform's default downloader.
-    default: bool,
-}
-
-/// One platform of `GET /platforms`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Platform {
-    /// Platform name.
-    name: String,
-    /// Name for people.
-    display_name: String,
-    /// Switched on and usable.
-    enabled: bool,
-    /// Its downloaders.
-    downloaders: Vec<DownloaderEntry>,
-    /// Kinds of content its downloaders fetch.
-    content_types: Vec<String>,
-    /// What its downloaders can do.
-    features: Vec<String>,
-    /// Whether it can download now.
-    status: PlatformStatus,
-    /// When it last saved a file.
-    #[schema(required = true)]
-    last_successful_download: Option<DateTime<Utc>>,
-    /// Its stored cookies (platforms that use cookies only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    cookies: Option<CookiesSummary>,
-}
-
 /// `GET /platforms`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PlatformList {
     /// Every platform, in the registry's order.
-    platforms: Vec<Platform>,
+    platforms: Vec<PlatformOverview>,
 }
 
 /// The status of an accepted download request.
@@ -217,78 +107,6 @@ pub(crate) struct CookiesUpdated {
 
 /// A platform's cookies.
 const COOKIES: &str = "/api/v1/platforms/{name}/cookies";
-
-/// Groups downloader statuses into the spec's platform entries.
-fn platforms_json(
-    statuses: &[DownloaderStatus],
-    settings: &Settings,
-    last: &BTreeMap<String, DateTime<Utc>>,
-) -> Vec<Platform> {
-    let mut order: Vec<String> = Vec::new();
-    for status in statuses {
-        if !order.contains(&status.info.platform) {
-            order.push(status.info.platform.clone());
-        }
-    }
-    order
-        .iter()
-        .map(|platform| {
-            let of: Vec<&DownloaderStatus> = statuses
-                .iter()
-                .filter(|s| &s.info.platform == platform)
-                .collect();
-            let mut content_types: Vec<String> = Vec::new();
-            let mut features: Vec<String> = Vec::new();
-            for status in &of {
-                for ct in &status.info.content_types {
-                    if !content_types.contains(ct) {
-                        content_types.push(ct.clone());
-                    }
-                }
-                for feature in &status.info.features {
-                    if !features.contains(feature) {
-                        features.push(feature.clone());
-                    }
-                }
-            }
-            let switched_on = settings.platform_common(platform).enabled;
-            let usable = of.iter().any(|s| s.enabled);
-            let status = match (switched_on, usable) {
-                (false, _) => PlatformStatus::Disabled,
-                (true, true) => PlatformStatus::Operational,
-                (true, false) => PlatformStatus::Unavailable,
-            };
-            let downloaders = of
-                .iter()
-                .map(|s| DownloaderEntry {
-                    name: s.info.name.clone(),
-                    display_name: s.info.display_name.clone(),
-                    enabled: s.enabled,
-                    reason: s.reason.clone(),
-                    aliases: s.info.aliases.clone(),
-                    default: s.info.is_default,
-                })
-                .collect();
-            Platform {
-                name: platform.clone(),
-                display_name: of
-                    .first()
-                    .map(|s| s.info.platform_display_name.clone())
-                    .unwrap_or_default(),
-                enabled: switched_on && usable,
-                downloaders,
-                content_types,
-                features,
-                status,
-                last_successful_download: last.get(platform).copied(),
-                cookies: of
-                    .iter()
-                    .any(|s| s.info.accepts_cookies)
-                    .then(|| cookies_summary(settings, platform)),
-            }
-        })
-        .collect()
-}
 
 fn accepted(item: &mediadl::model::QueueItem) -> Response {
     warp::reply::with_status(
@@ -346,15 +164,14 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
 #[utoipa::path(get, path = "/api/v1/platforms", tag = "platforms", security(("bearer" = [])),
     responses((status = 200, description = "Every platform", body = PlatformList)))]
 async fn list(state: AppState) -> ApiResult {
-    let settings = state.settings.current();
-    let statuses = state.registry.statuses(&settings).await;
-    let last: BTreeMap<String, DateTime<Utc>> = state
-        .store
-        .last_download_per_platform()
-        .await?
-        .into_iter()
-        .collect();
-    let platforms = platforms_json(&statuses, &settings, &last);
+    let platforms = state
+        .registry
+        .overview(
+            &state.settings.current(),
+            state.store.as_ref(),
+            state.clock.now(),
+        )
+        .await?;
     Ok(warp::reply::json(&PlatformList { platforms }).into_response())
 }
 

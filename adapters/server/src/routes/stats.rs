@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use mediadl::format::human_bytes;
-use mediadl::model::{Bucket, GroupBy, TimelinePoint, Window};
+use mediadl::model::{Bucket, GroupBy, Period, TimelinePoint, Window};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::filters::BoxedFilter;
@@ -15,7 +15,6 @@ use crate::auth::{AuthUser, reader};
 use crate::error::{ApiError, ApiResult, handle};
 use crate::request::query;
 use crate::routes::auth::with;
-use crate::routes::downloads::period_window;
 use crate::routes::endpoint;
 use crate::state::AppState;
 
@@ -224,8 +223,11 @@ async fn platforms(state: AppState) -> ApiResult {
     responses((status = 200, description = "Counts, rates, storage, platforms, the next job", body = Overview)))]
 async fn overview(state: AppState) -> ApiResult {
     let now = state.clock.now();
-    let window = |period| period_window(Some(period), now);
-    let (today_w, week_w, month_w) = (window("today")?, window("week")?, window("month")?);
+    let (today_w, week_w, month_w) = (
+        Period::Today.window(now),
+        Period::Week.window(now),
+        Period::Month.window(now),
+    );
     let store = &state.store;
     let (today, week, month, total, counts, used, by_platform_today) = tokio::try_join!(
         store.download_totals(today_w),

@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use mediadl::StoreError;
 use mediadl::model::{
-    CatchUp, Download, Job, JobKind, JobRun, JobSpec, JobState, LeaseToken, Leased, LogEntry,
-    Metadata, QueueItem, RefreshToken, RequestOptions, User, WorkerId,
+    CatchUp, Download, Job, JobConfig, JobKind, JobRun, JobSpec, JobState, LeaseToken, Leased,
+    LogEntry, Metadata, QueueItem, RefreshToken, RequestOptions, User, WorkerId,
 };
 use sqlx::types::Json;
 
@@ -206,7 +206,7 @@ pub(crate) struct JobRow {
     timezone: Option<String>,
     enabled: bool,
     catch_up: String,
-    config: Json<Metadata>,
+    config: Json<JobConfig>,
     monitor_until: Option<DateTime<Utc>>,
     last_run: Option<DateTime<Utc>>,
     last_run_status: Option<String>,

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use mediadl::StoreError;
 use mediadl::model::{
-    CatchUp, Download, DownloadStatus, Job, JobKind, JobRun, JobSpec, JobState, LogEntry, LogLevel,
-    Metadata, QueueItem, QueueStatus, RefreshToken, Role, RunStatus, User,
+    CatchUp, Download, DownloadStatus, Job, JobConfig, JobKind, JobRun, JobSpec, JobState,
+    LogEntry, LogLevel, Metadata, QueueItem, QueueStatus, RefreshToken, Role, RunStatus, User,
 };
 use mediadl::store::rules::from_micros;
 use serde::de::DeserializeOwned;
@@ -247,7 +247,7 @@ pub(crate) fn job(row: &SqliteRow) -> Result<Job, StoreError> {
             timezone: c.get("timezone")?,
             enabled: c.flag("enabled")?,
             catch_up: c.name::<CatchUp>("catch_up")?,
-            config: c.json::<Metadata>("config")?,
+            config: c.json::<JobConfig>("config")?,
             monitor_until: c.opt_time("monitor_until")?,
         },
         state: JobState {
