@@ -15,7 +15,7 @@ use mediadl::testkit::{Fixture, FixtureServer};
 use mediadl_store::testing::fresh_pg_database;
 use mediadl_store::{PgStore, SqliteStore};
 
-use super::Workers;
+use crate::pg_workers::Workers;
 
 /// Runs `mediadl ARGS` with none of the environment's database settings.
 fn mediadl(args: &[&str]) -> Output {

@@ -1,5 +1,9 @@
 //! The `mediadl` binary end to end: started as a process, observed through
-//! its exit status, its log lines and its HTTP API.
+//! its exit status, its log lines and its HTTP API. The crate's one
+//! integration-test binary.
 
+mod backup;
 mod config;
 mod json_logs;
+mod pg_workers;
+mod worker_metrics;

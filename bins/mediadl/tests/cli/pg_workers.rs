@@ -16,14 +16,6 @@ use mediadl::testkit::{Fixture, FixtureServer};
 use mediadl_store::PgStore;
 use mediadl_store::testing::fresh_pg_database;
 
-// The crate's one test binary also holds the other tests of the real binary.
-#[path = "cli/backup.rs"]
-mod backup;
-#[path = "cli/json_logs.rs"]
-mod json_logs;
-#[path = "cli/worker_metrics.rs"]
-mod worker_metrics;
-
 const ITEMS: usize = 2_000;
 const PROCESSES: usize = 3;
 
@@ -32,13 +24,13 @@ fn body_of(n: usize) -> Vec<u8> {
 }
 
 /// Worker processes stopped (SIGTERM, then SIGKILL) however the test ends.
-struct Workers {
-    children: Vec<Child>,
-    logs: Vec<PathBuf>,
+pub(crate) struct Workers {
+    pub(crate) children: Vec<Child>,
+    pub(crate) logs: Vec<PathBuf>,
 }
 
 impl Workers {
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let mut children: Vec<Child> = self.children.drain(..).collect();
         for child in &children {
             // A graceful stop first: the worker gives running items back.
@@ -60,7 +52,7 @@ impl Workers {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs
             .iter()
             .map(|path| {
