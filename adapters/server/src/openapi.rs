@@ -6,7 +6,7 @@
 //! its handler in [`crate::routes`] (whose method and path also build the
 //! warp filter), and every body is a `Serialize + ToSchema` type, so a
 //! body and its schema cannot drift apart. What all operations share is
-//! added here once by [`Shared`]: the error responses each kind of
+//! added here once by `Shared`: the error responses each kind of
 //! operation can answer with (from its security, parameters and body), the
 //! headers every response carries, the pagination and media headers, the
 //! bearer scheme, operation ids and the links schemathesis' stateful phase

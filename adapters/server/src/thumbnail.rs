@@ -134,7 +134,7 @@ impl Thumbnailer {
     }
 
     /// At most the machine's cores, and no more than two: one decode is
-    /// up to [`MAX_DECODE_BYTES`].
+    /// up to `MAX_DECODE_BYTES`.
     pub fn default_concurrency() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
     }

@@ -5,7 +5,7 @@
 //! connections; a client that falls behind is dropped (close 4408) instead
 //! of slowing the others; pings keep idle connections alive and find dead
 //! ones. A client message larger than [`MAX_CLIENT_MESSAGE_BYTES`] ends the
-//! connection, and an unauthenticated one has [`AUTH_TIMEOUT`] in all to
+//! connection, and an unauthenticated one has `AUTH_TIMEOUT` in all to
 //! authenticate.
 
 use std::collections::HashMap;

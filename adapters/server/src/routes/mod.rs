@@ -4,7 +4,7 @@
 //! [`recover`](crate::error::recover) turns into the error body.
 //!
 //! Every operation is a handler carrying `#[utoipa::path]`: its method and
-//! path are written there once, and [`endpoint`] / [`endpoint_with`] build
+//! path are written there once, and `endpoint` / `endpoint_with` build
 //! the warp filter from that declaration, so the OpenAPI document
 //! ([`crate::openapi`]) and the routes cannot name different paths.
 
