@@ -214,6 +214,30 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request for `source` on `platform` with no limits and the default
+    /// incremental stop, as a queue item without options asks; for calling
+    /// a downloader directly (embedders, tests).
+    pub fn new(
+        platform: impl Into<String>,
+        source: impl Into<String>,
+        content_type: impl Into<String>,
+        url: impl Into<String>,
+    ) -> Self {
+        Self {
+            queue_id: 0,
+            url: url.into(),
+            platform: platform.into(),
+            source: source.into(),
+            content_type: content_type.into(),
+            downloader: None,
+            max_downloads: None,
+            since: None,
+            stop_after_known: crate::model::settings::DownloadSettings::default().stop_after_known,
+            referer: None,
+            metadata: Metadata::default(),
+        }
+    }
+
     /// The request a queue item stands for, as of `now`.
     pub fn from_item(item: &QueueItem, settings: &Settings, now: DateTime<Utc>) -> Self {
         Self {

@@ -191,3 +191,20 @@ impl From<StoreError> for DownloadError {
         }
     }
 }
+
+/// `error: cause: cause`, the way a person wants to read it: an error and
+/// its sources joined (reqwest's and lettre's own texts alone hide the cause),
+/// each cause once.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -17,12 +17,32 @@ use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SystemClock;
 use crate::config::SettingsHandle;
-use crate::downloader::Registry;
+use crate::downloader::{Context, Registry, TransferProgress};
 use crate::engine::{Engine, EngineTiming, RetryPolicy};
 use crate::events::BroadcastBus;
-use crate::model::Settings;
-use crate::store::MemoryStore;
+use crate::fetch::HttpClient;
+use crate::model::{QueueItem, Settings};
+use crate::store::{MemoryStore, QueueRepo, StateRepo};
+
+/// A downloader's [`Context`] for calling it directly: the HTTP client of
+/// `settings.network`, the system clock, no cancellation, and `state` for
+/// what the downloader keeps between runs.
+///
+/// # Panics
+///
+/// When the network settings cannot build a client (a bad proxy URL).
+pub fn context(settings: Settings, state: Arc<dyn StateRepo>) -> Context {
+    Context {
+        http: HttpClient::new(&settings.network).expect("an HTTP client from the network settings"),
+        settings: Arc::new(settings),
+        cancel: CancellationToken::new(),
+        clock: Arc::new(SystemClock),
+        state,
+        progress: Arc::new(TransferProgress::new()),
+    }
+}
 
 /// How a fixture answers one request.
 #[derive(Debug, Clone)]
@@ -452,6 +472,49 @@ impl TestEngine {
             settings,
             registry,
         }
+    }
+
+    /// Starts the engine on a task of its own; cancel the token to stop it,
+    /// then await the handle for how the run ended.
+    pub fn start(
+        &self,
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), crate::Error>>,
+    ) {
+        let shutdown = CancellationToken::new();
+        let runner = tokio::spawn({
+            let engine = self.engine.clone();
+            let shutdown = shutdown.clone();
+            async move { engine.run(shutdown).await }
+        });
+        (shutdown, runner)
+    }
+
+    /// Runs the engine until every queue item of `ids` is finished (or a
+    /// minute passes), stops it, and returns the items as they are then, in order.
+    ///
+    /// # Panics
+    ///
+    /// When the store cannot read an item or the engine fails.
+    pub async fn run_until_finished(&self, ids: &[i64]) -> Vec<QueueItem> {
+        let (shutdown, runner) = self.start();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let items = loop {
+            let mut items = Vec::with_capacity(ids.len());
+            for id in ids {
+                items.push(self.store.get_queue_item(*id).await.expect("queue item"));
+            }
+            if items.iter().all(|item| item.status.is_finished())
+                || tokio::time::Instant::now() > deadline
+            {
+                break items;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        shutdown.cancel();
+        runner.await.expect("engine task").expect("engine run");
+        items
     }
 
     /// A queue service over the same store, bus and registry.

@@ -20,7 +20,7 @@ pub use cookies::{CookieError, ParsedCookies, parse_netscape_cookies};
 pub use guard::{AddressGuard, is_blocked_address};
 pub use limits::HostPermit;
 
-use crate::error::{DownloadError, Error};
+use crate::error::{DownloadError, Error, error_chain};
 use crate::model::settings::NetworkSettings;
 use limits::HostLimits;
 
@@ -262,21 +262,6 @@ pub(crate) fn map_reqwest_error(url: &Url, err: reqwest::Error) -> DownloadError
     } else {
         DownloadError::retryable(format!("{url}: {detail}"))
     }
-}
-
-/// The error and its sources, joined: reqwest's own text alone hides the cause.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn check_status(url: &Url, response: Response) -> Result<Response, DownloadError> {

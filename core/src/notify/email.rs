@@ -10,9 +10,10 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::DeliveryError;
 use super::notice::EmailContent;
 use super::settings::{EmailSettings, SmtpSecurity};
-use super::{DeliveryError, error_chain};
+use crate::error::error_chain;
 use crate::fetch::guard::{AddressGuard, AddressRefused};
 
 fn mailbox(field: &str, text: &str) -> Result<Mailbox, DeliveryError> {

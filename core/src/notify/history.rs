@@ -117,6 +117,29 @@ impl Delivery {
         }
     }
 
+    /// Adds an attempt and settles the status: delivered when it succeeded,
+    /// failed when it was the last one allowed (`final_attempt`) or is not
+    /// worth repeating (`retryable` false), pending otherwise. Returns
+    /// whether the delivery is settled (no attempt follows).
+    pub fn add_attempt(
+        &mut self,
+        attempt: DeliveryAttempt,
+        retryable: bool,
+        final_attempt: bool,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let success = attempt.success;
+        let settled = success || !retryable || final_attempt;
+        self.status = match (success, settled) {
+            (true, _) => DeliveryStatus::Delivered,
+            (false, true) => DeliveryStatus::Failed,
+            (false, false) => DeliveryStatus::Pending,
+        };
+        self.attempts.push(attempt);
+        self.updated_at = now;
+        settled
+    }
+
     /// The last attempt's error.
     pub fn last_error(&self) -> Option<&str> {
         self.attempts.last().and_then(|a| a.error.as_deref())

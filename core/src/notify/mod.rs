@@ -144,25 +144,6 @@ impl DeliveryError {
     }
 }
 
-/// `error: cause: cause`, the way a person wants to read it.
-#[cfg_attr(
-    not(any(feature = "notify-email", feature = "webhooks")),
-    allow(dead_code)
-)]
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Tuning of a [`Notifier`].
 #[derive(Debug, Clone)]
 pub struct NotifierOptions {
@@ -618,21 +599,15 @@ async fn deliver_email(
             Ok(()) => (true, None, false),
             Err(err) => (false, Some(err.to_string()), err.is_retryable()),
         };
-        delivery.attempts.push(history::DeliveryAttempt {
+        let attempt = history::DeliveryAttempt {
             attempt: number,
             at,
             success,
             status_code: None,
             error: error.clone(),
             duration_ms: started.elapsed().as_millis() as u64,
-        });
-        delivery.updated_at = clock.now();
-        let last = success || !again || number == attempts;
-        delivery.status = match (success, last) {
-            (true, _) => DeliveryStatus::Delivered,
-            (false, true) => DeliveryStatus::Failed,
-            (false, false) => DeliveryStatus::Pending,
         };
+        let last = delivery.add_attempt(attempt, again, number == attempts, clock.now());
         if let Err(err) = log.record(&delivery, settings.history_limit).await {
             tracing::warn!(target: "mediadl::notify", error = %err, "cannot record an email delivery");
         }

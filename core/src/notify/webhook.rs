@@ -11,11 +11,12 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::history::{Delivery, DeliveryAttempt, DeliveryLog, DeliveryStatus, DeliveryTransport};
+use super::DeliveryError;
+use super::history::{Delivery, DeliveryAttempt, DeliveryLog, DeliveryTransport};
 use super::notice::{Notice, topic_name};
 use super::settings::{NotificationSettings, WebhookFormat, WebhookSettings};
-use super::{DeliveryError, error_chain};
 use crate::clock::Clock;
+use crate::error::error_chain;
 use crate::model::NotificationLevel;
 use crate::model::settings::Redactor;
 
@@ -285,21 +286,15 @@ pub async fn deliver(
                 err.is_retryable(),
             ),
         };
-        delivery.attempts.push(DeliveryAttempt {
+        let attempt = DeliveryAttempt {
             attempt: number,
             at,
             success,
             status_code,
             error: error.clone(),
             duration_ms,
-        });
-        delivery.updated_at = clock.now();
-        let last = success || !again || number == attempts;
-        delivery.status = match (success, last) {
-            (true, _) => DeliveryStatus::Delivered,
-            (false, true) => DeliveryStatus::Failed,
-            (false, false) => DeliveryStatus::Pending,
         };
+        let last = delivery.add_attempt(attempt, again, number == attempts, clock.now());
         if let Err(err) = log.record(&delivery, settings.history_limit).await {
             tracing::warn!(target: "mediadl::notify", error = %err, "cannot record a webhook delivery");
         }

@@ -84,19 +84,7 @@ mod tests {
     use super::*;
 
     fn request(url: &str) -> Request {
-        Request {
-            queue_id: 1,
-            url: url.into(),
-            platform: "direct".into(),
-            source: "label".into(),
-            content_type: "file".into(),
-            downloader: None,
-            max_downloads: None,
-            since: None,
-            stop_after_known: 3,
-            referer: None,
-            metadata: Default::default(),
-        }
+        Request::new("direct", "label", "file", url)
     }
 
     #[test]

@@ -23,41 +23,6 @@ fn direct(url: &str) -> NewQueueItem {
     NewQueueItem::new(url, "direct", "", "file")
 }
 
-/// Starts the engine in the background; cancel the token to stop it.
-fn start(
-    test: &TestEngine,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<Result<(), mediadl::Error>>,
-) {
-    let shutdown = CancellationToken::new();
-    let engine = test.engine.clone();
-    let runner = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { engine.run(shutdown).await }
-    });
-    (shutdown, runner)
-}
-
-/// Runs the engine until every listed queue item is finished (or 20 s pass).
-async fn run_until_finished(test: &TestEngine, ids: &[i64]) {
-    let (shutdown, runner) = start(test);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut finished = true;
-        for id in ids {
-            let item = test.store.get_queue_item(*id).await.unwrap();
-            finished &= item.status.is_finished();
-        }
-        if finished || tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    shutdown.cancel();
-    runner.await.unwrap().unwrap();
-}
-
 #[tokio::test]
 async fn downloads_a_file_once_with_hash_and_name() {
     let server = FixtureServer::start().await;
@@ -77,7 +42,7 @@ async fn downloads_a_file_once_with_hash_and_name() {
         item.source, "127.0.0.1",
         "source defaults to the URL's host"
     );
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(
@@ -111,7 +76,7 @@ async fn downloads_a_file_once_with_hash_and_name() {
         .submit(direct(&server.url("/files/photo.jpg")))
         .await
         .unwrap();
-    run_until_finished(&test, &[again.id]).await;
+    test.run_until_finished(&[again.id]).await;
     assert_eq!(server.hits("/files/photo.jpg"), 1);
     assert_eq!(
         test.store
@@ -147,7 +112,7 @@ async fn retries_server_errors_and_honours_retry_after() {
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    run_until_finished(&test, &[flaky.id, limited.id]).await;
+    test.run_until_finished(&[flaky.id, limited.id]).await;
 
     let flaky = test.store.get_queue_item(flaky.id).await.unwrap();
     assert_eq!(flaky.status, QueueStatus::Completed);
@@ -177,7 +142,7 @@ async fn resumes_a_truncated_body_with_a_range_request() {
         .submit(direct(&server.url("/big.bin")))
         .await
         .unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(
@@ -229,7 +194,7 @@ async fn a_server_without_ranges_restarts_from_zero() {
         .submit(direct(&server.url("/norange.bin")))
         .await
         .unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let download = &test
         .store
         .list_downloads(&DownloadFilter::default(), Page::default())
@@ -255,7 +220,7 @@ async fn a_body_ending_on_a_piece_boundary_is_written_whole() {
         .submit(direct(&server.url("/pieces.bin")))
         .await
         .unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(
         item.status,
@@ -285,7 +250,7 @@ async fn not_found_leaves_a_failed_record_and_no_file() {
         .submit(direct(&server.url("/missing.jpg")))
         .await
         .unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(item.status, QueueStatus::Failed);
@@ -320,7 +285,7 @@ async fn gives_up_after_max_attempts() {
     let mut new = direct(&server.url("/down.bin"));
     new.max_attempts = 3;
     let item = test.queue().submit(new).await.unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(item.status, QueueStatus::Failed);
     assert_eq!(item.attempts, 3);
@@ -344,7 +309,7 @@ async fn hostile_disposition_names_stay_inside_the_root() {
         .submit(direct(&server.url("/dl")))
         .await
         .unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let download = &test
         .store
         .list_downloads(&DownloadFilter::default(), Page::default())
@@ -369,13 +334,13 @@ async fn same_bytes_under_two_urls_are_stored_once() {
         .submit(direct(&server.url("/a.jpg")))
         .await
         .unwrap();
-    run_until_finished(&test, &[a.id]).await;
+    test.run_until_finished(&[a.id]).await;
     let b = test
         .queue()
         .submit(direct(&server.url("/b.jpg")))
         .await
         .unwrap();
-    run_until_finished(&test, &[b.id]).await;
+    test.run_until_finished(&[b.id]).await;
 
     let list = test
         .store
@@ -437,7 +402,7 @@ async fn two_engines_sharing_a_store_download_each_url_once() {
             tokio::spawn(async move { engine.run(shutdown).await })
         })
         .collect();
-    run_until_finished(&first, &ids).await;
+    first.run_until_finished(&ids).await;
     shutdown.cancel();
     for runner in runners {
         runner.await.unwrap().unwrap();
@@ -477,7 +442,7 @@ async fn pausing_a_running_item_stops_it_and_resuming_finishes_it() {
         .submit(direct(&server.url("/slow.bin")))
         .await
         .unwrap();
-    let (shutdown, runner) = start(&test);
+    let (shutdown, runner) = test.start();
     // Wait for progress, then pause.
     loop {
         if let Some(BusMessage::Event(event)) = events.next().await
@@ -564,7 +529,7 @@ async fn shutdown_returns_running_items_to_pending() {
         .submit(direct(&server.url("/slow.bin")))
         .await
         .unwrap();
-    let (shutdown, runner) = start(&test);
+    let (shutdown, runner) = test.start();
     while test.store.get_queue_item(item.id).await.unwrap().status != QueueStatus::Downloading {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -594,7 +559,7 @@ async fn removing_a_running_item_cancels_it() {
         .submit(direct(&server.url("/slow.bin")))
         .await
         .unwrap();
-    let (shutdown, runner) = start(&test);
+    let (shutdown, runner) = test.start();
     while test.store.get_queue_item(item.id).await.unwrap().status != QueueStatus::Downloading {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -627,7 +592,7 @@ async fn an_unwritable_root_fails_with_a_reason() {
     let mut new = direct(&server.url("/a.bin"));
     new.max_attempts = 1;
     let item = test.queue().submit(new).await.unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(item.status, QueueStatus::Failed);
     assert!(
@@ -679,13 +644,13 @@ async fn storage_limit_makes_items_wait_with_a_reason() {
         .submit(direct(&server.url("/one.bin")))
         .await
         .unwrap();
-    run_until_finished(&test, &[one.id]).await;
+    test.run_until_finished(&[one.id]).await;
     let two = test
         .queue()
         .submit(direct(&server.url("/two.bin")))
         .await
         .unwrap();
-    let (shutdown, runner) = start(&test);
+    let (shutdown, runner) = test.start();
     let notified = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Some(BusMessage::Event(event)) = events.next().await
@@ -745,7 +710,7 @@ async fn progress_events_are_bounded_and_end_at_100() {
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let elapsed = started.elapsed().as_secs_f64();
     let mut progress = Vec::new();
     while let Ok(Some(BusMessage::Event(event))) =
@@ -804,7 +769,7 @@ async fn private_addresses_are_refused_when_blocked() {
         .submit(direct(&server.url("/inside.bin")))
         .await
         .unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(item.status, QueueStatus::Failed);
     assert!(
@@ -830,7 +795,7 @@ async fn requests_go_through_the_configured_proxy() {
         .submit(direct("http://media.example.invalid/via-proxy.bin"))
         .await
         .unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(
         item.status,
@@ -855,7 +820,7 @@ async fn metadata_sidecars_are_written_next_to_files() {
         .submit(direct(&server.url("/s.jpg")))
         .await
         .unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let download = &test
         .store
         .list_downloads(&DownloadFilter::default(), Page::default())
@@ -891,7 +856,7 @@ async fn concurrency_follows_the_settings_while_running() {
                 .id,
         );
     }
-    let (shutdown, runner) = start(&test);
+    let (shutdown, runner) = test.start();
     let downloading = || async { test.store.queue_counts().await.unwrap().downloading };
     let mut most_at_once = 0;
     for _ in 0..10 {
@@ -1018,7 +983,7 @@ async fn one_items_files_transfer_up_to_files_per_item_at_once() {
         let root = tempfile::tempdir().unwrap();
         let test = numbered_engine(root.path(), 12, files_per_item);
         let item = test.queue().submit(numbered_item(&server)).await.unwrap();
-        run_until_finished(&test, &[item.id]).await;
+        test.run_until_finished(&[item.id]).await;
 
         let item = test.store.get_queue_item(item.id).await.unwrap();
         assert_eq!(
@@ -1054,7 +1019,7 @@ async fn max_downloads_counts_files_in_flight() {
     let mut new = numbered_item(&server);
     new.options.max_downloads = Some(5);
     let item = test.queue().submit(new).await.unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(
@@ -1082,7 +1047,7 @@ async fn a_failing_file_among_many_is_recorded_and_the_rest_complete() {
     let root = tempfile::tempdir().unwrap();
     let test = numbered_engine(root.path(), 8, 4);
     let item = test.queue().submit(numbered_item(&server)).await.unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(
@@ -1120,7 +1085,7 @@ async fn pausing_mid_item_leaves_no_final_file_and_resuming_finishes_every_file(
     let test = numbered_engine(root.path(), 6, 4);
     let mut events = test.events.subscribe();
     let item = test.queue().submit(numbered_item(&server)).await.unwrap();
-    let (shutdown, runner) = start(&test);
+    let (shutdown, runner) = test.start();
     loop {
         if let Some(BusMessage::Event(event)) = events.next().await
             && let EventKind::DownloadProgress(progress) = &event.kind

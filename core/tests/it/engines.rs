@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mediadl::downloader::{Context, Downloader, MediaItem, Request, Staging, TransferProgress};
-use mediadl::fetch::HttpClient;
+use mediadl::downloader::{Context, Downloader, MediaItem, Request, Staging};
 use mediadl::model::Settings;
 use mediadl::store::MemoryStore;
-use mediadl::{DownloadError, Registry, SystemClock};
+use mediadl::testkit;
+use mediadl::{DownloadError, Registry};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// A copy of one recorded scenario and a wrapper program that replays it.
 struct Fake {
@@ -87,30 +86,11 @@ fn program_settings(program: &Path) -> Value {
 }
 
 fn context(settings: Settings) -> Context {
-    Context {
-        http: HttpClient::new(&settings.network).unwrap(),
-        settings: Arc::new(settings),
-        cancel: CancellationToken::new(),
-        clock: Arc::new(SystemClock),
-        state: Arc::new(MemoryStore::new()),
-        progress: Arc::new(TransferProgress::new()),
-    }
+    testkit::context(settings, Arc::new(MemoryStore::new()))
 }
 
 fn request(platform: &str, content_type: &str) -> Request {
-    Request {
-        queue_id: 1,
-        url: String::new(),
-        platform: platform.into(),
-        source: "someone".into(),
-        content_type: content_type.into(),
-        downloader: None,
-        max_downloads: None,
-        since: None,
-        stop_after_known: 3,
-        referer: None,
-        metadata: Default::default(),
-    }
+    Request::new(platform, "someone", content_type, "")
 }
 
 async fn collect(
@@ -630,7 +610,7 @@ mod real {
     #[tokio::test]
     async fn the_engine_hashes_and_records_what_ytdlp_wrote() {
         use mediadl::model::{DownloadFilter, NewQueueItem, Page, QueueStatus};
-        use mediadl::store::{DownloadRepo, QueueRepo};
+        use mediadl::store::DownloadRepo;
         let program = installed("yt-dlp");
         let server = server().await;
         let root = tempfile::tempdir().unwrap();
@@ -649,22 +629,7 @@ mod real {
         );
         new.options.downloader = Some("yt-dlp".into());
         let item = test.queue().submit(new).await.unwrap();
-        let shutdown = CancellationToken::new();
-        let engine = test.engine.clone();
-        let runner = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { engine.run(shutdown).await }
-        });
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let item = loop {
-            let item = test.store.get_queue_item(item.id).await.unwrap();
-            if item.status.is_finished() || tokio::time::Instant::now() > deadline {
-                break item;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        shutdown.cancel();
-        runner.await.unwrap().unwrap();
+        let item = test.run_until_finished(&[item.id]).await.remove(0);
         assert_eq!(
             item.status,
             QueueStatus::Completed,

@@ -4,19 +4,15 @@
 //! oversized pages and logging in.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
-use mediadl::clock::SystemClock;
-use mediadl::downloader::{Context, Downloader, Request, TransferProgress};
+use mediadl::downloader::{Context, Downloader, Request};
 use mediadl::error::DownloadError;
-use mediadl::fetch::HttpClient;
 use mediadl::model::{DownloadFilter, DownloadStatus, NewQueueItem, Page, QueueStatus, Settings};
 use mediadl::platforms::forum::{Forum, state_key, thread_id};
 use mediadl::store::{DownloadRepo, MemoryStore, QueueRepo, StateRepo};
-use mediadl::testkit::{Fixture, FixtureServer, TestEngine};
+use mediadl::testkit::{self, Fixture, FixtureServer, TestEngine};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use url::Url;
 
 const THREAD: &str = "/threads/fixture-thread.1/";
@@ -154,42 +150,13 @@ fn forum_settings(extra: serde_json::Value) -> Settings {
     settings
 }
 
-/// Runs the engine until every listed queue item is finished (or 30 s pass).
-async fn run_until_finished(test: &TestEngine, ids: &[i64]) {
-    let shutdown = CancellationToken::new();
-    let engine = test.engine.clone();
-    let runner = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { engine.run(shutdown).await }
-    });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut finished = true;
-        for id in ids {
-            finished &= test
-                .store
-                .get_queue_item(*id)
-                .await
-                .unwrap()
-                .status
-                .is_finished();
-        }
-        if finished || tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    shutdown.cancel();
-    runner.await.unwrap().unwrap();
-}
-
 async fn check_thread(test: &TestEngine, url: &str) -> i64 {
     let item = test
         .queue()
         .submit(NewQueueItem::new(url, "forum", "FixtureForum", "images"))
         .await
         .unwrap();
-    run_until_finished(test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let done = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(
         done.status,
@@ -393,30 +360,11 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 fn context(settings: Settings, state: Arc<MemoryStore>) -> Context {
-    Context {
-        http: HttpClient::new(&settings.network).unwrap(),
-        settings: Arc::new(settings),
-        cancel: CancellationToken::new(),
-        clock: Arc::new(SystemClock),
-        state,
-        progress: Arc::new(TransferProgress::new()),
-    }
+    testkit::context(settings, state)
 }
 
 fn request(url: &str) -> Request {
-    Request {
-        queue_id: 1,
-        url: url.into(),
-        platform: "forum".into(),
-        source: "FixtureForum".into(),
-        content_type: "images".into(),
-        downloader: None,
-        max_downloads: None,
-        since: None,
-        stop_after_known: 3,
-        referer: None,
-        metadata: Default::default(),
-    }
+    Request::new("forum", "FixtureForum", "images", url)
 }
 
 const LOGIN_PAGE: &str = r#"<html id="XF" data-template="login"><body>
@@ -466,7 +414,7 @@ async fn a_login_gated_attachment_is_auth_required() {
         ))
         .await
         .unwrap();
-    run_until_finished(&test, &[item.id]).await;
+    test.run_until_finished(&[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
     assert_eq!(item.status, QueueStatus::Failed);
     assert!(
@@ -538,7 +486,7 @@ async fn an_oversized_page_is_a_clear_error() {
 
 #[tokio::test]
 async fn logs_in_with_credentials_and_keeps_the_session() {
-    use wiremock::matchers::{body_string_contains, header, method, path};
+    use wiremock::matchers::{body_string_contains, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     let server = MockServer::start().await;
@@ -553,26 +501,13 @@ async fn logs_in_with_credentials_and_keeps_the_session() {
         }],
         None,
     );
-    // Logged in (the session cookie is sent): the thread.
-    Mock::given(method("GET"))
-        .and(path("/threads/private.9/"))
-        .and(header("cookie", "xf_user=alice-session"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(page, "text/html"))
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    // A guest: sent to the login page.
-    Mock::given(method("GET"))
-        .and(path("/threads/private.9/"))
-        .respond_with(ResponseTemplate::new(303).insert_header("location", "/login/"))
-        .with_priority(5)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/login/"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(LOGIN_PAGE, "text/html"))
-        .mount(&server)
-        .await;
+    mount_members_only_thread(
+        &server,
+        "/threads/private.9/",
+        "xf_user=alice-session",
+        page,
+    )
+    .await;
     Mock::given(method("POST"))
         .and(path("/login/login"))
         .and(body_string_contains("login=alice"))
@@ -633,8 +568,7 @@ async fn logs_in_with_credentials_and_keeps_the_session() {
 
 #[tokio::test]
 async fn cookies_from_settings_are_sent() {
-    use wiremock::matchers::{header, method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
+    use wiremock::MockServer;
 
     let server = MockServer::start().await;
     let base = server.uri();
@@ -647,24 +581,7 @@ async fn cookies_from_settings_are_sent() {
         }],
         None,
     );
-    Mock::given(method("GET"))
-        .and(path("/threads/c.5/"))
-        .and(header("cookie", "xf_session=from-browser"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(page, "text/html"))
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/threads/c.5/"))
-        .respond_with(ResponseTemplate::new(303).insert_header("location", "/login/"))
-        .with_priority(5)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/login/"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(LOGIN_PAGE, "text/html"))
-        .mount(&server)
-        .await;
+    mount_members_only_thread(&server, "/threads/c.5/", "xf_session=from-browser", page).await;
     let host = Url::parse(&base).unwrap().host_str().unwrap().to_owned();
     let cookies = format!(
         "# Netscape HTTP Cookie File\n{host}\tFALSE\t/\tFALSE\t0\txf_session\tfrom-browser\n"
@@ -690,4 +607,35 @@ async fn cookies_from_settings_are_sent() {
         matches!(first, Some(Err(DownloadError::AuthRequired(_)))),
         "{first:?}"
     );
+}
+
+/// A thread shown only with the session cookie `cookie`; guests are sent
+/// to the forum's login page.
+async fn mount_members_only_thread(
+    server: &wiremock::MockServer,
+    thread_path: &str,
+    cookie: &str,
+    page: String,
+) {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, ResponseTemplate};
+
+    Mock::given(method("GET"))
+        .and(path(thread_path))
+        .and(header("cookie", cookie))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(page, "text/html"))
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(thread_path))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/login/"))
+        .with_priority(5)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/login/"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(LOGIN_PAGE, "text/html"))
+        .mount(server)
+        .await;
 }

@@ -5,15 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mediadl::downloader::{Context, Downloader, MediaItem, Request, TransferProgress};
-use mediadl::fetch::HttpClient;
+use mediadl::downloader::{Context, Downloader, MediaItem, Request};
 use mediadl::model::{DownloadFilter, NewQueueItem, Page, QueueStatus, Settings};
 use mediadl::platforms::instagram::Instagram;
-use mediadl::store::{DownloadRepo, MemoryStore, QueueRepo};
-use mediadl::testkit::TestEngine;
-use mediadl::{DownloadError, Error, SystemClock};
+use mediadl::store::{DownloadRepo, MemoryStore};
+use mediadl::testkit::{self, TestEngine};
+use mediadl::{DownloadError, Error};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{
     body_string_contains, header, method, path, query_param, query_param_is_missing,
 };
@@ -61,30 +59,16 @@ fn settings(server: &MockServer, extra: Value) -> Settings {
 }
 
 fn context(settings: Settings) -> Context {
-    Context {
-        http: HttpClient::new(&settings.network).unwrap(),
-        settings: Arc::new(settings),
-        cancel: CancellationToken::new(),
-        clock: Arc::new(SystemClock),
-        state: Arc::new(MemoryStore::new()),
-        progress: Arc::new(TransferProgress::new()),
-    }
+    testkit::context(settings, Arc::new(MemoryStore::new()))
 }
 
 fn request(source: &str, content_type: &str) -> Request {
-    Request {
-        queue_id: 1,
-        url: format!("https://instagram.com/{source}"),
-        platform: "instagram".into(),
-        source: source.into(),
-        content_type: content_type.into(),
-        downloader: None,
-        max_downloads: None,
-        since: None,
-        stop_after_known: 3,
-        referer: None,
-        metadata: Default::default(),
-    }
+    Request::new(
+        "instagram",
+        source,
+        content_type,
+        format!("https://instagram.com/{source}"),
+    )
 }
 
 async fn mount_profile(server: &MockServer, name: &str) {
@@ -532,23 +516,7 @@ fn requests_are_validated_before_queueing() {
 
 /// Runs the engine until the queue item is finished.
 async fn run_until_finished(test: &TestEngine, id: i64) -> mediadl::model::QueueItem {
-    let shutdown = CancellationToken::new();
-    let engine = test.engine.clone();
-    let runner = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { engine.run(shutdown).await }
-    });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let item = loop {
-        let item = test.store.get_queue_item(id).await.unwrap();
-        if item.status.is_finished() || tokio::time::Instant::now() > deadline {
-            break item;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    shutdown.cancel();
-    runner.await.unwrap().unwrap();
-    item
+    test.run_until_finished(&[id]).await.remove(0)
 }
 
 async fn mount_cdn(server: &MockServer) {

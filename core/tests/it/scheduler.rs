@@ -12,8 +12,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use mediadl::clock::ManualClock;
 use mediadl::downloader::Context;
 use mediadl::model::{
-    CatchUp, DownloadStatus, DownloaderInfo, JobKind, ListingOrder, LogFilter, LogLevel, Metadata,
-    NewDownload, NewLogEntry, NextRun, QueueStatus, RunFilter, RunStatus, Settings,
+    CatchUp, DownloaderInfo, JobKind, ListingOrder, LogFilter, LogLevel, Metadata, NewDownload,
+    NewLogEntry, NextRun, QueueStatus, RunFilter, RunStatus, Settings,
 };
 use mediadl::scheduler::{
     AUTO_CLEANUP_JOB_ID, BACKUP_JOB_ID, CronScheduler, ForumMonitorRequest, JobPatch,
@@ -933,23 +933,9 @@ async fn forum_monitor_refuses_bad_requests() {
 
 fn download(path: Option<String>, date: DateTime<Utc>, key: &str) -> NewDownload {
     NewDownload {
-        url: format!("https://example.com/{key}"),
-        archive_key: key.into(),
-        platform: "direct".into(),
-        source: "example.com".into(),
-        content_type: "file".into(),
-        filename: Some(key.into()),
         file_path: path,
         file_size: Some(3),
-        file_hash: None,
-        post_date: None,
-        download_date: date,
-        status: DownloadStatus::Completed,
-        attempts: 1,
-        error_message: None,
-        duplicate_of: None,
-        queue_id: None,
-        metadata: Metadata::new(),
+        ..mediadl::store::conformance::new_download(key, date)
     }
 }
 
@@ -1275,26 +1261,7 @@ async fn a_scheduled_download_closes_its_run_through_the_engine() {
         .remove(0);
     let queue_id = fired.queue_item.unwrap().id;
 
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let engine = test.engine.clone();
-    let runner = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { engine.run(shutdown).await }
-    });
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !test
-        .store
-        .get_queue_item(queue_id)
-        .await
-        .unwrap()
-        .status
-        .is_finished()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    shutdown.cancel();
-    runner.await.unwrap().unwrap();
+    test.run_until_finished(&[queue_id]).await;
 
     let run = &scheduler
         .history(RunFilter {

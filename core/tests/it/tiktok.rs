@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use mediadl::downloader::{Context, Downloader, MediaItem, Request, TransferProgress};
-use mediadl::fetch::HttpClient;
+use mediadl::downloader::{Context, Downloader, MediaItem, Request};
 use mediadl::model::Settings;
 use mediadl::platforms::tiktok::TikTok;
 use mediadl::store::MemoryStore;
-use mediadl::{DownloadError, Error, SystemClock};
+use mediadl::testkit;
+use mediadl::{DownloadError, Error};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -47,30 +46,16 @@ fn settings(server: &MockServer, extra: Value) -> Settings {
 }
 
 fn context(settings: Settings) -> Context {
-    Context {
-        http: HttpClient::new(&settings.network).unwrap(),
-        settings: Arc::new(settings),
-        cancel: CancellationToken::new(),
-        clock: Arc::new(SystemClock),
-        state: Arc::new(MemoryStore::new()),
-        progress: Arc::new(TransferProgress::new()),
-    }
+    testkit::context(settings, Arc::new(MemoryStore::new()))
 }
 
 fn request(source: &str) -> Request {
-    Request {
-        queue_id: 1,
-        url: format!("https://www.tiktok.com/@{source}"),
-        platform: "tiktok".into(),
-        source: source.into(),
-        content_type: "videos".into(),
-        downloader: None,
-        max_downloads: None,
-        since: None,
-        stop_after_known: 3,
-        referer: None,
-        metadata: Default::default(),
-    }
+    Request::new(
+        "tiktok",
+        source,
+        "videos",
+        format!("https://www.tiktok.com/@{source}"),
+    )
 }
 
 async fn mount_profile(server: &MockServer, name: &str) {
