@@ -23,8 +23,8 @@ use crate::downloader::{Context, Registry, TransferProgress};
 use crate::engine::{Engine, EngineTiming, RetryPolicy};
 use crate::events::BroadcastBus;
 use crate::fetch::HttpClient;
-use crate::model::{QueueItem, Settings};
-use crate::store::{MemoryStore, QueueRepo, StateRepo};
+use crate::model::{Download, DownloadFilter, Page, Paged, QueueItem, Settings};
+use crate::store::{DownloadRepo, MemoryStore, QueueRepo, StateRepo};
 
 /// A downloader's [`Context`] for calling it directly: the HTTP client of
 /// `settings.network`, the system clock, no cancellation, and `state` for
@@ -515,6 +515,18 @@ impl TestEngine {
         shutdown.cancel();
         runner.await.expect("engine task").expect("engine run");
         items
+    }
+
+    /// Every download record (up to 1,000), newest first, and their total.
+    ///
+    /// # Panics
+    ///
+    /// When the store cannot list them.
+    pub async fn downloads(&self) -> Paged<Download> {
+        self.store
+            .list_downloads(&DownloadFilter::default(), Page::new(1, 1000))
+            .await
+            .expect("download listing")
     }
 
     /// A queue service over the same store, bus and registry.

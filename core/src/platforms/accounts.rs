@@ -1,7 +1,58 @@
 //! Account names of the platforms mediadl knows, checked the same way by
 //! the native clients and the external engines before anything is queued.
 
-use crate::error::Error;
+use crate::downloader::Request;
+use crate::error::{DownloadError, Error};
+
+/// The account a request names, checked the way every account platform's
+/// `validate` checks it: the username (see [`username`]) and a content type
+/// the platform lists in `known`.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] on field `source` or `content_type`, saying what is wrong.
+pub fn requested_account(
+    platform: &str,
+    known: &[&str],
+    request: &Request,
+) -> Result<String, Error> {
+    let name = username(platform, &request.source)?;
+    if !known.contains(&request.content_type.as_str()) {
+        return Err(Error::invalid(
+            "content_type",
+            format!(
+                "{} has no content type {:?} (known: {})",
+                display_name(platform),
+                request.content_type,
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+/// [`requested_account`] while listing: a request that passed `validate` but
+/// no longer does (settings changed in between) fails for good.
+///
+/// # Errors
+///
+/// [`DownloadError::Permanent`] saying what is wrong.
+pub fn listed_account(
+    platform: &str,
+    known: &[&str],
+    request: &Request,
+) -> Result<String, DownloadError> {
+    requested_account(platform, known, request)
+        .map_err(|err| DownloadError::permanent(err.to_string()))
+}
+
+fn display_name(platform: &str) -> &str {
+    match platform {
+        "instagram" => "Instagram",
+        "tiktok" => "TikTok",
+        other => other,
+    }
+}
 
 /// The username `source` names on `platform`, without a leading `@`, or
 /// an [`Error::Invalid`] on field `source` saying what is wrong.
@@ -11,11 +62,12 @@ use crate::error::Error;
 pub fn username(platform: &str, source: &str) -> Result<String, Error> {
     let name = source.trim();
     let name = name.strip_prefix('@').unwrap_or(name);
-    let (max, min, platform_name) = match platform {
-        "instagram" => (30, 1, "Instagram"),
-        "tiktok" => (24, 2, "TikTok"),
-        other => (64, 1, other),
+    let (max, min) = match platform {
+        "instagram" => (30, 1),
+        "tiktok" => (24, 2),
+        _ => (64, 1),
     };
+    let platform_name = display_name(platform);
     let invalid = |reason: String| Err(Error::invalid("source", reason));
     if name.is_empty() {
         return invalid(format!("a {platform_name} username is required"));

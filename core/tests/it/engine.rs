@@ -51,11 +51,7 @@ async fn downloads_a_file_once_with_hash_and_name() {
         "{:?}",
         item.error_message
     );
-    let list = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::default())
-        .await
-        .unwrap();
+    let list = test.downloads().await;
     assert_eq!(list.total, 1);
     let download = &list.items[0];
     assert_eq!(download.status, DownloadStatus::Completed);
@@ -78,14 +74,7 @@ async fn downloads_a_file_once_with_hash_and_name() {
         .unwrap();
     test.run_until_finished(&[again.id]).await;
     assert_eq!(server.hits("/files/photo.jpg"), 1);
-    assert_eq!(
-        test.store
-            .list_downloads(&DownloadFilter::default(), Page::default())
-            .await
-            .unwrap()
-            .total,
-        1
-    );
+    assert_eq!(test.downloads().await.total, 1);
 }
 
 #[tokio::test]
@@ -160,12 +149,7 @@ async fn resumes_a_truncated_body_with_a_range_request() {
         .parse()
         .unwrap();
     assert!(resumed_from > 0 && resumed_from <= 200_000, "{ranges:?}");
-    let download = &test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::default())
-        .await
-        .unwrap()
-        .items[0];
+    let download = &test.downloads().await.items[0];
     assert_eq!(
         std::fs::read(download.file_path.as_ref().unwrap()).unwrap(),
         body
@@ -195,12 +179,7 @@ async fn a_server_without_ranges_restarts_from_zero() {
         .await
         .unwrap();
     test.run_until_finished(&[item.id]).await;
-    let download = &test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::default())
-        .await
-        .unwrap()
-        .items[0];
+    let download = &test.downloads().await.items[0];
     assert_eq!(
         std::fs::read(download.file_path.as_ref().unwrap()).unwrap(),
         body
@@ -228,12 +207,7 @@ async fn a_body_ending_on_a_piece_boundary_is_written_whole() {
         "{:?}",
         item.error_message
     );
-    let download = &test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::default())
-        .await
-        .unwrap()
-        .items[0];
+    let download = &test.downloads().await.items[0];
     assert_eq!(
         std::fs::read(download.file_path.as_ref().unwrap()).unwrap(),
         body
@@ -310,12 +284,7 @@ async fn hostile_disposition_names_stay_inside_the_root() {
         .await
         .unwrap();
     test.run_until_finished(&[item.id]).await;
-    let download = &test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::default())
-        .await
-        .unwrap()
-        .items[0];
+    let download = &test.downloads().await.items[0];
     let path = std::path::Path::new(download.file_path.as_deref().unwrap());
     assert!(path.starts_with(root.path()), "{path:?}");
     assert_eq!(download.filename.as_deref(), Some("passwd.bin"));
@@ -342,11 +311,7 @@ async fn same_bytes_under_two_urls_are_stored_once() {
         .unwrap();
     test.run_until_finished(&[b.id]).await;
 
-    let list = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::default())
-        .await
-        .unwrap();
+    let list = test.downloads().await;
     assert_eq!(list.total, 2);
     let duplicate = list
         .items
@@ -407,11 +372,7 @@ async fn two_engines_sharing_a_store_download_each_url_once() {
     for runner in runners {
         runner.await.unwrap().unwrap();
     }
-    let list = first
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, 200))
-        .await
-        .unwrap();
+    let list = first.downloads().await;
     assert_eq!(list.total, 30, "one record per URL");
     assert_eq!(final_files(root.path()).len(), 30, "one file per URL");
     let workers: std::collections::HashSet<_> = first
@@ -503,12 +464,7 @@ async fn pausing_a_running_item_stops_it_and_resuming_finishes_it() {
         !server.ranges("/slow.bin").is_empty(),
         "resumed with a Range request"
     );
-    let download = &test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::default())
-        .await
-        .unwrap()
-        .items[0];
+    let download = &test.downloads().await.items[0];
     assert_eq!(
         std::fs::read(download.file_path.as_ref().unwrap()).unwrap(),
         body
@@ -570,14 +526,7 @@ async fn removing_a_running_item_cancels_it() {
     assert_eq!(server.hits("/slow.bin"), hits);
     shutdown.cancel();
     runner.await.unwrap().unwrap();
-    assert_eq!(
-        test.store
-            .list_downloads(&DownloadFilter::default(), Page::default())
-            .await
-            .unwrap()
-            .total,
-        0
-    );
+    assert_eq!(test.downloads().await.total, 0);
     assert_no_final_files(root.path());
 }
 
@@ -821,12 +770,7 @@ async fn metadata_sidecars_are_written_next_to_files() {
         .await
         .unwrap();
     test.run_until_finished(&[item.id]).await;
-    let download = &test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::default())
-        .await
-        .unwrap()
-        .items[0];
+    let download = &test.downloads().await.items[0];
     let sidecar = format!("{}.json", download.file_path.as_deref().unwrap());
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(sidecar).unwrap()).unwrap();
     assert_eq!(json["url"], server.url("/s.jpg"));
@@ -965,10 +909,8 @@ fn numbered_item(server: &FixtureServer) -> NewQueueItem {
 }
 
 async fn downloads_by_status(test: &TestEngine, status: DownloadStatus) -> usize {
-    test.store
-        .list_downloads(&DownloadFilter::default(), Page::default())
+    test.downloads()
         .await
-        .unwrap()
         .items
         .iter()
         .filter(|download| download.status == status)
@@ -1061,10 +1003,8 @@ async fn a_failing_file_among_many_is_recorded_and_the_rest_complete() {
         7
     );
     let failed = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::default())
+        .downloads()
         .await
-        .unwrap()
         .items
         .into_iter()
         .filter(|download| download.status == DownloadStatus::Failed)

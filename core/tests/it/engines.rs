@@ -609,8 +609,8 @@ mod real {
 
     #[tokio::test]
     async fn the_engine_hashes_and_records_what_ytdlp_wrote() {
-        use mediadl::model::{DownloadFilter, NewQueueItem, Page, QueueStatus};
-        use mediadl::store::DownloadRepo;
+        use mediadl::model::{NewQueueItem, QueueStatus};
+
         let program = installed("yt-dlp");
         let server = server().await;
         let root = tempfile::tempdir().unwrap();
@@ -636,11 +636,7 @@ mod real {
             "{:?}",
             item.error_message
         );
-        let downloads = test
-            .store
-            .list_downloads(&DownloadFilter::default(), Page::new(1, 10))
-            .await
-            .unwrap();
+        let downloads = test.downloads().await;
         assert_eq!(downloads.total, 2);
         for download in &downloads.items {
             let bytes = std::fs::read(download.file_path.as_deref().unwrap()).unwrap();

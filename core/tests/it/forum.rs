@@ -8,9 +8,9 @@ use std::sync::Arc;
 use futures::StreamExt;
 use mediadl::downloader::{Context, Downloader, Request};
 use mediadl::error::DownloadError;
-use mediadl::model::{DownloadFilter, DownloadStatus, NewQueueItem, Page, QueueStatus, Settings};
+use mediadl::model::{DownloadStatus, NewQueueItem, QueueStatus, Settings};
 use mediadl::platforms::forum::{Forum, state_key, thread_id};
-use mediadl::store::{DownloadRepo, MemoryStore, QueueRepo, StateRepo};
+use mediadl::store::{MemoryStore, QueueRepo, StateRepo};
 use mediadl::testkit::{self, Fixture, FixtureServer, TestEngine};
 use serde_json::json;
 use url::Url;
@@ -176,11 +176,7 @@ async fn a_thread_across_three_pages_then_only_the_new_post() {
     test.settings.replace(forum_settings(json!({})));
 
     check_thread(&test, &fixture.thread_url()).await;
-    let list = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, 200))
-        .await
-        .unwrap();
+    let list = test.downloads().await;
     assert_eq!(
         list.total,
         6,
@@ -247,11 +243,7 @@ async fn a_thread_across_three_pages_then_only_the_new_post() {
     // downloads only the new image.
     fixture.serve(&[vec![1, 2], vec![3, 4], vec![5, 6, 7]]);
     check_thread(&test, &fixture.thread_url()).await;
-    let list = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, 200))
-        .await
-        .unwrap();
+    let list = test.downloads().await;
     assert_eq!(list.total, 7);
     assert_eq!(fixture.forum.hits(THREAD), 1, "page 1 is not read again");
     assert_eq!(fixture.forum.hits(&format!("{THREAD}page-2")), 1);
@@ -266,12 +258,7 @@ async fn a_thread_across_three_pages_then_only_the_new_post() {
     // A new page appears after the last one: followed from there.
     fixture.serve(&[vec![1, 2], vec![3, 4], vec![5, 6, 7], vec![8]]);
     check_thread(&test, &fixture.thread_url()).await;
-    let total = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, 200))
-        .await
-        .unwrap()
-        .total;
+    let total = test.downloads().await.total;
     assert_eq!(total, 8);
     assert_eq!(fixture.forum.hits(THREAD), 1);
 }
@@ -314,11 +301,7 @@ async fn broken_links_fail_alone_and_bad_links_are_ignored() {
     test.settings.replace(forum_settings(json!({})));
     check_thread(&test, &fixture.thread_url()).await;
 
-    let list = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, 200))
-        .await
-        .unwrap();
+    let list = test.downloads().await;
     let by_post = |id: &str| list.items.iter().find(|d| d.metadata["post_id"] == id);
     let good = by_post("3").expect("post 3 downloaded");
     assert_eq!(good.status, DownloadStatus::Completed);

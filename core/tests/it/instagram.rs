@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mediadl::downloader::{Context, Downloader, MediaItem, Request};
-use mediadl::model::{DownloadFilter, NewQueueItem, Page, QueueStatus, Settings};
+use mediadl::model::{NewQueueItem, QueueStatus, Settings};
 use mediadl::platforms::instagram::Instagram;
 use mediadl::store::{DownloadRepo, MemoryStore};
 use mediadl::testkit::{self, TestEngine};
@@ -574,11 +574,7 @@ async fn the_engine_downloads_new_posts_then_stops_at_known_ones_and_upgrades() 
         "{:?}",
         first.error_message
     );
-    let listed = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, 50))
-        .await
-        .unwrap();
+    let listed = test.downloads().await;
     assert_eq!(listed.total, 7, "every file of both pages");
     let newest = test
         .store
@@ -628,11 +624,7 @@ async fn the_engine_downloads_new_posts_then_stops_at_known_ones_and_upgrades() 
         "{:?}",
         second.error_message
     );
-    let listed = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, 50))
-        .await
-        .unwrap();
+    let listed = test.downloads().await;
     assert_eq!(
         listed.total, 8,
         "one new record; the upgrade keeps its record"

@@ -35,6 +35,8 @@ use crate::platforms::social::{self, Pace, Pacer, Pinned};
 use api::{ClipsPage, FeedPage, Id, Media, ProfileResponse, ProfileUser, ReelsMedia, Section};
 
 /// The web app's id, sent as `X-IG-App-ID` by instagram.com itself.
+/// What an Instagram source lists.
+const CONTENT_TYPES: &[&str] = &["posts", "stories", "reels"];
 const WEB_APP_ID: &str = "936619743392459";
 /// Largest API response read.
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
@@ -156,7 +158,7 @@ impl Downloader for Instagram {
             name: "native".into(),
             display_name: "Instagram web API".into(),
             aliases: vec!["fastdl".into(), "toolzu".into()],
-            content_types: vec!["posts".into(), "stories".into(), "reels".into()],
+            content_types: CONTENT_TYPES.iter().map(|t| (*t).into()).collect(),
             features: vec![
                 "quality_upgrade".into(),
                 "date_filtering".into(),
@@ -184,17 +186,7 @@ impl Downloader for Instagram {
     }
 
     fn validate(&self, request: &Request) -> Result<(), Error> {
-        accounts::username("instagram", &request.source)?;
-        if Section::parse(&request.content_type).is_none() {
-            return Err(Error::invalid(
-                "content_type",
-                format!(
-                    "Instagram has no content type {:?} (known: posts, stories, reels)",
-                    request.content_type
-                ),
-            ));
-        }
-        Ok(())
+        accounts::requested_account("instagram", CONTENT_TYPES, request).map(drop)
     }
 
     fn discover(
@@ -206,11 +198,9 @@ impl Downloader for Instagram {
         let request = request.clone();
         let cx = cx.clone();
         async_stream::try_stream! {
-            let username = accounts::username("instagram", &request.source)
-                .map_err(|err| DownloadError::permanent(err.to_string()))?;
-            let section = Section::parse(&request.content_type).ok_or_else(|| {
-                DownloadError::permanent(format!("Instagram has no content type {:?}", request.content_type))
-            })?;
+            let username = accounts::listed_account("instagram", CONTENT_TYPES, &request)?;
+            let section = Section::parse(&request.content_type)
+                .expect("listed_account admits only the content types Section knows");
             let api = Api::new(&cx, pacer, &username)?;
             let user = api.profile(&username).await?;
             let user_id = user.id.0.clone();

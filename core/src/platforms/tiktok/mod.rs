@@ -29,6 +29,8 @@ use crate::platforms::social::{Pace, Pacer, Pinned};
 use api::{ItemListPage, Quality, UserDetail};
 
 /// Largest page or API response read.
+/// What a TikTok source lists.
+const CONTENT_TYPES: &[&str] = &["videos"];
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// `platforms.tiktok` as this downloader reads it.
@@ -128,7 +130,7 @@ impl Downloader for TikTok {
             name: "native".into(),
             display_name: "TikTok web API".into(),
             aliases: vec![],
-            content_types: vec!["videos".into()],
+            content_types: CONTENT_TYPES.iter().map(|t| (*t).into()).collect(),
             features: vec![
                 "quality_upgrade".into(),
                 "date_filtering".into(),
@@ -156,17 +158,7 @@ impl Downloader for TikTok {
     }
 
     fn validate(&self, request: &Request) -> Result<(), Error> {
-        accounts::username("tiktok", &request.source)?;
-        if request.content_type != "videos" {
-            return Err(Error::invalid(
-                "content_type",
-                format!(
-                    "TikTok has no content type {:?} (known: videos)",
-                    request.content_type
-                ),
-            ));
-        }
-        Ok(())
+        accounts::requested_account("tiktok", CONTENT_TYPES, request).map(drop)
     }
 
     fn discover(
@@ -178,8 +170,7 @@ impl Downloader for TikTok {
         let request = request.clone();
         let cx = cx.clone();
         async_stream::try_stream! {
-            let username = accounts::username("tiktok", &request.source)
-                .map_err(|err| DownloadError::permanent(err.to_string()))?;
+            let username = accounts::listed_account("tiktok", CONTENT_TYPES, &request)?;
             let client = Client::new(&cx, pacer)?;
             let profile = client.profile(&username).await?;
             let mut cursor = "0".to_owned();

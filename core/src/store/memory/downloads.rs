@@ -73,11 +73,7 @@ impl DownloadRepo for MemoryStore {
     }
 
     async fn get_download(&self, id: i64) -> StoreResult<Download> {
-        self.lock()?
-            .downloads
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| StoreError::not_found("download", id))
+        cloned_row(&self.lock()?.downloads, "download", &id)
     }
 
     async fn list_downloads(

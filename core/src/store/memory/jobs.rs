@@ -39,11 +39,7 @@ impl JobRepo for MemoryStore {
     }
 
     async fn get_job(&self, id: &str) -> StoreResult<Job> {
-        self.lock()?
-            .jobs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| StoreError::not_found("job", id))
+        cloned_row(&self.lock()?.jobs, "job", id)
     }
 
     async fn list_jobs(&self) -> StoreResult<Vec<Job>> {

@@ -100,6 +100,19 @@ struct State {
     state: HashMap<String, Value>,
 }
 
+/// A copy of row `id` of `table`, or `NotFound` naming `entity`.
+fn cloned_row<K, Q, V>(table: &BTreeMap<K, V>, entity: &'static str, id: &Q) -> StoreResult<V>
+where
+    K: std::borrow::Borrow<Q> + Ord,
+    Q: Ord + ToString + ?Sized,
+    V: Clone,
+{
+    table
+        .get(id)
+        .cloned()
+        .ok_or_else(|| StoreError::not_found(entity, id.to_string()))
+}
+
 impl State {
     fn next_id(&mut self, table: &'static str) -> i64 {
         let id = self.next_id.entry(table).or_insert(0);

@@ -31,11 +31,7 @@ impl QueueRepo for MemoryStore {
     }
 
     async fn get_queue_item(&self, id: i64) -> StoreResult<QueueItem> {
-        self.lock()?
-            .queue
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| StoreError::not_found("queue item", id))
+        cloned_row(&self.lock()?.queue, "queue item", &id)
     }
 
     async fn list_queue(&self, filter: &QueueFilter, page: Page) -> StoreResult<Paged<QueueItem>> {
