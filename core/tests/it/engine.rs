@@ -45,12 +45,7 @@ async fn downloads_a_file_once_with_hash_and_name() {
     test.run_until_finished(&[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(
-        item.status,
-        QueueStatus::Completed,
-        "{:?}",
-        item.error_message
-    );
+    crate::assert_completed(&item);
     let list = test.downloads().await;
     assert_eq!(list.total, 1);
     let download = &list.items[0];
@@ -134,12 +129,7 @@ async fn resumes_a_truncated_body_with_a_range_request() {
     test.run_until_finished(&[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(
-        item.status,
-        QueueStatus::Completed,
-        "{:?}",
-        item.error_message
-    );
+    crate::assert_completed(&item);
     let ranges = server.ranges("/big.bin");
     assert_eq!(item.attempts, 2, "the cut attempt and the resumed one");
     assert_eq!(ranges.len(), 1, "{ranges:?}");
@@ -201,12 +191,7 @@ async fn a_body_ending_on_a_piece_boundary_is_written_whole() {
         .unwrap();
     test.run_until_finished(&[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(
-        item.status,
-        QueueStatus::Completed,
-        "{:?}",
-        item.error_message
-    );
+    crate::assert_completed(&item);
     let download = &test.downloads().await.items[0];
     assert_eq!(
         std::fs::read(download.file_path.as_ref().unwrap()).unwrap(),
@@ -746,12 +731,7 @@ async fn requests_go_through_the_configured_proxy() {
         .unwrap();
     test.run_until_finished(&[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(
-        item.status,
-        QueueStatus::Completed,
-        "{:?}",
-        item.error_message
-    );
+    crate::assert_completed(&item);
     assert_eq!(proxy.hits("/via-proxy.bin"), 1);
 }
 
@@ -928,12 +908,7 @@ async fn one_items_files_transfer_up_to_files_per_item_at_once() {
         test.run_until_finished(&[item.id]).await;
 
         let item = test.store.get_queue_item(item.id).await.unwrap();
-        assert_eq!(
-            item.status,
-            QueueStatus::Completed,
-            "{:?}",
-            item.error_message
-        );
+        crate::assert_completed(&item);
         assert_eq!(
             downloads_by_status(&test, DownloadStatus::Completed).await,
             12
@@ -964,12 +939,7 @@ async fn max_downloads_counts_files_in_flight() {
     test.run_until_finished(&[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(
-        item.status,
-        QueueStatus::Completed,
-        "{:?}",
-        item.error_message
-    );
+    crate::assert_completed(&item);
     assert_eq!(
         downloads_by_status(&test, DownloadStatus::Completed).await,
         5
@@ -992,12 +962,7 @@ async fn a_failing_file_among_many_is_recorded_and_the_rest_complete() {
     test.run_until_finished(&[item.id]).await;
 
     let item = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(
-        item.status,
-        QueueStatus::Completed,
-        "{:?}",
-        item.error_message
-    );
+    crate::assert_completed(&item);
     assert_eq!(
         downloads_by_status(&test, DownloadStatus::Completed).await,
         7
@@ -1072,12 +1037,7 @@ async fn pausing_mid_item_leaves_no_final_file_and_resuming_finishes_every_file(
     shutdown.cancel();
     runner.await.unwrap().unwrap();
     let done = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(
-        done.status,
-        QueueStatus::Completed,
-        "{:?}",
-        done.error_message
-    );
+    crate::assert_completed(&done);
     assert_eq!(final_files(root.path()).len(), 6);
     assert!(
         (0..6).any(|n| !server.ranges(&format!("/t/{n}.bin")).is_empty()),

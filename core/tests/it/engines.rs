@@ -609,7 +609,7 @@ mod real {
 
     #[tokio::test]
     async fn the_engine_hashes_and_records_what_ytdlp_wrote() {
-        use mediadl::model::{NewQueueItem, QueueStatus};
+        use mediadl::model::NewQueueItem;
 
         let program = installed("yt-dlp");
         let server = server().await;
@@ -630,12 +630,7 @@ mod real {
         new.options.downloader = Some("yt-dlp".into());
         let item = test.queue().submit(new).await.unwrap();
         let item = test.run_until_finished(&[item.id]).await.remove(0);
-        assert_eq!(
-            item.status,
-            QueueStatus::Completed,
-            "{:?}",
-            item.error_message
-        );
+        crate::assert_completed(&item);
         let downloads = test.downloads().await;
         assert_eq!(downloads.total, 2);
         for download in &downloads.items {

@@ -158,12 +158,7 @@ async fn check_thread(test: &TestEngine, url: &str) -> i64 {
         .unwrap();
     test.run_until_finished(&[item.id]).await;
     let done = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(
-        done.status,
-        QueueStatus::Completed,
-        "{:?}",
-        done.error_message
-    );
+    crate::assert_completed(&done);
     item.id
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mediadl::downloader::{Context, Downloader, MediaItem, Request};
-use mediadl::model::{NewQueueItem, QueueStatus, Settings};
+use mediadl::model::{NewQueueItem, Settings};
 use mediadl::platforms::instagram::Instagram;
 use mediadl::store::{DownloadRepo, MemoryStore};
 use mediadl::testkit::{self, TestEngine};
@@ -568,12 +568,7 @@ async fn the_engine_downloads_new_posts_then_stops_at_known_ones_and_upgrades() 
         .await
         .unwrap();
     let first = run_until_finished(&test, first.id).await;
-    assert_eq!(
-        first.status,
-        QueueStatus::Completed,
-        "{:?}",
-        first.error_message
-    );
+    crate::assert_completed(&first);
     let listed = test.downloads().await;
     assert_eq!(listed.total, 7, "every file of both pages");
     let newest = test
@@ -618,12 +613,7 @@ async fn the_engine_downloads_new_posts_then_stops_at_known_ones_and_upgrades() 
         .await
         .unwrap();
     let second = run_until_finished(&test, second.id).await;
-    assert_eq!(
-        second.status,
-        QueueStatus::Completed,
-        "{:?}",
-        second.error_message
-    );
+    crate::assert_completed(&second);
     let listed = test.downloads().await;
     assert_eq!(
         listed.total, 8,

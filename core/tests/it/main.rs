@@ -13,3 +13,13 @@ mod notify;
 mod scheduler;
 #[cfg(feature = "tiktok")]
 mod tiktok;
+
+/// Fails with the item's error message unless it completed.
+fn assert_completed(item: &mediadl::model::QueueItem) {
+    assert_eq!(
+        item.status,
+        mediadl::model::QueueStatus::Completed,
+        "{:?}",
+        item.error_message
+    );
+}

@@ -106,14 +106,7 @@ impl DownloadRepo for MemoryStore {
                 .cmp(&a.download_date)
                 .then_with(|| b.id.cmp(&a.id))
         });
-        let total = matching.len() as u64;
-        let items = matching
-            .into_iter()
-            .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
-            .take(page.per_page as usize)
-            .cloned()
-            .collect();
-        Ok(Paged { items, total })
+        Ok(paged(matching, page))
     }
 
     async fn delete_download(&self, id: i64) -> StoreResult<Download> {

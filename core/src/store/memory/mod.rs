@@ -26,8 +26,8 @@ use serde_json::Value;
 use super::StoreResult;
 use crate::error::StoreError;
 use crate::model::{
-    Download, DownloadStatus, Job, JobRun, LeaseToken, LogEntry, QueueItem, QueueStatus,
-    RefreshToken, User,
+    Download, DownloadStatus, Job, JobRun, LeaseToken, LogEntry, Page, Paged, QueueItem,
+    QueueStatus, RefreshToken, User,
 };
 
 /// The complete in-process store.
@@ -111,6 +111,18 @@ where
         .get(id)
         .cloned()
         .ok_or_else(|| StoreError::not_found(entity, id.to_string()))
+}
+
+/// Page `page` of rows already filtered and sorted, with their total.
+fn paged<T: Clone>(sorted: Vec<&T>, page: Page) -> Paged<T> {
+    let total = sorted.len() as u64;
+    let items = sorted
+        .into_iter()
+        .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
+        .take(page.per_page as usize)
+        .cloned()
+        .collect();
+    Paged { items, total }
 }
 
 impl State {

@@ -44,14 +44,7 @@ impl QueueRepo for MemoryStore {
             .filter(|item| filter.platform.as_ref().is_none_or(|p| &item.platform == p))
             .collect();
         matching.sort_by_key(|item| (item.priority, item.created_date, item.id));
-        let total = matching.len() as u64;
-        let items = matching
-            .into_iter()
-            .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
-            .take(page.per_page as usize)
-            .cloned()
-            .collect();
-        Ok(Paged { items, total })
+        Ok(paged(matching, page))
     }
 
     async fn queue_counts(&self) -> StoreResult<QueueCounts> {
