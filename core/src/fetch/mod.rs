@@ -6,6 +6,7 @@
 mod cookies;
 pub mod guard;
 mod limits;
+mod text;
 pub mod transfer;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use url::Url;
 pub use cookies::{CookieError, ParsedCookies, parse_netscape_cookies};
 pub use guard::{AddressGuard, is_blocked_address};
 pub use limits::HostPermit;
+pub use text::decode_html;
 
 use crate::error::{DownloadError, Error, error_chain};
 use crate::model::settings::NetworkSettings;
@@ -102,11 +104,17 @@ impl HttpClient {
         self.send(self.client.get(url.clone())).await
     }
 
-    /// The body of `GET url` as text, refusing bodies over `max_bytes`.
+    /// The body of `GET url` as text in the encoding it declares (see
+    /// [`decode_html`]), refusing bodies over `max_bytes`.
     pub async fn get_text(&self, url: &Url, max_bytes: u64) -> Result<String, DownloadError> {
         let response = self.get(url).await?;
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = read_limited(url, response, max_bytes).await?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        Ok(decode_html(&bytes, content_type.as_deref()))
     }
 
     /// The body of `GET url` as JSON of type `T`.

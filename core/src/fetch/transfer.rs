@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE, RANGE, REFERER};
+use reqwest::header::{
+    ACCEPT_ENCODING, CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE, RANGE, REFERER,
+};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -103,7 +105,11 @@ pub async fn fetch_to_file(
     let _slot = http.host_permit(url).await;
     let mut resume_from = target.partial_len;
     let mut response = loop {
-        let mut request = http.request(reqwest::Method::GET, url.clone());
+        // The file's own bytes: its length, hash and Range offsets are the
+        // server's (pages and API calls are sent compressed, files never).
+        let mut request = http
+            .request(reqwest::Method::GET, url.clone())
+            .header(ACCEPT_ENCODING, "identity");
         if let Some(referer) = referer {
             request = request.header(REFERER, referer.as_str());
         }

@@ -617,3 +617,109 @@ async fn mount_members_only_thread(
         .mount(server)
         .await;
 }
+
+/// A thread as an old forum serves it: compressed (only to clients that
+/// ask), in windows-1252, with thumbnails linking to the forum's own
+/// gallery pages and a vBulletin attachment shown small. Every picture is
+/// saved full size and the title keeps its accents.
+#[tokio::test]
+async fn legacy_compressed_pages_and_gallery_links_give_full_images() {
+    use std::io::Write;
+    use wiremock::matchers::{header_regex, method, path, query_param, query_param_is_missing};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    let base = server.uri();
+    let title = "Café – Grüße";
+    let posts = [
+        FixturePost {
+            id: 1,
+            author: "A",
+            body: format!(
+                r#"<a href="{base}/media/beach-jpg.12/"><img src="{base}/data/xfmg/thumbnail/12/12-abc.jpg" class="bbImage"></a>"#
+            ),
+        },
+        FixturePost {
+            id: 2,
+            author: "B",
+            body: format!(
+                r#"<a href="{base}/gallery/image/33-sunset/"><img src="{base}/uploads/thumb_33.jpg" class="bbImage"></a>"#
+            ),
+        },
+        FixturePost {
+            id: 3,
+            author: "C",
+            body: format!(
+                r#"<img src="{base}/attachment.php?attachmentid=77&amp;thumb=1" class="bbImage" width="1200" height="900">"#
+            ),
+        },
+    ];
+    let html = xenforo_page(title, &posts, None)
+        .replace("<head>", r#"<head><meta charset="windows-1252">"#);
+    let (legacy, _, unmappable) = encoding_rs::WINDOWS_1252.encode(&html);
+    assert!(!unmappable);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&legacy).unwrap();
+    let compressed = gzip.finish().unwrap();
+
+    Mock::given(method("GET"))
+        .and(path("/threads/old.4/"))
+        .and(header_regex("accept-encoding", "gzip"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-encoding", "gzip")
+                .set_body_raw(compressed, "text/html"),
+        )
+        .mount(&server)
+        .await;
+    let image = |n: u32| ResponseTemplate::new(200).set_body_raw(image_bytes(n), "image/jpeg");
+    for (route, n) in [
+        ("/media/beach-jpg.12/full", 1),
+        ("/uploads/full_33.jpg", 2),
+        ("/data/xfmg/thumbnail/12/12-abc.jpg", 90),
+        ("/uploads/thumb_33.jpg", 91),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(route))
+            .respond_with(image(n))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/gallery/image/33-sunset/"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            format!(
+                r#"<html><head><meta property="og:image" content="{base}/uploads/full_33.jpg"></head>
+                <body><img src="/uploads/thumb_33.jpg" width="200" height="150"></body></html>"#
+            ),
+            "text/html",
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/attachment.php"))
+        .and(query_param("attachmentid", "77"))
+        .and(query_param_is_missing("thumb"))
+        .respond_with(image(3))
+        .mount(&server)
+        .await;
+
+    let root = tempfile::tempdir().unwrap();
+    let test = TestEngine::new(root.path());
+    test.settings.replace(forum_settings(json!({})));
+    check_thread(&test, &format!("{base}/threads/old.4/")).await;
+
+    let list = test.downloads().await;
+    let mut saved: Vec<Vec<u8>> = list
+        .items
+        .iter()
+        .map(|d| std::fs::read(d.file_path.as_deref().unwrap()).unwrap())
+        .collect();
+    saved.sort();
+    let mut expected = vec![image_bytes(1), image_bytes(2), image_bytes(3)];
+    expected.sort();
+    assert_eq!(saved, expected, "full images only, no thumbnail");
+    for download in &list.items {
+        assert_eq!(download.metadata["thread_title"], title);
+    }
+}

@@ -119,6 +119,26 @@ fn leased<'q>(
         .bind(lease.worker.0.clone())
 }
 
+/// `sql` with the lease's item, token and worker bound as `$1`–`$3`, for
+/// writes that change nothing once the lease is lost.
+fn under_lease<'q>(
+    sql: &'static str,
+    lease: &LeaseToken,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql)
+        .bind(lease.queue_id)
+        .bind(lease.token)
+        .bind(lease.worker.0.clone())
+}
+
+/// `LeaseLost` when a write under `lease` matched no row.
+fn held(done: sqlx::postgres::PgQueryResult, lease: &LeaseToken) -> StoreResult<()> {
+    if done.rows_affected() == 0 {
+        return Err(lease_lost(lease));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl QueueRepo for PgStore {
     async fn enqueue(&self, new: NewQueueItem, now: DateTime<Utc>) -> StoreResult<QueueItem> {
@@ -259,18 +279,12 @@ impl QueueRepo for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let until = rules::lease_until(to_micros(now), lease_for)?;
-        let done = sqlx::query(RENEW)
-            .bind(lease.queue_id)
-            .bind(lease.token)
-            .bind(lease.worker.0.clone())
+        let done = under_lease(RENEW, lease)
             .bind(until)
             .execute(&self.lease_pool)
             .await
             .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(lease_lost(lease));
-        }
-        Ok(())
+        held(done, lease)
     }
 
     async fn record_progress(
@@ -283,10 +297,7 @@ impl QueueRepo for PgStore {
             .items_total
             .map(|total| to_i32("items_total", total))
             .transpose()?;
-        let done = sqlx::query(RECORD_PROGRESS)
-            .bind(lease.queue_id)
-            .bind(lease.token)
-            .bind(lease.worker.0.clone())
+        let done = under_lease(RECORD_PROGRESS, lease)
             .bind(i16::from(progress.progress))
             .bind(to_i32("items_downloaded", progress.items_downloaded)?)
             .bind(items_total)
@@ -294,10 +305,7 @@ impl QueueRepo for PgStore {
             .execute(&self.lease_pool)
             .await
             .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(lease_lost(lease));
-        }
-        Ok(())
+        held(done, lease)
     }
 
     async fn complete(

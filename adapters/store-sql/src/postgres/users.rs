@@ -18,6 +18,37 @@ fn user_not_found(id: i64) -> StoreError {
     StoreError::not_found("user", id)
 }
 
+impl PgStore {
+    /// The session version `sql` (reading or bumping it for user `$1`) returns.
+    async fn user_session_version(&self, sql: &'static str, user_id: i64) -> StoreResult<u64> {
+        let version: i64 = sqlx::query_scalar(sql)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| user_not_found(user_id))?;
+        from_i64("session version", version)
+    }
+
+    /// Revokes the live refresh tokens of a user or of one family.
+    async fn revoke_refresh(
+        &self,
+        user_id: Option<i64>,
+        family_id: Option<&str>,
+    ) -> StoreResult<u64> {
+        let revoked = sqlx::query(
+            "UPDATE refresh_tokens SET revoked = TRUE \
+             WHERE (user_id = $1 OR family_id = $2) AND NOT revoked",
+        )
+        .bind(user_id)
+        .bind(family_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(revoked.rows_affected())
+    }
+}
+
 #[async_trait]
 impl UserRepo for PgStore {
     async fn create_user(&self, new: NewUser, now: DateTime<Utc>) -> StoreResult<User> {
@@ -176,47 +207,24 @@ impl UserRepo for PgStore {
     }
 
     async fn revoke_refresh_tokens(&self, user_id: i64) -> StoreResult<u64> {
-        let revoked = sqlx::query(
-            "UPDATE refresh_tokens SET revoked = TRUE WHERE user_id = $1 AND NOT revoked",
-        )
-        .bind(user_id)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(revoked.rows_affected())
+        self.revoke_refresh(Some(user_id), None).await
     }
 
     async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<u64> {
-        let revoked = sqlx::query(
-            "UPDATE refresh_tokens SET revoked = TRUE WHERE family_id = $1 AND NOT revoked",
-        )
-        .bind(family_id)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(revoked.rows_affected())
+        self.revoke_refresh(None, Some(family_id)).await
     }
 
     async fn session_version(&self, user_id: i64) -> StoreResult<u64> {
-        let version: i64 = sqlx::query_scalar("SELECT session_version FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
+        self.user_session_version("SELECT session_version FROM users WHERE id = $1", user_id)
             .await
-            .map_err(map_err)?
-            .ok_or_else(|| user_not_found(user_id))?;
-        from_i64("session version", version)
     }
 
     async fn bump_session_version(&self, user_id: i64) -> StoreResult<u64> {
-        let version: i64 = sqlx::query_scalar(
+        self.user_session_version(
             "UPDATE users SET session_version = session_version + 1 WHERE id = $1 \
              RETURNING session_version",
+            user_id,
         )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(map_err)?
-        .ok_or_else(|| user_not_found(user_id))?;
-        from_i64("session version", version)
     }
 }

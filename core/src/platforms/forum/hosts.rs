@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::error::DownloadError;
 
-use super::links::{is_image_url, resolve_href};
+use super::links::{MediaPage, is_image_url, media_page, resolve_href};
 use super::parse::{find_form, largest_image, select_url};
 use super::session::{FetchedPage, PageFetcher};
 
@@ -76,7 +76,8 @@ impl ImageHosts {
         Self { hosts: Vec::new() }
     }
 
-    /// pixhost, imgbox, imagebam, imagetwist, postimg, imx.to and Chevereto-style hosts.
+    /// pixhost, imgbox, imagebam, imagetwist, postimg, imx.to, Chevereto-style
+    /// hosts and the forums' own picture pages.
     pub fn builtin() -> Self {
         let hosts: Vec<Arc<dyn ImageHost>> = vec![
             Arc::new(Pixhost),
@@ -86,6 +87,7 @@ impl ImageHosts {
             Arc::new(Postimg),
             Arc::new(Imxto),
             Arc::new(Chevereto),
+            Arc::new(ForumMediaPages),
         ];
         Self { hosts }
     }
@@ -511,6 +513,52 @@ impl ImageHost for Chevereto {
     async fn resolve(&self, link: &HostLink, fetcher: &PageFetcher) -> Result<Url, DownloadError> {
         let page = fetcher.get(&link.page, None).await?;
         pick(&page, Self::SELECTORS).ok_or_else(|| no_image(&link.page, "Chevereto"))
+    }
+}
+
+/// A forum's own page for one picture (XenForo Media Gallery, gallery and
+/// lightbox viewers; see [`media_page`]) that a post links its thumbnail
+/// to: the full image, never the thumbnail. Fetched with the forum's
+/// session, so members-only galleries work as the thread does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForumMediaPages;
+
+impl ForumMediaPages {
+    /// Where the full image is on a viewer page.
+    pub const SELECTORS: &[(&str, &str)] = &[
+        ("meta[property=\"og:image\"]", "content"),
+        ("a.js-lbImage", "href"),
+        ("img.js-lbImage", "src"),
+        ("[data-lb-src]", "data-lb-src"),
+        ("img[data-full]", "data-full"),
+        ("img.js-mediaImage", "src"),
+        ("link[rel=\"image_src\"]", "href"),
+    ];
+}
+
+#[async_trait]
+impl ImageHost for ForumMediaPages {
+    fn name(&self) -> &str {
+        "forum-media"
+    }
+
+    fn handles(&self, link: &HostLink) -> bool {
+        link.thumbnail.is_some() && media_page(&link.page).is_some()
+    }
+
+    fn rewrite(&self, link: &HostLink) -> Option<Url> {
+        match media_page(&link.page)? {
+            MediaPage::XenForoMedia { full } => Some(full),
+            MediaPage::Viewer => None,
+        }
+    }
+
+    async fn resolve(&self, link: &HostLink, fetcher: &PageFetcher) -> Result<Url, DownloadError> {
+        let page = fetcher.get(&link.page, None).await?;
+        if page.is_image() {
+            return Ok(page.url);
+        }
+        pick(&page, Self::SELECTORS).ok_or_else(|| no_image(&link.page, "gallery"))
     }
 }
 

@@ -131,6 +131,87 @@ pub fn attachment_id(url: &Url) -> Option<String> {
         .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// A forum's own page for one picture, which a post links a thumbnail to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaPage {
+    /// XenForo Media Gallery `/media/<slug>.<id>/`: the full image is at
+    /// `/media/<slug>.<id>/full`.
+    XenForoMedia {
+        /// The full image.
+        full: Url,
+    },
+    /// A gallery or lightbox viewer page (vBulletin `showphoto.php`, IPS
+    /// `/gallery/image/…`, `…/lightbox…`, photo album pages): the image is
+    /// read from the page.
+    Viewer,
+}
+
+/// What a link to `url` is when it is a forum's page for one picture.
+pub fn media_page(url: &Url) -> Option<MediaPage> {
+    let path = url.path().to_ascii_lowercase();
+    // XenForo without friendly URLs puts the route in the query: `index.php?media/x.12/`.
+    let route = if path.ends_with("/index.php") || path == "/" {
+        url.query().unwrap_or_default().to_ascii_lowercase()
+    } else {
+        path.clone()
+    };
+    if let Some(rest) = route.split("media/").nth(1)
+        && route
+            .split("media/")
+            .next()
+            .is_some_and(|before| before.is_empty() || before.ends_with('/'))
+    {
+        let item = rest.split(['/', '&']).next().unwrap_or_default();
+        let id = item.rsplit('.').next().unwrap_or_default();
+        if item.contains('.') && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+            let mut full = url.clone();
+            if route == path {
+                let base = url.path();
+                let cut = base
+                    .to_ascii_lowercase()
+                    .find(item)
+                    .map(|at| at + item.len());
+                full.set_path(&format!("{}/full", &base[..cut?]));
+                full.set_query(None);
+            } else {
+                let query = url.query().unwrap_or_default();
+                let cut = query
+                    .to_ascii_lowercase()
+                    .find(item)
+                    .map(|at| at + item.len());
+                full.set_query(Some(&format!("{}/full", &query[..cut?])));
+            }
+            full.set_fragment(None);
+            return Some(MediaPage::XenForoMedia { full });
+        }
+    }
+    let viewer = path.ends_with("/showphoto.php")
+        || path.contains("/gallery/image/")
+        || path.contains("/photos/")
+        || path.contains("lightbox")
+        || url
+            .query()
+            .is_some_and(|q| q.to_ascii_lowercase().contains("lightbox"));
+    viewer.then_some(MediaPage::Viewer)
+}
+
+/// A vBulletin or phpBB attachment link asking for the small version
+/// (`attachment.php?attachmentid=7&thumb=1`, `file.php?id=7&t=1`) turned
+/// into the link of the file itself; other URLs unchanged.
+pub fn full_attachment(url: &Url) -> Url {
+    if attachment_id(url).is_none() || url.path().contains("/attachments/") {
+        return url.clone();
+    }
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(name, _)| !matches!(name.as_ref(), "thumb" | "thumbnail" | "stc" | "t"))
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    let mut full = url.clone();
+    full.query_pairs_mut().clear().extend_pairs(kept);
+    full
+}
+
 /// A thread's identity: its id on the forum and the URL of its first page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadId {
@@ -312,6 +393,76 @@ mod tests {
 
     fn urlencode(s: &str) -> String {
         url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    }
+
+    #[test]
+    fn recognises_the_forums_own_picture_pages() {
+        for (link, full) in [
+            (
+                "https://f.example/media/beach-jpg.12/",
+                Some("https://f.example/media/beach-jpg.12/full"),
+            ),
+            (
+                "https://f.example/community/media/beach.12/?lightbox=1#x",
+                Some("https://f.example/community/media/beach.12/full"),
+            ),
+            (
+                "https://f.example/index.php?media/beach-jpg.12/",
+                Some("https://f.example/index.php?media/beach-jpg.12/full"),
+            ),
+        ] {
+            assert_eq!(
+                media_page(&url(link)),
+                full.map(|full| MediaPage::XenForoMedia { full: url(full) }),
+                "{link}"
+            );
+        }
+        for viewer in [
+            "https://f.example/showphoto.php?photo=77",
+            "https://f.example/gallery/image/33-sunset/",
+            "https://f.example/album/lightbox/9",
+            "https://f.example/photos/9/",
+            "https://f.example/view?id=9&lightbox=1",
+        ] {
+            assert_eq!(
+                media_page(&url(viewer)),
+                Some(MediaPage::Viewer),
+                "{viewer}"
+            );
+        }
+        for other in [
+            "https://f.example/media/",
+            "https://f.example/media/albums/",
+            "https://f.example/threads/beach.12/",
+            "https://f.example/members/alice.3/",
+            "https://f.example/social-media/x.1/",
+        ] {
+            assert_eq!(media_page(&url(other)), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn attachment_thumbnails_become_the_file() {
+        for (link, full) in [
+            (
+                "https://f.example/attachment.php?attachmentid=77&thumb=1&d=1",
+                "https://f.example/attachment.php?attachmentid=77&d=1",
+            ),
+            (
+                "https://f.example/download/file.php?id=5&t=1",
+                "https://f.example/download/file.php?id=5",
+            ),
+            (
+                "https://f.example/attachments/beach-jpg.12/",
+                "https://f.example/attachments/beach-jpg.12/",
+            ),
+            (
+                "https://f.example/a.jpg?thumb=1",
+                "https://f.example/a.jpg?thumb=1",
+            ),
+        ] {
+            assert_eq!(full_attachment(&url(link)).as_str(), full, "{link}");
+        }
     }
 
     #[test]

@@ -21,8 +21,8 @@ use serde_json::Value;
 use url::Url;
 
 use super::links::{
-    PagePosition, attachment_id, is_fetchable, is_image_url, is_video_url, page_position,
-    resolve_href, thread_id,
+    PagePosition, attachment_id, full_attachment, is_fetchable, is_image_url, is_video_url,
+    media_page, page_position, resolve_href, thread_id,
 };
 use super::scan::{
     NextSource, RawDate, RawImage, RawMedia, RawPage, RawPost, TitleSource, attribute, raw_image,
@@ -396,12 +396,16 @@ impl<'a> Collector<'a> {
         if self.is_guest_placeholder(&target) {
             return;
         }
-        let kind = if attachment_id(&target).is_some() {
-            MediaKind::Attachment
+        let (kind, target) = if attachment_id(&target).is_some() {
+            (MediaKind::Attachment, full_attachment(&target))
         } else if is_image_url(&target) {
-            MediaKind::Image
+            (MediaKind::Image, target)
         } else if is_video_url(&target) {
-            MediaKind::Video
+            (MediaKind::Video, target)
+        } else if thumbnail.is_some() && media_page(&target).is_some() {
+            // The forum's own page for this picture (a media gallery item,
+            // a lightbox viewer): resolved to the full image.
+            (MediaKind::Page, target)
         } else if thumbnail.is_some() && same_site(&target, self.base) {
             // A thumbnail linking elsewhere in the forum (a profile, another
             // thread): the picture is the media, not the link.
@@ -413,7 +417,7 @@ impl<'a> Collector<'a> {
             // A plain link inside the forum is navigation, not media.
             return;
         } else {
-            MediaKind::Page
+            (MediaKind::Page, target)
         };
         self.push(MediaLink {
             kind,
@@ -440,14 +444,15 @@ impl<'a> Collector<'a> {
                 return;
             }
         }
-        let kind = if attachment_id(&source).is_some() {
-            MediaKind::Attachment
+        // An attachment shown small (`attachment.php?…&thumb=1`): its file.
+        let (kind, target) = if attachment_id(&source).is_some() {
+            (MediaKind::Attachment, full_attachment(&source))
         } else {
-            MediaKind::Image
+            (MediaKind::Image, source)
         };
         self.push(MediaLink {
             kind,
-            target: source,
+            target,
             thumbnail: None,
         });
     }

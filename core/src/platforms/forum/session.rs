@@ -189,7 +189,7 @@ impl PageFetcher {
             body.extend_from_slice(&chunk);
         }
         Ok(FetchedPage {
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body: crate::fetch::decode_html(&body, page.content_type.as_deref()),
             ..page
         })
     }
