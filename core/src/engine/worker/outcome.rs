@@ -308,10 +308,20 @@ async fn conclude(
             job_id: ended.options.job_id.clone(),
         }))
         .await;
-    if completed {
-        tracing::info!(target: "mediadl::engine", queue_id = ended.id, platform = %ended.platform, source = %ended.source, downloaded, failed, "finished");
+    // One entry per finished item that a person can read in the log view,
+    // under the platform's own name; the numbers go in the fields.
+    let module = shared.registry.find(&ended.platform, None).map_or_else(
+        |_| ended.platform.clone(),
+        |d| d.info().platform_display_name,
+    );
+    let message = finished_message(ended, downloaded, failed, error.as_deref());
+    let reason = error.as_deref().unwrap_or_default();
+    if !completed {
+        tracing::error!(target: "mediadl::engine", module = %module, queue_id = ended.id, platform = %ended.platform, source = %ended.source, downloaded, failed, duration_seconds = duration, error = reason, "{message}");
+    } else if failed > 0 {
+        tracing::warn!(target: "mediadl::engine", module = %module, queue_id = ended.id, platform = %ended.platform, source = %ended.source, downloaded, failed, duration_seconds = duration, error = reason, "{message}");
     } else {
-        tracing::warn!(target: "mediadl::engine", queue_id = ended.id, platform = %ended.platform, source = %ended.source, error = error.as_deref().unwrap_or_default(), "failed");
+        tracing::info!(target: "mediadl::engine", module = %module, queue_id = ended.id, platform = %ended.platform, source = %ended.source, downloaded, failed, duration_seconds = duration, "{message}");
     }
     if let Some(run_id) = ended.options.run_id {
         let status = if completed {
@@ -331,6 +341,120 @@ async fn conclude(
             .await
         {
             tracing::warn!(target: "mediadl::engine", run_id, error = %err, "cannot close the job run");
+        }
+    }
+}
+
+/// What happened to an item, in words: `Downloaded 8 posts from
+/// evalongoria`, `No new videos from someone`, `Downloaded 6 images from
+/// Forum, 2 failed: …`, `Could not download posts from someone: …`.
+fn finished_message(
+    ended: &QueueItem,
+    downloaded: u32,
+    failed: u32,
+    error: Option<&str>,
+) -> String {
+    let source = &ended.source;
+    let kind = &ended.content_type;
+    let reason = error.map(|e| format!(": {e}")).unwrap_or_default();
+    if ended.status != QueueStatus::Completed {
+        return format!("Could not download {} from {source}{reason}", plural(kind));
+    }
+    match (downloaded, failed) {
+        (0, 0) => format!("No new {} from {source}", plural(kind)),
+        (n, 0) => format!("Downloaded {} from {source}", counted(n, kind)),
+        (n, f) => format!(
+            "Downloaded {} from {source}, {f} failed{reason}",
+            counted(n, kind)
+        ),
+    }
+}
+
+/// `1 post`, `8 posts`, `1 story`, `3 files`: a count of a content type.
+fn counted(n: u32, content_type: &str) -> String {
+    if n == 1 {
+        format!("1 {}", singular(content_type))
+    } else {
+        format!("{n} {}", plural(content_type))
+    }
+}
+
+fn singular(content_type: &str) -> String {
+    match content_type {
+        "stories" => "story".into(),
+        "media" => "media item".into(),
+        other => other.strip_suffix('s').unwrap_or(other).to_owned(),
+    }
+}
+
+fn plural(content_type: &str) -> String {
+    match content_type {
+        "media" => "media items".into(),
+        other if other.ends_with('s') => other.to_owned(),
+        other => format!("{other}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NewQueueItem;
+
+    #[test]
+    fn finished_items_are_told_in_words() {
+        let item = |platform: &str, source: &str, kind: &str, status: QueueStatus| {
+            let mut item = NewQueueItem::new("https://x.example/", platform, source, kind)
+                .into_item(1, chrono::Utc::now());
+            item.status = status;
+            item
+        };
+        let done = QueueStatus::Completed;
+        let cases = [
+            (
+                item("instagram", "evalongoria", "posts", done),
+                8,
+                0,
+                None,
+                "Downloaded 8 posts from evalongoria",
+            ),
+            (
+                item("instagram", "evalongoria", "stories", done),
+                1,
+                0,
+                None,
+                "Downloaded 1 story from evalongoria",
+            ),
+            (
+                item("direct", "example.com", "file", done),
+                1,
+                0,
+                None,
+                "Downloaded 1 file from example.com",
+            ),
+            (
+                item("tiktok", "someone", "videos", done),
+                0,
+                0,
+                None,
+                "No new videos from someone",
+            ),
+            (
+                item("forum", "Forum", "images", done),
+                6,
+                2,
+                Some("2 items failed; first: HTTP 404"),
+                "Downloaded 6 images from Forum, 2 failed: 2 items failed; first: HTTP 404",
+            ),
+            (
+                item("instagram", "gone", "reels", QueueStatus::Failed),
+                0,
+                0,
+                Some("profile not found"),
+                "Could not download reels from gone: profile not found",
+            ),
+        ];
+        for (item, downloaded, failed, error, expected) in cases {
+            assert_eq!(finished_message(&item, downloaded, failed, error), expected);
         }
     }
 }
