@@ -347,3 +347,183 @@ fn gallerydl_record(
         metadata,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::import::{ImportScope, ImportSource};
+    use crate::store::{DownloadRepo, MemoryStore};
+
+    fn service() -> (ImportService, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        (
+            ImportService::new(store.clone(), Arc::new(SystemClock)),
+            store,
+        )
+    }
+
+    async fn import_text(
+        service: &ImportService,
+        contents: &[u8],
+    ) -> Result<ImportSummary, ImportError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("archive.txt");
+        std::fs::write(&file, contents).unwrap();
+        service
+            .import(
+                &ImportSource::YtDlpArchive(file),
+                &ImportScope::unrestricted(),
+                None,
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn entries_are_recorded_once_and_keys_known() {
+        let (service, store) = service();
+        let archive = b"youtube dQw4w9WgXcQ\n\ntiktok 7301\nyoutube dQw4w9WgXcQ\nyoutube abc";
+        let first = import_text(&service, archive).await.unwrap();
+        assert_eq!(
+            (first.imported, first.already_known, first.skipped),
+            (3, 1, 0)
+        );
+        let again = import_text(&service, archive).await.unwrap();
+        assert_eq!((again.imported, again.already_known), (0, 4));
+        let keys = [
+            "video:youtube dQw4w9WgXcQ".to_owned(),
+            "tiktok:7301".into(),
+            "video:youtube abc".into(),
+        ];
+        assert_eq!(
+            store.known_archive_keys(&keys).await.unwrap(),
+            keys.to_vec()
+        );
+        let record = store
+            .download_by_archive_key("tiktok:7301")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.platform, "tiktok");
+        assert_eq!(record.file_path, None);
+        assert_eq!(record.metadata["imported_from"], "yt-dlp-archive");
+    }
+
+    #[tokio::test]
+    async fn a_failed_record_of_an_imported_key_is_replaced() {
+        let (service, store) = service();
+        let mut failed = service.archive_record(
+            &ImportSource::YtDlpArchive("x".into()),
+            "video:youtube abc".into(),
+            "https://example.invalid/abc".into(),
+            "video",
+            "youtube",
+            Metadata::new(),
+        );
+        failed.status = crate::model::DownloadStatus::Failed;
+        failed.metadata.clear();
+        let before = store.insert_download(failed).await.unwrap();
+        let summary = import_text(&service, b"youtube abc\n").await.unwrap();
+        assert_eq!(summary.imported, 1);
+        let after = store.get_download(before.id).await.unwrap();
+        assert_eq!(after.status, crate::model::DownloadStatus::Completed);
+    }
+
+    #[tokio::test]
+    async fn bad_archives_are_refused_with_a_reason_and_record_nothing() {
+        let (service, store) = service();
+        let cases: [(&[u8], &str); 5] = [
+            (b"", "is empty"),
+            (b"\n  \n", "is empty"),
+            (b"SQLite format 3\0\x10\x00rest", "is an SQLite database"),
+            (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "not a text file"),
+            (
+                b"<html>\n<head>\n<title>x</title>\n</head>\n",
+                "not a yt-dlp download archive",
+            ),
+        ];
+        for (contents, want) in cases {
+            let err = import_text(&service, contents).await.unwrap_err();
+            assert!(
+                matches!(&err, ImportError::Input(reason) if reason.contains(want)),
+                "{want}: {err}"
+            );
+        }
+        let missing = service
+            .import(
+                &ImportSource::YtDlpArchive("/nonexistent/archive.txt".into()),
+                &ImportScope::unrestricted(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            missing.to_string().contains("/nonexistent/archive.txt"),
+            "{missing}"
+        );
+        assert_eq!(
+            store
+                .download_totals(crate::model::Window::default())
+                .await
+                .unwrap()
+                .total,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_truncated_last_line_is_skipped_and_the_rest_kept() {
+        let (service, _store) = service();
+        let summary = import_text(&service, b"youtube aaa\nyoutube bbb\nyoutu")
+            .await
+            .unwrap();
+        assert_eq!((summary.imported, summary.skipped), (2, 1));
+        assert!(summary.problems[0].starts_with("line 3:"), "{summary}");
+    }
+
+    #[tokio::test]
+    async fn a_huge_archive_streams_and_an_overlong_line_is_skipped() {
+        let (service, store) = service();
+        let mut contents = Vec::new();
+        for n in 0..(BATCH * 3 + 7) {
+            contents.extend_from_slice(format!("youtube id{n:06}\n").as_bytes());
+        }
+        contents.extend(std::iter::repeat_n(b'x', 3 * MAX_LINE as usize));
+        contents.extend_from_slice(b"\nyoutube last\n");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("archive.txt");
+        std::fs::write(&file, &contents).unwrap();
+        let progress: crate::import::ProgressFn = {
+            let seen = seen.clone();
+            Arc::new(move |p| seen.lock().unwrap().push((p.done, p.total)))
+        };
+        let summary = service
+            .import(
+                &ImportSource::YtDlpArchive(file),
+                &ImportScope::unrestricted(),
+                Some(progress),
+            )
+            .await
+            .unwrap();
+        assert_eq!(summary.imported, (BATCH * 3 + 8) as u64);
+        assert_eq!(summary.skipped, 1);
+        assert!(summary.problems[0].contains("longer than"), "{summary}");
+        assert!(
+            store
+                .known_archive_keys(&["video:youtube last".into()])
+                .await
+                .unwrap()
+                .len()
+                == 1
+        );
+        let seen = seen.lock().unwrap();
+        assert!(seen.len() >= 4, "progress after every batch: {seen:?}");
+        assert_eq!(
+            seen.last().unwrap(),
+            &(contents.len() as u64, Some(contents.len() as u64))
+        );
+    }
+}

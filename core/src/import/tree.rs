@@ -452,3 +452,128 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod import_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::import::ImportSource;
+    use crate::store::{DownloadRepo, MemoryStore};
+
+    fn directory(path: &Path) -> ImportSource {
+        ImportSource::Directory(DirectoryImport {
+            path: path.to_path_buf(),
+            platform: None,
+            source: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_tree_is_recorded_once_with_duplicates_loops_and_broken_links_reported() {
+        let store = Arc::new(MemoryStore::new());
+        let service = ImportService::new(store.clone(), Arc::new(SystemClock));
+        let tree = tempfile::tempdir().unwrap();
+        let album = tree.path().join("holiday");
+        std::fs::create_dir(&album).unwrap();
+        std::fs::write(album.join("a.jpg"), b"picture a").unwrap();
+        std::fs::write(album.join("copy of a.jpg"), b"picture a").unwrap();
+        std::fs::write(album.join("b.png"), b"picture b").unwrap();
+        std::fs::write(album.join("notes.txt"), b"not media").unwrap();
+        std::fs::write(album.join(".hidden.jpg"), b"hidden").unwrap();
+        std::os::unix::fs::symlink(tree.path(), album.join("loop")).unwrap();
+        std::os::unix::fs::symlink(album.join("gone.jpg"), album.join("dangling.jpg")).unwrap();
+        let scope = ImportScope::unrestricted();
+        let first = service
+            .import(&directory(tree.path()), &scope, None)
+            .await
+            .unwrap();
+        assert_eq!((first.imported, first.duplicates), (2, 1), "{first}");
+        assert_eq!(first.not_media, 2, "{first}");
+        assert_eq!(first.skipped, 2, "{first}");
+        let problems = first.problems.join("\n");
+        assert!(problems.contains("symbolic link loop"), "{problems}");
+        assert!(problems.contains("dangling.jpg"), "{problems}");
+        assert_eq!(first.stopped, None);
+
+        let root = std::fs::canonicalize(&album).unwrap();
+        let original = store
+            .download_by_file_hash(&hash_file(&root.join("a.jpg")).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(original.platform, "direct");
+        assert_eq!(original.source, "holiday");
+        assert_eq!(original.file_size, Some(9));
+        let copy_url = url::Url::from_file_path(root.join("copy of a.jpg")).unwrap();
+        let copy = store
+            .download_by_archive_key(&format!("direct:{copy_url}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(copy.duplicate_of, Some(original.id));
+        assert_eq!(copy.file_path, original.file_path);
+
+        let again = service
+            .import(&directory(tree.path()), &scope, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.imported, again.duplicates, again.already_known),
+            (0, 0, 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_video_file_fills_in_its_archive_entry_and_scope_is_kept() {
+        let store = Arc::new(MemoryStore::new());
+        let service = ImportService::new(store.clone(), Arc::new(SystemClock));
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("archive.txt");
+        std::fs::write(&archive, "youtube dQw4w9WgXcQ\n").unwrap();
+        let scope = ImportScope::unrestricted();
+        service
+            .import(&ImportSource::YtDlpArchive(archive), &scope, None)
+            .await
+            .unwrap();
+        let videos = dir.path().join("videos");
+        std::fs::create_dir(&videos).unwrap();
+        std::fs::write(videos.join("Song [dQw4w9WgXcQ].mp4"), b"video").unwrap();
+        let summary = service
+            .import(&directory(&videos), &scope, None)
+            .await
+            .unwrap();
+        assert_eq!(summary.imported, 1, "{summary}");
+        let record = store
+            .download_by_archive_key("video:youtube dQw4w9WgXcQ")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            record
+                .file_path
+                .unwrap()
+                .ends_with("Song [dQw4w9WgXcQ].mp4")
+        );
+        assert_eq!(record.platform, "video");
+
+        // A link out of the allowed root is not read.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.jpg"), b"secret").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.jpg"), videos.join("s.jpg"))
+            .unwrap();
+        let confined = ImportScope::within(vec![dir.path().to_path_buf()]);
+        let summary = service
+            .import(&directory(&videos), &confined, None)
+            .await
+            .unwrap();
+        assert_eq!((summary.imported, summary.skipped), (0, 1), "{summary}");
+        assert!(summary.problems[0].contains("outside"), "{summary}");
+        let err = service
+            .import(&directory(outside.path()), &confined, None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("outside"), "{err}");
+    }
+}
