@@ -128,18 +128,23 @@ impl ImportScope {
     /// A sentence naming the path: it does not exist, or lies outside
     /// the allowed directories.
     pub fn check(&self, path: &Path) -> Result<PathBuf, String> {
-        let resolved =
-            std::fs::canonicalize(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let resolved = std::fs::canonicalize(path);
         let Some(roots) = &self.allowed_roots else {
-            return Ok(resolved);
+            return resolved.map_err(|err| format!("{}: {err}", path.display()));
         };
-        let inside = roots
-            .iter()
-            .any(|root| std::fs::canonicalize(root).is_ok_and(|root| resolved.starts_with(root)));
-        if inside {
-            Ok(resolved)
-        } else {
-            Err(format!(
+        let inside = |candidate: &Path| {
+            roots.iter().any(|root| {
+                candidate.starts_with(root)
+                    || std::fs::canonicalize(root).is_ok_and(|root| candidate.starts_with(root))
+            })
+        };
+        match resolved {
+            Ok(resolved) if inside(&resolved) => Ok(resolved),
+            // Missing inside the roots: say so. Missing outside them is
+            // "outside", as an existing file there would be, so the answer
+            // tells nothing of what exists elsewhere.
+            Err(err) if inside(path) => Err(format!("{}: {err}", path.display())),
+            _ => Err(format!(
                 "{} is outside the directories imports may read ({})",
                 path.display(),
                 roots
@@ -147,7 +152,7 @@ impl ImportScope {
                     .map(|root| root.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ))
+            )),
         }
     }
 }
