@@ -2,6 +2,7 @@
 //! on SQLite and on PostgreSQL.
 
 mod helpers;
+mod import;
 mod metrics;
 mod notifications;
 mod openapi;
@@ -94,6 +95,22 @@ mod prometheus {
     #[tokio::test]
     async fn a_metrics_token_is_required_when_set() {
         scenario::a_metrics_token_is_required_when_set().await;
+    }
+}
+
+/// `POST /import` (issue 16) on both databases.
+mod moving_in {
+    use crate::helpers::Db;
+    use crate::import as scenario;
+
+    #[tokio::test]
+    async fn sqlite_import_is_admin_only_confined_and_idempotent() {
+        scenario::import_is_admin_only_confined_and_idempotent(Db::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_import_is_admin_only_confined_and_idempotent() {
+        scenario::import_is_admin_only_confined_and_idempotent(Db::Postgres).await;
     }
 }
 
