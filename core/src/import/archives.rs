@@ -89,6 +89,27 @@ fn cut_at_char(head: &[u8]) -> &[u8] {
     }
 }
 
+/// Refuses a file whose first bytes are not `wanted` (a yt-dlp archive is
+/// text, a gallery-dl archive SQLite), saying what it looks like instead.
+async fn expect_format(path: &Path, wanted: Sniffed) -> Result<(), ImportError> {
+    let found = sniff(path).await?;
+    let what = match (&wanted, &found) {
+        (_, Sniffed::Empty) => return Err(empty(path)),
+        _ if found == wanted => return Ok(()),
+        (Sniffed::Text, Sniffed::Sqlite) => {
+            "is an SQLite database, not a yt-dlp download archive \
+             (a gallery-dl archive? import it as one)"
+        }
+        (Sniffed::Text, _) => "is not a text file, so not a yt-dlp download archive",
+        (_, Sniffed::Text) => {
+            "is a text file, not a gallery-dl archive database \
+             (a yt-dlp archive? import it as one)"
+        }
+        _ => "is not an SQLite database, so not a gallery-dl archive",
+    };
+    Err(ImportError::Input(format!("{} {what}", path.display())))
+}
+
 fn empty(path: &Path) -> ImportError {
     ImportError::Input(format!("{} is empty: nothing to import", path.display()))
 }
@@ -100,23 +121,7 @@ pub(super) async fn import_ytdlp_file(
     path: &Path,
     report: &Reporter,
 ) -> Result<ImportSummary, ImportError> {
-    match sniff(path).await? {
-        Sniffed::Empty => return Err(empty(path)),
-        Sniffed::Sqlite => {
-            return Err(ImportError::Input(format!(
-                "{} is an SQLite database, not a yt-dlp download archive \
-                 (a gallery-dl archive? import it as one)",
-                path.display()
-            )));
-        }
-        Sniffed::Binary => {
-            return Err(ImportError::Input(format!(
-                "{} is not a text file, so not a yt-dlp download archive",
-                path.display()
-            )));
-        }
-        Sniffed::Text => {}
-    }
+    expect_format(path, Sniffed::Text).await?;
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|err| ImportError::Input(format!("cannot open {}: {err}", path.display())))?;
@@ -254,23 +259,7 @@ pub(super) async fn import_gallerydl_db(
     path: &Path,
     report: &Reporter,
 ) -> Result<ImportSummary, ImportError> {
-    match sniff(path).await? {
-        Sniffed::Empty => return Err(empty(path)),
-        Sniffed::Text => {
-            return Err(ImportError::Input(format!(
-                "{} is a text file, not a gallery-dl archive database \
-                 (a yt-dlp archive? import it as one)",
-                path.display()
-            )));
-        }
-        Sniffed::Binary => {
-            return Err(ImportError::Input(format!(
-                "{} is not an SQLite database, so not a gallery-dl archive",
-                path.display()
-            )));
-        }
-        Sniffed::Sqlite => {}
-    }
+    expect_format(path, Sniffed::Sqlite).await?;
     let invalid = |reason: String| {
         ImportError::Input(format!(
             "{} cannot be read as a gallery-dl archive: {reason}",

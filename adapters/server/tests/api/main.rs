@@ -48,6 +48,7 @@ on_both_databases!(
     rate_limit_answers_429,
     restart_keeps_data,
     readiness_checks_database_and_storage,
+    import_is_admin_only_confined_and_idempotent,
 );
 
 /// Issue 18's one configuration, on both databases (the stored document
@@ -95,22 +96,6 @@ mod prometheus {
     #[tokio::test]
     async fn a_metrics_token_is_required_when_set() {
         scenario::a_metrics_token_is_required_when_set().await;
-    }
-}
-
-/// `POST /import` (issue 16) on both databases.
-mod moving_in {
-    use crate::helpers::Db;
-    use crate::import as scenario;
-
-    #[tokio::test]
-    async fn sqlite_import_is_admin_only_confined_and_idempotent() {
-        scenario::import_is_admin_only_confined_and_idempotent(Db::Sqlite).await;
-    }
-
-    #[tokio::test]
-    async fn postgres_import_is_admin_only_confined_and_idempotent() {
-        scenario::import_is_admin_only_confined_and_idempotent(Db::Postgres).await;
     }
 }
 

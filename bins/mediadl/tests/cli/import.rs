@@ -30,6 +30,12 @@ fn run_program(program: &str, args: &[&str], dir: &Path) {
     );
 }
 
+/// The summary on standard output says `want`.
+fn assert_says(output: &Output, want: &str) {
+    let said = stdout(output);
+    assert!(said.contains(want), "{want:?} in {said}");
+}
+
 fn import(data: &Path, flag: &str, input: &Path) -> Output {
     mediadl(&["import", "--data-dir", path(data), flag, path(input)])
 }
@@ -114,34 +120,18 @@ async fn archives_written_by_yt_dlp_and_gallery_dl_are_imported_once() {
     let data = tempfile::tempdir().unwrap();
     let first = import(data.path(), "--yt-dlp-archive", &ytdlp_archive);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(
-        stdout(&first).contains("imported 1 entry, 0 already known"),
-        "{}",
-        stdout(&first)
-    );
+    assert_says(&first, "imported 1 entry, 0 already known");
     let first = import(data.path(), "--gallery-dl-archive", &gallerydl_archive);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(
-        stdout(&first).contains("imported 1 entry"),
-        "{}",
-        stdout(&first)
-    );
+    assert_says(&first, "imported 1 entry");
     assert_eq!(known(data.path(), &keys).await, keys);
 
     // Again: nothing new. The downloaded video file itself fills in the
     // entry it came from (same key), and nothing is doubled.
     let again = import(data.path(), "--yt-dlp-archive", &ytdlp_archive);
-    assert!(
-        stdout(&again).contains("imported 0 entries, 1 already known"),
-        "{}",
-        stdout(&again)
-    );
+    assert_says(&again, "imported 0 entries, 1 already known");
     let again = import(data.path(), "--gallery-dl-archive", &gallerydl_archive);
-    assert!(
-        stdout(&again).contains("imported 0 entries, 1 already known"),
-        "{}",
-        stdout(&again)
-    );
+    assert_says(&again, "imported 0 entries, 1 already known");
     let videos = import(data.path(), "--directory", &work.path().join("videos"));
     assert!(videos.status.success(), "{}", stderr(&videos));
     let store = SqliteStore::open(data.path().join("mediadl.db"))
