@@ -359,14 +359,24 @@ impl ImportService {
             .into_iter()
             .collect();
         let mut in_batch = std::collections::HashSet::new();
+        let mut fresh = Vec::with_capacity(batch.len());
         for new in batch {
             if known.contains(&new.archive_key) || !in_batch.insert(new.archive_key.clone()) {
                 summary.already_known += 1;
-                continue;
+            } else {
+                fresh.push(new);
             }
-            match self.record(new).await? {
-                Recorded::New => summary.imported += 1,
-                Recorded::Known => summary.already_known += 1,
+        }
+        let results = self.store.insert_downloads(fresh.clone()).await?;
+        for (new, result) in fresh.into_iter().zip(results) {
+            match result {
+                Ok(_) => summary.imported += 1,
+                // A failed record of the key, or another writer: decide one by one.
+                Err(StoreError::Conflict(_)) => match self.record(new).await? {
+                    Recorded::New => summary.imported += 1,
+                    Recorded::Known => summary.already_known += 1,
+                },
+                Err(err) => summary.skip(format!("{}: {err}", new.archive_key)),
             }
         }
         Ok(())
