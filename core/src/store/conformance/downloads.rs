@@ -21,7 +21,7 @@ use super::*;
 #[macro_export]
 macro_rules! conformance_downloads_cases {
     ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory; downloads_insert_get_replace_delete, downloads_reject_bad_input, downloads_list_filters_and_paging, downloads_search_is_literal_and_case_insensitive, filters_holding_nul_match_nothing, downloads_lookups, downloads_batch_insert_fails_only_conflicts, downloads_stats, downloads_timelines, downloads_stats_follow_replace_and_delete);
+        $crate::store_conformance_suite!(@cases $factory; downloads_insert_get_replace_delete, downloads_reject_bad_input, downloads_list_filters_and_paging, downloads_search_is_literal_and_case_insensitive, filters_holding_nul_match_nothing, downloads_batch_insert_fails_only_conflicts, downloads_lookups, downloads_stats, downloads_timelines, downloads_stats_follow_replace_and_delete);
     };
 }
 
