@@ -422,12 +422,23 @@ pub async fn downloads_batch_insert_fails_only_conflicts(store: Arc<dyn Store>) 
     let results = store.insert_downloads(batch).await.expect("batch");
     assert_eq!(results.len(), 4);
     assert_eq!(results[0].as_ref().expect("one").archive_key, "b:one");
-    assert!(matches!(results[1], Err(StoreError::Conflict(_))), "{:?}", results[1]);
-    assert!(matches!(results[2], Err(StoreError::Invalid(_))), "{:?}", results[2]);
+    assert!(
+        matches!(results[1], Err(StoreError::Conflict(_))),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(StoreError::Invalid(_))),
+        "{:?}",
+        results[2]
+    );
     assert_eq!(results[3].as_ref().expect("two").archive_key, "b:two");
     let keys = ["b:one".to_owned(), "b:known".into(), "b:two".into()];
     assert_eq!(store.known_archive_keys(&keys).await.expect("keys"), keys);
-    let totals = store.download_totals(Window::default()).await.expect("totals");
+    let totals = store
+        .download_totals(Window::default())
+        .await
+        .expect("totals");
     assert_eq!(totals.total, 3);
 }
 
