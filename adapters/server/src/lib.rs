@@ -283,6 +283,10 @@ pub async fn build_state(
         Arc::clone(&clock),
     )
     .with_derived(thumbnails.clone());
+    let imports = mediadl::ImportService::new(Arc::clone(&store), Arc::clone(&clock));
+    // Reading gallery-dl's archive database takes SQLite.
+    #[cfg(feature = "sqlite")]
+    let imports = imports.with_database_reader(Arc::new(mediadl_store::GalleryDlArchiveReader));
     Ok(AppState {
         store,
         events,
@@ -290,6 +294,7 @@ pub async fn build_state(
         settings,
         queue,
         downloads,
+        imports,
         scheduler,
         clock,
         auth: Arc::new(auth::Auth::new(

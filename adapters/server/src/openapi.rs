@@ -35,7 +35,7 @@ use warp::{Filter, Reply};
 use crate::error::ErrorBody;
 use crate::routes::health::PROBE_PATHS;
 use crate::routes::{
-    auth, downloads, health, logs, method_name, notifications, platforms, queue, scheduler,
+    auth, downloads, health, import, logs, method_name, notifications, platforms, queue, scheduler,
     settings, stats, users,
 };
 
@@ -100,6 +100,7 @@ use crate::routes::{
         stats::platforms,
         notifications::test,
         notifications::deliveries,
+        import::import,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Shared)

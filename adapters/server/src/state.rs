@@ -33,6 +33,8 @@ pub struct AppState {
     pub queue: QueueService,
     /// Deleting, retrying and summarising downloads, and finding their files.
     pub downloads: DownloadService,
+    /// Moving in from yt-dlp, gallery-dl and media trees (`POST /import`).
+    pub imports: mediadl::ImportService,
     /// Job management for `/scheduler/*`; its firing loop runs in the server.
     pub scheduler: Arc<dyn Scheduler>,
     /// The time source of tokens, history rows and queue items.

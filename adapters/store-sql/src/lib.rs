@@ -30,7 +30,10 @@ pub use restore::RestoreError;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore, SqliteStoreOptions, restore_sqlite};
+pub use sqlite::{
+    GalleryDlArchiveReader, MIGRATOR as SQLITE_MIGRATOR, SqliteStore, SqliteStoreOptions,
+    restore_sqlite,
+};
 
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -44,6 +44,9 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Download URLs once from the terminal, with progress, then exit.
     Download(DownloadArgs),
+    /// Record what yt-dlp, gallery-dl or an existing media tree already
+    /// holds, so subscriptions download only what is new (see docs/IMPORT.md).
+    Import(ImportArgs),
     /// Manage user accounts.
     User(UserArgs),
     /// Apply database migrations and exit.
@@ -276,6 +279,37 @@ pub struct DownloadArgs {
     /// Print one line per finished URL instead of progress bars.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// `mediadl import`: exactly one of the three sources.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(false)
+    .args(["yt_dlp_archive", "gallery_dl_archive", "directory"])))]
+pub struct ImportArgs {
+    /// A yt-dlp `--download-archive` file (`<extractor> <id>` per line).
+    #[arg(long, value_name = "FILE")]
+    pub yt_dlp_archive: Option<PathBuf>,
+    /// A gallery-dl archive database (SQLite, its `--download-archive`).
+    #[arg(long, value_name = "FILE")]
+    pub gallery_dl_archive: Option<PathBuf>,
+    /// A directory tree of media files, recorded where they are (not
+    /// copied): each is hashed so content dedupe knows it.
+    #[arg(long, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// With --directory: the platform of files nothing else identifies
+    /// [default: direct]; files with a yt-dlp `.info.json` or a YouTube id
+    /// in their name are `video` items.
+    #[arg(long, value_name = "P", requires = "directory")]
+    pub platform: Option<String>,
+    /// With --directory: the source of every file [default: the name of
+    /// the file's directory, or a video's channel].
+    #[arg(long, value_name = "S", requires = "directory")]
+    pub source: Option<String>,
+    /// No progress bar, only the summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 mod backup;
 mod cli;
 mod download;
+mod import;
 mod logging;
 mod probe;
 mod serve;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args, log_format).await,
             Command::Worker(args) => serve::worker(args, log_format).await,
             Command::Download(args) => download::download(args).await,
+            Command::Import(args) => import::import(args).await,
             Command::User(args) => user::user(args).await,
             Command::Migrate(args) => serve::migrate(args, log_format).await,
             Command::Backup(args) => backup::backup(args, log_format).await,

@@ -50,6 +50,26 @@ pub trait DownloadRepo: Send + Sync {
     /// Records a download. An `archive_key` that is already recorded is a
     /// [`StoreError::Conflict`]: the caller already has the item.
     async fn insert_download(&self, new: NewDownload) -> StoreResult<Download>;
+    /// Records several downloads (an import's batch): the result for
+    /// `new[i]` is at index `i`, and a `Conflict` (or an invalid record)
+    /// fails only that one. An outer error fails the whole batch.
+    /// Adapters override it to write the batch in one commit; the default
+    /// inserts one record after another.
+    async fn insert_downloads(
+        &self,
+        new: Vec<NewDownload>,
+    ) -> StoreResult<Vec<StoreResult<Download>>> {
+        let mut done = Vec::with_capacity(new.len());
+        for one in new {
+            match self.insert_download(one).await {
+                Err(StoreError::Unavailable(reason)) => {
+                    return Err(StoreError::Unavailable(reason));
+                }
+                other => done.push(other),
+            }
+        }
+        Ok(done)
+    }
     /// Replaces the record `id` (keeping its id), e.g. a failed item that
     /// later succeeded, or an upgraded file.
     async fn replace_download(&self, id: i64, new: NewDownload) -> StoreResult<Download>;

@@ -22,6 +22,7 @@ use crate::state::AppState;
 pub mod auth;
 pub mod downloads;
 pub mod health;
+pub mod import;
 pub mod logs;
 pub mod notifications;
 pub mod platforms;
@@ -53,7 +54,9 @@ pub fn api(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(notifications::routes(state.clone()))
         .unify()
-        .or(stats::routes(state))
+        .or(stats::routes(state.clone()))
+        .unify()
+        .or(import::routes(state))
         .unify()
         .boxed()
 }

@@ -2,6 +2,7 @@
 //! on SQLite and on PostgreSQL.
 
 mod helpers;
+mod import;
 mod metrics;
 mod notifications;
 mod openapi;
@@ -47,6 +48,7 @@ on_both_databases!(
     rate_limit_answers_429,
     restart_keeps_data,
     readiness_checks_database_and_storage,
+    import_is_admin_only_confined_and_idempotent,
 );
 
 /// Issue 18's one configuration, on both databases (the stored document

@@ -11,6 +11,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{ADMIN_PASSWORD, Backing, Db, TestApp, assert_error, log_capture};
 
+/// `POST /import` (issue 16), kept in its own module.
+pub use crate::import::import_is_admin_only_confined_and_idempotent;
+
 async fn app(db: Db) -> (Backing, TestApp) {
     let backing = Backing::new(db).await;
     let app = TestApp::start(backing.config()).await;

@@ -289,6 +289,35 @@ impl DownloadRepo for SqliteStore {
         rows::download(&row)
     }
 
+    async fn insert_downloads(
+        &self,
+        new: Vec<NewDownload>,
+    ) -> StoreResult<Vec<StoreResult<Download>>> {
+        // One commit for the batch; a constraint failure undoes only its
+        // own statement in SQLite, so the others stand.
+        let mut tx = self.write_tx().await?;
+        let mut done = Vec::with_capacity(new.len());
+        for one in new {
+            if let Err(err) = rules::validate_new_download(&one) {
+                done.push(Err(err));
+                continue;
+            }
+            let inserted = bind_download(sqlx::query(INSERT), &one)?
+                .fetch_one(&mut *tx)
+                .await;
+            done.push(match inserted.map_err(map_err) {
+                Ok(row) => rows::download(&row),
+                Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
+                    "archive key {} is already recorded",
+                    one.archive_key
+                ))),
+                Err(err) => return Err(err),
+            });
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(done)
+    }
+
     async fn replace_download(&self, id: i64, new: NewDownload) -> StoreResult<Download> {
         rules::validate_new_download(&new)?;
         let mut conn = self.write_conn().await?;

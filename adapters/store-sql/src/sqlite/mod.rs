@@ -9,6 +9,7 @@
 
 mod backup;
 mod downloads;
+mod gallerydl;
 mod jobs;
 mod misc;
 mod queue;
@@ -20,6 +21,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use backup::restore_sqlite;
+pub use gallerydl::GalleryDlArchiveReader;
 use mediadl::StoreError;
 use sqlx::Sqlite;
 use sqlx::migrate::{MigrateError, Migrator};

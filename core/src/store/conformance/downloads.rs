@@ -21,7 +21,7 @@ use super::*;
 #[macro_export]
 macro_rules! conformance_downloads_cases {
     ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory; downloads_insert_get_replace_delete, downloads_reject_bad_input, downloads_list_filters_and_paging, downloads_search_is_literal_and_case_insensitive, filters_holding_nul_match_nothing, downloads_lookups, downloads_stats, downloads_timelines, downloads_stats_follow_replace_and_delete);
+        $crate::store_conformance_suite!(@cases $factory; downloads_insert_get_replace_delete, downloads_reject_bad_input, downloads_list_filters_and_paging, downloads_search_is_literal_and_case_insensitive, filters_holding_nul_match_nothing, downloads_batch_insert_fails_only_conflicts, downloads_lookups, downloads_stats, downloads_timelines, downloads_stats_follow_replace_and_delete);
     };
 }
 
@@ -404,6 +404,42 @@ pub async fn filters_holding_nul_match_nothing(store: Arc<dyn Store>) {
             assert_eq!(page.total, 1, "the stored total is still counted");
         }
     }
+}
+
+/// A batch insert (an import) records every new key in order, and a
+/// recorded key or an invalid record fails only its own place.
+pub async fn downloads_batch_insert_fails_only_conflicts(store: Arc<dyn Store>) {
+    store
+        .insert_download(new_download("b:known", at(10)))
+        .await
+        .expect("first");
+    let batch = vec![
+        new_download("b:one", at(20)),
+        new_download("b:known", at(30)),
+        new_download("", at(40)),
+        new_download("b:two", at(50)),
+    ];
+    let results = store.insert_downloads(batch).await.expect("batch");
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].as_ref().expect("one").archive_key, "b:one");
+    assert!(
+        matches!(results[1], Err(StoreError::Conflict(_))),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(StoreError::Invalid(_))),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(results[3].as_ref().expect("two").archive_key, "b:two");
+    let keys = ["b:one".to_owned(), "b:known".into(), "b:two".into()];
+    assert_eq!(store.known_archive_keys(&keys).await.expect("keys"), keys);
+    let totals = store
+        .download_totals(Window::default())
+        .await
+        .expect("totals");
+    assert_eq!(totals.total, 3);
 }
 
 /// Lookups by archive key and content hash, metadata merges, duplicates
