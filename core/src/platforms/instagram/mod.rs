@@ -31,6 +31,7 @@ use crate::fetch::{HttpClient, parse_netscape_cookies};
 use crate::model::settings::PlatformCommon;
 use crate::model::{DownloaderInfo, ListingOrder, Settings};
 use crate::platforms::accounts;
+use crate::recognise::Recognition;
 use crate::platforms::social::{self, Pace, Pacer, Pinned};
 use api::{ClipsPage, FeedPage, Id, Media, ProfileResponse, ProfileUser, ReelsMedia, Section};
 
@@ -149,6 +150,10 @@ pub struct Instagram {
 
 #[async_trait]
 impl Downloader for Instagram {
+    async fn recognise(&self, url: &Url, _settings: &Settings) -> Option<Recognition> {
+        super::urls::instagram(url)
+    }
+
     fn info(&self) -> DownloaderInfo {
         DownloaderInfo {
             platform: "instagram".into(),

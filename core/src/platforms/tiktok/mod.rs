@@ -25,6 +25,7 @@ use crate::fetch::{HttpClient, parse_netscape_cookies};
 use crate::model::settings::PlatformCommon;
 use crate::model::{DownloaderInfo, ListingOrder, Settings};
 use crate::platforms::accounts;
+use crate::recognise::Recognition;
 use crate::platforms::social::{Pace, Pacer, Pinned};
 use api::{ItemListPage, Quality, UserDetail};
 
@@ -121,6 +122,10 @@ pub struct TikTok {
 
 #[async_trait]
 impl Downloader for TikTok {
+    async fn recognise(&self, url: &Url, _settings: &Settings) -> Option<Recognition> {
+        super::urls::tiktok(url)
+    }
+
     fn info(&self) -> DownloaderInfo {
         DownloaderInfo {
             platform: "tiktok".into(),
