@@ -221,8 +221,18 @@ mod tests {
         let both = |url: &str| {
             let url = Url::parse(url).unwrap();
             let claims = vec![
-                claim(&url, MatchedBy::YtDlp { extractor: "x".into() }),
-                claim(&url, MatchedBy::GalleryDl { extractor: "y".into() }),
+                claim(
+                    &url,
+                    MatchedBy::YtDlp {
+                        extractor: "x".into(),
+                    },
+                ),
+                claim(
+                    &url,
+                    MatchedBy::GalleryDl {
+                        extractor: "y".into(),
+                    },
+                ),
             ];
             choose(&url, claims).unwrap().platform
         };
@@ -241,7 +251,13 @@ mod tests {
 
     #[test]
     fn only_http_urls_with_a_host_are_recognised() {
-        for bad in ["", "evalongoria", "ftp://host/file", "file:///etc/passwd", "http://"] {
+        for bad in [
+            "",
+            "evalongoria",
+            "ftp://host/file",
+            "file:///etc/passwd",
+            "http://",
+        ] {
             let err = parse_http_url("url", bad).unwrap_err();
             assert!(
                 matches!(&err, Error::Invalid { field, .. } if field == "url"),

@@ -345,9 +345,12 @@ async fn read_catalog(program: Program, path: &Path) -> Result<Catalog, String> 
     ]);
     invocation.timeout = LIST_TIMEOUT;
     invocation.stall_timeout = LIST_TIMEOUT;
-    let output = run_to_end(&invocation)
-        .await
-        .map_err(|reason| format!("reading its extractors with {} {reason}", interpreter.display()))?;
+    let output = run_to_end(&invocation).await.map_err(|reason| {
+        format!(
+            "reading its extractors with {} {reason}",
+            interpreter.display()
+        )
+    })?;
     let listing: Listing = serde_json::from_str(output.trim()).map_err(|err| {
         format!(
             "its extractor list is not the JSON expected ({err}): {}",
@@ -390,8 +393,13 @@ fn compile(listing: Listing) -> (Vec<Extractor>, Vec<String>) {
 
 /// A Python `re` pattern as `fancy-regex` reads it, anchored at the start
 /// as `re.match` is: leading global flags (`(?x)`, `(?i)`) hoisted before
-/// the anchor, `\Z` spelled `\z`. A verbose pattern gets a line break
-/// before the closing group, so a trailing comment does not swallow it.
+/// the anchor (a verbose pattern also gets a line break before the closing
+/// group, so a trailing comment does not swallow it), `\Z` spelled `\z`,
+/// a `[` inside a class escaped (Python reads it as a literal), spaces and
+/// `#` inside a verbose pattern's classes escaped (Python keeps them), and
+/// group names dropped (the groups keep their numbers, which fancy-regex
+/// would otherwise refuse to mix with a numbered reference such as
+/// yt-dlp's `(?(1)…)`) unless a `(?P=name)` refers to one.
 pub fn rust_pattern(python: &str) -> String {
     let mut rest = python;
     let mut flags = String::new();
@@ -405,17 +413,63 @@ pub fn rust_pattern(python: &str) -> String {
         flags.extend(after[..end].chars().filter(|c| "imsx".contains(*c)));
         rest = &after[end + 1..];
     }
-    let body = rest.replace(r"\Z", r"\z");
     let verbose = flags.contains('x');
+    let drop_names = !rest.contains("(?P=");
+    let mut body = String::with_capacity(rest.len() + 16);
+    let mut in_class = false;
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let escaped = chars.next().unwrap_or('\\');
+                body.push('\\');
+                body.push(if escaped == 'Z' { 'z' } else { escaped });
+            }
+            '[' if in_class => body.push_str("\\["),
+            '[' => {
+                in_class = true;
+                body.push('[');
+                if chars.peek() == Some(&'^') {
+                    body.push(chars.next().unwrap_or('^'));
+                }
+                if chars.peek() == Some(&']') {
+                    chars.next();
+                    body.push_str("\\]");
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                body.push(']');
+            }
+            ' ' | '#' if in_class && verbose => {
+                body.push('\\');
+                body.push(c);
+            }
+            '(' if !in_class && drop_names && rest_starts(&chars, "?P<") => {
+                for _ in 0.."?P<".len() {
+                    chars.next();
+                }
+                for name_char in chars.by_ref() {
+                    if name_char == '>' {
+                        break;
+                    }
+                }
+                body.push('(');
+            }
+            other => body.push(other),
+        }
+    }
     let flags = if flags.is_empty() {
         String::new()
     } else {
         format!("(?{flags})")
     };
-    format!(
-        "{flags}^(?:{body}{})",
-        if verbose { "\n" } else { "" }
-    )
+    format!("{flags}^(?:{body}{})", if verbose { "\n" } else { "" })
+}
+
+/// Whether the characters still to come start with `prefix`.
+fn rest_starts(chars: &std::iter::Peekable<std::str::Chars<'_>>, prefix: &str) -> bool {
+    chars.clone().take(prefix.len()).eq(prefix.chars())
 }
 
 /// The Python that runs `program`: its `#!` interpreter when that is a
@@ -457,21 +511,54 @@ mod tests {
     #[test]
     fn python_patterns_match_as_re_match_does() {
         // Anchored at the start only, like `re.match`.
-        assert!(matches(r"https?://a\.example/(?P<id>\d+)", "https://a.example/12/more"));
+        assert!(matches(
+            r"https?://a\.example/(?P<id>\d+)",
+            "https://a.example/12/more"
+        ));
         assert!(!matches(r"https?://a\.example/", "see https://a.example/"));
         // Global flags at the front, verbose with a trailing comment.
-        assert!(matches("(?ix)https?://A\\.example/ # the site", "HTTPS://a.example/"));
+        assert!(matches(
+            "(?ix)https?://A\\.example/ # the site",
+            "HTTPS://a.example/"
+        ));
         // Look-arounds, named back-references and `\Z`.
-        assert!(matches(r"https?://b\.example/(?!live)(?P<q>['x])(?P=q)\Z", "https://b.example/xx"));
-        assert!(!matches(r"https?://b\.example/(?!live)", "https://b.example/live"));
-        assert!(!matches(r"https?://c\.example/\d+\Z", "https://c.example/1/2"));
+        assert!(matches(
+            r"https?://b\.example/(?!live)(?P<q>['x])(?P=q)\Z",
+            "https://b.example/xx"
+        ));
+        assert!(!matches(
+            r"https?://b\.example/(?!live)",
+            "https://b.example/live"
+        ));
+        assert!(!matches(
+            r"https?://c\.example/\d+\Z",
+            "https://c.example/1/2"
+        ));
+        // A numbered conditional beside a named group (yt-dlp's YouTube).
+        assert!(matches(
+            r"(?:https?://y\.example/)?(?P<id>\w{3})(?(1).+)?$",
+            "abc"
+        ));
+        // A `[` inside a class is a literal in Python.
+        assert!(matches(
+            r"https?://m\.example/[/+[\w-]+-(?P<id>\d+)",
+            "https://m.example/a[b-12"
+        ));
+        // Verbose classes keep their spaces and `#`.
+        assert!(matches(
+            "(?x) https?://v\\.example/ [ #]+ $",
+            "https://v.example/ #"
+        ));
     }
 
     #[test]
     fn the_interpreter_comes_from_the_shebang() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            ("#!/opt/py/bin/python3.11\nimport x\n", "/opt/py/bin/python3.11"),
+            (
+                "#!/opt/py/bin/python3.11\nimport x\n",
+                "/opt/py/bin/python3.11",
+            ),
             ("#!/usr/bin/env -S python3 -u\n", "python3"),
             ("#!/usr/bin/env python3\nPK\u{3}\u{4}", "python3"),
             ("#!/usr/bin/env bash\nexec pyenv\n", "python3"),
@@ -500,60 +587,312 @@ mod tests {
     feature = "direct"
 ))]
 mod recognition {
+    use crate::Registry;
     use crate::engines::{GalleryDl, YtDlp};
     use crate::model::Settings;
     use crate::recognise::MatchedBy;
-    use crate::Registry;
 
     /// `(url, platform, source, content type, matched by)`; `source` `*` is the URL.
     const TABLE: &[(&str, &str, &str, &str, &str)] = &[
         // The named platforms, by their rules.
-        ("https://www.instagram.com/evalongoria/", "instagram", "evalongoria", "posts", "rules"),
-        ("https://www.instagram.com/evalongoria/reels/", "instagram", "evalongoria", "reels", "rules"),
-        ("https://www.instagram.com/stories/evalongoria/", "instagram", "evalongoria", "stories", "rules"),
-        ("https://www.tiktok.com/@some.user", "tiktok", "some.user", "videos", "rules"),
-        ("https://forum.example.com/threads/some-title.123/", "forum", "forum.example.com", "images", "rules"),
-        ("https://www.vb.example/showthread.php?t=88&page=2", "forum", "vb.example", "images", "rules"),
-        ("https://bb.example.org/viewtopic.php?f=2&t=55", "forum", "bb.example.org", "images", "rules"),
+        (
+            "https://www.instagram.com/evalongoria/",
+            "instagram",
+            "evalongoria",
+            "posts",
+            "rules",
+        ),
+        (
+            "https://www.instagram.com/evalongoria/reels/",
+            "instagram",
+            "evalongoria",
+            "reels",
+            "rules",
+        ),
+        (
+            "https://www.instagram.com/stories/evalongoria/",
+            "instagram",
+            "evalongoria",
+            "stories",
+            "rules",
+        ),
+        (
+            "https://www.tiktok.com/@some.user",
+            "tiktok",
+            "some.user",
+            "videos",
+            "rules",
+        ),
+        (
+            "https://forum.example.com/threads/some-title.123/",
+            "forum",
+            "forum.example.com",
+            "images",
+            "rules",
+        ),
+        (
+            "https://www.vb.example/showthread.php?t=88&page=2",
+            "forum",
+            "vb.example",
+            "images",
+            "rules",
+        ),
+        (
+            "https://bb.example.org/viewtopic.php?f=2&t=55",
+            "forum",
+            "bb.example.org",
+            "images",
+            "rules",
+        ),
         // Video sites: yt-dlp.
-        ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "video", "*", "videos", "yt-dlp"),
-        ("https://youtu.be/dQw4w9WgXcQ", "video", "*", "videos", "yt-dlp"),
-        ("https://www.youtube.com/@LinusTechTips", "video", "*", "videos", "yt-dlp"),
-        ("https://www.youtube.com/channel/UCXuqSBlHAE6Xw-yeJA0Tunw", "video", "*", "videos", "yt-dlp"),
-        ("https://www.youtube.com/playlist?list=PLFgquLnL59alCl_2TQvOiD5Vgm1hCaGSI", "video", "*", "videos", "yt-dlp"),
-        ("https://www.youtube.com/shorts/aqz-KE-bpKQ", "video", "*", "videos", "yt-dlp"),
-        ("https://vimeo.com/76979871", "video", "*", "videos", "yt-dlp"),
-        ("https://www.twitch.tv/videos/1234567890", "video", "*", "videos", "yt-dlp"),
-        ("https://soundcloud.com/forss/flickermood", "video", "*", "videos", "yt-dlp"),
-        ("https://www.dailymotion.com/video/x7tgad0", "video", "*", "videos", "yt-dlp"),
-        ("https://www.bilibili.com/video/BV1xx411c7mD", "video", "*", "videos", "yt-dlp"),
-        ("https://streamable.com/abc123", "video", "*", "videos", "yt-dlp"),
+        (
+            "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://youtu.be/dQw4w9WgXcQ",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://www.youtube.com/@LinusTechTips",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://www.youtube.com/channel/UCXuqSBlHAE6Xw-yeJA0Tunw",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://www.youtube.com/playlist?list=PLFgquLnL59alCl_2TQvOiD5Vgm1hCaGSI",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://www.youtube.com/shorts/aqz-KE-bpKQ",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://vimeo.com/76979871",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://www.twitch.tv/videos/1234567890",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://soundcloud.com/forss/flickermood",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://www.dailymotion.com/video/x7tgad0",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://www.bilibili.com/video/BV1xx411c7mD",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
+        (
+            "https://streamable.com/abc123",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
         // Both claim a TikTok video: a video site, so yt-dlp.
-        ("https://www.tiktok.com/@someone/video/7301234567890123456", "video", "*", "videos", "yt-dlp"),
+        (
+            "https://www.tiktok.com/@someone/video/7301234567890123456",
+            "video",
+            "*",
+            "videos",
+            "yt-dlp",
+        ),
         // Galleries: gallery-dl, also where yt-dlp claims too.
-        ("https://www.instagram.com/p/C1a2b3c4d5e/", "gallery", "*", "media", "gallery-dl"),
-        ("https://www.reddit.com/r/pics/", "gallery", "*", "media", "gallery-dl"),
-        ("https://www.reddit.com/r/pics/comments/abc123/a_title/", "gallery", "*", "media", "gallery-dl"),
-        ("https://x.com/someone", "gallery", "*", "media", "gallery-dl"),
-        ("https://twitter.com/someone/status/1234567890123456789", "gallery", "*", "media", "gallery-dl"),
-        ("https://www.pixiv.net/en/users/12345", "gallery", "*", "media", "gallery-dl"),
-        ("https://www.pixiv.net/en/artworks/12345678", "gallery", "*", "media", "gallery-dl"),
-        ("https://www.deviantart.com/someone", "gallery", "*", "media", "gallery-dl"),
-        ("https://www.deviantart.com/someone/art/A-Title-123456789", "gallery", "*", "media", "gallery-dl"),
-        ("https://imgur.com/a/AbCdEfG", "gallery", "*", "media", "gallery-dl"),
-        ("https://imgur.com/gallery/AbCdEfG", "gallery", "*", "media", "gallery-dl"),
-        ("https://bsky.app/profile/someone.bsky.social", "gallery", "*", "media", "gallery-dl"),
-        ("https://bsky.app/profile/someone.bsky.social/post/3kabcdefghi2x", "gallery", "*", "media", "gallery-dl"),
-        ("https://kemono.su/patreon/user/12345", "gallery", "*", "media", "gallery-dl"),
-        ("https://danbooru.donmai.us/posts?tags=landscape", "gallery", "*", "media", "gallery-dl"),
-        ("https://www.flickr.com/photos/someone/", "gallery", "*", "media", "gallery-dl"),
-        ("https://www.artstation.com/someone", "gallery", "*", "media", "gallery-dl"),
-        ("https://someone.tumblr.com/", "gallery", "*", "media", "gallery-dl"),
-        ("https://www.pinterest.com/someone/some-board/", "gallery", "*", "media", "gallery-dl"),
+        (
+            "https://www.instagram.com/p/C1a2b3c4d5e/",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://www.reddit.com/r/pics/",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://www.reddit.com/r/pics/comments/abc123/a_title/",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://x.com/someone",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://twitter.com/someone/status/1234567890123456789",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://www.pixiv.net/en/users/12345",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://www.pixiv.net/en/artworks/12345678",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://www.deviantart.com/someone",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://www.deviantart.com/someone/art/A-Title-123456789",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://imgur.com/a/AbCdEfG",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://imgur.com/gallery/AbCdEfG",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://bsky.app/profile/someone.bsky.social",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://bsky.app/profile/someone.bsky.social/post/3kabcdefghi2x",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://kemono.su/patreon/user/12345",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://danbooru.donmai.us/posts?tags=landscape",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://www.flickr.com/photos/someone/",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://www.artstation.com/someone",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://someone.tumblr.com/",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
+        (
+            "https://www.pinterest.com/someone/some-board/",
+            "gallery",
+            "*",
+            "media",
+            "gallery-dl",
+        ),
         // Nobody's: plain files, even those gallery-dl's catch-all `directlink` takes.
-        ("https://example.com/files/report.pdf", "direct", "example.com", "file", "nobody"),
-        ("https://example.com/photo.jpg", "direct", "example.com", "file", "nobody"),
-        ("http://127.0.0.1:8080/file.bin", "direct", "127.0.0.1", "file", "nobody"),
+        (
+            "https://example.com/files/report.pdf",
+            "direct",
+            "example.com",
+            "file",
+            "nobody",
+        ),
+        (
+            "https://example.com/photo.jpg",
+            "direct",
+            "example.com",
+            "file",
+            "nobody",
+        ),
+        (
+            "http://127.0.0.1:8080/file.bin",
+            "direct",
+            "127.0.0.1",
+            "file",
+            "nobody",
+        ),
     ];
 
     fn who(matched_by: &MatchedBy) -> &'static str {
@@ -585,7 +924,11 @@ mod recognition {
                 wrong.push(format!("{url}: {got:?}"));
             }
         }
-        assert!(wrong.is_empty(), "recognised wrongly:\n{}", wrong.join("\n"));
+        assert!(
+            wrong.is_empty(),
+            "recognised wrongly:\n{}",
+            wrong.join("\n")
+        );
     }
 
     #[tokio::test]

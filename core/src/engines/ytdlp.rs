@@ -15,6 +15,7 @@ use futures::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 use url::Url;
 
+use super::extractors::Program;
 use super::runner::{ProgramEvent, RunningProgram};
 use super::{
     ProgramSettings, VersionCache, WorkDir, check_program, classify_failure, excerpt, id_text,
@@ -23,7 +24,6 @@ use super::{
 use crate::downloader::{Context, Downloader, MediaItem, Request, Staging, Unavailable};
 use crate::error::{DownloadError, Error};
 use crate::model::{DownloaderInfo, ListingOrder, Metadata, Settings};
-use super::extractors::Program;
 use crate::platforms::accounts;
 use crate::recognise::Recognition;
 

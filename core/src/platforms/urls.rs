@@ -79,16 +79,34 @@ mod tests {
     #[test]
     fn instagram_profiles_reels_and_stories() {
         let cases = [
-            ("https://www.instagram.com/evalongoria/", Some(("evalongoria", "posts"))),
-            ("https://instagram.com/evalongoria", Some(("evalongoria", "posts"))),
-            ("https://www.instagram.com/evalongoria/posts/", Some(("evalongoria", "posts"))),
-            ("https://www.instagram.com/evalongoria/reels/", Some(("evalongoria", "reels"))),
-            ("https://www.instagram.com/stories/evalongoria/", Some(("evalongoria", "stories"))),
+            (
+                "https://www.instagram.com/evalongoria/",
+                Some(("evalongoria", "posts")),
+            ),
+            (
+                "https://instagram.com/evalongoria",
+                Some(("evalongoria", "posts")),
+            ),
+            (
+                "https://www.instagram.com/evalongoria/posts/",
+                Some(("evalongoria", "posts")),
+            ),
+            (
+                "https://www.instagram.com/evalongoria/reels/",
+                Some(("evalongoria", "reels")),
+            ),
+            (
+                "https://www.instagram.com/stories/evalongoria/",
+                Some(("evalongoria", "stories")),
+            ),
             (
                 "https://www.instagram.com/stories/evalongoria/3141592653/",
                 Some(("evalongoria", "stories")),
             ),
-            ("https://m.instagram.com/eva.longoria_/?hl=en", Some(("eva.longoria_", "posts"))),
+            (
+                "https://m.instagram.com/eva.longoria_/?hl=en",
+                Some(("eva.longoria_", "posts")),
+            ),
             ("https://www.instagram.com/p/C1a2b3c4d5/", None),
             ("https://www.instagram.com/reel/C1a2b3c4d5/", None),
             ("https://www.instagram.com/explore/", None),
@@ -112,7 +130,13 @@ mod tests {
             claim(tiktok, "https://m.tiktok.com/@some_user/?lang=en"),
             Some(("some_user".into(), "videos".into()))
         );
-        assert_eq!(claim(tiktok, "https://www.tiktok.com/@u1/video/7301234567890123456"), None);
+        assert_eq!(
+            claim(
+                tiktok,
+                "https://www.tiktok.com/@u1/video/7301234567890123456"
+            ),
+            None
+        );
         assert_eq!(claim(tiktok, "https://www.tiktok.com/foryou"), None);
     }
 }

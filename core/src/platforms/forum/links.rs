@@ -213,7 +213,10 @@ pub fn thread_id(url: &Url) -> ThreadId {
 /// any page, but only these shapes are surely threads.
 pub fn thread_url_engine(url: &Url) -> Option<ThreadEngine> {
     let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
-    let numeric = |name: &str| url.query_pairs().any(|(key, value)| key == name && is_digits(&value));
+    let numeric = |name: &str| {
+        url.query_pairs()
+            .any(|(key, value)| key == name && is_digits(&value))
+    };
     match segments.last() {
         Some(&"showthread.php") => {
             let vb_slug = url
@@ -221,7 +224,8 @@ pub fn thread_url_engine(url: &Url) -> Option<ThreadEngine> {
                 .and_then(|q| q.split('&').next())
                 .and_then(|first| first.split('-').next())
                 .is_some_and(is_digits);
-            return (numeric("t") || numeric("threadid") || vb_slug).then_some(ThreadEngine::VBulletin);
+            return (numeric("t") || numeric("threadid") || vb_slug)
+                .then_some(ThreadEngine::VBulletin);
         }
         Some(&"viewtopic.php") => {
             return (numeric("t") || numeric("p")).then_some(ThreadEngine::PhpBb);
@@ -230,7 +234,11 @@ pub fn thread_url_engine(url: &Url) -> Option<ThreadEngine> {
     }
     let thread = segments.iter().position(|s| *s == "threads")?;
     let segment = segments.get(thread + 1)?;
-    if is_digits(segment) || segment.rsplit_once('.').is_some_and(|(_, id)| is_digits(id)) {
+    if is_digits(segment)
+        || segment
+            .rsplit_once('.')
+            .is_some_and(|(_, id)| is_digits(id))
+    {
         Some(ThreadEngine::XenForo)
     } else if segment.split_once('-').is_some_and(|(id, _)| is_digits(id)) {
         Some(ThreadEngine::VBulletin)
@@ -294,13 +302,34 @@ mod tests {
     #[test]
     fn thread_urls_name_their_forum_software() {
         let cases = [
-            ("https://forum.example/threads/some-title.4567/", Some(ThreadEngine::XenForo)),
-            ("https://f.example/community/threads/a.1/page-3#post-9", Some(ThreadEngine::XenForo)),
-            ("https://f.example/threads/321-a-title/page2", Some(ThreadEngine::VBulletin)),
-            ("https://f.example/showthread.php?t=88&page=4", Some(ThreadEngine::VBulletin)),
-            ("https://f.example/showthread.php?123-a-title", Some(ThreadEngine::VBulletin)),
-            ("https://f.example/forum/viewtopic.php?f=2&t=55", Some(ThreadEngine::PhpBb)),
-            ("https://f.example/viewtopic.php?p=901", Some(ThreadEngine::PhpBb)),
+            (
+                "https://forum.example/threads/some-title.4567/",
+                Some(ThreadEngine::XenForo),
+            ),
+            (
+                "https://f.example/community/threads/a.1/page-3#post-9",
+                Some(ThreadEngine::XenForo),
+            ),
+            (
+                "https://f.example/threads/321-a-title/page2",
+                Some(ThreadEngine::VBulletin),
+            ),
+            (
+                "https://f.example/showthread.php?t=88&page=4",
+                Some(ThreadEngine::VBulletin),
+            ),
+            (
+                "https://f.example/showthread.php?123-a-title",
+                Some(ThreadEngine::VBulletin),
+            ),
+            (
+                "https://f.example/forum/viewtopic.php?f=2&t=55",
+                Some(ThreadEngine::PhpBb),
+            ),
+            (
+                "https://f.example/viewtopic.php?p=901",
+                Some(ThreadEngine::PhpBb),
+            ),
             ("https://f.example/viewtopic.php?f=2", None),
             ("https://f.example/showthread.php", None),
             ("https://f.example/threads/", None),

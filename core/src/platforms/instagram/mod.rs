@@ -31,8 +31,8 @@ use crate::fetch::{HttpClient, parse_netscape_cookies};
 use crate::model::settings::PlatformCommon;
 use crate::model::{DownloaderInfo, ListingOrder, Settings};
 use crate::platforms::accounts;
-use crate::recognise::Recognition;
 use crate::platforms::social::{self, Pace, Pacer, Pinned};
+use crate::recognise::Recognition;
 use api::{ClipsPage, FeedPage, Id, Media, ProfileResponse, ProfileUser, ReelsMedia, Section};
 
 /// The web app's id, sent as `X-IG-App-ID` by instagram.com itself.

@@ -25,8 +25,8 @@ use crate::fetch::{HttpClient, parse_netscape_cookies};
 use crate::model::settings::PlatformCommon;
 use crate::model::{DownloaderInfo, ListingOrder, Settings};
 use crate::platforms::accounts;
-use crate::recognise::Recognition;
 use crate::platforms::social::{Pace, Pacer, Pinned};
+use crate::recognise::Recognition;
 use api::{ItemListPage, Quality, UserDetail};
 
 /// Largest page or API response read.
