@@ -5,6 +5,7 @@ mod helpers;
 mod metrics;
 mod notifications;
 mod openapi;
+mod recognise;
 mod scenarios;
 mod scheduler;
 mod security_auth;
