@@ -18,7 +18,7 @@ use mediadl_store::{PgStore, SqliteStore};
 use crate::pg_workers::Workers;
 
 /// Runs `mediadl ARGS` with none of the environment's database settings.
-fn mediadl(args: &[&str]) -> Output {
+pub(crate) fn mediadl(args: &[&str]) -> Output {
     mediadl_with(args, |_| {})
 }
 
@@ -35,7 +35,7 @@ fn mediadl_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
     command.output().expect("run mediadl")
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

@@ -4,6 +4,7 @@
 
 mod backup;
 mod config;
+mod download_archive;
 mod json_logs;
 mod pg_workers;
 mod worker_metrics;
