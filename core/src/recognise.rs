@@ -186,6 +186,16 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Reads ahead what recognition needs (yt-dlp's and gallery-dl's
+    /// extractor patterns), so the first pasted URL is answered at once;
+    /// a server calls it in the background at start.
+    pub async fn warm_up_recognition(&self, settings: &Settings) {
+        // `.invalid` is reserved: no extractor claims it, every catalog is read.
+        let _ = self.recognise("https://warm-up.invalid/", settings).await;
+    }
+}
+
 /// The winner among the program claims (round 2), by the tie rule.
 fn choose(url: &Url, mut claims: Vec<Recognition>) -> Option<Recognition> {
     let video_first = url

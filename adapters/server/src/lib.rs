@@ -283,6 +283,12 @@ pub async fn build_state(
         Arc::clone(&clock),
     )
     .with_derived(thumbnails.clone());
+    // Read the programs' extractor patterns now, not on the first pasted URL.
+    tokio::spawn({
+        let registry = Arc::clone(&config.registry);
+        let settings = settings.current();
+        async move { registry.warm_up_recognition(&settings).await }
+    });
     Ok(AppState {
         store,
         events,

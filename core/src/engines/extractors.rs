@@ -375,17 +375,17 @@ fn compile(listing: Listing) -> (Vec<Extractor>, Vec<String>) {
     let mut extractors = Vec::with_capacity(listing.extractors.len());
     let mut uncompiled = Vec::new();
     for listed in listing.extractors {
-        let patterns: Result<Vec<Regex>, _> = listed
+        let patterns: Option<Vec<Regex>> = listed
             .patterns
             .iter()
-            .map(|pattern| Regex::new(&rust_pattern(pattern)))
+            .map(|pattern| Regex::new(&rust_pattern(pattern)).ok())
             .collect();
         match patterns {
-            Ok(patterns) => extractors.push(Extractor {
+            Some(patterns) => extractors.push(Extractor {
                 name: listed.name,
                 patterns,
             }),
-            Err(_) => uncompiled.push(listed.name),
+            None => uncompiled.push(listed.name),
         }
     }
     (extractors, uncompiled)
