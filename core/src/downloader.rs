@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::error::{DownloadError, Error};
 use crate::fetch::HttpClient;
 use crate::model::{DownloaderInfo, DownloaderStatus, Metadata, QueueItem, Settings};
+use crate::recognise::Recognition;
 use crate::store::StateRepo;
 
 /// One way of getting media from one platform.
@@ -136,6 +137,18 @@ pub trait Downloader: Send + Sync + std::fmt::Debug {
     /// [`Error::Invalid`] naming the request field (`source`, `url`) and
     /// saying what is wrong; the API answers it with a 422.
     fn validate(&self, request: &Request) -> Result<(), Error>;
+
+    /// Whether this downloader claims `url` (an http(s) URL someone pasted)
+    /// and as what request: platform, source, content type. A named
+    /// platform answers by host and path rules ([`MatchedBy::Rules`]); an
+    /// external program by its extractor patterns. Must not touch the
+    /// network and must be quick: [`Registry::recognise`] asks every
+    /// downloader. The default claims nothing.
+    ///
+    /// [`MatchedBy::Rules`]: crate::recognise::MatchedBy::Rules
+    async fn recognise(&self, _url: &url::Url, _settings: &Settings) -> Option<Recognition> {
+        None
+    }
 
     /// Lists media for a request, newest first where the platform allows,
     /// as a stream: the engine pulls only as many as it needs

@@ -26,6 +26,7 @@ pub mod model;
 pub mod notify;
 pub mod platforms;
 pub mod queue;
+pub mod recognise;
 pub mod scheduler;
 pub mod store;
 #[cfg(feature = "testkit")]

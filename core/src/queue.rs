@@ -12,6 +12,7 @@ use crate::events::EventBus;
 use crate::model::{
     Event, EventKind, NewQueueItem, QueueAction, QueueItem, QueuePatch, QueueStatus, QueueUpdate,
 };
+use crate::recognise::is_auto;
 use crate::store::Store;
 
 /// Adds, changes and removes queue items, publishing `queue_updated` for each.
@@ -47,7 +48,9 @@ impl QueueService {
     /// Validates and enqueues an item. A `priority` of 0 or `max_attempts`
     /// of 0 take the settings' defaults; an empty `content_type` takes the
     /// downloader's first; a `direct` item without a source is labelled
-    /// with the URL's host.
+    /// with the URL's host. An empty platform or `auto` is chosen from the
+    /// URL ([`Registry::recognise`]), and so are an empty source and
+    /// content type.
     ///
     /// # Errors
     ///
@@ -56,6 +59,17 @@ impl QueueService {
     /// validation refuses the request); [`Error::Store`] when enqueueing fails.
     pub async fn submit(&self, mut new: NewQueueItem) -> Result<QueueItem, Error> {
         let settings = self.settings.current();
+        if is_auto(&new.platform) {
+            // The URL says the platform; what the caller gave explicitly stays.
+            let found = self.registry.recognise(&new.url, &settings).await?;
+            new.platform = found.platform;
+            if new.source.trim().is_empty() {
+                new.source = found.source;
+            }
+            if new.content_type.trim().is_empty() {
+                new.content_type = found.content_type;
+            }
+        }
         let downloader = self
             .registry
             .find(&new.platform, new.options.downloader.as_deref())?;

@@ -473,8 +473,28 @@ async fn a_queued_url_shows_live_progress_to_100_percent_then_appears_in_history
             "return document.getElementById('live-state').dataset.state === 'live'",
         )
         .await;
+    // A pasted URL shows the platform it will use before it is queued.
+    let recognised = |platform: &str| {
+        format!(
+            "const p = document.querySelector('form[data-add-form] [data-recognised]');
+             return p.dataset.platform === {platform:?} && p.textContent.startsWith('Will use: ') && p.textContent;"
+        )
+    };
+    browser
+        .fill(
+            "form[data-add-form] input[name=url]",
+            "https://www.instagram.com/evalongoria/reels/",
+        )
+        .await;
+    let shown = browser
+        .wait_js("the recognised platform", &recognised("instagram"))
+        .await;
+    assert_eq!(shown, json!("Will use: instagram · evalongoria · reels"));
     browser
         .fill("form[data-add-form] input[name=url]", &url)
+        .await;
+    browser
+        .wait_js("the recognised platform", &recognised("direct"))
         .await;
     browser
         .click("form[data-add-form] button[type=submit]")

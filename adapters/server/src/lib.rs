@@ -287,6 +287,12 @@ pub async fn build_state(
     // Reading gallery-dl's archive database takes SQLite.
     #[cfg(feature = "sqlite")]
     let imports = imports.with_database_reader(Arc::new(mediadl_store::GalleryDlArchiveReader));
+    // Read the programs' extractor patterns now, not on the first pasted URL.
+    tokio::spawn({
+        let registry = Arc::clone(&config.registry);
+        let settings = settings.current();
+        async move { registry.warm_up_recognition(&settings).await }
+    });
     Ok(AppState {
         store,
         events,

@@ -85,6 +85,7 @@ use crate::routes::{
         scheduler::run_job,
         scheduler::history,
         platforms::list,
+        platforms::recognise,
         platforms::instagram,
         platforms::tiktok,
         scheduler::monitor_forum,

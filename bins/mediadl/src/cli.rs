@@ -267,8 +267,10 @@ pub struct DownloadArgs {
     /// Transfers at once.
     #[arg(short = 'j', long, default_value_t = 4, value_name = "N")]
     pub concurrency: u32,
-    /// Platform of the URLs: direct, forum, instagram, tiktok.
-    #[arg(short, long, default_value = "direct", value_name = "P")]
+    /// Platform of the URLs (direct, forum, instagram, tiktok, video,
+    /// gallery, …). By default each URL's platform is recognised from the URL
+    /// (as `"platform": "auto"` in the API); a URL nobody claims is `direct`.
+    #[arg(short, long, default_value = "auto", value_name = "P")]
     pub platform: String,
     /// Content type for the platform (e.g. posts, stories, reels); its first by default.
     #[arg(long, value_name = "TYPE")]
@@ -279,6 +281,15 @@ pub struct DownloadArgs {
     /// Print one line per finished URL instead of progress bars.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Keep what was downloaded in this SQLite file (created if missing):
+    /// a later run with the same archive skips every media item recorded
+    /// in it, as yt-dlp's and gallery-dl's `--download-archive` do.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// A Netscape cookies.txt used by this run's platforms (for sites that
+    /// need a login).
+    #[arg(long, value_name = "FILE")]
+    pub cookies: Option<PathBuf>,
 }
 
 /// `mediadl import`: exactly one of the three sources.

@@ -11,13 +11,16 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mediadl::engine::{Engine, RetryPolicy};
+use mediadl::fetch::parse_netscape_cookies;
 use mediadl::format::human_bytes;
 use mediadl::model::{EventKind, NewQueueItem, QueueStatus};
-use mediadl::store::{MemoryStore, Store};
+use mediadl::recognise::is_auto;
+use mediadl::store::{MemoryStore, QueueRepo, Store};
 use mediadl::{
     BroadcastBus, BusMessage, Clock, DownloadService, EventBus, QueueService, Registry, Settings,
     SettingsHandle, SystemClock,
 };
+use mediadl_store::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::DownloadArgs;
@@ -35,6 +38,14 @@ pub enum DownloadCliError {
     },
     #[error("{0}")]
     Core(#[from] mediadl::Error),
+    #[error("cookies file {path}: {reason}")]
+    Cookies { path: String, reason: String },
+    #[error("archive {path}: {source}")]
+    Archive {
+        path: String,
+        #[source]
+        source: mediadl::StoreError,
+    },
 }
 
 pub async fn download(args: DownloadArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -105,6 +116,78 @@ fn source_of(argument: &str) -> String {
     }
 }
 
+/// The queue request for each URL: recognised from the URL (platform,
+/// source and content type), unless `--platform` names one.
+async fn requests_for(
+    args: &DownloadArgs,
+    urls: &[String],
+    registry: &Registry,
+) -> Vec<Result<NewQueueItem, mediadl::Error>> {
+    let content_type = args.content_type.clone().unwrap_or_default();
+    let mut requests = Vec::with_capacity(urls.len());
+    for url in urls {
+        let request = if is_auto(&args.platform) {
+            registry
+                .recognise(url, &Settings::default())
+                .await
+                .map(|found| {
+                    let content_type = if content_type.is_empty() {
+                        found.content_type
+                    } else {
+                        content_type.clone()
+                    };
+                    NewQueueItem::new(url.clone(), found.platform, found.source, content_type)
+                })
+        } else {
+            let source = if args.platform == "direct" {
+                String::new()
+            } else {
+                source_of(url)
+            };
+            Ok(NewQueueItem::new(
+                url.clone(),
+                args.platform.clone(),
+                source,
+                content_type.clone(),
+            ))
+        };
+        requests.push(request);
+    }
+    requests
+}
+
+/// The cookies file's text, checked to be a Netscape cookies.txt.
+fn read_cookies(path: &std::path::Path) -> Result<String, DownloadCliError> {
+    let failed = |reason: String| DownloadCliError::Cookies {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| failed(err.to_string()))?;
+    let parsed = parse_netscape_cookies(&text).map_err(|err| failed(err.to_string()))?;
+    if parsed.count == 0 {
+        return Err(failed(
+            "holds no cookies (expected a Netscape cookies.txt)".into(),
+        ));
+    }
+    Ok(text)
+}
+
+/// The store of this run: the archive file when given (queue items left by
+/// an interrupted earlier run are dropped, its download records kept),
+/// else memory.
+async fn open_store(archive: Option<&std::path::Path>) -> Result<Arc<dyn Store>, DownloadCliError> {
+    let Some(path) = archive else {
+        return Ok(Arc::new(MemoryStore::new()));
+    };
+    let failed = |source| DownloadCliError::Archive {
+        path: path.display().to_string(),
+        source,
+    };
+    let store = SqliteStore::open(path).await.map_err(failed)?;
+    store.clear_queue(&QueueStatus::ALL).await.map_err(failed)?;
+    Ok(Arc::new(store))
+}
+
 async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, DownloadCliError> {
     let urls = collect_urls(&args)?;
     std::fs::create_dir_all(&args.output).map_err(|source| DownloadCliError::Io {
@@ -116,24 +199,41 @@ async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, Download
         source,
     })?;
 
+    let registry = Arc::new(Registry::builtin());
+    let requests = requests_for(&args, &urls, &registry).await;
     let mut settings = Settings::default();
     settings.general.concurrent_downloads = args.concurrency;
     settings.general.retry_attempts = args.retries;
     settings.general.storage_limit_gb = 0.0;
-    settings.downloads.directory_template = if args.platform == "direct" {
+    // Plain files land in the directory itself, anything else in a
+    // folder per source.
+    let only_files = requests
+        .iter()
+        .all(|request| matches!(request, Ok(new) if new.platform == "direct"));
+    settings.downloads.directory_template = if only_files {
         String::new()
     } else {
         "{source}".into()
     };
-    let document = settings.to_value();
+    let mut document = settings.to_value();
+    if let Some(path) = &args.cookies {
+        let cookies = read_cookies(path)?;
+        let platforms: Vec<&str> = requests
+            .iter()
+            .filter_map(|request| request.as_ref().ok())
+            .map(|new| new.platform.as_str())
+            .collect();
+        for platform in platforms {
+            document["platforms"][platform]["cookies"] = cookies.clone().into();
+        }
+    }
     let settings = Settings::from_value(&document)
         .map_err(|err| mediadl::Error::invalid(err.field, err.reason))?;
     let settings = SettingsHandle::new(settings);
 
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let store = open_store(args.archive.as_deref()).await?;
     let bus = Arc::new(BroadcastBus::new(1 << 16));
     let events: Arc<dyn EventBus> = bus.clone();
-    let registry = Arc::new(Registry::builtin());
     let engine = Engine::builder()
         .store(Arc::clone(&store))
         .events(Arc::clone(&events))
@@ -154,21 +254,14 @@ async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, Download
         Arc::clone(&clock),
     );
     let downloads = DownloadService::new(Arc::clone(&store), queue.clone(), settings, &root, clock);
+    // An archive keeps earlier runs' records: count only this run's.
+    let before = downloads.totals().await.unwrap_or_default();
 
     let mut feed = events.subscribe();
     let mut failed = 0usize;
     let mut pending: HashMap<i64, String> = HashMap::new();
-    for url in &urls {
-        let mut new = NewQueueItem::new(
-            url.clone(),
-            args.platform.clone(),
-            String::new(),
-            args.content_type.clone().unwrap_or_default(),
-        );
-        if args.platform != "direct" {
-            new.source = source_of(url);
-        }
-        match queue.submit(new).await {
+    for (url, request) in urls.iter().zip(requests) {
+        match async { queue.submit(request?).await }.await {
             Ok(item) => {
                 pending.insert(item.id, url.clone());
             }
@@ -226,7 +319,10 @@ async fn run(args: DownloadArgs, interactive: bool) -> Result<ExitCode, Download
     ui.clear();
 
     let totals = downloads.totals().await.unwrap_or_default();
-    let (files, bytes) = (totals.completed, totals.size_bytes);
+    let (files, bytes) = (
+        totals.completed.saturating_sub(before.completed),
+        totals.size_bytes.saturating_sub(before.size_bytes),
+    );
     let elapsed = started.elapsed().as_secs_f64();
     if interrupted {
         eprintln!(

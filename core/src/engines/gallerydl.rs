@@ -15,6 +15,7 @@ use futures::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 use url::Url;
 
+use super::extractors::Program;
 use super::runner::{ProgramEvent, RunningProgram};
 use super::{
     ProgramSettings, VersionCache, WorkDir, check_program, classify_failure, excerpt, id_text,
@@ -24,6 +25,7 @@ use crate::downloader::{Context, Downloader, MediaItem, Request, Staging, Unavai
 use crate::error::{DownloadError, Error};
 use crate::model::{DownloaderInfo, ListingOrder, Metadata, Settings};
 use crate::platforms::accounts;
+use crate::recognise::Recognition;
 
 /// The downloader's name within its platform.
 pub const NAME: &str = "gallery-dl";
@@ -100,6 +102,19 @@ impl GalleryDl {
         }
     }
 
+    /// The general platform `gallery` as recognition sees it, for this
+    /// crate's tests until `GalleryDl::gallery()` (the general platforms'
+    /// work) is merged; replace its uses with that constructor then.
+    #[cfg(test)]
+    pub(crate) fn general_for_tests() -> Self {
+        Self {
+            platform: "gallery",
+            platform_display_name: "Gallery sites",
+            sources: &[("media", "{username}", "media")],
+            ..Self::instagram()
+        }
+    }
+
     fn source(&self, content_type: &str) -> Option<(&'static str, &'static str)> {
         self.sources
             .iter()
@@ -166,6 +181,12 @@ impl Downloader for GalleryDl {
             accepts_cookies: true,
             is_default: false,
         }
+    }
+
+    /// Only the general platform (`gallery`) claims URLs, by the
+    /// program's extractor patterns ([`super::extractors`]).
+    async fn recognise(&self, url: &Url, settings: &Settings) -> Option<Recognition> {
+        super::extractors::recognise(Program::GalleryDl, &self.info(), url, settings).await
     }
 
     async fn check(&self, settings: &Settings) -> Result<(), Unavailable> {

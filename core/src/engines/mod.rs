@@ -10,6 +10,7 @@
 //! out of a run (end, error, cancel, timeout, a dropped stream) kills the
 //! group ([`runner::RunningProgram`]).
 
+pub mod extractors;
 pub mod runner;
 
 #[cfg(feature = "gallerydl")]
@@ -195,32 +196,10 @@ async fn query_version(name: &str, program: &Path, minimum: &[u32]) -> Result<St
     let mut invocation = Invocation::new(name, program).arg("--version");
     invocation.timeout = VERSION_TIMEOUT;
     invocation.stall_timeout = VERSION_TIMEOUT;
-    let cancel = tokio_util::sync::CancellationToken::new();
     let unavailable = |reason: String| Unavailable::new(format!("{name}: {reason}"));
-    let mut run = RunningProgram::spawn(&invocation).map_err(|err| unavailable(err.to_string()))?;
-    let mut output = String::new();
-    loop {
-        match run.next_event(&cancel, None).await {
-            Ok(ProgramEvent::Line(line)) => {
-                output.push_str(&line);
-                output.push('\n');
-            }
-            Ok(ProgramEvent::Eof) => break,
-            Ok(ProgramEvent::Tick) => {}
-            Err(err) => return Err(unavailable(format!("`--version` failed: {err}"))),
-        }
-    }
-    let finished = run
-        .finish(&cancel)
+    let output = run_to_end(&invocation)
         .await
-        .map_err(|err| unavailable(format!("`--version` failed: {err}")))?;
-    if !finished.status.success() {
-        return Err(unavailable(format!(
-            "`--version` exited with {}: {}",
-            finished.status,
-            excerpt(&finished.stderr)
-        )));
-    }
+        .map_err(|reason| unavailable(format!("`--version` {reason}")))?;
     let version = output.trim().to_owned();
     let parsed = parse_version(&version).ok_or_else(|| {
         unavailable(format!(
@@ -236,6 +215,38 @@ async fn query_version(name: &str, program: &Path, minimum: &[u32]) -> Result<St
         )));
     }
     Ok(version)
+}
+
+/// Runs a short query of a program (its version, its extractor list)
+/// within the invocation's time limits and returns what it printed on
+/// stdout, or why it failed ("failed: …", "exited with …: stderr").
+pub async fn run_to_end(invocation: &Invocation) -> Result<String, String> {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut run = RunningProgram::spawn(invocation).map_err(|err| format!("failed: {err}"))?;
+    let mut output = String::new();
+    loop {
+        match run.next_event(&cancel, None).await {
+            Ok(ProgramEvent::Line(line)) => {
+                output.push_str(&line);
+                output.push('\n');
+            }
+            Ok(ProgramEvent::Eof) => break,
+            Ok(ProgramEvent::Tick) => {}
+            Err(err) => return Err(format!("failed: {err}")),
+        }
+    }
+    let finished = run
+        .finish(&cancel)
+        .await
+        .map_err(|err| format!("failed: {err}"))?;
+    if !finished.status.success() {
+        return Err(format!(
+            "exited with {}: {}",
+            finished.status,
+            excerpt(&finished.stderr)
+        ));
+    }
+    Ok(output)
 }
 
 /// What an external program's failure means for the engine, from its

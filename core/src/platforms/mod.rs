@@ -26,6 +26,8 @@ mod overview;
 pub mod social;
 #[cfg(feature = "tiktok")]
 pub mod tiktok;
+#[cfg(any(feature = "instagram", feature = "tiktok"))]
+pub mod urls;
 
 impl Registry {
     /// Every downloader built into this build of the crate (its features).

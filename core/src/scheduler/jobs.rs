@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::model::{
     CatchUp, JobConfig, JobKind, JobSpec, Metadata, NewQueueItem, RequestOptions, Settings,
 };
+use crate::recognise::is_auto;
 
 /// `POST /scheduler/jobs`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -20,7 +21,8 @@ use crate::model::{
 pub struct NewJob {
     /// Defaults to "`<platform> <source> <content type>`".
     pub name: Option<String>,
-    /// Platform name, as in [`Registry`]; must be registered.
+    /// Platform name, as in [`Registry`]; must be registered. Empty or
+    /// `auto`: chosen from the URL (`config.url`, else the source).
     pub platform: String,
     /// The account, thread or URL to download from.
     pub source: String,
@@ -106,6 +108,54 @@ pub(crate) fn target_url(spec: &JobSpec) -> Result<String, Error> {
         }),
         (None, false) => Ok(spec.source.clone()),
     }
+}
+
+/// Chooses the platform of a job whose platform is empty or `auto` from
+/// its URL (`config.url`, else the source): the platform, the source
+/// (the username, a forum's label, or the URL) and an empty content type
+/// are set from [`Registry::recognise`]; a forum or direct job keeps its
+/// URL in `config.url`, and its source when `config.url` was given.
+pub(crate) async fn recognise_platform(
+    new: &mut NewJob,
+    registry: &Registry,
+    settings: &Settings,
+) -> Result<(), Error> {
+    if !is_auto(&new.platform) {
+        return Ok(());
+    }
+    let config_url = new
+        .config
+        .get("url")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let (field, target) = match &config_url {
+        Some(url) => ("config.url", url.clone()),
+        None => ("source", new.source.clone()),
+    };
+    let found = registry
+        .recognise(&target, settings)
+        .await
+        .map_err(|err| match err {
+            Error::Invalid { reason, .. } => Error::invalid(
+                field,
+                format!("platform \"auto\" picks the platform from a URL: {reason}"),
+            ),
+            other => other,
+        })?;
+    if takes_url(&found.platform) {
+        if config_url.is_none() || new.source.trim().is_empty() {
+            new.source = found.source;
+        }
+        new.config
+            .insert("url".into(), Value::String(config_url.unwrap_or(found.url)));
+    } else {
+        new.source = found.source;
+    }
+    new.platform = found.platform;
+    if new.content_type.trim().is_empty() {
+        new.content_type = found.content_type;
+    }
+    Ok(())
 }
 
 /// The queue item a firing of job `job_id` enqueues, linked to its history row.

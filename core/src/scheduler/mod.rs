@@ -722,10 +722,11 @@ impl Scheduler for CronScheduler {
         self.shown_job(id).await
     }
 
-    async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
+    async fn create_job(&self, mut new: NewJob) -> Result<Job, Error> {
         let now = self.clock.now();
-        let mut spec = new.into_spec()?;
         let settings = self.settings.current();
+        jobs::recognise_platform(&mut new, &self.registry, &settings).await?;
+        let mut spec = new.into_spec()?;
         let schedule = jobs::validate_job(&mut spec, &self.registry, &settings, now, true).await?;
         let id = jobs::slug(&[&spec.platform, &spec.source, &spec.content_type]);
         let next_run = if spec.enabled {

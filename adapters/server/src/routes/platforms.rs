@@ -8,18 +8,19 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use mediadl::fetch::parse_netscape_cookies;
 use mediadl::model::PlatformOverview;
+use mediadl::recognise::Recognition;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::auth::{AuthUser, admin, reader, writer};
 use crate::error::{ApiError, ApiResult, ErrorBody, handle};
-use crate::request::json_body;
+use crate::request::{json_body, query};
 use crate::routes::auth::with;
-use crate::routes::queue::{QueueRequest, submit, task_id};
+use crate::routes::queue::{QueueRequest, check_url, submit, task_id};
 use crate::routes::{endpoint, endpoint_with};
 use crate::state::AppState;
 
@@ -138,6 +139,11 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(with(state.clone()))
         .and(json_body::<TiktokRequest>())
         .and_then(|_: AuthUser, state, body| handle(tiktok(state, body)));
+    let recognise = endpoint::<__path_recognise>()
+        .and(writer(state.clone()))
+        .and(with(state.clone()))
+        .and(query::<RecogniseQuery>())
+        .and_then(|_: AuthUser, state, q| handle(recognise(state, q)));
     let put_cookies = endpoint_with::<__path_put_cookies, String>()
         .and(admin(state.clone()))
         .and(with(state.clone()))
@@ -149,7 +155,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(admin(state.clone()))
         .and(with(state))
         .and_then(|name, _: AuthUser, state| handle(delete_cookies(name, state)));
-    list.or(instagram)
+    list.or(recognise)
+        .unify()
+        .or(instagram)
         .unify()
         .or(tiktok)
         .unify()
@@ -158,6 +166,33 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(delete_cookies)
         .unify()
         .boxed()
+}
+
+/// The query of `GET /platforms/recognise`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RecogniseQuery {
+    /// The pasted http(s) URL.
+    #[param(max_length = 4096)]
+    url: String,
+}
+
+/// Which platform a URL would be queued on
+///
+/// What `"platform": "auto"` in `POST /queue` and `POST /scheduler/jobs`
+/// would choose for this URL, for the dashboard to show before queueing.
+#[utoipa::path(get, path = "/api/v1/platforms/recognise", tag = "platforms", security(("bearer" = ["user"])),
+    params(RecogniseQuery),
+    responses(
+        (status = 200, description = "The platform, source and content type chosen", body = Recognition),
+        (status = 422, description = "Not an http(s) URL", body = ErrorBody),
+    ))]
+async fn recognise(state: AppState, q: RecogniseQuery) -> ApiResult {
+    check_url("url", q.url.trim())?;
+    let settings = state.settings.current();
+    let found = state.registry.recognise(&q.url, &settings).await?;
+    Ok(warp::reply::with_status(warp::reply::json(&found), StatusCode::OK).into_response())
 }
 
 /// Platforms, downloaders and their status
@@ -188,7 +223,7 @@ async fn instagram(state: AppState, body: InstagramRequest) -> ApiResult {
         &state,
         QueueRequest {
             url: None,
-            platform: "instagram".into(),
+            platform: Some("instagram".into()),
             source: Some(body.username),
             content_type: Some(body.content_type.unwrap_or_else(|| "posts".into())),
             priority: body.priority,
@@ -217,7 +252,7 @@ async fn tiktok(state: AppState, body: TiktokRequest) -> ApiResult {
         &state,
         QueueRequest {
             url: None,
-            platform: "tiktok".into(),
+            platform: Some("tiktok".into()),
             source: Some(body.username),
             content_type: Some("videos".into()),
             priority: body.priority,

@@ -8,6 +8,7 @@ use mediadl::model::{
     Metadata, NewQueueItem, QueueCounts, QueueFilter, QueueItem, QueuePatch, QueueStatus,
     RequestOptions,
 };
+use mediadl::recognise::is_auto;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -146,8 +147,11 @@ pub struct QueueRequest {
     /// nothing (the source is used).
     #[serde(default)]
     pub url: Option<String>,
-    /// Platform name, as `GET /platforms` lists it.
-    pub platform: String,
+    /// Platform name, as `GET /platforms` lists it; omitted or `"auto"`:
+    /// chosen from the URL (see `GET /platforms/recognise`), and so are an
+    /// omitted source and content type.
+    #[serde(default)]
+    pub platform: Option<String>,
     /// The account, thread or URL; for `direct`, the URL's host when absent.
     #[serde(default)]
     pub source: Option<String>,
@@ -219,9 +223,11 @@ pub fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
 
 /// Turns a validated request into a queue item and submits it.
 pub async fn submit(state: &AppState, request: QueueRequest) -> Result<QueueItem, ApiError> {
-    if request.platform.is_empty() || request.platform.len() > 64 {
+    let platform = request.platform.unwrap_or_default();
+    if platform.len() > 64 {
         return Err(ApiError::validation("platform", "unknown platform"));
     }
+    let auto = is_auto(&platform);
     let mut metadata = request.metadata.unwrap_or_default();
     let downloader = request.downloader.or_else(|| {
         metadata
@@ -229,7 +235,7 @@ pub async fn submit(state: &AppState, request: QueueRequest) -> Result<QueueItem
             .and_then(Value::as_str)
             .map(str::to_owned)
     });
-    let source = request.source.unwrap_or_default();
+    let mut source = request.source.unwrap_or_default();
     if source.len() > 512 {
         return Err(ApiError::validation("source", "at most 512 characters"));
     }
@@ -238,7 +244,13 @@ pub async fn submit(state: &AppState, request: QueueRequest) -> Result<QueueItem
             check_url("url", url.trim())?;
             url.trim().to_string()
         }
-        _ if matches!(request.platform.as_str(), "direct" | "forum") => {
+        // Recognition reads a URL given as the source; the source is then
+        // what the URL says (a username, a label, the URL).
+        _ if auto => {
+            check_url("url", source.trim())?;
+            std::mem::take(&mut source).trim().to_owned()
+        }
+        _ if matches!(platform.as_str(), "direct" | "forum") => {
             return Err(ApiError::validation("url", "required for this platform"));
         }
         _ => source.clone(),
@@ -272,7 +284,7 @@ pub async fn submit(state: &AppState, request: QueueRequest) -> Result<QueueItem
         metadata,
         ..NewQueueItem::new(
             url,
-            request.platform,
+            platform,
             source,
             request.content_type.unwrap_or_default(),
         )

@@ -130,6 +130,22 @@ impl TestApp {
         (status, headers, value)
     }
 
+    /// Calls and checks the answer is `422 VALIDATION_ERROR` with the spec's
+    /// error body; returns the body.
+    pub async fn expect_invalid(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let what = format!("{method} {path} {body:?}");
+        let (status, headers, reply) = self.call(method, path, Some(token), body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what} → {reply}");
+        assert_error(&headers, &reply, "VALIDATION_ERROR");
+        reply
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         let (status, _, body) = self.call(Method::GET, path, Some(token), None).await;
         (status, body)

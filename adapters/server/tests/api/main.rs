@@ -6,6 +6,7 @@ mod import;
 mod metrics;
 mod notifications;
 mod openapi;
+mod recognise;
 mod scenarios;
 mod scheduler;
 mod security_auth;

@@ -5,6 +5,7 @@
 mod backup;
 mod config;
 mod import;
+mod download_archive;
 mod json_logs;
 mod pg_workers;
 mod worker_metrics;

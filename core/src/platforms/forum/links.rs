@@ -7,6 +7,8 @@ use base64::engine::general_purpose::{STANDARD_PAD_INDIFFERENT, URL_SAFE_PAD_IND
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::parse::ThreadEngine;
+
 /// How many redirect wrappers are unwrapped before giving up (a link to a
 /// redirect of a redirect is plausible, a longer chain is not).
 const MAX_UNWRAP: usize = 4;
@@ -285,6 +287,47 @@ pub fn thread_id(url: &Url) -> ThreadId {
     ThreadId { id, first_page }
 }
 
+/// The forum software a thread URL's shape names, for recognising pasted
+/// URLs: XenForo `/threads/<slug>.<id>/`, vBulletin `/threads/<id>-<slug>`
+/// or `showthread.php?t=<id>` (`?<id>-<slug>`), phpBB `viewtopic.php?t=<id>`
+/// (or `?p=<post>`). `None` for any other URL: the forum platform reads
+/// any page, but only these shapes are surely threads.
+pub fn thread_url_engine(url: &Url) -> Option<ThreadEngine> {
+    let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    let numeric = |name: &str| {
+        url.query_pairs()
+            .any(|(key, value)| key == name && is_digits(&value))
+    };
+    match segments.last() {
+        Some(&"showthread.php") => {
+            let vb_slug = url
+                .query()
+                .and_then(|q| q.split('&').next())
+                .and_then(|first| first.split('-').next())
+                .is_some_and(is_digits);
+            return (numeric("t") || numeric("threadid") || vb_slug)
+                .then_some(ThreadEngine::VBulletin);
+        }
+        Some(&"viewtopic.php") => {
+            return (numeric("t") || numeric("p")).then_some(ThreadEngine::PhpBb);
+        }
+        _ => {}
+    }
+    let thread = segments.iter().position(|s| *s == "threads")?;
+    let segment = segments.get(thread + 1)?;
+    if is_digits(segment)
+        || segment
+            .rsplit_once('.')
+            .is_some_and(|(_, id)| is_digits(id))
+    {
+        Some(ThreadEngine::XenForo)
+    } else if segment.split_once('-').is_some_and(|(id, _)| is_digits(id)) {
+        Some(ThreadEngine::VBulletin)
+    } else {
+        None
+    }
+}
+
 fn is_digits(text: &str) -> bool {
     !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit())
 }
@@ -336,6 +379,49 @@ pub fn short_hash(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn thread_urls_name_their_forum_software() {
+        let cases = [
+            (
+                "https://forum.example/threads/some-title.4567/",
+                Some(ThreadEngine::XenForo),
+            ),
+            (
+                "https://f.example/community/threads/a.1/page-3#post-9",
+                Some(ThreadEngine::XenForo),
+            ),
+            (
+                "https://f.example/threads/321-a-title/page2",
+                Some(ThreadEngine::VBulletin),
+            ),
+            (
+                "https://f.example/showthread.php?t=88&page=4",
+                Some(ThreadEngine::VBulletin),
+            ),
+            (
+                "https://f.example/showthread.php?123-a-title",
+                Some(ThreadEngine::VBulletin),
+            ),
+            (
+                "https://f.example/forum/viewtopic.php?f=2&t=55",
+                Some(ThreadEngine::PhpBb),
+            ),
+            (
+                "https://f.example/viewtopic.php?p=901",
+                Some(ThreadEngine::PhpBb),
+            ),
+            ("https://f.example/viewtopic.php?f=2", None),
+            ("https://f.example/showthread.php", None),
+            ("https://f.example/threads/", None),
+            ("https://f.example/threads/popular", None),
+            ("https://www.threads.net/@someone", None),
+            ("https://f.example/forums/general.2/", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(thread_url_engine(&url(text)), expected, "{text}");
+        }
+    }
     use super::*;
 
     fn url(s: &str) -> Url {

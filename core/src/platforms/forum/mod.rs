@@ -36,6 +36,7 @@ use crate::error::{DownloadError, Error};
 use crate::fetch::{HttpClient, parse_netscape_cookies};
 use crate::model::settings::PlatformCommon;
 use crate::model::{DownloaderInfo, ListingOrder, Metadata, Settings};
+use crate::recognise::Recognition;
 
 pub use hosts::{HostLink, ImageHost, ImageHosts, Resolved};
 pub use links::{ThreadId, thread_id};
@@ -205,6 +206,15 @@ impl Downloader for Forum {
 
     fn validate(&self, request: &Request) -> Result<(), Error> {
         Self::thread_url(request).map(|_| ())
+    }
+
+    /// Thread URLs of the forum software the parser knows; the source is
+    /// the forum's host (without `www.`), a label the user may change.
+    async fn recognise(&self, url: &Url, _settings: &Settings) -> Option<Recognition> {
+        links::thread_url_engine(url)?;
+        let host = url.host_str()?;
+        let label = host.strip_prefix("www.").unwrap_or(host);
+        Some(Recognition::by_rules(url, PLATFORM, label, "images"))
     }
 
     /// Fails the items whose link could not be resolved (a host page

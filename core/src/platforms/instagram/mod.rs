@@ -32,6 +32,7 @@ use crate::model::settings::PlatformCommon;
 use crate::model::{DownloaderInfo, ListingOrder, Settings};
 use crate::platforms::accounts;
 use crate::platforms::social::{self, Pace, Pacer, Pinned};
+use crate::recognise::Recognition;
 use api::{ClipsPage, FeedPage, Id, Media, ProfileResponse, ProfileUser, ReelsMedia, Section};
 
 /// The web app's id, sent as `X-IG-App-ID` by instagram.com itself.
@@ -151,6 +152,10 @@ pub struct Instagram {
 
 #[async_trait]
 impl Downloader for Instagram {
+    async fn recognise(&self, url: &Url, _settings: &Settings) -> Option<Recognition> {
+        super::urls::instagram(url)
+    }
+
     fn info(&self) -> DownloaderInfo {
         DownloaderInfo {
             platform: "instagram".into(),

@@ -26,6 +26,7 @@ use crate::model::settings::PlatformCommon;
 use crate::model::{DownloaderInfo, ListingOrder, Settings};
 use crate::platforms::accounts;
 use crate::platforms::social::{Pace, Pacer, Pinned};
+use crate::recognise::Recognition;
 use api::{ItemListPage, Quality, UserDetail};
 
 /// Largest page or API response read.
@@ -123,6 +124,10 @@ pub struct TikTok {
 
 #[async_trait]
 impl Downloader for TikTok {
+    async fn recognise(&self, url: &Url, _settings: &Settings) -> Option<Recognition> {
+        super::urls::tiktok(url)
+    }
+
     fn info(&self) -> DownloaderInfo {
         DownloaderInfo {
             platform: "tiktok".into(),

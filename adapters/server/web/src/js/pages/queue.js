@@ -46,19 +46,49 @@ export default async function render(root, ctx) {
   function addForm() {
     const mode = { value: 'url' };
     const url = h('input', { name: 'url', type: 'url', placeholder: 'https://example.com/file.jpg', required: true, style: { width: '100%' } });
-    const platform = selectEl('platform', [['direct', 'direct']], 'direct');
+    const platform = selectEl('platform', [['auto', 'Automatic (from the URL)']], 'auto');
+    // What "auto" will choose for the pasted URL, asked while typing (debounced).
+    const recognised = h('p', { class: 'muted', 'data-recognised': '', 'aria-live': 'polite' });
+    let recogniseTimer = null;
+    let recogniseSeq = 0;
     const source = h('input', { name: 'source', placeholder: 'label (optional)' });
-    const contentType = selectEl('content_type', [['file', 'file']], 'file');
+    const contentType = selectEl('content_type', [['', 'from the URL']], '');
     const priority = h('input', { name: 'priority', type: 'number', min: 1, max: 10, value: 5, style: { width: '80px' } });
     const error = h('p', { class: 'form-error', role: 'alert' });
     let platforms = [];
     api.get('/platforms').then((res) => {
       platforms = res.platforms || [];
-      mount(platform, platforms.map((p) => h('option', { value: p.name, disabled: p.enabled === false }, p.display_name || p.name)));
-      platform.value = platforms.some((p) => p.name === 'direct') ? 'direct' : platforms[0]?.name || '';
+      mount(platform, [h('option', { value: 'auto' }, 'Automatic (from the URL)')].concat(
+        platforms.map((p) => h('option', { value: p.name, disabled: p.enabled === false }, p.display_name || p.name))));
+      platform.value = 'auto';
       syncTypes();
     }).catch(() => {});
+    function preview() {
+      clearTimeout(recogniseTimer);
+      const text = url.value.trim();
+      const seq = ++recogniseSeq;
+      if (platform.value !== 'auto' || !/^https?:\/\/./i.test(text)) {
+        recognised.textContent = '';
+        return;
+      }
+      recogniseTimer = setTimeout(async () => {
+        try {
+          const r = await api.get(`/platforms/recognise?url=${encodeURIComponent(text)}`);
+          if (seq !== recogniseSeq) return;
+          recognised.textContent = `Will use: ${r.platform} · ${r.source} · ${r.content_type}`;
+          recognised.dataset.platform = r.platform;
+        } catch (err) {
+          if (seq === recogniseSeq) recognised.textContent = err.message;
+        }
+      }, 300);
+    }
+    url.addEventListener('input', preview);
+    platform.addEventListener('change', preview);
     function syncTypes() {
+      if (platform.value === 'auto') {
+        mount(contentType, [h('option', { value: '' }, 'from the URL')]);
+        return;
+      }
       const p = platforms.find((x) => x.name === platform.value);
       const types = p?.content_types?.length ? p.content_types : ['file'];
       mount(contentType, types.map((t) => h('option', { value: t }, t)));
@@ -76,7 +106,9 @@ export default async function render(root, ctx) {
       source.required = m === 'source';
       source.placeholder = m === 'url' ? 'label (optional)' : 'username or forum name';
       urlField.querySelector('label').textContent = m === 'url' ? 'URL' : 'URL (optional: thread or profile)';
-      if (m === 'url') platform.value = platforms.some((p) => p.name === 'direct') ? 'direct' : platform.value;
+      if (m === 'url') platform.value = 'auto';
+      if (m === 'source' && platform.value === 'auto') platform.value = platforms.find((p) => p.enabled !== false)?.name || 'direct';
+      preview();
       syncTypes();
     };
     tabUrl.addEventListener('click', () => setMode('url'));
@@ -85,20 +117,22 @@ export default async function render(root, ctx) {
     const form = h('form', { class: 'card stack', 'aria-label': 'Add to queue', 'data-add-form': '' },
       h('div', { class: 'row between' }, h('h2', { style: { margin: 0 } }, 'Add to the queue'),
         h('div', { class: 'tabs', style: { margin: 0 } }, tabUrl, tabSource)),
-      h('div', { class: 'form-grid' }, h('div', { style: { gridColumn: '1 / -1' } }, urlField),
+      h('div', { class: 'form-grid' }, h('div', { style: { gridColumn: '1 / -1' } }, urlField, recognised),
         field('Platform', platform), field('Source', source), field('Content', contentType), field('Priority (1 = first)', priority),
         h('button', { class: 'btn primary', type: 'submit' }, 'Add')),
       error);
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       error.textContent = '';
-      const body = { platform: platform.value, content_type: contentType.value, priority: Number(priority.value) || 5 };
+      const body = { platform: platform.value, priority: Number(priority.value) || 5 };
+      if (contentType.value) body.content_type = contentType.value;
       if (url.value.trim()) body.url = url.value.trim();
       if (source.value.trim()) body.source = source.value.trim();
       try {
         const item = await api.post('/queue', body);
         toast({ level: 'success', title: 'Queued', message: `${item.platform}/${item.source} #${item.id}` });
         url.value = '';
+        recognised.textContent = '';
         upsert(item, true);
       } catch (err) {
         error.textContent = err.message;
