@@ -5,11 +5,18 @@
 //! Shared here: where the program is ([`locate`]), whether its version is
 //! recent enough ([`VersionCache`]), the per-downloader settings
 //! ([`ProgramSettings`]), what a failure text means ([`classify_failure`]),
-//! and the private working directory each transfer runs in ([`WorkDir`]).
+//! the private working directory each transfer runs in ([`WorkDir`]), the
+//! archive keys of the general platforms ([`archive_key`]), and (private)
+//! the one driver both programs run through: settings, arguments, the
+//! listing stream and the transfer loop are written once there.
 //! Invariant: a program runs in a process group of its own, and every way
 //! out of a run (end, error, cancel, timeout, a dropped stream) kills the
 //! group ([`runner::RunningProgram`]).
 
+#[cfg(any(feature = "ytdlp", feature = "gallerydl"))]
+mod driver;
+#[cfg(feature = "ytdlp")]
+mod nfo;
 pub mod runner;
 
 #[cfg(feature = "gallerydl")]
@@ -34,7 +41,6 @@ use serde_json::Value;
 use crate::downloader::{Context, Staging, Unavailable};
 use crate::error::DownloadError;
 use crate::model::Settings;
-use crate::platforms::platform_cookies;
 use runner::{Invocation, ProgramEvent, RunningProgram};
 
 /// How long `<program> --version` may take.
@@ -389,6 +395,26 @@ pub fn id_text(value: &Value) -> Option<String> {
     }
 }
 
+/// The mediadl archive key of an entry of a program's own download
+/// archive: `"{platform}:{entry}"`. `entry` is exactly what the program
+/// stores: a line of yt-dlp's `--download-archive` file (`youtube
+/// dQw4w9WgXcQ`, the extractor lowercased, a space, the id) or a row of
+/// gallery-dl's archive database (`twitter1234567890_1`: the category and
+/// the extractor's `archive_fmt`). The listings of platforms `video` and
+/// `gallery` key their items the same way, so an imported archive makes a
+/// later subscription skip what the program had already downloaded.
+///
+/// ```
+/// assert_eq!(
+///     mediadl::engines::archive_key("video", "youtube dQw4w9WgXcQ\n"),
+///     "video:youtube dQw4w9WgXcQ"
+/// );
+/// ```
+pub fn archive_key(platform: &str, entry: &str) -> String {
+    // Archive files end lines with `\n` (or `\r\n` when edited on Windows).
+    format!("{platform}:{}", entry.trim_end_matches(['\r', '\n']))
+}
+
 /// A private directory inside the staging directory for one run: the
 /// program writes there, the finished file is moved next to it, and the
 /// directory (with any partial file and the cookies copy) goes when this
@@ -463,6 +489,48 @@ impl WorkDir {
                     .sum()
             })
             .unwrap_or(0)
+    }
+
+    /// Moves `companion` (a file of this directory that belongs with
+    /// `produced`, such as `media.info.json` beside `media.mp4`) next to
+    /// `kept`, named as the engine's placement expects
+    /// ([`companion_path`](crate::downloads::companion_path)): the part of
+    /// its name after `produced`'s stem becomes its suffix.
+    pub fn keep_companion(
+        &self,
+        kept: &Path,
+        produced: &Path,
+        companion: &Path,
+    ) -> Result<PathBuf, DownloadError> {
+        let storage =
+            |err: std::io::Error| DownloadError::Storage(format!("{}: {err}", companion.display()));
+        let stem = produced
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .unwrap_or_default();
+        let name = companion
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default();
+        let suffix = name
+            .strip_prefix(stem)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|suffix| crate::downloads::companion_suffix_is_safe(suffix))
+            .ok_or_else(|| {
+                DownloadError::permanent(format!(
+                    "{name:?} is not a companion of {}",
+                    produced.display()
+                ))
+            })?;
+        if companion.parent() != Some(self.dir.path()) {
+            return Err(DownloadError::permanent(format!(
+                "{} is not a file the program wrote",
+                companion.display()
+            )));
+        }
+        let target = crate::downloads::companion_path(kept, suffix);
+        std::fs::rename(companion, &target).map_err(storage)?;
+        Ok(target)
     }
 
     /// Moves `produced` (which must be inside this directory) next to it,

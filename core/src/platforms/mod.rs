@@ -44,6 +44,11 @@ impl Registry {
         registry.register(tiktok::TikTok::default());
         #[cfg(feature = "ytdlp")]
         registry.register(crate::engines::YtDlp::tiktok());
+        // The general platforms: any site the programs support.
+        #[cfg(feature = "ytdlp")]
+        registry.register(crate::engines::YtDlp::video());
+        #[cfg(feature = "gallerydl")]
+        registry.register(crate::engines::GalleryDl::gallery());
         registry
     }
 }

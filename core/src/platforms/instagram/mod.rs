@@ -185,16 +185,11 @@ impl Downloader for Instagram {
 
     fn validate(&self, request: &Request) -> Result<(), Error> {
         accounts::username("instagram", &request.source)?;
-        if Section::parse(&request.content_type).is_none() {
-            return Err(Error::invalid(
-                "content_type",
-                format!(
-                    "Instagram has no content type {:?} (known: posts, stories, reels)",
-                    request.content_type
-                ),
-            ));
-        }
-        Ok(())
+        accounts::content_type(
+            "Instagram",
+            &["posts", "stories", "reels"],
+            &request.content_type,
+        )
     }
 
     fn discover(

@@ -157,16 +157,7 @@ impl Downloader for TikTok {
 
     fn validate(&self, request: &Request) -> Result<(), Error> {
         accounts::username("tiktok", &request.source)?;
-        if request.content_type != "videos" {
-            return Err(Error::invalid(
-                "content_type",
-                format!(
-                    "TikTok has no content type {:?} (known: videos)",
-                    request.content_type
-                ),
-            ));
-        }
-        Ok(())
+        accounts::content_type("TikTok", &["videos"], &request.content_type)
     }
 
     fn discover(
