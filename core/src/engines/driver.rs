@@ -179,7 +179,8 @@ impl Binding {
                 })
             }
             Sources::Accounts(sources) => {
-                let username = accounts::username(self.platform, &request.source).map_err(permanent)?;
+                let username =
+                    accounts::username(self.platform, &request.source).map_err(permanent)?;
                 let (_, default, item_type) = sources
                     .iter()
                     .find(|(name, _, _)| *name == request.content_type)
@@ -223,9 +224,9 @@ impl Binding {
             .map_err(|err| DownloadError::permanent(err.reason))?;
         let work = WorkDir::new(staging)?;
         let mut args: Vec<String> = self.program.base_args.iter().map(|a| (*a).into()).collect();
-        args.extend((self.program.timeout_args)(
-            u64::from(cx.settings.network.read_timeout_seconds),
-        ));
+        args.extend((self.program.timeout_args)(u64::from(
+            cx.settings.network.read_timeout_seconds,
+        )));
         if let Some(proxy) = proxy_for(cx, self.platform) {
             args.push("--proxy".into());
             args.push(proxy);

@@ -91,9 +91,21 @@ impl GalleryDl {
                 "instagram",
                 "Instagram",
                 Sources::Accounts(&[
-                    ("posts", "https://www.instagram.com/{username}/posts/", "post"),
-                    ("stories", "https://www.instagram.com/stories/{username}/", "story"),
-                    ("reels", "https://www.instagram.com/{username}/reels/", "reel"),
+                    (
+                        "posts",
+                        "https://www.instagram.com/{username}/posts/",
+                        "post",
+                    ),
+                    (
+                        "stories",
+                        "https://www.instagram.com/stories/{username}/",
+                        "story",
+                    ),
+                    (
+                        "reels",
+                        "https://www.instagram.com/{username}/reels/",
+                        "reel",
+                    ),
                 ]),
             ),
         }
@@ -219,8 +231,10 @@ impl GalleryDl {
         let mut run = self.binding.start(cx, Some(staging), &item.url)?;
         run.args
             .extend(["--no-mtime", "--no-skip", "-D"].map(String::from));
-        run.args.push(run.work.path().to_string_lossy().into_owned());
-        run.args.extend(["-f", "media.{extension}"].map(String::from));
+        run.args
+            .push(run.work.path().to_string_lossy().into_owned());
+        run.args
+            .extend(["-f", "media.{extension}"].map(String::from));
         run.args.extend(gallery_args(gallery.as_ref()));
         let metadata_json = gallery.as_ref().is_some_and(|g| g.metadata_json);
         if metadata_json {
@@ -419,7 +433,15 @@ mod tests {
         let value = serde_json::json!({"url": "http://127.0.0.1:9/a.jpg?x=1", "media_id": null});
         let item = item_from_listing("instagram", false, "post", &value).unwrap();
         assert_eq!(item.archive_key, "instagram:url:http://127.0.0.1:9/a.jpg");
-        assert!(item_from_listing("instagram", false, "post", &serde_json::json!({"url": null})).is_err());
+        assert!(
+            item_from_listing(
+                "instagram",
+                false,
+                "post",
+                &serde_json::json!({"url": null})
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -334,7 +334,12 @@ const FAILURE_PHRASES: &[(FailureKind, &[&str])] = &[
     ),
     (
         FailureKind::Private,
-        &["private video", "video is private", "private", "is not public"],
+        &[
+            "private video",
+            "video is private",
+            "private",
+            "is not public",
+        ],
     ),
     (
         FailureKind::Removed,
@@ -405,9 +410,9 @@ pub fn classify_failure(name: &str, stderr: &str, exit_code: Option<i32>) -> Dow
         )),
         FailureKind::Private => DownloadError::permanent(format!("{name}: private: {detail}")),
         FailureKind::Removed => DownloadError::permanent(format!("{name}: removed: {detail}")),
-        FailureKind::Unsupported => DownloadError::permanent(format!(
-            "{name} does not support this URL: {detail}"
-        )),
+        FailureKind::Unsupported => {
+            DownloadError::permanent(format!("{name} does not support this URL: {detail}"))
+        }
         FailureKind::Other => {
             let code = exit_code.map_or_else(|| "a signal".to_owned(), |code| code.to_string());
             DownloadError::retryable(format!("{name} exited with {code}: {detail}"))
@@ -716,34 +721,158 @@ mod tests {
     fn failure_texts_map_to_what_the_engine_should_do() {
         use FailureKind::*;
         let cases = [
-            ("yt-dlp", "ERROR: [tiktok] x: This user's account is private. Log into an account", LoginRequired, "AUTH_REQUIRED"),
-            ("yt-dlp", "ERROR: [youtube] x: Sign in to confirm you're not a bot", LoginRequired, "AUTH_REQUIRED"),
-            ("yt-dlp", "ERROR: [youtube] x: Sign in to confirm your age. This video may be inappropriate for some users. Use --cookies-from-browser or --cookies for the authentication.", LoginRequired, "AUTH_REQUIRED"),
-            ("gallery-dl", "[instagram][error] HTTP redirect to login page (https://www.instagram.com/accounts/login/)", LoginRequired, "AUTH_REQUIRED"),
-            ("gallery-dl", "[pixiv][error] AuthRequired: 'refresh-token' needed (https://github.com/mikf/gallery-dl#oauth)", LoginRequired, "AUTH_REQUIRED"),
-            ("yt-dlp", "ERROR: [instagram] x: Requested content is not available, rate-limit reached or login required", LoginRequired, "AUTH_REQUIRED"),
-            ("yt-dlp", "ERROR: [youtube] x: Join this channel to get access to members-only content like this video, and other exclusive perks.", MembersOnly, "AUTH_REQUIRED"),
-            ("yt-dlp", "ERROR: [youtube] x: This video is available to this channel's members on level: Tier 1 (or any higher level).", MembersOnly, "AUTH_REQUIRED"),
-            ("yt-dlp", "ERROR: [instagram] x: rate-limit reached", RateLimited, "RATE_LIMITED"),
-            ("yt-dlp", "ERROR: unable to download: HTTP Error 429: Too Many Requests", RateLimited, "RATE_LIMITED"),
-            ("gallery-dl", "[kemonoparty][error] HttpError: '429 Too Many Requests' for 'https://kemono.su/api/v1/user'", RateLimited, "RATE_LIMITED"),
-            ("yt-dlp", "ERROR: [youtube] x: Video unavailable. The uploader has not made this video available in your country", GeoBlocked, "DOWNLOAD_FAILED"),
-            ("yt-dlp", "ERROR: [BiliBili] x: This video may be deleted or geo-restricted. You might want to try a VPN or a proxy server (with --proxy)", GeoBlocked, "DOWNLOAD_FAILED"),
-            ("yt-dlp", "ERROR: [tiktok] 1: Your IP address is blocked from accessing this post", IpBlocked, "DOWNLOAD_FAILED"),
-            ("yt-dlp", "ERROR: [youtube] x: Private video. Sign in if you've been granted access to this video", Private, "DOWNLOAD_FAILED"),
-            ("gallery-dl", "[twitter][error] 'This account's posts are private'", Private, "DOWNLOAD_FAILED"),
-            ("yt-dlp", "ERROR: [youtube] x: Video unavailable. This video has been removed by the uploader", Removed, "DOWNLOAD_FAILED"),
-            ("yt-dlp", "ERROR: [youtube] x: Video unavailable. This video is no longer available because the YouTube account associated with this video has been terminated.", Removed, "DOWNLOAD_FAILED"),
-            ("gallery-dl", "[twitter][error] NotFoundError: Requested user could not be found", Removed, "DOWNLOAD_FAILED"),
-            ("gallery-dl", "[deviantart][error] HttpError: '404 Not Found' for 'https://www.deviantart.com/x'", Removed, "DOWNLOAD_FAILED"),
-            ("yt-dlp", "ERROR: Unsupported URL: http://x/", Unsupported, "DOWNLOAD_FAILED"),
-            ("gallery-dl", "[gallery-dl][error] No suitable extractor found for 'https://example.org/'", Unsupported, "DOWNLOAD_FAILED"),
-            ("yt-dlp", "ERROR: Connection reset by peer", Other, "DOWNLOAD_RETRYABLE"),
-            ("gallery-dl", "Traceback (most recent call last):\n  File \"gallery_dl/job.py\", line 1\nKeyError: 'x'", Other, "DOWNLOAD_RETRYABLE"),
+            (
+                "yt-dlp",
+                "ERROR: [tiktok] x: This user's account is private. Log into an account",
+                LoginRequired,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Sign in to confirm you're not a bot",
+                LoginRequired,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Sign in to confirm your age. This video may be inappropriate for some users. Use --cookies-from-browser or --cookies for the authentication.",
+                LoginRequired,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "gallery-dl",
+                "[instagram][error] HTTP redirect to login page (https://www.instagram.com/accounts/login/)",
+                LoginRequired,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "gallery-dl",
+                "[pixiv][error] AuthRequired: 'refresh-token' needed (https://github.com/mikf/gallery-dl#oauth)",
+                LoginRequired,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [instagram] x: Requested content is not available, rate-limit reached or login required",
+                LoginRequired,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Join this channel to get access to members-only content like this video, and other exclusive perks.",
+                MembersOnly,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: This video is available to this channel's members on level: Tier 1 (or any higher level).",
+                MembersOnly,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [instagram] x: rate-limit reached",
+                RateLimited,
+                "RATE_LIMITED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: unable to download: HTTP Error 429: Too Many Requests",
+                RateLimited,
+                "RATE_LIMITED",
+            ),
+            (
+                "gallery-dl",
+                "[kemonoparty][error] HttpError: '429 Too Many Requests' for 'https://kemono.su/api/v1/user'",
+                RateLimited,
+                "RATE_LIMITED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Video unavailable. The uploader has not made this video available in your country",
+                GeoBlocked,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [BiliBili] x: This video may be deleted or geo-restricted. You might want to try a VPN or a proxy server (with --proxy)",
+                GeoBlocked,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [tiktok] 1: Your IP address is blocked from accessing this post",
+                IpBlocked,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Private video. Sign in if you've been granted access to this video",
+                Private,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "gallery-dl",
+                "[twitter][error] 'This account's posts are private'",
+                Private,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Video unavailable. This video has been removed by the uploader",
+                Removed,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Video unavailable. This video is no longer available because the YouTube account associated with this video has been terminated.",
+                Removed,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "gallery-dl",
+                "[twitter][error] NotFoundError: Requested user could not be found",
+                Removed,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "gallery-dl",
+                "[deviantart][error] HttpError: '404 Not Found' for 'https://www.deviantart.com/x'",
+                Removed,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: Unsupported URL: http://x/",
+                Unsupported,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "gallery-dl",
+                "[gallery-dl][error] No suitable extractor found for 'https://example.org/'",
+                Unsupported,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: Connection reset by peer",
+                Other,
+                "DOWNLOAD_RETRYABLE",
+            ),
+            (
+                "gallery-dl",
+                "Traceback (most recent call last):\n  File \"gallery_dl/job.py\", line 1\nKeyError: 'x'",
+                Other,
+                "DOWNLOAD_RETRYABLE",
+            ),
         ];
         for (name, stderr, kind, code) in cases {
             assert_eq!(failure_kind(name, stderr, Some(1)), kind, "{stderr}");
-            assert_eq!(classify_failure(name, stderr, Some(1)).code(), code, "{stderr}");
+            assert_eq!(
+                classify_failure(name, stderr, Some(1)).code(),
+                code,
+                "{stderr}"
+            );
         }
         assert_eq!(
             classify_failure("gallery-dl", "[instagram][error] something", Some(16)).code(),

@@ -102,8 +102,7 @@ impl YtDlp {
 #[async_trait]
 impl Downloader for YtDlp {
     fn info(&self) -> DownloaderInfo {
-        self.binding
-            .info(&["date_filtering", "limit_downloads"])
+        self.binding.info(&["date_filtering", "limit_downloads"])
     }
 
     async fn check(&self, settings: &Settings) -> Result<(), Unavailable> {
@@ -182,7 +181,8 @@ impl YtDlp {
         run.args.push("--output".into());
         run.args.push(output.to_string_lossy().into_owned());
         if let Some(video) = &video {
-            run.args.extend(output_args(video).map_err(|err| DownloadError::permanent(err))?);
+            run.args
+                .extend(output_args(video).map_err(|err| DownloadError::permanent(err))?);
             run.args.extend(pacing_args(video));
         }
         run.args.push("--".into());
@@ -198,9 +198,10 @@ impl YtDlp {
                 excerpt(&finished.stderr)
             ))
         })?;
-        let (produced, metadata) = produced_path(&info).ok_or_else(|| {
+        let (produced, mut metadata) = produced_path(&info).ok_or_else(|| {
             DownloadError::permanent(format!("yt-dlp reported no file path: {}", excerpt(&info)))
         })?;
+        listing_knows_better(&mut metadata, item);
         let mut companions = Vec::new();
         if let Some(video) = &video {
             if video.nfo {
@@ -218,6 +219,30 @@ impl YtDlp {
             }
         }
         run.keep(cx, &produced, &companions)
+    }
+}
+
+/// What the listing said about the video wins over what the transfer
+/// alone saw: a feed's entry has its title and date, while the file it
+/// points to has only a name and a `Last-Modified`.
+fn listing_knows_better(metadata: &mut Value, item: &MediaItem) {
+    let Some(fields) = metadata.as_object_mut() else {
+        return;
+    };
+    for key in [
+        "title",
+        "description",
+        "uploader",
+        "uploader_id",
+        "channel_id",
+    ] {
+        if let Some(value) = item.metadata.get(key).filter(|v| !v.is_null()) {
+            fields.insert(key.into(), value.clone());
+        }
+    }
+    if let Some(at) = item.posted_at {
+        fields.insert("timestamp".into(), at.timestamp().into());
+        fields.insert("upload_date".into(), at.format("%Y%m%d").to_string().into());
     }
 }
 
@@ -280,7 +305,10 @@ fn companion_files(dir: &Path, produced: &Path, info_file: &Path) -> Vec<PathBuf
                 .map(|entry| entry.path())
                 .filter(|path| path.is_file() && path != produced && path != info_file)
                 .filter(|path| {
-                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                    let name = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default();
                     name.starts_with(&format!("{STEM}."))
                         && !name.ends_with(".part")
                         && !name.ends_with(".ytdl")
@@ -302,7 +330,8 @@ fn upload_time(metadata: &Value) -> Option<DateTime<Utc>> {
 
 /// Sets a file's modification time (media servers sort by it).
 fn set_modified(path: &Path, at: DateTime<Utc>) -> Result<(), DownloadError> {
-    let storage = |err: std::io::Error| DownloadError::Storage(format!("{}: {err}", path.display()));
+    let storage =
+        |err: std::io::Error| DownloadError::Storage(format!("{}: {err}", path.display()));
     let file = std::fs::File::options()
         .write(true)
         .open(path)
@@ -328,7 +357,12 @@ pub(crate) fn item_from_listing(
         .get("id")
         .and_then(id_text)
         .ok_or("the entry has no id")?;
-    let text = |key: &str| value.get(key).and_then(Value::as_str).filter(|t| !t.is_empty());
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+    };
     let http = |text: &str| {
         Url::parse(text)
             .ok()
@@ -468,7 +502,10 @@ mod tests {
         });
         let item = item_from_listing("video", true, &flat, &target()).unwrap();
         assert_eq!(item.archive_key, "video:youtube dQw4w9WgXcQ");
-        assert_eq!(item.url.as_str(), "https://www.youtube.com/watch?v=dQw4w9WgXcQ");
+        assert_eq!(
+            item.url.as_str(),
+            "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
+        );
         // An opened entry has its own page, which yt-dlp downloads from.
         let opened = serde_json::json!({
             "id": "76979871", "extractor_key": "Vimeo", "upload_date": "20130828",
@@ -477,7 +514,10 @@ mod tests {
         let item = item_from_listing("video", true, &opened, &target()).unwrap();
         assert_eq!(item.archive_key, "video:vimeo 76979871");
         assert_eq!(item.url.as_str(), "https://vimeo.com/76979871");
-        assert_eq!(item.posted_at.unwrap().to_rfc3339(), "2013-08-28T00:00:00+00:00");
+        assert_eq!(
+            item.posted_at.unwrap().to_rfc3339(),
+            "2013-08-28T00:00:00+00:00"
+        );
         // Videos embedded in the listed page: their media URL.
         let embedded = serde_json::json!({
             "id": "someone-1", "extractor_key": "HTML5MediaEmbed",

@@ -169,7 +169,10 @@ mod tests {
             notyoutube.com\tTRUE\t/\tTRUE\t0\tX\tbad\n";
         let youtube = cookies_for_host(text, "www.youtube.com");
         assert!(youtube.contains("\tSID\tyt"), "{youtube}");
-        assert!(!youtube.contains("vuid") && !youtube.contains("bad"), "{youtube}");
+        assert!(
+            !youtube.contains("vuid") && !youtube.contains("bad"),
+            "{youtube}"
+        );
         assert!(cookies_for_host(text, "youtube.com").contains("SID"));
         let vimeo = cookies_for_host(text, "www.vimeo.com");
         assert!(vimeo.contains("#HttpOnly_www.vimeo.com"), "{vimeo}");

@@ -11,7 +11,9 @@ use super::settings::{InvalidSetting, Settings};
 /// The longest pause between requests a setting may ask for.
 const MAX_SLEEP_SECONDS: f64 = 600.0;
 /// Audio codecs yt-dlp's `--audio-format` knows.
-pub const AUDIO_FORMATS: &[&str] = &["best", "aac", "alac", "flac", "m4a", "mp3", "opus", "vorbis", "wav"];
+pub const AUDIO_FORMATS: &[&str] = &[
+    "best", "aac", "alac", "flac", "m4a", "mp3", "opus", "vorbis", "wav",
+];
 
 /// `platforms.video`: what the `video` platform keeps of each video.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,23 +227,52 @@ mod tests {
     fn qualities_parse_and_bad_values_name_their_field() {
         let quality = |text: &str| read_video(serde_json::json!({"quality": text}));
         assert_eq!(quality("best").unwrap().quality().unwrap(), Quality::Best);
-        assert_eq!(quality("720p").unwrap().quality().unwrap(), Quality::UpTo(720));
+        assert_eq!(
+            quality("720p").unwrap().quality().unwrap(),
+            Quality::UpTo(720)
+        );
         assert_eq!(quality("audio").unwrap().quality().unwrap(), Quality::Audio);
         let cases = [
-            (serde_json::json!({"quality": "huge"}), "platforms.video.quality"),
-            (serde_json::json!({"quality": "5p"}), "platforms.video.quality"),
-            (serde_json::json!({"audio_format": "midi"}), "platforms.video.audio_format"),
-            (serde_json::json!({"subtitles": ["en", "../x"]}), "platforms.video.subtitles"),
-            (serde_json::json!({"nfo_kind": "show"}), "platforms.video.nfo_kind"),
-            (serde_json::json!({"limit_rate": "fast"}), "platforms.video.limit_rate"),
-            (serde_json::json!({"sleep_requests_seconds": -1}), "platforms.video.sleep_requests_seconds"),
-            (serde_json::json!({"thumbnail": "yes"}), "platforms.video.thumbnail"),
+            (
+                serde_json::json!({"quality": "huge"}),
+                "platforms.video.quality",
+            ),
+            (
+                serde_json::json!({"quality": "5p"}),
+                "platforms.video.quality",
+            ),
+            (
+                serde_json::json!({"audio_format": "midi"}),
+                "platforms.video.audio_format",
+            ),
+            (
+                serde_json::json!({"subtitles": ["en", "../x"]}),
+                "platforms.video.subtitles",
+            ),
+            (
+                serde_json::json!({"nfo_kind": "show"}),
+                "platforms.video.nfo_kind",
+            ),
+            (
+                serde_json::json!({"limit_rate": "fast"}),
+                "platforms.video.limit_rate",
+            ),
+            (
+                serde_json::json!({"sleep_requests_seconds": -1}),
+                "platforms.video.sleep_requests_seconds",
+            ),
+            (
+                serde_json::json!({"thumbnail": "yes"}),
+                "platforms.video.thumbnail",
+            ),
         ];
         for (section, field) in cases {
             let err = read_video(section.clone()).unwrap_err();
             assert_eq!(err.field, field, "{section}: {err}");
         }
-        assert!(read_video(serde_json::json!({"limit_rate": "4M", "subtitles": ["pt-BR"]})).is_ok());
+        assert!(
+            read_video(serde_json::json!({"limit_rate": "4M", "subtitles": ["pt-BR"]})).is_ok()
+        );
     }
 
     #[test]

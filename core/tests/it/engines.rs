@@ -17,14 +17,14 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 /// A copy of one recorded scenario and a wrapper program that replays it.
-struct Fake {
+pub(crate) struct Fake {
     _dir: tempfile::TempDir,
-    scenario: PathBuf,
-    program: PathBuf,
+    pub(crate) scenario: PathBuf,
+    pub(crate) program: PathBuf,
 }
 
 impl Fake {
-    fn new(scenario: &str) -> Self {
+    pub(crate) fn new(scenario: &str) -> Self {
         let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/engines");
         let dir = tempfile::tempdir().unwrap();
         let copy = dir.path().join(scenario);
@@ -53,7 +53,7 @@ impl Fake {
     }
 
     /// The arguments of the last run, one per line.
-    fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         std::fs::read_to_string(self.scenario.join("args"))
             .unwrap_or_default()
             .lines()
@@ -62,7 +62,7 @@ impl Fake {
     }
 
     /// Whether the grandchild a hanging run started has died.
-    async fn grandchild_is_gone(&self) -> bool {
+    pub(crate) async fn grandchild_is_gone(&self) -> bool {
         let pid = std::fs::read_to_string(self.scenario.join("grandchild.pid")).unwrap();
         let pid = pid.trim();
         for _ in 0..200 {
@@ -76,17 +76,17 @@ impl Fake {
     }
 }
 
-fn settings(platform: &str, downloader: &str, section: Value, extra: Value) -> Settings {
+pub(crate) fn settings(platform: &str, downloader: &str, section: Value, extra: Value) -> Settings {
     let mut value = json!({ "platforms": { platform: { downloader: section } } });
     mediadl::model::settings::merge_patch(&mut value, &extra);
     Settings::from_value(&value).unwrap()
 }
 
-fn program_settings(program: &Path) -> Value {
+pub(crate) fn program_settings(program: &Path) -> Value {
     json!({ "path": program, "stall_timeout_seconds": 2, "timeout_seconds": 60 })
 }
 
-fn context(settings: Settings) -> Context {
+pub(crate) fn context(settings: Settings) -> Context {
     Context {
         http: HttpClient::new(&settings.network).unwrap(),
         settings: Arc::new(settings),
@@ -97,7 +97,7 @@ fn context(settings: Settings) -> Context {
     }
 }
 
-fn request(platform: &str, content_type: &str) -> Request {
+pub(crate) fn request(platform: &str, content_type: &str) -> Request {
     Request {
         queue_id: 1,
         url: String::new(),
@@ -113,7 +113,7 @@ fn request(platform: &str, content_type: &str) -> Request {
     }
 }
 
-async fn collect(
+pub(crate) async fn collect(
     downloader: &dyn Downloader,
     request: &Request,
     cx: &Context,
@@ -152,11 +152,11 @@ fn gallerydl_context(fake: &Fake, extra: Value) -> Context {
     ))
 }
 
-fn only_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn only_files(dir: &Path) -> Vec<PathBuf> {
     walk(dir).into_iter().filter(|p| p.is_file()).collect()
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -536,18 +536,45 @@ async fn gallerydl_transfers_write_one_file_or_say_why_not() {
 }
 
 /// The real programs, from PyPI (`pip install yt-dlp gallery-dl`).
-mod real {
+pub(crate) mod real {
     use super::*;
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
-    fn installed(name: &str) -> PathBuf {
+    pub(crate) fn installed(name: &str) -> PathBuf {
         mediadl::engines::locate("", name).unwrap_or_else(|err| {
             panic!("{err}: these tests need the real program (pip install yt-dlp gallery-dl)")
         })
     }
 
-    fn payload(len: usize, seed: u8) -> Vec<u8> {
+    /// Queues `new` on `test`'s engine and runs the engine until the item
+    /// has finished (at most a minute); returns the finished item.
+    pub(crate) async fn run_to_end(
+        test: &mediadl::testkit::TestEngine,
+        new: mediadl::model::NewQueueItem,
+    ) -> mediadl::model::QueueItem {
+        use mediadl::store::QueueRepo;
+        let item = test.queue().submit(new).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let engine = test.engine.clone();
+        let runner = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { engine.run(shutdown).await }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let item = loop {
+            let item = test.store.get_queue_item(item.id).await.unwrap();
+            if item.status.is_finished() || tokio::time::Instant::now() > deadline {
+                break item;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        shutdown.cancel();
+        runner.await.unwrap().unwrap();
+        item
+    }
+
+    pub(crate) fn payload(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect()
@@ -630,7 +657,7 @@ mod real {
     #[tokio::test]
     async fn the_engine_hashes_and_records_what_ytdlp_wrote() {
         use mediadl::model::{DownloadFilter, NewQueueItem, Page, QueueStatus};
-        use mediadl::store::{DownloadRepo, QueueRepo};
+        use mediadl::store::DownloadRepo;
         let program = installed("yt-dlp");
         let server = server().await;
         let root = tempfile::tempdir().unwrap();
@@ -648,23 +675,7 @@ mod real {
             "videos",
         );
         new.options.downloader = Some("yt-dlp".into());
-        let item = test.queue().submit(new).await.unwrap();
-        let shutdown = CancellationToken::new();
-        let engine = test.engine.clone();
-        let runner = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { engine.run(shutdown).await }
-        });
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let item = loop {
-            let item = test.store.get_queue_item(item.id).await.unwrap();
-            if item.status.is_finished() || tokio::time::Instant::now() > deadline {
-                break item;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        shutdown.cancel();
-        runner.await.unwrap().unwrap();
+        let item = run_to_end(&test, new).await;
         assert_eq!(
             item.status,
             QueueStatus::Completed,

@@ -359,7 +359,11 @@ async fn stage_companions(
         Err(err) => return Err(storage(dir, err)),
     };
     let mut staged_companions = Vec::new();
-    while let Some(entry) = entries.next_entry().await.map_err(|err| storage(dir, err))? {
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(|err| storage(dir, err))?
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(suffix) = name.strip_prefix(&stem) else {
             continue;
