@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod fetch;
 pub mod format;
+pub mod markup;
 pub mod metrics;
 pub mod model;
 pub mod notify;

@@ -3,9 +3,8 @@
 //! the description as the plot, the upload date as the aired date, the
 //! channel as the studio (and the show), the thumbnail as the poster.
 //!
-//! Every value is escaped for XML text, and characters XML 1.0 cannot hold
-//! at all (most control characters) are dropped, so a title full of `<`,
-//! `&` or stray control bytes still gives a document media servers read.
+//! Every value goes through [`crate::markup::escape`], so a title full of
+//! `<`, `&` or stray control bytes still gives a document media servers read.
 
 use serde_json::Value;
 
@@ -56,13 +55,16 @@ pub fn document(metadata: &Value, kind: &str) -> String {
     out.push_str(&format!("<{root}>\n"));
     for (name, value) in fields {
         if let Some(value) = value {
-            out.push_str(&format!("  <{name}>{}</{name}>\n", escape(&value)));
+            out.push_str(&format!(
+                "  <{name}>{}</{name}>\n",
+                crate::markup::escape(&value)
+            ));
         }
     }
     if let Some(thumbnail) = text("thumbnail") {
         out.push_str(&format!(
             "  <thumb aspect=\"poster\">{}</thumb>\n",
-            escape(&thumbnail)
+            crate::markup::escape(&thumbnail)
         ));
     }
     if let Some(id) = text("id") {
@@ -71,30 +73,11 @@ pub fn document(metadata: &Value, kind: &str) -> String {
             .to_lowercase();
         out.push_str(&format!(
             "  <uniqueid type=\"{}\" default=\"true\">{}</uniqueid>\n",
-            escape(&source),
-            escape(&id)
+            crate::markup::escape(&source),
+            crate::markup::escape(&id)
         ));
     }
     out.push_str(&format!("</{root}>\n"));
-    out
-}
-
-/// `text` as XML character data (also fit for attribute values).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // XML 1.0 allows only tab, newline and carriage return below 0x20.
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
     out
 }
 
@@ -117,8 +100,8 @@ mod tests {
             "<title>Tom &amp; Jerry &lt;live&gt;</title>",
             "<plot>a &quot;plot&quot;</plot>",
             "<aired>2009-10-25</aired>",
-            "<studio>Rick&apos;s channel</studio>",
-            "<showtitle>Rick&apos;s channel</showtitle>",
+            "<studio>Rick&#39;s channel</studio>",
+            "<showtitle>Rick&#39;s channel</showtitle>",
             "<runtime>4</runtime>",
             "<thumb aspect=\"poster\">https://i.ytimg.com/vi/dQw4w9WgXcQ/maxresdefault.jpg?a=1&amp;b=2</thumb>",
             "<uniqueid type=\"youtube\" default=\"true\">dQw4w9WgXcQ</uniqueid>",

@@ -38,6 +38,14 @@ const ITEM_MARKER: &str = "mediadl-item ";
 const PROGRESS_MARKER: &str = "mediadl-progress ";
 const ITEM_TEMPLATE: &str = "mediadl-item %(.{id,ie_key,extractor_key,url,webpage_url,timestamp,upload_date,title,description,uploader,uploader_id,channel_id,width,height,duration,ext})j";
 const PROGRESS_TEMPLATE: &str = "download:mediadl-progress %(progress.{status,downloaded_bytes,total_bytes,total_bytes_estimate})j";
+/// What a listing says about a video that the download record keeps.
+const DESCRIPTIVE_KEYS: [&str; 5] = [
+    "title",
+    "description",
+    "uploader",
+    "uploader_id",
+    "channel_id",
+];
 /// The stem of every file of a transfer in its work directory.
 const STEM: &str = "media";
 
@@ -229,13 +237,7 @@ fn listing_knows_better(metadata: &mut Value, item: &MediaItem) {
     let Some(fields) = metadata.as_object_mut() else {
         return;
     };
-    for key in [
-        "title",
-        "description",
-        "uploader",
-        "uploader_id",
-        "channel_id",
-    ] {
+    for key in DESCRIPTIVE_KEYS {
         if let Some(value) = item.metadata.get(key).filter(|v| !v.is_null()) {
             fields.insert(key.into(), value.clone());
         }
@@ -405,17 +407,12 @@ pub(crate) fn item_from_listing(
             Value::String(format!("{width}x{height}")),
         );
     }
-    for key in [
-        "title",
-        "description",
-        "uploader",
-        "uploader_id",
-        "channel_id",
-        "duration",
-        "extractor_key",
-    ] {
+    for key in DESCRIPTIVE_KEYS
+        .iter()
+        .chain(&["duration", "extractor_key"])
+    {
         if let Some(found) = value.get(key).filter(|v| !v.is_null()) {
-            metadata.insert(key.into(), found.clone());
+            metadata.insert((*key).into(), found.clone());
         }
     }
     item.metadata = metadata;

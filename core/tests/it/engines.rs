@@ -574,6 +574,29 @@ pub(crate) mod real {
         item
     }
 
+    /// [`run_to_end`], checking the item completed; returns it and every
+    /// download the store now holds.
+    pub(crate) async fn run_to_completion(
+        test: &mediadl::testkit::TestEngine,
+        new: mediadl::model::NewQueueItem,
+    ) -> (mediadl::model::QueueItem, Vec<mediadl::model::Download>) {
+        use mediadl::model::{DownloadFilter, Page, QueueStatus};
+        use mediadl::store::DownloadRepo;
+        let item = run_to_end(test, new).await;
+        assert_eq!(
+            item.status,
+            QueueStatus::Completed,
+            "{:?}",
+            item.error_message
+        );
+        let downloads = test
+            .store
+            .list_downloads(&DownloadFilter::default(), Page::new(1, 100))
+            .await
+            .unwrap();
+        (item, downloads.items)
+    }
+
     pub(crate) fn payload(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -656,8 +679,7 @@ pub(crate) mod real {
 
     #[tokio::test]
     async fn the_engine_hashes_and_records_what_ytdlp_wrote() {
-        use mediadl::model::{DownloadFilter, NewQueueItem, Page, QueueStatus};
-        use mediadl::store::DownloadRepo;
+        use mediadl::model::NewQueueItem;
         let program = installed("yt-dlp");
         let server = server().await;
         let root = tempfile::tempdir().unwrap();
@@ -675,20 +697,9 @@ pub(crate) mod real {
             "videos",
         );
         new.options.downloader = Some("yt-dlp".into());
-        let item = run_to_end(&test, new).await;
-        assert_eq!(
-            item.status,
-            QueueStatus::Completed,
-            "{:?}",
-            item.error_message
-        );
-        let downloads = test
-            .store
-            .list_downloads(&DownloadFilter::default(), Page::new(1, 10))
-            .await
-            .unwrap();
-        assert_eq!(downloads.total, 2);
-        for download in &downloads.items {
+        let (_, downloads) = run_to_completion(&test, new).await;
+        assert_eq!(downloads.len(), 2);
+        for download in &downloads {
             let bytes = std::fs::read(download.file_path.as_deref().unwrap()).unwrap();
             use sha2::Digest;
             let hash = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));

@@ -9,12 +9,11 @@ use std::time::{Duration, SystemTime};
 
 use mediadl::downloader::{Downloader, Staging};
 use mediadl::engines::{GalleryDl, YtDlp};
-use mediadl::model::{DownloadFilter, NewQueueItem, Page, QueueStatus};
-use mediadl::store::DownloadRepo;
+use mediadl::model::NewQueueItem;
 use mediadl::testkit::{Fixture, FixtureServer, TestEngine};
 use serde_json::{Value, json};
 
-use crate::engines::real::{installed, payload, run_to_end};
+use crate::engines::real::{installed, payload, run_to_completion};
 use crate::engines::{Fake, collect, context, program_settings, request, settings};
 
 /// A request of a general platform for `url`.
@@ -87,28 +86,12 @@ async fn a_video_channel_keeps_info_json_nfo_and_dates_then_only_what_is_new() {
     let feed_url = server.url("/feed.xml");
     let new = || NewQueueItem::new(feed_url.clone(), "video", feed_url.clone(), "videos");
 
-    let first = run_to_end(&test, new()).await;
-    assert_eq!(
-        first.status,
-        QueueStatus::Completed,
-        "{:?}",
-        first.error_message
-    );
-    let downloads = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, 10))
-        .await
-        .unwrap();
-    let mut keys: Vec<&str> = downloads
-        .items
-        .iter()
-        .map(|d| d.archive_key.as_str())
-        .collect();
+    let (_, downloads) = run_to_completion(&test, new()).await;
+    let mut keys: Vec<&str> = downloads.iter().map(|d| d.archive_key.as_str()).collect();
     keys.sort();
     assert_eq!(keys, ["video:generic clip-1", "video:generic clip-2"]);
 
     let second = downloads
-        .items
         .iter()
         .find(|d| d.archive_key == "video:generic clip-2")
         .unwrap();
@@ -170,21 +153,9 @@ async fn a_video_channel_keeps_info_json_nfo_and_dates_then_only_what_is_new() {
         two[1],
     ];
     server.route("/feed.xml", Fixture::bytes(feed(&server, &three)));
-    let again = run_to_end(&test, new()).await;
-    assert_eq!(
-        again.status,
-        QueueStatus::Completed,
-        "{:?}",
-        again.error_message
-    );
-    let downloads = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, 10))
-        .await
-        .unwrap();
-    assert_eq!(downloads.total, 3);
+    let (again, downloads) = run_to_completion(&test, new()).await;
+    assert_eq!(downloads.len(), 3);
     let fetched_again: Vec<&str> = downloads
-        .items
         .iter()
         .filter(|d| d.queue_id == Some(again.id))
         .map(|d| d.archive_key.as_str())
@@ -279,26 +250,12 @@ async fn a_gallery_page_is_keyed_as_gallery_dl_archives_it() {
         json!({"network": {"platform_proxies": {"gallery": proxy}}}),
     ));
     let page = "http://gallery.test/album.html";
-    let item = run_to_end(&test, NewQueueItem::new(page, "gallery", page, "media")).await;
-    assert_eq!(
-        item.status,
-        QueueStatus::Completed,
-        "{:?}",
-        item.error_message
-    );
-    let downloads = test
-        .store
-        .list_downloads(&DownloadFilter::default(), Page::new(1, 10))
-        .await
-        .unwrap();
-    let mut keys: Vec<String> = downloads
-        .items
-        .iter()
-        .map(|d| d.archive_key.clone())
-        .collect();
+    let (_, downloads) =
+        run_to_completion(&test, NewQueueItem::new(page, "gallery", page, "media")).await;
+    let mut keys: Vec<String> = downloads.iter().map(|d| d.archive_key.clone()).collect();
     keys.sort();
     assert_eq!(keys.len(), 2, "{keys:?}");
-    for download in &downloads.items {
+    for download in &downloads {
         let bytes = std::fs::read(download.file_path.as_deref().unwrap()).unwrap();
         assert!(bytes == payload(30_000, 7) || bytes == payload(30_000, 8));
     }
