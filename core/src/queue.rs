@@ -86,6 +86,10 @@ impl QueueService {
         if new.max_attempts == 0 {
             new.max_attempts = settings.general.retry_attempts;
         }
+        if new.source.trim().is_empty() && crate::platforms::source_is_url(&new.platform) {
+            // The general platforms' source is the page itself.
+            new.source = new.url.trim().to_owned();
+        }
         if new.source.trim().is_empty() && new.platform == "direct" {
             new.source = url::Url::parse(new.url.trim())
                 .ok()

@@ -53,6 +53,13 @@ impl Registry {
     }
 }
 
+/// Whether a platform's source is the URL itself: the general platforms
+/// `video` (any site yt-dlp supports) and `gallery` (any site gallery-dl
+/// supports), whose sources are channel, playlist, board or post URLs.
+pub fn source_is_url(platform: &str) -> bool {
+    matches!(platform, "video" | "gallery")
+}
+
 /// Whether the platform as a whole is switched on (`platforms.<p>.enabled`,
 /// on unless set to `false`).
 pub fn platform_enabled(settings: &Settings, platform: &str) -> bool {

@@ -72,9 +72,10 @@ where
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
-/// Whether `platform` takes its target from a URL (`direct` files, `forum` threads).
+/// Whether `platform` takes its target from a URL (`direct` files, `forum`
+/// threads, the pages of the general platforms `video` and `gallery`).
 fn takes_url(platform: &str) -> bool {
-    matches!(platform, "direct" | "forum")
+    matches!(platform, "direct" | "forum") || crate::platforms::source_is_url(platform)
 }
 
 fn http_url(field: &str, value: &str) -> Result<String, Error> {
@@ -376,6 +377,30 @@ mod tests {
             serde_json::from_value(serde_json::json!({"thread_title": 7})).unwrap();
         let err = JobConfig::parse(JobKind::Download, &title).unwrap_err();
         assert!(matches!(err, Error::Invalid { ref field, .. } if field == "config.thread_title"));
+    }
+
+    #[test]
+    fn general_platform_jobs_fetch_their_source_url() {
+        let spec = |platform: &str, source: &str| JobSpec {
+            name: "channel".into(),
+            kind: JobKind::Download,
+            platform: platform.into(),
+            source: source.into(),
+            content_type: String::new(),
+            schedule: "0 */4 * * *".into(),
+            timezone: None,
+            enabled: true,
+            catch_up: CatchUp::default(),
+            config: JobConfig::default(),
+            monitor_until: None,
+        };
+        let channel = "https://www.youtube.com/@someone/videos";
+        assert_eq!(target_url(&spec("video", channel)).unwrap(), channel);
+        let board = "https://www.pinterest.com/someone/board/";
+        assert_eq!(target_url(&spec("gallery", board)).unwrap(), board);
+        let err = target_url(&spec("video", "someone")).unwrap_err();
+        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "source"));
+        assert_eq!(target_url(&spec("tiktok", "someone")).unwrap(), "someone");
     }
 
     #[test]

@@ -250,8 +250,7 @@ async fn a_gallery_page_is_keyed_as_gallery_dl_archives_it() {
         json!({"network": {"platform_proxies": {"gallery": proxy}}}),
     ));
     let page = "http://gallery.test/album.html";
-    let (_, downloads) =
-        run_to_completion(&test, NewQueueItem::new(page, "gallery", page, "media")).await;
+    let (_, downloads) = run_to_completion(&test, NewQueueItem::new(page, "gallery", "", "")).await;
     let mut keys: Vec<String> = downloads.iter().map(|d| d.archive_key.clone()).collect();
     keys.sort();
     assert_eq!(keys.len(), 2, "{keys:?}");
