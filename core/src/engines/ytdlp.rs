@@ -190,7 +190,7 @@ impl YtDlp {
         run.args.push(output.to_string_lossy().into_owned());
         if let Some(video) = &video {
             run.args
-                .extend(output_args(video).map_err(|err| DownloadError::permanent(err))?);
+                .extend(output_args(video).map_err(DownloadError::permanent)?);
             run.args.extend(pacing_args(video));
         }
         run.args.push("--".into());
