@@ -945,6 +945,44 @@ pub async fn settings_and_cookies(db: Db) {
         .cloned()
         .unwrap();
     assert_eq!(direct["status"], "operational");
+    // The general platforms, beside the named ones, with their programs.
+    for (platform, program) in [("video", "yt-dlp"), ("gallery", "gallery-dl")] {
+        let listed = platforms["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == platform)
+            .cloned()
+            .unwrap_or_else(|| panic!("{platform} is listed: {platforms}"));
+        assert_eq!(listed["downloaders"][0]["name"], program, "{listed}");
+    }
+    // A site's cookies go to the general platform; a page is queued as is.
+    let youtube = ".youtube.com\tTRUE\t/\tTRUE\t4102444800\tSID\tabc\n";
+    assert_eq!(
+        put(youtube, "video").await.unwrap().status(),
+        StatusCode::OK
+    );
+    let channel = "http://127.0.0.1:9/@someone/videos";
+    let (status, body) = app
+        .post(
+            "/api/v1/queue",
+            &admin,
+            json!({"url": channel, "platform": "video"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .post(
+            "/api/v1/queue",
+            &admin,
+            json!({"platform": "gallery", "source": "someone"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("source")),
+        "{body}"
+    );
 
     // The platform shortcuts validate and queue.
     let (status, body) = app
