@@ -96,6 +96,7 @@ impl QueueService {
                 .and_then(|url| url.host_str().map(str::to_owned))
                 .unwrap_or_default();
         }
+        crate::engine::placement::check_template_overrides(&new.metadata, "metadata")?;
         let now = self.clock.now();
         let probe = Request::from_item(&new.clone().into_item(0, now), &settings, now);
         downloader.validate(&probe)?;

@@ -122,6 +122,13 @@ pub(crate) fn queue_item_for(
     if let Some(title) = &config.thread_title {
         metadata.insert("thread_title".into(), Value::String(title.clone()));
     }
+    // A job's own output templates travel with its items (kept in
+    // `config` as given, checked when the job was saved).
+    for key in crate::engine::placement::TEMPLATE_OVERRIDES {
+        if let Some(template) = config.other.get(key) {
+            metadata.insert(key.into(), template.clone());
+        }
+    }
     Ok(NewQueueItem {
         url,
         platform: spec.platform.clone(),
@@ -401,6 +408,21 @@ mod tests {
         let err = target_url(&spec("video", "someone")).unwrap_err();
         assert!(matches!(err, Error::Invalid { ref field, .. } if field == "source"));
         assert_eq!(target_url(&spec("tiktok", "someone")).unwrap(), "someone");
+
+        // A job's own output templates go with its items, checked first.
+        let given: Metadata =
+            serde_json::from_value(serde_json::json!({"directory_template": "yt/{source}"}))
+                .unwrap();
+        let mut job = spec("video", channel);
+        job.config = JobConfig::parse(JobKind::Download, &given).unwrap();
+        let item = queue_item_for("channel", &job, None).unwrap();
+        assert_eq!(item.metadata["directory_template"], "yt/{source}");
+        let climbing: Metadata =
+            serde_json::from_value(serde_json::json!({"filename_template": "../../x"})).unwrap();
+        let err = JobConfig::parse(JobKind::Download, &climbing).unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "config.filename_template")
+        );
     }
 
     #[test]

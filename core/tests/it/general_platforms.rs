@@ -250,11 +250,17 @@ async fn a_gallery_page_is_keyed_as_gallery_dl_archives_it() {
         json!({"network": {"platform_proxies": {"gallery": proxy}}}),
     ));
     let page = "http://gallery.test/album.html";
-    let (_, downloads) = run_to_completion(&test, NewQueueItem::new(page, "gallery", "", "")).await;
+    let mut new = NewQueueItem::new(page, "gallery", "", "");
+    // This source's own directory, instead of the global template's.
+    new.metadata
+        .insert("directory_template".into(), json!("albums/{platform}"));
+    let (_, downloads) = run_to_completion(&test, new).await;
     let mut keys: Vec<String> = downloads.iter().map(|d| d.archive_key.clone()).collect();
     keys.sort();
     assert_eq!(keys.len(), 2, "{keys:?}");
     for download in &downloads {
+        let path = Path::new(download.file_path.as_deref().unwrap());
+        assert_eq!(path.parent().unwrap(), root.path().join("albums/gallery"));
         let bytes = std::fs::read(download.file_path.as_deref().unwrap()).unwrap();
         assert!(bytes == payload(30_000, 7) || bytes == payload(30_000, 8));
     }

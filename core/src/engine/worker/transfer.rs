@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::downloader::{Context, Downloader, MediaItem, Staging};
 use crate::downloads::{companion_path, companion_suffix_is_safe};
-use crate::engine::placement::{NameParts, contained_path, relative_location};
+use crate::engine::placement::{NameParts, contained_path, relative_location, templates};
 use crate::engine::{Shared, TEMP_PREFIX};
 use crate::error::{DownloadError, StoreError};
 use crate::fetch::transfer::{Fetched, FinalName, Target, fetch_to_file, move_into_place};
@@ -44,11 +44,9 @@ pub(super) async fn download_one(
         media_type: None,
         now,
     };
-    let (dir_rel, _) = relative_location(
-        &settings.downloads.directory_template,
-        &settings.downloads.filename_template,
-        &placeholder,
-    );
+    // The source's own templates (queue item or job) win over the settings'.
+    let (directory_template, filename_template) = templates(&item.metadata, settings);
+    let (dir_rel, _) = relative_location(directory_template, filename_template, &placeholder);
     let dir = contained_path(&root, &dir_rel)?;
     let key_hash = crate::model::url_hash(&media.archive_key);
     let temp = dir.join(format!("{TEMP_PREFIX}{}.part", &key_hash[..20]));
@@ -109,12 +107,7 @@ pub(super) async fn download_one(
                     media_type,
                     ..placeholder.clone()
                 };
-                relative_location(
-                    &settings.downloads.directory_template,
-                    &settings.downloads.filename_template,
-                    &parts,
-                )
-                .1
+                relative_location(directory_template, filename_template, &parts).1
             };
             let target = Target {
                 path: &temp,
@@ -208,11 +201,8 @@ pub(super) async fn download_one(
                         media_type: fetched.content_type.as_deref(),
                         ..placeholder.clone()
                     };
-                    let (_, name) = relative_location(
-                        &settings.downloads.directory_template,
-                        &settings.downloads.filename_template,
-                        &parts,
-                    );
+                    let (_, name) =
+                        relative_location(directory_template, filename_template, &parts);
                     place(fetched.path, dir, name).await?
                 }
             };
