@@ -10,7 +10,7 @@
 //! as `_archive_key` (`{category}` + the extractor's `archive_fmt`, exactly
 //! what its archive database holds, e.g. `twitter1234567890_1`). Platform
 //! `gallery` keys its items `gallery:<that entry>` (see
-//! [`archive_key`](super::archive_key)); Instagram keeps the media id the
+//! [`archive_key`]); Instagram keeps the media id the
 //! native client keys on. Transfer: that URL, through gallery-dl again,
 //! into a private work directory; progress is the size of what it has
 //! written so far (gallery-dl reports none in machine-readable form).

@@ -15,7 +15,7 @@
 //! `video:{extractor} {id}`, where `{extractor}` is the entry's `ie_key`
 //! (the extractor that downloads a flat entry) or its `extractor_key`,
 //! lowercased as yt-dlp writes it (`video:youtube dQw4w9WgXcQ`); see
-//! [`archive_key`](super::archive_key).
+//! [`archive_key`].
 
 use std::path::{Path, PathBuf};
 
