@@ -45,6 +45,9 @@ chromium --version
 chromedriver --version
 
 step "yt-dlp and gallery-dl for the external engine tests"
+# No ffmpeg: the tests use yt-dlp's native HLS downloader and formats
+# that need no merging (the general platforms' tests check this).
+# gallery-dl 1.28 or newer (its listing reads `_archive_key` at prepare-after).
 if ! command -v yt-dlp >/dev/null || ! command -v gallery-dl >/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check yt-dlp gallery-dl
 fi

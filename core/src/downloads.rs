@@ -48,6 +48,49 @@ pub fn sidecar_path(file: &Path) -> PathBuf {
     PathBuf::from(sidecar)
 }
 
+/// Where a companion file of `media` goes (an `.info.json`, an `.nfo`,
+/// subtitles, a thumbnail): beside it, named after it with `suffix` in
+/// place of its extension (`Clip.mp4` → `Clip.info.json`, `Clip.en.vtt`),
+/// as media servers look for them.
+pub fn companion_path(media: &Path, suffix: &str) -> PathBuf {
+    let stem = media
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    media.with_file_name(format!("{stem}.{suffix}"))
+}
+
+/// Whether `suffix` may end a companion's name: short, and only letters,
+/// digits, `-`, `_` and inner dots (no path, no `..`).
+pub fn companion_suffix_is_safe(suffix: &str) -> bool {
+    !suffix.is_empty()
+        && suffix.len() <= 40
+        && !suffix.starts_with('.')
+        && !suffix.ends_with('.')
+        && !suffix.contains("..")
+        && suffix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// The companion files recorded with a download (`metadata.companions`,
+/// names beside its file), as paths.
+pub fn recorded_companions(file: &Path, metadata: &crate::model::Metadata) -> Vec<PathBuf> {
+    metadata
+        .get("companions")
+        .and_then(serde_json::Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                // A name, never a path: nothing but files beside the media.
+                .filter(|name| !name.contains('/') && !name.starts_with('.'))
+                .map(|name| file.with_file_name(name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Files an embedder derives from a download's media (a thumbnail cache),
 /// dropped when the media is deleted.
 #[async_trait]
@@ -204,12 +247,13 @@ impl DownloadService {
             && self.store.duplicates_of(id).await?.is_empty();
         let deleted = self.store.delete_download(id).await?;
         if owns_file && let Some(stored) = download.file_path.as_deref() {
-            self.remove_media(id, Path::new(stored)).await;
+            let companions = recorded_companions(Path::new(stored), &download.metadata);
+            self.remove_media(id, Path::new(stored), &companions).await;
         }
         Ok(deleted)
     }
 
-    async fn remove_media(&self, id: i64, stored: &Path) {
+    async fn remove_media(&self, id: i64, stored: &Path, companions: &[PathBuf]) {
         let root = self.download_root();
         let Some(file) = contained_path(&root, stored) else {
             tracing::warn!(
@@ -218,8 +262,10 @@ impl DownloadService {
             );
             return;
         };
-        let sidecar = contained_path(&root, &sidecar_path(stored));
-        for path in std::iter::once(file).chain(sidecar) {
+        let beside = std::iter::once(sidecar_path(stored))
+            .chain(companions.iter().cloned())
+            .filter_map(|path| contained_path(&root, &path));
+        for path in std::iter::once(file).chain(beside) {
             if let Err(err) = tokio::fs::remove_file(&path).await
                 && err.kind() != std::io::ErrorKind::NotFound
             {

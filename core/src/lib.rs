@@ -21,6 +21,7 @@ pub mod events;
 pub mod fetch;
 pub mod format;
 pub mod import;
+pub mod markup;
 pub mod metrics;
 pub mod model;
 pub mod notify;

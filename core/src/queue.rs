@@ -100,12 +100,17 @@ impl QueueService {
         if new.max_attempts == 0 {
             new.max_attempts = settings.general.retry_attempts;
         }
+        if new.source.trim().is_empty() && crate::platforms::source_is_url(&new.platform) {
+            // The general platforms' source is the page itself.
+            new.source = new.url.trim().to_owned();
+        }
         if new.source.trim().is_empty() && new.platform == "direct" {
             new.source = url::Url::parse(new.url.trim())
                 .ok()
                 .and_then(|url| url.host_str().map(str::to_owned))
                 .unwrap_or_default();
         }
+        crate::engine::placement::check_template_overrides(&new.metadata, "metadata")?;
         let now = self.clock.now();
         let probe = Request::from_item(&new.clone().into_item(0, now), &settings, now);
         downloader.validate(&probe)?;

@@ -137,6 +137,62 @@ pub fn contained_path(root: &Path, relative: &Path) -> Result<PathBuf, DownloadE
     Ok(path)
 }
 
+/// The keys of a queue item's `metadata` (and a job's `config`) that
+/// replace the global `downloads.directory_template` and
+/// `downloads.filename_template` for that source.
+pub const TEMPLATE_OVERRIDES: [&str; 2] = ["directory_template", "filename_template"];
+
+/// The directory and filename templates of an item whose `metadata` may
+/// override the settings' (see [`TEMPLATE_OVERRIDES`]).
+pub fn templates<'a>(
+    metadata: &'a crate::model::Metadata,
+    settings: &'a crate::model::Settings,
+) -> (&'a str, &'a str) {
+    let given = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .filter(|text| !text.trim().is_empty())
+    };
+    (
+        given(TEMPLATE_OVERRIDES[0]).unwrap_or(&settings.downloads.directory_template),
+        given(TEMPLATE_OVERRIDES[1]).unwrap_or(&settings.downloads.filename_template),
+    )
+}
+
+/// Refuses template overrides that are not non-empty strings, are
+/// absolute, or climb out with `..` (the rendered path is checked again
+/// by [`contained_path`]). `prefix` names the field (`metadata`, `config`).
+pub fn check_template_overrides(
+    metadata: &crate::model::Metadata,
+    prefix: &str,
+) -> Result<(), crate::Error> {
+    for key in TEMPLATE_OVERRIDES {
+        let Some(value) = metadata.get(key) else {
+            continue;
+        };
+        let field = format!("{prefix}.{key}");
+        let text = value
+            .as_str()
+            .filter(|text| !text.trim().is_empty() && text.len() <= 512)
+            .ok_or_else(|| {
+                crate::Error::invalid(&field, "must be a template of 1 to 512 characters")
+            })?;
+        let path = Path::new(text);
+        if path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
+        {
+            return Err(crate::Error::invalid(
+                &field,
+                format!("{text:?} must stay inside the download root (no leading '/', no '..')"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Values the templates can use.
 #[derive(Debug, Clone)]
 pub struct NameParts<'a> {
@@ -347,6 +403,36 @@ pub fn numbered(name: &str, attempt: u32) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sources_may_bring_their_own_templates_inside_the_root() {
+        let settings = crate::model::Settings::default();
+        let mut metadata = crate::model::Metadata::new();
+        assert_eq!(
+            templates(&metadata, &settings),
+            (
+                settings.downloads.directory_template.as_str(),
+                settings.downloads.filename_template.as_str()
+            )
+        );
+        metadata.insert("directory_template".into(), "channels/{source}".into());
+        assert_eq!(templates(&metadata, &settings).0, "channels/{source}");
+        check_template_overrides(&metadata, "metadata").unwrap();
+        for (key, bad) in [
+            ("directory_template", serde_json::json!("../outside")),
+            ("directory_template", serde_json::json!("/etc")),
+            ("filename_template", serde_json::json!("")),
+            ("filename_template", serde_json::json!(7)),
+        ] {
+            let mut metadata = crate::model::Metadata::new();
+            metadata.insert(key.into(), bad.clone());
+            let err = check_template_overrides(&metadata, "config").unwrap_err();
+            assert!(
+                matches!(&err, crate::Error::Invalid { field, .. } if *field == format!("config.{key}")),
+                "{bad}: {err:?}"
+            );
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

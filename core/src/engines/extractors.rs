@@ -907,8 +907,8 @@ mod recognition {
     #[tokio::test]
     async fn every_named_platform_and_dozens_of_sites() {
         let mut registry = Registry::builtin();
-        registry.register(YtDlp::general_for_tests());
-        registry.register(GalleryDl::general_for_tests());
+        registry.register(YtDlp::video());
+        registry.register(GalleryDl::gallery());
         let settings = Settings::default();
         let mut wrong = Vec::new();
         for (url, platform, source, content_type, by) in TABLE {
@@ -946,7 +946,7 @@ mod recognition {
         let chatty = executable("yt-dlp-chatty", format!("#!{fake_python}\n"));
         let orphan = executable("yt-dlp-orphan", "#!/nonexistent/python3\n".into());
         let mut registry = Registry::new();
-        registry.register(YtDlp::general_for_tests());
+        registry.register(YtDlp::video());
         let youtube = "https://www.youtube.com/watch?v=dQw4w9WgXcQ";
         for settings in [
             serde_json::json!({"platforms": {"video": {"enabled": false}}}),

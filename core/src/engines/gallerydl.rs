@@ -1,46 +1,58 @@
-//! The `gallery-dl` program as a downloader (Instagram's `gallery-dl`).
+//! The `gallery-dl` program as a downloader: Instagram's `gallery-dl`, and
+//! platform `gallery` (any site gallery-dl supports; the source is a
+//! profile, board, gallery or post URL).
 //!
-//! Listing: `--print` (`-N`, which lists without downloading) with a JSON
-//! template of ours, one line per file, and `url-metadata` so each line
-//! carries the file's URL. Transfer: that URL, through gallery-dl again,
+//! Listing: `--print` (which lists without downloading) with a JSON
+//! template of ours, one line per file, `url-metadata` so each line carries
+//! the file's URL, and a throw-away `--download-archive` so gallery-dl
+//! computes each file's archive entry itself: the template is printed at
+//! `prepare-after`, after gallery-dl's archive check has stored the entry
+//! as `_archive_key` (`{category}` + the extractor's `archive_fmt`, exactly
+//! what its archive database holds, e.g. `twitter1234567890_1`). Platform
+//! `gallery` keys its items `gallery:<that entry>` (see
+//! [`archive_key`]); Instagram keeps the media id the
+//! native client keys on. Transfer: that URL, through gallery-dl again,
 //! into a private work directory; progress is the size of what it has
 //! written so far (gallery-dl reports none in machine-readable form).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use serde_json::Value;
 use url::Url;
 
-use super::extractors::Program;
-use super::runner::{ProgramEvent, RunningProgram};
-use super::{
-    ProgramSettings, VersionCache, WorkDir, check_program, classify_failure, excerpt, id_text,
-    parse_timestamp, platform_cookies, proxy_for,
-};
+use super::driver::{Binding, Program, Run, Sources, Target};
+use super::{archive_key, excerpt, id_text, parse_timestamp};
 use crate::downloader::{Context, Downloader, MediaItem, Request, Staging, Unavailable};
 use crate::error::{DownloadError, Error};
-use crate::model::{DownloaderInfo, ListingOrder, Metadata, Settings};
-use crate::platforms::accounts;
+use crate::model::general_platforms::GallerySettings;
+use crate::model::{DownloaderInfo, Metadata, Settings};
 use crate::recognise::Recognition;
 
 /// The downloader's name within its platform.
 pub const NAME: &str = "gallery-dl";
-/// Oldest release with `--print` and `url-metadata`.
-const MINIMUM_VERSION: &[u32] = &[1, 26, 0];
 const ITEM_MARKER: &str = "mediadl-item ";
 /// The metadata key gallery-dl puts each file's URL under.
 const URL_KEY: &str = "mediadl_url";
-/// How often the work directory is measured for progress.
-const PROGRESS_POLL: Duration = Duration::from_millis(250);
+
+static PROGRAM: Program = Program {
+    name: NAME,
+    display_name: "gallery-dl",
+    alias: "gallerydl",
+    // `--print` at `prepare-after`, `url-metadata` and `_archive_key`
+    // (checked with 1.32).
+    minimum_version: &[1, 28, 0],
+    base_args: &["--config-ignore", "--no-colors", "--no-input"],
+    timeout_args: |seconds| vec!["-o".into(), format!("timeout={seconds}")],
+    logs_errors: true,
+};
 
 /// One JSON object per file; `{x!j}` is `null` when a field is missing.
 fn item_template() -> String {
     let fields = [
         ("url", URL_KEY),
+        ("archive_entry", "_archive_key"),
         ("category", "category"),
         ("subcategory", "subcategory"),
         ("media_id", "media_id"),
@@ -62,161 +74,116 @@ fn item_template() -> String {
         .iter()
         .map(|(name, key)| format!("\"{name}\":{{{key}!j}}"))
         .collect();
-    format!("prepare:{ITEM_MARKER}{{{{{}}}}}", body.join(","))
+    format!("prepare-after:{ITEM_MARKER}{{{{{}}}}}", body.join(","))
 }
 
 /// gallery-dl for one platform.
 #[derive(Debug, Clone)]
 pub struct GalleryDl {
-    platform: &'static str,
-    platform_display_name: &'static str,
-    /// Content type → default source URL template and the item's content type.
-    sources: &'static [(&'static str, &'static str, &'static str)],
-    versions: Arc<VersionCache>,
+    binding: Binding,
 }
 
 impl GalleryDl {
     /// Instagram accounts: posts, stories and reels.
     pub fn instagram() -> Self {
         Self {
-            platform: "instagram",
-            platform_display_name: "Instagram",
-            sources: &[
-                (
-                    "posts",
-                    "https://www.instagram.com/{username}/posts/",
-                    "post",
-                ),
-                (
-                    "stories",
-                    "https://www.instagram.com/stories/{username}/",
-                    "story",
-                ),
-                (
-                    "reels",
-                    "https://www.instagram.com/{username}/reels/",
-                    "reel",
-                ),
-            ],
-            versions: Arc::new(VersionCache::default()),
+            binding: Binding::new(
+                &PROGRAM,
+                "instagram",
+                "Instagram",
+                Sources::Accounts(&[
+                    (
+                        "posts",
+                        "https://www.instagram.com/{username}/posts/",
+                        "post",
+                    ),
+                    (
+                        "stories",
+                        "https://www.instagram.com/stories/{username}/",
+                        "story",
+                    ),
+                    (
+                        "reels",
+                        "https://www.instagram.com/{username}/reels/",
+                        "reel",
+                    ),
+                ]),
+            ),
         }
     }
 
-    /// The general platform `gallery` as recognition sees it, for this
-    /// crate's tests until `GalleryDl::gallery()` (the general platforms'
-    /// work) is merged; replace its uses with that constructor then.
-    #[cfg(test)]
-    pub(crate) fn general_for_tests() -> Self {
+    /// Platform `gallery`: any URL gallery-dl accepts, content type `media`.
+    pub fn gallery() -> Self {
         Self {
-            platform: "gallery",
-            platform_display_name: "Gallery sites",
-            sources: &[("media", "{username}", "media")],
-            ..Self::instagram()
+            binding: Binding::new(
+                &PROGRAM,
+                "gallery",
+                "Galleries",
+                Sources::Urls {
+                    content_type: "media",
+                    item_type: "media",
+                },
+            ),
         }
     }
 
-    fn source(&self, content_type: &str) -> Option<(&'static str, &'static str)> {
-        self.sources
-            .iter()
-            .find(|(name, _, _)| *name == content_type)
-            .map(|(_, url, item_type)| (*url, *item_type))
-    }
-
-    fn settings(&self, settings: &Settings) -> Result<ProgramSettings, DownloadError> {
-        ProgramSettings::read(settings, self.platform, NAME).map_err(DownloadError::Permanent)
-    }
-
-    fn program(&self, settings: &ProgramSettings) -> Result<PathBuf, DownloadError> {
-        super::locate(&settings.path, NAME).map_err(|err| DownloadError::permanent(err.reason))
-    }
-
-    fn common_args(
+    /// `platforms.gallery` for the general platform; `None` for Instagram.
+    fn gallery_settings(
         &self,
-        cx: &Context,
-        work: &WorkDir,
-        program: &ProgramSettings,
-    ) -> Result<Vec<String>, DownloadError> {
-        let mut args: Vec<String> = ["--config-ignore", "--no-colors", "--no-input"]
-            .map(String::from)
-            .to_vec();
-        args.push("-o".into());
-        args.push(format!(
-            "timeout={}",
-            cx.settings.network.read_timeout_seconds
-        ));
-        if let Some(proxy) = proxy_for(cx, self.platform) {
-            args.push("--proxy".into());
-            args.push(proxy);
+        settings: &Settings,
+    ) -> Result<Option<GallerySettings>, DownloadError> {
+        if !self.binding.is_general() {
+            return Ok(None);
         }
-        if let Some(cookies) = platform_cookies(&cx.settings, self.platform) {
-            let path = work.write_cookies(&cookies)?;
-            args.push("--cookies".into());
-            args.push(path.to_string_lossy().into_owned());
-        }
-        args.extend(program.extra_args.iter().cloned());
-        Ok(args)
+        GallerySettings::read(settings)
+            .map(Some)
+            .map_err(|err| DownloadError::permanent(err.to_string()))
     }
+}
+
+/// gallery-dl's options from `platforms.gallery`.
+fn gallery_args(gallery: Option<&GallerySettings>) -> Vec<String> {
+    let Some(gallery) = gallery else {
+        return Vec::new();
+    };
+    let mut args = Vec::new();
+    if gallery.generic {
+        args.extend(["-o".into(), "extractor.generic.enabled=true".into()]);
+    }
+    if gallery.sleep_request_seconds > 0.0 {
+        args.extend([
+            "-o".into(),
+            format!("sleep-request={}", gallery.sleep_request_seconds),
+        ]);
+    }
+    args
 }
 
 #[async_trait]
 impl Downloader for GalleryDl {
     fn info(&self) -> DownloaderInfo {
-        DownloaderInfo {
-            platform: self.platform.into(),
-            platform_display_name: self.platform_display_name.into(),
-            name: NAME.into(),
-            display_name: "gallery-dl".into(),
-            aliases: vec!["gallerydl".into()],
-            content_types: self
-                .sources
-                .iter()
-                .map(|(name, _, _)| (*name).into())
-                .collect(),
-            features: vec![
-                "quality_upgrade".into(),
-                "date_filtering".into(),
-                "limit_downloads".into(),
-            ],
-            listing_order: ListingOrder::NewestFirst,
-            accepts_cookies: true,
-            is_default: false,
-        }
+        self.binding
+            .info(&["quality_upgrade", "date_filtering", "limit_downloads"])
     }
 
     /// Only the general platform (`gallery`) claims URLs, by the
     /// program's extractor patterns ([`super::extractors`]).
     async fn recognise(&self, url: &Url, settings: &Settings) -> Option<Recognition> {
-        super::extractors::recognise(Program::GalleryDl, &self.info(), url, settings).await
+        super::extractors::recognise(
+            super::extractors::Program::GalleryDl,
+            &self.info(),
+            url,
+            settings,
+        )
+        .await
     }
 
     async fn check(&self, settings: &Settings) -> Result<(), Unavailable> {
-        check_program(
-            settings,
-            self.platform,
-            NAME,
-            NAME,
-            MINIMUM_VERSION,
-            &self.versions,
-        )
-        .await
-        .map(|_| ())
+        self.binding.check(settings).await
     }
 
     fn validate(&self, request: &Request) -> Result<(), Error> {
-        accounts::username(self.platform, &request.source)?;
-        if self.source(&request.content_type).is_none() {
-            let known: Vec<&str> = self.sources.iter().map(|(name, _, _)| *name).collect();
-            return Err(Error::invalid(
-                "content_type",
-                format!(
-                    "{} has no content type {:?} (known: {})",
-                    self.platform,
-                    request.content_type,
-                    known.join(", ")
-                ),
-            ));
-        }
-        Ok(())
+        self.binding.validate(request)
     }
 
     fn discover(
@@ -224,72 +191,36 @@ impl Downloader for GalleryDl {
         request: &Request,
         cx: &Context,
     ) -> BoxStream<'static, Result<MediaItem, DownloadError>> {
-        let this = self.clone();
-        let request = request.clone();
-        let cx = cx.clone();
-        async_stream::try_stream! {
-            let username = accounts::username(this.platform, &request.source)
-                .map_err(|err| DownloadError::permanent(err.to_string()))?;
-            let (default_url, item_type) = this.source(&request.content_type).ok_or_else(|| {
-                DownloadError::permanent(format!("unknown content type {:?}", request.content_type))
-            })?;
-            let program = this.settings(&cx.settings)?;
-            let path = this.program(&program)?;
-            let source_url = program.source_url(default_url, &username, &request.content_type);
-            let work = WorkDir::new(None)?;
-            let mut args = this.common_args(&cx, &work, &program)?;
-            args.extend(["-o".to_owned(), format!("url-metadata={URL_KEY}")]);
-            args.extend(["--print".to_owned(), item_template(), "--".to_owned()]);
-            args.push(source_url.clone());
-            let invocation = program.invocation(NAME, path).args(args);
-            let mut run = RunningProgram::spawn(&invocation)?;
-            let mut listed = 0usize;
-            let mut unreadable = Vec::new();
-            loop {
-                match run.next_event(&cx.cancel, None).await? {
-                    ProgramEvent::Line(line) => {
-                        let Some(json) = line.strip_prefix(ITEM_MARKER) else {
-                            unreadable.push(line);
-                            continue;
-                        };
-                        let value: Value = serde_json::from_str(json).map_err(|err| {
-                            DownloadError::permanent(format!(
-                                "gallery-dl printed an unreadable item ({err}): {}",
-                                excerpt(json)
-                            ))
-                        })?;
-                        match item_from_listing(this.platform, item_type, &value) {
-                            Ok(item) => {
-                                listed += 1;
-                                yield item;
-                            }
-                            Err(reason) => tracing::warn!(
-                                platform = this.platform,
-                                source = %username,
-                                "gallery-dl listed a file mediadl cannot use: {reason}"
-                            ),
-                        }
-                    }
-                    ProgramEvent::Eof => break,
-                    ProgramEvent::Tick => {}
-                }
-            }
-            let finished = run.finish(&cx.cancel).await?;
-            // gallery-dl logs errors without always failing: an error line
-            // on stderr is a failure too.
-            let logged_error = finished.stderr.to_ascii_lowercase().contains("][error]");
-            if !finished.status.success() || (listed == 0 && logged_error) {
-                Err(classify_failure(NAME, &finished.stderr, finished.status.code()))?;
-            }
-            if listed == 0 && !unreadable.is_empty() {
-                Err(DownloadError::permanent(format!(
-                    "gallery-dl printed no readable entries for {source_url}: {}",
-                    excerpt(&unreadable.join(" | "))
-                )))?;
-            }
-            drop(work);
-        }
-        .boxed()
+        let platform = self.binding.platform;
+        let general = self.binding.is_general();
+        let gallery = self.gallery_settings(&cx.settings).ok().flatten();
+        self.binding.list(
+            request,
+            cx,
+            ITEM_MARKER,
+            move |run: &Run, _target: &Target| {
+                let work = run.work.path();
+                let mut args = vec![
+                    "-D".to_owned(),
+                    work.to_string_lossy().into_owned(),
+                    "--download-archive".to_owned(),
+                    work.join("archive.sqlite3").to_string_lossy().into_owned(),
+                    "-o".to_owned(),
+                    format!("url-metadata={URL_KEY}"),
+                    "--print".to_owned(),
+                    item_template(),
+                    // `--print` turns skipping off, and with it the
+                    // archive check that computes `_archive_key`.
+                    "-o".to_owned(),
+                    "skip=true".to_owned(),
+                ];
+                args.extend(gallery_args(gallery.as_ref()));
+                args
+            },
+            move |value: &Value, target: &Target| {
+                item_from_listing(platform, general, target.item_type, value)
+            },
+        )
     }
 
     async fn transfer(
@@ -309,78 +240,75 @@ impl GalleryDl {
         staging: &Staging,
         cx: &Context,
     ) -> Result<PathBuf, DownloadError> {
-        let program = self.settings(&cx.settings)?;
-        let path = self.program(&program)?;
-        let work = WorkDir::new(Some(staging))?;
-        let mut args = self.common_args(cx, &work, &program)?;
-        args.extend(["--no-mtime", "--no-skip", "-D"].map(String::from));
-        args.push(work.path().to_string_lossy().into_owned());
-        args.extend(["-f", "media.{extension}", "--"].map(String::from));
-        args.push(item.url.to_string());
-        let invocation = program.invocation(NAME, path).args(args);
-        let mut run = RunningProgram::spawn(&invocation)?;
-        cx.progress.set(0, None);
-        let mut written = 0;
-        loop {
-            match run.next_event(&cx.cancel, Some(PROGRESS_POLL)).await? {
-                ProgramEvent::Line(_) => {}
-                ProgramEvent::Eof => break,
-                ProgramEvent::Tick => {
-                    let now = work.bytes_written();
-                    if now != written {
-                        // A growing file is progress: the run is not stalled.
-                        run.touch();
-                        written = now;
-                        cx.progress.set(written, None);
-                    }
-                }
+        let gallery = self.gallery_settings(&cx.settings)?;
+        let mut run = self.binding.start(cx, Some(staging), &item.url)?;
+        run.args
+            .extend(["--no-mtime", "--no-skip", "-D"].map(String::from));
+        run.args
+            .push(run.work.path().to_string_lossy().into_owned());
+        run.args
+            .extend(["-f", "media.{extension}"].map(String::from));
+        run.args.extend(gallery_args(gallery.as_ref()));
+        let metadata_json = gallery.as_ref().is_some_and(|g| g.metadata_json);
+        if metadata_json {
+            run.args.push("--write-metadata".into());
+        }
+        run.args.push("--".into());
+        run.args.push(item.url.to_string());
+        let finished = run.transfer(cx, |_| None).await?;
+        let mut companions = Vec::new();
+        if metadata_json {
+            // gallery-dl writes `media.<ext>.json`; beside the file it is
+            // `<name>.info.json`, apart from mediadl's own `<file>.json`.
+            if let Some(json) = files(run.work.path(), |name| name.ends_with(".json")).pop() {
+                let renamed = run.work.path().join("media.info.json");
+                std::fs::rename(&json, &renamed)
+                    .map_err(|err| DownloadError::Storage(format!("{}: {err}", json.display())))?;
+                companions.push(renamed);
             }
         }
-        let finished = run.finish(&cx.cancel).await?;
-        let logged_error = finished.stderr.to_ascii_lowercase().contains("][error]");
-        if !finished.status.success() || logged_error {
-            return Err(classify_failure(
-                NAME,
-                &finished.stderr,
-                finished.status.code(),
-            ));
-        }
-        let produced = single_file(work.path()).ok_or_else(|| {
-            DownloadError::permanent(format!(
-                "gallery-dl exited without writing a file: {}",
-                excerpt(&finished.stderr)
-            ))
-        })?;
-        let kept = work.keep(&produced)?;
-        let size = std::fs::metadata(&kept).map(|meta| meta.len()).unwrap_or(0);
-        cx.progress.set(size, Some(size));
-        Ok(kept)
+        let mut produced = files(run.work.path(), |name| !name.ends_with(".json"));
+        let produced = match (produced.pop(), produced.is_empty()) {
+            (Some(file), true) => file,
+            _ => {
+                return Err(DownloadError::permanent(format!(
+                    "gallery-dl exited without writing a file: {}",
+                    excerpt(&finished.stderr)
+                )));
+            }
+        };
+        run.keep(cx, &produced, &companions)
     }
 }
 
-/// The one finished file gallery-dl wrote (not a `.part`, not our cookies).
-fn single_file(dir: &Path) -> Option<PathBuf> {
-    let mut files = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.is_file())
-        .filter(|path| {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            name != "cookies.txt" && !name.ends_with(".part")
-        });
-    let first = files.next()?;
-    files.next().is_none().then_some(first)
+/// The finished files gallery-dl wrote whose names pass `wanted` (not a
+/// `.part`, not our cookies or archive).
+fn files(dir: &Path, wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.is_file())
+                .filter(|path| {
+                    let name = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default();
+                    name != "cookies.txt" && !name.ends_with(".part") && wanted(name)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-/// A listed file as a media item. Instagram files carry `media_id` (the
-/// same pk the native client keys on, so the two downloaders agree on
+/// A listed file as a media item. Platform `gallery` (`general`) keys it
+/// by gallery-dl's own archive entry. Instagram files carry `media_id`
+/// (the same pk the native client keys on, so the two downloaders agree on
 /// what is archived); others fall back to their URL without its query.
-pub fn item_from_listing(
+pub(crate) fn item_from_listing(
     platform: &str,
+    general: bool,
     item_type: &str,
     value: &Value,
 ) -> Result<MediaItem, String> {
@@ -391,9 +319,19 @@ pub fn item_from_listing(
         .filter(|url| matches!(url.scheme(), "http" | "https"))
         .ok_or("the entry has no http(s) file URL")?;
     let media_id = value.get("media_id").and_then(id_text);
-    let archive_key = match &media_id {
-        Some(id) => format!("{platform}:{id}"),
-        None => {
+    let entry = value
+        .get("archive_entry")
+        .and_then(Value::as_str)
+        .filter(|entry| !entry.trim().is_empty());
+    let archive_key = match (general, entry, &media_id) {
+        (true, Some(entry), _) => archive_key(platform, entry),
+        (true, None, _) => {
+            return Err(format!(
+                "gallery-dl gave no archive entry for {url} (is it older than 1.28?)"
+            ));
+        }
+        (false, _, Some(id)) => format!("{platform}:{id}"),
+        (false, _, None) => {
             let mut bare = url.clone();
             bare.set_query(None);
             bare.set_fragment(None);
@@ -423,9 +361,10 @@ pub fn item_from_listing(
     if let (Some(id), Some(ext)) = (&item.media_id, extension) {
         item.suggested_name = Some(format!("{id}.{ext}"));
     }
-    item.referer = Url::parse("https://www.instagram.com/")
-        .ok()
-        .filter(|_| platform == "instagram");
+    item.referer = match platform {
+        "instagram" => Url::parse("https://www.instagram.com/").ok(),
+        _ => None,
+    };
     let mut metadata = Metadata::new();
     metadata.insert("downloader".into(), Value::String(NAME.into()));
     if let Some(id) = &item.media_id {
@@ -468,7 +407,7 @@ mod tests {
     fn the_template_is_one_json_object() {
         let template = item_template();
         assert!(
-            template.starts_with("prepare:mediadl-item {{\"url\":{mediadl_url!j},"),
+            template.starts_with("prepare-after:mediadl-item {{\"url\":{mediadl_url!j},\"archive_entry\":{_archive_key!j},"),
             "{template}"
         );
         assert!(
@@ -486,7 +425,7 @@ mod tests {
             "date": "2025-10-12 14:15:23", "width": 1440, "height": 1800,
             "extension": "jpg", "username": "someone", "num": 2
         });
-        let item = item_from_listing("instagram", "post", &value).unwrap();
+        let item = item_from_listing("instagram", false, "post", &value).unwrap();
         assert_eq!(item.archive_key, "instagram:3141592653589793238");
         assert_eq!(item.media_id.as_deref(), Some("3141592653589793238"));
         assert_eq!(item.resolution, Some((1440, 1800)));
@@ -505,8 +444,31 @@ mod tests {
     #[test]
     fn files_without_ids_fall_back_to_their_url() {
         let value = serde_json::json!({"url": "http://127.0.0.1:9/a.jpg?x=1", "media_id": null});
-        let item = item_from_listing("instagram", "post", &value).unwrap();
+        let item = item_from_listing("instagram", false, "post", &value).unwrap();
         assert_eq!(item.archive_key, "instagram:url:http://127.0.0.1:9/a.jpg");
-        assert!(item_from_listing("instagram", "post", &serde_json::json!({"url": null})).is_err());
+        assert!(
+            item_from_listing(
+                "instagram",
+                false,
+                "post",
+                &serde_json::json!({"url": null})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn general_files_are_keyed_by_gallery_dls_archive_entry() {
+        let value = serde_json::json!({
+            "url": "https://pbs.twimg.com/media/Abc.jpg?name=orig",
+            "archive_entry": "twitter1234567890_1", "category": "twitter", "id": 1234567890u64,
+            "date": "2025-01-02 03:04:05", "extension": "jpg", "num": 1
+        });
+        let item = item_from_listing("gallery", true, "media", &value).unwrap();
+        assert_eq!(item.archive_key, "gallery:twitter1234567890_1");
+        assert_eq!(item.content_type, "media");
+        assert!(item.referer.is_none());
+        let unkeyed = serde_json::json!({"url": "https://x.example/a.jpg", "archive_entry": null});
+        assert!(item_from_listing("gallery", true, "media", &unkeyed).is_err());
     }
 }

@@ -5,12 +5,19 @@
 //! Shared here: where the program is ([`locate`]), whether its version is
 //! recent enough ([`VersionCache`]), the per-downloader settings
 //! ([`ProgramSettings`]), what a failure text means ([`classify_failure`]),
-//! and the private working directory each transfer runs in ([`WorkDir`]).
+//! the private working directory each transfer runs in ([`WorkDir`]), the
+//! archive keys of the general platforms ([`archive_key`]), and (private)
+//! the one driver both programs run through: settings, arguments, the
+//! listing stream and the transfer loop are written once there.
 //! Invariant: a program runs in a process group of its own, and every way
 //! out of a run (end, error, cancel, timeout, a dropped stream) kills the
 //! group ([`runner::RunningProgram`]).
 
+#[cfg(any(feature = "ytdlp", feature = "gallerydl"))]
+mod driver;
 pub mod extractors;
+#[cfg(feature = "ytdlp")]
+mod nfo;
 pub mod runner;
 
 #[cfg(feature = "gallerydl")]
@@ -35,7 +42,6 @@ use serde_json::Value;
 use crate::downloader::{Context, Staging, Unavailable};
 use crate::error::DownloadError;
 use crate::model::Settings;
-use crate::platforms::platform_cookies;
 use runner::{Invocation, ProgramEvent, RunningProgram};
 
 /// How long `<program> --version` may take.
@@ -249,76 +255,180 @@ pub async fn run_to_end(invocation: &Invocation) -> Result<String, String> {
     Ok(output)
 }
 
-/// What an external program's failure means for the engine, from its
-/// error text (and gallery-dl's exit code bits). Checked in order: a login
-/// problem needs a person (even when the text also mentions a rate limit,
-/// waiting would not fix it), then rate limits, then blocks.
-pub fn classify_failure(name: &str, stderr: &str, exit_code: Option<i32>) -> DownloadError {
+/// What went wrong in a run of yt-dlp or gallery-dl, read from its error
+/// text: each kind says what a person (or the engine) should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A login (cookies) is needed: an age gate, a bot check, a login page.
+    LoginRequired,
+    /// Only members (paying subscribers) of the channel may see it.
+    MembersOnly,
+    /// The site asks us to slow down.
+    RateLimited,
+    /// Not available from this server's country.
+    GeoBlocked,
+    /// The site blocks this server's IP address.
+    IpBlocked,
+    /// Private: only its owner (or who they share it with) may see it.
+    Private,
+    /// Removed, deleted, terminated or never there (404/410).
+    Removed,
+    /// No extractor of the program accepts the URL.
+    Unsupported,
+    /// Anything else (a reset connection, a crash): worth another attempt.
+    Other,
+}
+
+/// The phrases of each kind, checked in this order: a login problem needs
+/// a person (even when the text also mentions a rate limit, waiting would
+/// not fix it), then members-only, rate limits, blocks, and what is gone.
+const FAILURE_PHRASES: &[(FailureKind, &[&str])] = &[
+    (
+        FailureKind::LoginRequired,
+        &[
+            "not a bot",
+            "login required",
+            "login_required",
+            "log in",
+            "log into",
+            "redirect to login",
+            "redirected to the login",
+            "/accounts/login",
+            "challenge page",
+            "checkpoint",
+            "credentials required",
+            "needed to access",
+            "use --cookies",
+            "cookies are no longer valid",
+            "sign in to confirm",
+            "authrequired",
+            "authorizationerror",
+        ],
+    ),
+    (
+        FailureKind::MembersOnly,
+        &[
+            "members-only",
+            "members only",
+            "channel's members",
+            "join this channel",
+            "subscribers only",
+        ],
+    ),
+    (
+        FailureKind::RateLimited,
+        &[
+            "rate-limit reached",
+            "rate limit",
+            "rate-limit",
+            "ratelimit",
+            "too many requests",
+            "http error 429",
+            "429 too many",
+            "please wait a few minutes",
+        ],
+    ),
+    (
+        FailureKind::GeoBlocked,
+        &[
+            "in your country",
+            "geo restrict",
+            "geo-restrict",
+            "georestrict",
+            "from your location",
+            "not available in your region",
+        ],
+    ),
+    (
+        FailureKind::IpBlocked,
+        &["ip address is blocked", "ip is blocked", "your ip"],
+    ),
+    (
+        FailureKind::Private,
+        &[
+            "private video",
+            "video is private",
+            "private",
+            "is not public",
+        ],
+    ),
+    (
+        FailureKind::Removed,
+        &[
+            "has been removed",
+            "been deleted",
+            "has been terminated",
+            "no longer available",
+            "video unavailable",
+            "does not exist",
+            "could not be found",
+            "notfounderror",
+            "http error 404",
+            "404 not found",
+            "'404 ",
+            "'410 ",
+            "http error 410",
+        ],
+    ),
+    (
+        FailureKind::Unsupported,
+        &["unsupported url", "no suitable extractor"],
+    ),
+];
+
+/// What kind of failure `stderr` (and gallery-dl's exit code bits) report.
+pub fn failure_kind(name: &str, stderr: &str, exit_code: Option<i32>) -> FailureKind {
     let text = stderr.to_ascii_lowercase();
-    let detail = error_lines(stderr);
-    let has = |needles: &[&str]| needles.iter().any(|needle| text.contains(needle));
-    if has(&[
-        "not a bot",
-        "login required",
-        "login_required",
-        "log in",
-        "log into",
-        "redirect to login",
-        "redirected to the login",
-        "/accounts/login",
-        "challenge page",
-        "checkpoint",
-        "credentials required",
-        "needed to access",
-        "use --cookies",
-        "cookies are no longer valid",
-    ]) {
-        return DownloadError::AuthRequired(format!(
-            "{name}: {detail} (upload fresh cookies for the platform)"
-        ));
+    let found = FAILURE_PHRASES
+        .iter()
+        .find(|(_, phrases)| phrases.iter().any(|phrase| text.contains(phrase)))
+        .map(|(kind, _)| *kind);
+    if let Some(kind) = found {
+        return kind;
     }
-    if has(&[
-        "rate-limit reached",
-        "rate limit",
-        "rate-limit",
-        "ratelimit",
-        "too many requests",
-        "http error 429",
-        "429 too many",
-        "please wait a few minutes",
-    ]) {
-        return DownloadError::RateLimited {
-            host: name.to_owned(),
-            after: ENGINE_RATE_LIMIT_WAIT,
-        };
-    }
-    if has(&["ip address is blocked", "ip is blocked", "your ip"]) {
-        return DownloadError::permanent(format!(
-            "{name}: the platform blocks this server's IP address ({detail}); \
-             set a proxy for the platform (network.platform_proxies)"
-        ));
-    }
-    if has(&[
-        "private",
-        "does not exist",
-        "could not be found",
-        "unsupported url",
-        "http error 404",
-        "404 not found",
-        "'404 ",
-        "'410 ",
-        "http error 410",
-        "no video formats",
-        "not available",
-    ]) {
-        return DownloadError::permanent(format!("{name}: {detail}"));
+    if text.contains("no video formats") || text.contains("not available") {
+        return FailureKind::Removed;
     }
     // gallery-dl's exit code is a bit set: 16 is "authorization needed".
     if name == "gallery-dl" && exit_code.is_some_and(|code| code & 16 != 0) {
-        return DownloadError::AuthRequired(format!("{name}: {detail}"));
+        return FailureKind::LoginRequired;
     }
-    let code = exit_code.map_or_else(|| "a signal".to_owned(), |code| code.to_string());
-    DownloadError::retryable(format!("{name} exited with {code}: {detail}"))
+    FailureKind::Other
+}
+
+/// What an external program's failure means for the engine (see
+/// [`FailureKind`]), with a message that says what to do.
+pub fn classify_failure(name: &str, stderr: &str, exit_code: Option<i32>) -> DownloadError {
+    let detail = error_lines(stderr);
+    match failure_kind(name, stderr, exit_code) {
+        FailureKind::LoginRequired => DownloadError::AuthRequired(format!(
+            "{name}: {detail} (upload fresh cookies for the platform)"
+        )),
+        FailureKind::MembersOnly => DownloadError::AuthRequired(format!(
+            "{name}: members only: {detail} (upload cookies of a member's account)"
+        )),
+        FailureKind::RateLimited => DownloadError::RateLimited {
+            host: name.to_owned(),
+            after: ENGINE_RATE_LIMIT_WAIT,
+        },
+        FailureKind::GeoBlocked => DownloadError::permanent(format!(
+            "{name}: not available from this server's country ({detail}); \
+             set a proxy in an allowed country (network.platform_proxies)"
+        )),
+        FailureKind::IpBlocked => DownloadError::permanent(format!(
+            "{name}: the platform blocks this server's IP address ({detail}); \
+             set a proxy for the platform (network.platform_proxies)"
+        )),
+        FailureKind::Private => DownloadError::permanent(format!("{name}: private: {detail}")),
+        FailureKind::Removed => DownloadError::permanent(format!("{name}: removed: {detail}")),
+        FailureKind::Unsupported => {
+            DownloadError::permanent(format!("{name} does not support this URL: {detail}"))
+        }
+        FailureKind::Other => {
+            let code = exit_code.map_or_else(|| "a signal".to_owned(), |code| code.to_string());
+            DownloadError::retryable(format!("{name} exited with {code}: {detail}"))
+        }
+    }
 }
 
 /// The error lines of a program's stderr (its last ones when none are marked).
@@ -400,6 +510,26 @@ pub fn id_text(value: &Value) -> Option<String> {
     }
 }
 
+/// The mediadl archive key of an entry of a program's own download
+/// archive: `"{platform}:{entry}"`. `entry` is exactly what the program
+/// stores: a line of yt-dlp's `--download-archive` file (`youtube
+/// dQw4w9WgXcQ`, the extractor lowercased, a space, the id) or a row of
+/// gallery-dl's archive database (`twitter1234567890_1`: the category and
+/// the extractor's `archive_fmt`). The listings of platforms `video` and
+/// `gallery` key their items the same way, so an imported archive makes a
+/// later subscription skip what the program had already downloaded.
+///
+/// ```
+/// assert_eq!(
+///     mediadl::engines::archive_key("video", "youtube dQw4w9WgXcQ\n"),
+///     "video:youtube dQw4w9WgXcQ"
+/// );
+/// ```
+pub fn archive_key(platform: &str, entry: &str) -> String {
+    // Archive files end lines with `\n` (or `\r\n` when edited on Windows).
+    format!("{platform}:{}", entry.trim_end_matches(['\r', '\n']))
+}
+
 /// A private directory inside the staging directory for one run: the
 /// program writes there, the finished file is moved next to it, and the
 /// directory (with any partial file and the cookies copy) goes when this
@@ -474,6 +604,48 @@ impl WorkDir {
                     .sum()
             })
             .unwrap_or(0)
+    }
+
+    /// Moves `companion` (a file of this directory that belongs with
+    /// `produced`, such as `media.info.json` beside `media.mp4`) next to
+    /// `kept`, named as the engine's placement expects
+    /// ([`companion_path`](crate::downloads::companion_path)): the part of
+    /// its name after `produced`'s stem becomes its suffix.
+    pub fn keep_companion(
+        &self,
+        kept: &Path,
+        produced: &Path,
+        companion: &Path,
+    ) -> Result<PathBuf, DownloadError> {
+        let storage =
+            |err: std::io::Error| DownloadError::Storage(format!("{}: {err}", companion.display()));
+        let stem = produced
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .unwrap_or_default();
+        let name = companion
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default();
+        let suffix = name
+            .strip_prefix(stem)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|suffix| crate::downloads::companion_suffix_is_safe(suffix))
+            .ok_or_else(|| {
+                DownloadError::permanent(format!(
+                    "{name:?} is not a companion of {}",
+                    produced.display()
+                ))
+            })?;
+        if companion.parent() != Some(self.dir.path()) {
+            return Err(DownloadError::permanent(format!(
+                "{} is not a file the program wrote",
+                companion.display()
+            )));
+        }
+        let target = crate::downloads::companion_path(kept, suffix);
+        std::fs::rename(companion, &target).map_err(storage)?;
+        Ok(target)
     }
 
     /// Moves `produced` (which must be inside this directory) next to it,
@@ -558,38 +730,157 @@ mod tests {
 
     #[test]
     fn failure_texts_map_to_what_the_engine_should_do() {
+        use FailureKind::*;
         let cases = [
             (
+                "yt-dlp",
                 "ERROR: [tiktok] x: This user's account is private. Log into an account",
+                LoginRequired,
                 "AUTH_REQUIRED",
             ),
             (
+                "yt-dlp",
                 "ERROR: [youtube] x: Sign in to confirm you're not a bot",
+                LoginRequired,
                 "AUTH_REQUIRED",
             ),
             (
+                "yt-dlp",
+                "ERROR: [youtube] x: Sign in to confirm your age. This video may be inappropriate for some users. Use --cookies-from-browser or --cookies for the authentication.",
+                LoginRequired,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "gallery-dl",
                 "[instagram][error] HTTP redirect to login page (https://www.instagram.com/accounts/login/)",
+                LoginRequired,
                 "AUTH_REQUIRED",
             ),
             (
+                "gallery-dl",
+                "[pixiv][error] AuthRequired: 'refresh-token' needed (https://github.com/mikf/gallery-dl#oauth)",
+                LoginRequired,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "yt-dlp",
                 "ERROR: [instagram] x: Requested content is not available, rate-limit reached or login required",
+                LoginRequired,
                 "AUTH_REQUIRED",
             ),
-            ("ERROR: [instagram] x: rate-limit reached", "RATE_LIMITED"),
             (
-                "ERROR: unable to download: HTTP Error 429: Too Many Requests",
+                "yt-dlp",
+                "ERROR: [youtube] x: Join this channel to get access to members-only content like this video, and other exclusive perks.",
+                MembersOnly,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: This video is available to this channel's members on level: Tier 1 (or any higher level).",
+                MembersOnly,
+                "AUTH_REQUIRED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [instagram] x: rate-limit reached",
+                RateLimited,
                 "RATE_LIMITED",
             ),
             (
-                "ERROR: [tiktok] 1: Your IP address is blocked from accessing this post",
+                "yt-dlp",
+                "ERROR: unable to download: HTTP Error 429: Too Many Requests",
+                RateLimited,
+                "RATE_LIMITED",
+            ),
+            (
+                "gallery-dl",
+                "[kemonoparty][error] HttpError: '429 Too Many Requests' for 'https://kemono.su/api/v1/user'",
+                RateLimited,
+                "RATE_LIMITED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Video unavailable. The uploader has not made this video available in your country",
+                GeoBlocked,
                 "DOWNLOAD_FAILED",
             ),
-            ("ERROR: Unsupported URL: http://x/", "DOWNLOAD_FAILED"),
-            ("ERROR: Connection reset by peer", "DOWNLOAD_RETRYABLE"),
+            (
+                "yt-dlp",
+                "ERROR: [BiliBili] x: This video may be deleted or geo-restricted. You might want to try a VPN or a proxy server (with --proxy)",
+                GeoBlocked,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [tiktok] 1: Your IP address is blocked from accessing this post",
+                IpBlocked,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Private video. Sign in if you've been granted access to this video",
+                Private,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "gallery-dl",
+                "[twitter][error] 'This account's posts are private'",
+                Private,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Video unavailable. This video has been removed by the uploader",
+                Removed,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: [youtube] x: Video unavailable. This video is no longer available because the YouTube account associated with this video has been terminated.",
+                Removed,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "gallery-dl",
+                "[twitter][error] NotFoundError: Requested user could not be found",
+                Removed,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "gallery-dl",
+                "[deviantart][error] HttpError: '404 Not Found' for 'https://www.deviantart.com/x'",
+                Removed,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: Unsupported URL: http://x/",
+                Unsupported,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "gallery-dl",
+                "[gallery-dl][error] No suitable extractor found for 'https://example.org/'",
+                Unsupported,
+                "DOWNLOAD_FAILED",
+            ),
+            (
+                "yt-dlp",
+                "ERROR: Connection reset by peer",
+                Other,
+                "DOWNLOAD_RETRYABLE",
+            ),
+            (
+                "gallery-dl",
+                "Traceback (most recent call last):\n  File \"gallery_dl/job.py\", line 1\nKeyError: 'x'",
+                Other,
+                "DOWNLOAD_RETRYABLE",
+            ),
         ];
-        for (stderr, code) in cases {
+        for (name, stderr, kind, code) in cases {
+            assert_eq!(failure_kind(name, stderr, Some(1)), kind, "{stderr}");
             assert_eq!(
-                classify_failure("yt-dlp", stderr, Some(1)).code(),
+                classify_failure(name, stderr, Some(1)).code(),
                 code,
                 "{stderr}"
             );
@@ -600,6 +891,8 @@ mod tests {
         );
         let ip = classify_failure("yt-dlp", "ERROR: Your IP address is blocked", Some(1));
         assert!(ip.to_string().contains("proxy"), "{ip}");
+        let geo = classify_failure("yt-dlp", "ERROR: not available in your country", Some(1));
+        assert!(geo.to_string().contains("country"), "{geo}");
     }
 
     #[test]

@@ -1,162 +1,137 @@
-//! The `yt-dlp` program as a downloader (TikTok's `yt-dlp`).
+//! The `yt-dlp` program as a downloader: TikTok's `yt-dlp`, and platform
+//! `video` (any site yt-dlp supports; the source is a channel, playlist or
+//! video URL).
 //!
-//! Listing: `--flat-playlist --lazy-playlist --print` with a JSON template
-//! of ours, one line per video, newest first as the site lists them; the
-//! program is killed when the engine stops pulling. Transfer: one video
-//! into a private work directory, byte progress from our
-//! `--progress-template`, the result's path from `--print-to-file
-//! after_move:%()j`.
+//! Listing: `--lazy-playlist --print` with a JSON template of ours, one
+//! line per video, newest first as the site lists them; the program is
+//! killed when the engine stops pulling. TikTok lists flat
+//! (`--flat-playlist`); `video` opens each entry (so every site gives its
+//! upload date and the extractor that will download it) unless
+//! `platforms.video.fast_listing` is on. Transfer: one video into a private
+//! work directory, byte progress from our `--progress-template`, the
+//! result's path (and its metadata) from `--print-to-file after_move:%()j`.
+//!
+//! Archive keys of `video` are yt-dlp's own `--download-archive` lines:
+//! `video:{extractor} {id}`, where `{extractor}` is the entry's `ie_key`
+//! (the extractor that downloads a flat entry) or its `extractor_key`,
+//! lowercased as yt-dlp writes it (`video:youtube dQw4w9WgXcQ`); see
+//! [`archive_key`].
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use futures::stream::{BoxStream, StreamExt};
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 use serde_json::Value;
 use url::Url;
 
-use super::extractors::Program;
-use super::runner::{ProgramEvent, RunningProgram};
-use super::{
-    ProgramSettings, VersionCache, WorkDir, check_program, classify_failure, excerpt, id_text,
-    parse_timestamp, platform_cookies, proxy_for,
-};
+use super::driver::{Binding, Program, Run, Sources, Target};
+use super::{archive_key, excerpt, id_text, parse_timestamp};
 use crate::downloader::{Context, Downloader, MediaItem, Request, Staging, Unavailable};
 use crate::error::{DownloadError, Error};
-use crate::model::{DownloaderInfo, ListingOrder, Metadata, Settings};
-use crate::platforms::accounts;
+use crate::model::general_platforms::{Quality, VideoSettings};
+use crate::model::{DownloaderInfo, Metadata, Settings};
 use crate::recognise::Recognition;
 
 /// The downloader's name within its platform.
 pub const NAME: &str = "yt-dlp";
-/// Oldest release with every option used here (`--lazy-playlist`,
-/// `%(.{…})j` templates, `--progress-template`, `--print-to-file`).
-const MINIMUM_VERSION: &[u32] = &[2023, 1, 1];
 const ITEM_MARKER: &str = "mediadl-item ";
 const PROGRESS_MARKER: &str = "mediadl-progress ";
-const ITEM_TEMPLATE: &str = "mediadl-item %(.{id,url,webpage_url,timestamp,upload_date,title,description,uploader,uploader_id,channel_id,width,height,duration,ext})j";
+const ITEM_TEMPLATE: &str = "mediadl-item %(.{id,ie_key,extractor_key,url,webpage_url,timestamp,upload_date,title,description,uploader,uploader_id,channel_id,width,height,duration,ext})j";
 const PROGRESS_TEMPLATE: &str = "download:mediadl-progress %(progress.{status,downloaded_bytes,total_bytes,total_bytes_estimate})j";
+/// What a listing says about a video that the download record keeps.
+const DESCRIPTIVE_KEYS: [&str; 5] = [
+    "title",
+    "description",
+    "uploader",
+    "uploader_id",
+    "channel_id",
+];
+/// The stem of every file of a transfer in its work directory.
+const STEM: &str = "media";
+
+static PROGRAM: Program = Program {
+    name: NAME,
+    display_name: "yt-dlp",
+    alias: "ytdlp",
+    // Oldest release with every option used here (`--lazy-playlist`,
+    // `%(.{…})j` templates, `--progress-template`, `--print-to-file`).
+    minimum_version: &[2023, 1, 1],
+    base_args: &["--ignore-config", "--color", "never", "--no-cache-dir"],
+    timeout_args: |seconds| vec!["--socket-timeout".into(), seconds.to_string()],
+    logs_errors: false,
+};
 
 /// yt-dlp for one platform.
 #[derive(Debug, Clone)]
 pub struct YtDlp {
-    platform: &'static str,
-    platform_display_name: &'static str,
-    content_types: &'static [&'static str],
-    default_url: &'static str,
-    versions: Arc<VersionCache>,
+    binding: Binding,
 }
 
 impl YtDlp {
     /// TikTok accounts (`https://www.tiktok.com/@{username}`), content type `videos`.
     pub fn tiktok() -> Self {
         Self {
-            platform: "tiktok",
-            platform_display_name: "TikTok",
-            content_types: &["videos"],
-            default_url: "https://www.tiktok.com/@{username}",
-            versions: Arc::new(VersionCache::default()),
+            binding: Binding::new(
+                &PROGRAM,
+                "tiktok",
+                "TikTok",
+                Sources::Accounts(&[("videos", "https://www.tiktok.com/@{username}", "video")]),
+            ),
         }
     }
 
-    /// The general platform `video` as recognition sees it, for this
-    /// crate's tests until `YtDlp::video()` (the general platforms' work)
-    /// is merged; replace its uses with that constructor then.
-    #[cfg(test)]
-    pub(crate) fn general_for_tests() -> Self {
+    /// Platform `video`: any URL yt-dlp accepts (a channel, a playlist, one
+    /// video), content type `videos`.
+    pub fn video() -> Self {
         Self {
-            platform: "video",
-            platform_display_name: "Video sites",
-            content_types: &["videos"],
-            ..Self::tiktok()
+            binding: Binding::new(
+                &PROGRAM,
+                "video",
+                "Video sites",
+                Sources::Urls {
+                    content_type: "videos",
+                    item_type: "video",
+                },
+            ),
         }
     }
 
-    fn settings(&self, settings: &Settings) -> Result<ProgramSettings, DownloadError> {
-        ProgramSettings::read(settings, self.platform, NAME).map_err(DownloadError::Permanent)
-    }
-
-    fn program(&self, settings: &ProgramSettings) -> Result<PathBuf, DownloadError> {
-        super::locate(&settings.path, NAME).map_err(|err| DownloadError::permanent(err.reason))
-    }
-
-    /// Options every run gets: no user configuration, no colours, the
-    /// platform's proxy and cookies.
-    fn common_args(
-        &self,
-        cx: &Context,
-        work: &WorkDir,
-        program: &ProgramSettings,
-    ) -> Result<Vec<String>, DownloadError> {
-        let mut args: Vec<String> = ["--ignore-config", "--color", "never", "--no-cache-dir"]
-            .map(String::from)
-            .to_vec();
-        args.push("--socket-timeout".into());
-        args.push(cx.settings.network.read_timeout_seconds.to_string());
-        if let Some(proxy) = proxy_for(cx, self.platform) {
-            args.push("--proxy".into());
-            args.push(proxy);
+    /// `platforms.video` for the general platform; `None` for TikTok.
+    fn video_settings(&self, settings: &Settings) -> Result<Option<VideoSettings>, DownloadError> {
+        if !self.binding.is_general() {
+            return Ok(None);
         }
-        if let Some(cookies) = platform_cookies(&cx.settings, self.platform) {
-            let path = work.write_cookies(&cookies)?;
-            args.push("--cookies".into());
-            args.push(path.to_string_lossy().into_owned());
-        }
-        args.extend(program.extra_args.iter().cloned());
-        Ok(args)
+        VideoSettings::read(settings)
+            .map(Some)
+            .map_err(|err| DownloadError::permanent(err.to_string()))
     }
 }
 
 #[async_trait]
 impl Downloader for YtDlp {
     fn info(&self) -> DownloaderInfo {
-        DownloaderInfo {
-            platform: self.platform.into(),
-            platform_display_name: self.platform_display_name.into(),
-            name: NAME.into(),
-            display_name: "yt-dlp".into(),
-            aliases: vec!["ytdlp".into()],
-            content_types: self.content_types.iter().map(|t| (*t).into()).collect(),
-            features: vec!["date_filtering".into(), "limit_downloads".into()],
-            listing_order: ListingOrder::NewestFirst,
-            accepts_cookies: true,
-            is_default: false,
-        }
+        self.binding.info(&["date_filtering", "limit_downloads"])
     }
 
     /// Only the general platform (`video`) claims URLs, by the
     /// program's extractor patterns ([`super::extractors`]).
     async fn recognise(&self, url: &Url, settings: &Settings) -> Option<Recognition> {
-        super::extractors::recognise(Program::YtDlp, &self.info(), url, settings).await
+        super::extractors::recognise(
+            super::extractors::Program::YtDlp,
+            &self.info(),
+            url,
+            settings,
+        )
+        .await
     }
 
     async fn check(&self, settings: &Settings) -> Result<(), Unavailable> {
-        check_program(
-            settings,
-            self.platform,
-            NAME,
-            NAME,
-            MINIMUM_VERSION,
-            &self.versions,
-        )
-        .await
-        .map(|_| ())
+        self.binding.check(settings).await
     }
 
     fn validate(&self, request: &Request) -> Result<(), Error> {
-        accounts::username(self.platform, &request.source)?;
-        if !self.content_types.contains(&request.content_type.as_str()) {
-            return Err(Error::invalid(
-                "content_type",
-                format!(
-                    "{} has no content type {:?} (known: {})",
-                    self.platform,
-                    request.content_type,
-                    self.content_types.join(", ")
-                ),
-            ));
-        }
-        Ok(())
+        self.binding.validate(request)
     }
 
     fn discover(
@@ -164,69 +139,29 @@ impl Downloader for YtDlp {
         request: &Request,
         cx: &Context,
     ) -> BoxStream<'static, Result<MediaItem, DownloadError>> {
-        let this = self.clone();
-        let request = request.clone();
-        let cx = cx.clone();
-        async_stream::try_stream! {
-            let username = accounts::username(this.platform, &request.source)
-                .map_err(|err| DownloadError::permanent(err.to_string()))?;
-            let program = this.settings(&cx.settings)?;
-            let path = this.program(&program)?;
-            let source_url = program.source_url(this.default_url, &username, &request.content_type);
-            let work = WorkDir::new(None)?;
-            let mut args = this.common_args(&cx, &work, &program)?;
-            args.extend(
-                ["--flat-playlist", "--lazy-playlist", "--print", ITEM_TEMPLATE, "--"]
-                    .map(String::from),
-            );
-            args.push(source_url.clone());
-            let invocation = program.invocation(NAME, path).args(args);
-            let mut run = RunningProgram::spawn(&invocation)?;
-            let mut listed = 0usize;
-            let mut unreadable = Vec::new();
-            loop {
-                match run.next_event(&cx.cancel, None).await? {
-                    ProgramEvent::Line(line) => {
-                        let Some(json) = line.strip_prefix(ITEM_MARKER) else {
-                            // yt-dlp's own chatter on stdout; not ours to read.
-                            unreadable.push(line);
-                            continue;
-                        };
-                        let value: Value = serde_json::from_str(json).map_err(|err| {
-                            DownloadError::permanent(format!(
-                                "yt-dlp printed an unreadable item ({err}): {}",
-                                excerpt(json)
-                            ))
-                        })?;
-                        match item_from_listing(this.platform, &value) {
-                            Ok(item) => {
-                                listed += 1;
-                                yield item;
-                            }
-                            Err(reason) => tracing::warn!(
-                                platform = this.platform,
-                                source = %username,
-                                "yt-dlp listed an entry mediadl cannot use: {reason}"
-                            ),
-                        }
-                    }
-                    ProgramEvent::Eof => break,
-                    ProgramEvent::Tick => {}
+        let platform = self.binding.platform;
+        let general = self.binding.is_general();
+        let video = self.video_settings(&cx.settings);
+        self.binding.list(
+            request,
+            cx,
+            ITEM_MARKER,
+            move |_run: &Run, _target: &Target| {
+                let video = video.ok().flatten();
+                let mut args = Vec::new();
+                if video.as_ref().is_none_or(|video| video.fast_listing) {
+                    args.push("--flat-playlist".to_owned());
                 }
-            }
-            let finished = run.finish(&cx.cancel).await?;
-            if !finished.status.success() {
-                Err(classify_failure(NAME, &finished.stderr, finished.status.code()))?;
-            }
-            if listed == 0 && !unreadable.is_empty() {
-                Err(DownloadError::permanent(format!(
-                    "yt-dlp printed no readable entries for {source_url}: {}",
-                    excerpt(&unreadable.join(" | "))
-                )))?;
-            }
-            drop(work);
-        }
-        .boxed()
+                if let Some(video) = &video {
+                    args.extend(pacing_args(video));
+                }
+                args.extend(["--lazy-playlist", "--print", ITEM_TEMPLATE].map(String::from));
+                args
+            },
+            move |value: &Value, target: &Target| {
+                item_from_listing(platform, general, value, target)
+            },
+        )
     }
 
     async fn transfer(
@@ -246,16 +181,15 @@ impl YtDlp {
         staging: &Staging,
         cx: &Context,
     ) -> Result<PathBuf, DownloadError> {
-        let program = self.settings(&cx.settings)?;
-        let path = self.program(&program)?;
-        let work = WorkDir::new(Some(staging))?;
-        let info_file = work.path().join("info.jsonl");
-        let output = work.path().join("media.%(ext)s");
-        let mut args = self.common_args(cx, &work, &program)?;
-        args.extend(
+        let video = self.video_settings(&cx.settings)?;
+        let mut run = self.binding.start(cx, Some(staging), &item.url)?;
+        let info_file = run.work.path().join("info.jsonl");
+        let output = run.work.path().join(format!("{STEM}.%(ext)s"));
+        run.args.extend(
             [
                 "--no-playlist",
                 "--newline",
+                // The engine sets the upload date itself (when asked).
                 "--no-mtime",
                 "--progress-template",
                 PROGRESS_TEMPLATE,
@@ -264,69 +198,207 @@ impl YtDlp {
             ]
             .map(String::from),
         );
-        args.push(info_file.to_string_lossy().into_owned());
-        args.push("--output".into());
-        args.push(output.to_string_lossy().into_owned());
-        args.push("--".into());
-        args.push(item.url.to_string());
-        let invocation = program.invocation(NAME, path).args(args);
-        let mut run = RunningProgram::spawn(&invocation)?;
-        cx.progress.set(0, None);
-        loop {
-            match run.next_event(&cx.cancel, None).await? {
-                ProgramEvent::Line(line) => {
-                    if let Some(json) = line.strip_prefix(PROGRESS_MARKER)
-                        && let Some((done, total)) = parse_progress(json)
-                    {
-                        cx.progress.set(done, total);
-                    }
-                }
-                ProgramEvent::Eof => break,
-                ProgramEvent::Tick => {}
-            }
+        run.args.push(info_file.to_string_lossy().into_owned());
+        run.args.push("--output".into());
+        run.args.push(output.to_string_lossy().into_owned());
+        if let Some(video) = &video {
+            run.args
+                .extend(output_args(video).map_err(DownloadError::permanent)?);
+            run.args.extend(pacing_args(video));
         }
-        let finished = run.finish(&cx.cancel).await?;
-        if !finished.status.success() {
-            return Err(classify_failure(
-                NAME,
-                &finished.stderr,
-                finished.status.code(),
-            ));
-        }
+        run.args.push("--".into());
+        run.args.push(item.url.to_string());
+        let finished = run
+            .transfer(cx, |line| {
+                line.strip_prefix(PROGRESS_MARKER).and_then(parse_progress)
+            })
+            .await?;
         let info = std::fs::read_to_string(&info_file).map_err(|_| {
             DownloadError::permanent(format!(
                 "yt-dlp exited without reporting a file: {}",
                 excerpt(&finished.stderr)
             ))
         })?;
-        let produced = produced_path(&info).ok_or_else(|| {
+        let (produced, mut metadata) = produced_path(&info).ok_or_else(|| {
             DownloadError::permanent(format!("yt-dlp reported no file path: {}", excerpt(&info)))
         })?;
-        let kept = work.keep(&produced)?;
-        let size = std::fs::metadata(&kept).map(|meta| meta.len()).unwrap_or(0);
-        cx.progress.set(size, Some(size));
-        Ok(kept)
+        listing_knows_better(&mut metadata, item);
+        let mut companions = Vec::new();
+        if let Some(video) = &video {
+            if video.nfo {
+                let nfo = run.work.path().join(format!("{STEM}.nfo"));
+                std::fs::write(&nfo, super::nfo::document(&metadata, &video.nfo_kind))
+                    .map_err(|err| DownloadError::Storage(format!("{}: {err}", nfo.display())))?;
+            }
+            companions = companion_files(run.work.path(), &produced, &info_file);
+            if video.mtime_from_upload_date
+                && let Some(at) = upload_time(&metadata)
+            {
+                for path in std::iter::once(&produced).chain(&companions) {
+                    set_modified(path, at)?;
+                }
+            }
+        }
+        run.keep(cx, &produced, &companions)
     }
 }
 
-/// A listed entry as a media item: `<platform>:<id>`, the entry's URL
-/// (a video page, which yt-dlp downloads from later; the page of the whole
-/// listing only when the entry has none), the post time and the rest.
-pub fn item_from_listing(platform: &str, value: &Value) -> Result<MediaItem, String> {
+/// What the listing said about the video wins over what the transfer
+/// alone saw: a feed's entry has its title and date, while the file it
+/// points to has only a name and a `Last-Modified`.
+fn listing_knows_better(metadata: &mut Value, item: &MediaItem) {
+    let Some(fields) = metadata.as_object_mut() else {
+        return;
+    };
+    for key in DESCRIPTIVE_KEYS {
+        if let Some(value) = item.metadata.get(key).filter(|v| !v.is_null()) {
+            fields.insert(key.into(), value.clone());
+        }
+    }
+    if let Some(at) = item.posted_at {
+        fields.insert("timestamp".into(), at.timestamp().into());
+        fields.insert("upload_date".into(), at.format("%Y%m%d").to_string().into());
+    }
+}
+
+/// yt-dlp's pacing options from the settings.
+fn pacing_args(video: &VideoSettings) -> Vec<String> {
+    let mut args = Vec::new();
+    if video.sleep_requests_seconds > 0.0 {
+        args.push("--sleep-requests".into());
+        args.push(video.sleep_requests_seconds.to_string());
+    }
+    if !video.limit_rate.trim().is_empty() {
+        args.push("--limit-rate".into());
+        args.push(video.limit_rate.trim().to_owned());
+    }
+    args
+}
+
+/// yt-dlp's format and companion-file options from `platforms.video`.
+pub fn output_args(video: &VideoSettings) -> Result<Vec<String>, String> {
+    let mut args = Vec::new();
+    match video.quality().map_err(|err| err.to_string())? {
+        Quality::Best => {}
+        Quality::UpTo(height) => {
+            // Best video no taller than `height`; a smaller one when none is.
+            args.push("-S".into());
+            args.push(format!("res:{height}"));
+        }
+        Quality::Audio => {
+            args.extend(["-f", "bestaudio/best", "-x", "--audio-format"].map(String::from));
+            args.push(video.audio_format.clone());
+        }
+    }
+    if !video.subtitles.is_empty() {
+        args.push("--write-subs".into());
+        args.push("--sub-langs".into());
+        args.push(video.subtitles.join(","));
+        if video.embed_subtitles {
+            args.push("--embed-subs".into());
+        }
+    }
+    if video.thumbnail || video.nfo {
+        // The .nfo names the thumbnail as its poster.
+        args.push("--write-thumbnail".into());
+    }
+    if video.info_json {
+        args.push("--write-info-json".into());
+    }
+    Ok(args)
+}
+
+/// The files of a transfer beside the video (`media.info.json`,
+/// `media.en.vtt`, `media.webp`, `media.nfo`): every finished file of the
+/// work directory named after the video's stem, but the video itself and
+/// our own bookkeeping.
+fn companion_files(dir: &Path, produced: &Path, info_file: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.is_file() && path != produced && path != info_file)
+                .filter(|path| {
+                    let name = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default();
+                    name.starts_with(&format!("{STEM}."))
+                        && !name.ends_with(".part")
+                        && !name.ends_with(".ytdl")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// When the video was uploaded: its `timestamp`, else its `upload_date`.
+fn upload_time(metadata: &Value) -> Option<DateTime<Utc>> {
+    metadata
+        .get("timestamp")
+        .and_then(parse_timestamp)
+        .or_else(|| metadata.get("upload_date").and_then(parse_timestamp))
+}
+
+/// Sets a file's modification time (media servers sort by it).
+fn set_modified(path: &Path, at: DateTime<Utc>) -> Result<(), DownloadError> {
+    let storage =
+        |err: std::io::Error| DownloadError::Storage(format!("{}: {err}", path.display()));
+    let file = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .map_err(storage)?;
+    file.set_modified(at.into()).map_err(storage)
+}
+
+/// A listed entry as a media item.
+///
+/// TikTok: key `tiktok:<id>`, the entry's `url` (a video page, which
+/// yt-dlp downloads from later). `video` (`general`): key
+/// `video:<extractor> <id>` as yt-dlp's archive writes it, and the entry's
+/// own page (`webpage_url`); an entry whose page is the listed page itself
+/// (videos embedded in one page) has no page of its own, so its media
+/// `url` is used.
+pub(crate) fn item_from_listing(
+    platform: &str,
+    general: bool,
+    value: &Value,
+    target: &Target,
+) -> Result<MediaItem, String> {
     let id = value
         .get("id")
         .and_then(id_text)
         .ok_or("the entry has no id")?;
-    let url = ["url", "webpage_url"]
-        .iter()
-        .filter_map(|key| value.get(*key).and_then(Value::as_str))
-        .find_map(|text| {
-            Url::parse(text)
-                .ok()
-                .filter(|url| matches!(url.scheme(), "http" | "https"))
-        })
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+    };
+    let http = |text: &str| {
+        Url::parse(text)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+    };
+    let own_page = text("webpage_url")
+        .and_then(http)
+        .filter(|page| general && *page != target.url);
+    let url = own_page
+        .or_else(|| text("url").and_then(http))
+        .or_else(|| text("webpage_url").and_then(http))
         .ok_or_else(|| format!("entry {id} has no http(s) URL"))?;
-    let mut item = MediaItem::new(format!("{platform}:{id}"), url, "video");
+    let key = if general {
+        let extractor = text("ie_key")
+            .or_else(|| text("extractor_key"))
+            .ok_or_else(|| format!("entry {id} names no extractor"))?;
+        archive_key(platform, &format!("{} {id}", extractor.to_lowercase()))
+    } else {
+        format!("{platform}:{id}")
+    };
+    let mut item = MediaItem::new(key, url, target.item_type);
     item.media_id = Some(id.clone());
     item.posted_at = value
         .get("timestamp")
@@ -348,16 +420,12 @@ pub fn item_from_listing(platform: &str, value: &Value) -> Result<MediaItem, Str
             Value::String(format!("{width}x{height}")),
         );
     }
-    for key in [
-        "title",
-        "description",
-        "uploader",
-        "uploader_id",
-        "channel_id",
-        "duration",
-    ] {
+    for key in DESCRIPTIVE_KEYS
+        .iter()
+        .chain(&["duration", "extractor_key"])
+    {
         if let Some(found) = value.get(key).filter(|v| !v.is_null()) {
-            metadata.insert(key.into(), found.clone());
+            metadata.insert((*key).into(), found.clone());
         }
     }
     item.metadata = metadata;
@@ -381,8 +449,9 @@ pub fn parse_progress(json: &str) -> Option<(u64, Option<u64>)> {
     ))
 }
 
-/// The final path from `after_move:%()j` output (the last line wins).
-fn produced_path(info: &str) -> Option<PathBuf> {
+/// The final path and the video's metadata from `after_move:%()j`
+/// output (the last line wins).
+fn produced_path(info: &str) -> Option<(PathBuf, Value)> {
     info.lines().rev().find_map(|line| {
         let value: Value = serde_json::from_str(line).ok()?;
         let path = value
@@ -394,7 +463,7 @@ fn produced_path(info: &str) -> Option<PathBuf> {
                     .and_then(Value::as_str)
             })
             .or_else(|| value.get("_filename").and_then(Value::as_str))?;
-        Some(PathBuf::from(path))
+        Some((PathBuf::from(path), value))
     })
 }
 
@@ -412,7 +481,7 @@ mod tests {
             "title": "a clip",
             "width": 1080, "height": 1920
         });
-        let item = item_from_listing("tiktok", &value).unwrap();
+        let item = item_from_listing("tiktok", false, &value, &target()).unwrap();
         assert_eq!(item.archive_key, "tiktok:7301234567890123456");
         assert_eq!(
             item.url.as_str(),
@@ -421,14 +490,55 @@ mod tests {
         assert_eq!(item.posted_at.unwrap().timestamp(), 1_700_000_000);
         assert_eq!(item.resolution, Some((1080, 1920)));
         assert_eq!(item.metadata["resolution"], "1080x1920");
-        assert!(item_from_listing("tiktok", &serde_json::json!({"url": "https://x/"})).is_err());
-        assert!(
-            item_from_listing(
-                "tiktok",
-                &serde_json::json!({"id": "1", "url": "file:///etc"})
-            )
-            .is_err()
+        let listed = |value: Value| item_from_listing("tiktok", false, &value, &target());
+        assert!(listed(serde_json::json!({"url": "https://x/"})).is_err());
+        assert!(listed(serde_json::json!({"id": "1", "url": "file:///etc"})).is_err());
+    }
+
+    fn target() -> Target {
+        Target {
+            url: Url::parse("https://www.youtube.com/@someone/videos").unwrap(),
+            item_type: "video",
+            label: "someone".into(),
+        }
+    }
+
+    #[test]
+    fn general_entries_are_keyed_as_ytdlp_archives_them() {
+        // A flat entry: `ie_key` names the extractor that downloads it.
+        let flat = serde_json::json!({
+            "id": "dQw4w9WgXcQ", "ie_key": "Youtube", "extractor_key": "YoutubeTab",
+            "url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ", "webpage_url": null
+        });
+        let item = item_from_listing("video", true, &flat, &target()).unwrap();
+        assert_eq!(item.archive_key, "video:youtube dQw4w9WgXcQ");
+        assert_eq!(
+            item.url.as_str(),
+            "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
         );
+        // An opened entry has its own page, which yt-dlp downloads from.
+        let opened = serde_json::json!({
+            "id": "76979871", "extractor_key": "Vimeo", "upload_date": "20130828",
+            "url": "https://vod.example/76979871.mp4", "webpage_url": "https://vimeo.com/76979871"
+        });
+        let item = item_from_listing("video", true, &opened, &target()).unwrap();
+        assert_eq!(item.archive_key, "video:vimeo 76979871");
+        assert_eq!(item.url.as_str(), "https://vimeo.com/76979871");
+        assert_eq!(
+            item.posted_at.unwrap().to_rfc3339(),
+            "2013-08-28T00:00:00+00:00"
+        );
+        // Videos embedded in the listed page: their media URL.
+        let embedded = serde_json::json!({
+            "id": "someone-1", "extractor_key": "HTML5MediaEmbed",
+            "url": "https://www.youtube.com/media/a.mp4",
+            "webpage_url": "https://www.youtube.com/@someone/videos"
+        });
+        let item = item_from_listing("video", true, &embedded, &target()).unwrap();
+        assert_eq!(item.archive_key, "video:html5mediaembed someone-1");
+        assert_eq!(item.url.path(), "/media/a.mp4");
+        let nameless = serde_json::json!({"id": "1", "url": "https://x.example/1"});
+        assert!(item_from_listing("video", true, &nameless, &target()).is_err());
     }
 
     #[test]
@@ -451,7 +561,7 @@ mod tests {
     #[test]
     fn the_moved_file_is_read_from_the_info_line() {
         assert_eq!(
-            produced_path("{\"id\":\"1\",\"filepath\":\"/tmp/x/media.mp4\"}\n"),
+            produced_path("{\"id\":\"1\",\"filepath\":\"/tmp/x/media.mp4\"}\n").map(|p| p.0),
             Some(PathBuf::from("/tmp/x/media.mp4"))
         );
         assert_eq!(produced_path("not json"), None);

@@ -27,6 +27,37 @@ pub struct ParsedCookies {
     pub earliest_expiry: Option<DateTime<Utc>>,
 }
 
+/// The lines of a Netscape cookies file that a request to `host` would
+/// send: a cookie of `example.com` or `.example.com` goes to `example.com`
+/// and its subdomains, never to another site. One cookies file uploaded
+/// for a general platform (`video`, `gallery`) holds many sites' cookies;
+/// each run hands its program only the site's own.
+pub fn cookies_for_host(text: &str, host: &str) -> String {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let mut kept = String::from("# Netscape HTTP Cookie File\n");
+    for line in text.lines() {
+        let cookie = line.trim_end_matches('\r');
+        let bare = cookie.strip_prefix("#HttpOnly_").unwrap_or(cookie);
+        if bare.trim().is_empty() || bare.starts_with('#') {
+            continue;
+        }
+        let Some(domain) = bare.split('\t').next() else {
+            continue;
+        };
+        let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+        let matches = !domain.is_empty()
+            && (host == domain
+                || host
+                    .strip_suffix(&domain)
+                    .is_some_and(|rest| rest.ends_with('.')));
+        if matches {
+            kept.push_str(cookie);
+            kept.push('\n');
+        }
+    }
+    kept
+}
+
 /// Parses a Netscape cookies file: tab-separated `domain, include
 /// subdomains, path, secure, expiry, name, value`; `#HttpOnly_` prefixes
 /// kept; comments and blank lines skipped.
@@ -128,5 +159,24 @@ mod tests {
         assert_eq!(err.line, 2);
         let err = parse_netscape_cookies(".a.com\tTRUE\t/\tFALSE\tsoon\tn\tv\n").unwrap_err();
         assert!(err.reason.contains("expiry"));
+    }
+
+    #[test]
+    fn each_site_gets_only_its_own_cookies() {
+        let text = "# Netscape HTTP Cookie File\n\
+            .youtube.com\tTRUE\t/\tTRUE\t0\tSID\tyt\n\
+            #HttpOnly_www.vimeo.com\tFALSE\t/\tTRUE\t0\tvuid\tvm\n\
+            notyoutube.com\tTRUE\t/\tTRUE\t0\tX\tbad\n";
+        let youtube = cookies_for_host(text, "www.youtube.com");
+        assert!(youtube.contains("\tSID\tyt"), "{youtube}");
+        assert!(
+            !youtube.contains("vuid") && !youtube.contains("bad"),
+            "{youtube}"
+        );
+        assert!(cookies_for_host(text, "youtube.com").contains("SID"));
+        let vimeo = cookies_for_host(text, "www.vimeo.com");
+        assert!(vimeo.contains("#HttpOnly_www.vimeo.com"), "{vimeo}");
+        assert!(!cookies_for_host(text, "vimeo.com").contains("vuid"));
+        assert!(parse_netscape_cookies(&youtube).is_ok());
     }
 }

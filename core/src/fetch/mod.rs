@@ -17,7 +17,7 @@ use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-pub use cookies::{CookieError, ParsedCookies, parse_netscape_cookies};
+pub use cookies::{CookieError, ParsedCookies, cookies_for_host, parse_netscape_cookies};
 pub use guard::{AddressGuard, is_blocked_address};
 pub use limits::HostPermit;
 pub use text::decode_html;

@@ -129,6 +129,7 @@ impl JobConfig {
                 "must be between 1 (most urgent) and 10",
             ));
         }
+        crate::engine::placement::check_template_overrides(config, "config")?;
         const TYPED: [&str; 7] = [
             "downloader",
             "max_downloads",

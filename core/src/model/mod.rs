@@ -7,6 +7,7 @@
 
 mod download;
 mod event;
+pub mod general_platforms;
 mod job;
 mod log;
 pub mod notifications;

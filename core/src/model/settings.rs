@@ -212,8 +212,29 @@ fn default_platforms() -> Map<String, Value> {
             "native": { "enabled": true },
             "yt-dlp": { "enabled": true }
         },
-        "video": { "enabled": true, "yt-dlp": { "enabled": true } },
-        "gallery": { "enabled": true, "gallery-dl": { "enabled": true } }
+        "video": {
+            "enabled": true,
+            "quality": "best",
+            "audio_format": "m4a",
+            "subtitles": [],
+            "embed_subtitles": false,
+            "thumbnail": false,
+            "info_json": true,
+            "nfo": false,
+            "nfo_kind": "episode",
+            "mtime_from_upload_date": true,
+            "sleep_requests_seconds": 0.0,
+            "limit_rate": "",
+            "fast_listing": false,
+            "yt-dlp": { "enabled": true }
+        },
+        "gallery": {
+            "enabled": true,
+            "generic": true,
+            "sleep_request_seconds": 0.0,
+            "metadata_json": false,
+            "gallery-dl": { "enabled": true }
+        }
     });
     match value {
         Value::Object(map) => map,
@@ -240,7 +261,7 @@ pub struct InvalidSetting {
 }
 
 impl InvalidSetting {
-    fn new(field: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &str, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             reason: reason.into(),
@@ -341,6 +362,8 @@ impl Settings {
             }
             self.platform::<PlatformCommon>(name)?;
         }
+        super::general_platforms::VideoSettings::read(self)?;
+        super::general_platforms::GallerySettings::read(self)?;
         Ok(())
     }
 

@@ -281,7 +281,10 @@ impl EmailContent {
                     "{heading}\n{}\n",
                     "=".repeat(heading.chars().count())
                 ));
-                html.push_str(&format!("<h2>{}</h2>\n<ul>\n", escape(&heading)));
+                html.push_str(&format!(
+                    "<h2>{}</h2>\n<ul>\n",
+                    crate::markup::escape(&heading)
+                ));
             }
             for notice in group {
                 let time = notice.timestamp.format("%Y-%m-%d %H:%M:%S UTC");
@@ -295,15 +298,15 @@ impl EmailContent {
                     text.push_str(&format!("  {}: {link}\n", action.label));
                     link_html = format!(
                         " <a href=\"{}\">{}</a>",
-                        escape(&link),
-                        escape(&action.label)
+                        crate::markup::escape(&link),
+                        crate::markup::escape(&action.label)
                     );
                 }
                 text.push('\n');
                 let item = format!(
                     "<strong>{}</strong> <small>{time}</small><br>{}{link_html}",
-                    escape(&notice.title),
-                    escape(&notice.message)
+                    crate::markup::escape(&notice.title),
+                    crate::markup::escape(&notice.message)
                 );
                 if notices.len() > 1 {
                     html.push_str(&format!("<li>{item}</li>\n"));
@@ -376,22 +379,6 @@ fn topic_noun(topic: NotificationTopic, count: usize) -> &'static str {
         NotificationTopic::System if one => "message",
         NotificationTopic::System => "messages",
     }
-}
-
-/// HTML text escaping.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Wire name of a topic (`download_completed`).

@@ -1,5 +1,6 @@
-//! Account names of the platforms mediadl knows, checked the same way by
-//! the native clients and the external engines before anything is queued.
+//! Account names of the platforms mediadl knows, and their content types,
+//! checked the same way by the native clients and the external engines
+//! before anything is queued.
 
 use crate::downloader::Request;
 use crate::error::{DownloadError, Error};
@@ -94,6 +95,21 @@ pub fn username(platform: &str, source: &str) -> Result<String, Error> {
         ));
     }
     Ok(name.to_owned())
+}
+
+/// `Ok` when `requested` is one of the platform's content types, else an
+/// [`Error::Invalid`] on field `content_type` listing the known ones.
+pub fn content_type(platform_name: &str, known: &[&str], requested: &str) -> Result<(), Error> {
+    if known.contains(&requested) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "content_type",
+        format!(
+            "{platform_name} has no content type {requested:?} (known: {})",
+            known.join(", ")
+        ),
+    ))
 }
 
 #[cfg(test)]

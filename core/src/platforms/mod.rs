@@ -46,8 +46,20 @@ impl Registry {
         registry.register(tiktok::TikTok::default());
         #[cfg(feature = "ytdlp")]
         registry.register(crate::engines::YtDlp::tiktok());
+        // The general platforms: any site the programs support.
+        #[cfg(feature = "ytdlp")]
+        registry.register(crate::engines::YtDlp::video());
+        #[cfg(feature = "gallerydl")]
+        registry.register(crate::engines::GalleryDl::gallery());
         registry
     }
+}
+
+/// Whether a platform's source is the URL itself: the general platforms
+/// `video` (any site yt-dlp supports) and `gallery` (any site gallery-dl
+/// supports), whose sources are channel, playlist, board or post URLs.
+pub fn source_is_url(platform: &str) -> bool {
+    matches!(platform, "video" | "gallery")
 }
 
 /// Whether the platform as a whole is switched on (`platforms.<p>.enabled`,

@@ -74,9 +74,10 @@ where
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
-/// Whether `platform` takes its target from a URL (`direct` files, `forum` threads).
+/// Whether `platform` takes its target from a URL (`direct` files, `forum`
+/// threads, the pages of the general platforms `video` and `gallery`).
 fn takes_url(platform: &str) -> bool {
-    matches!(platform, "direct" | "forum")
+    matches!(platform, "direct" | "forum") || crate::platforms::source_is_url(platform)
 }
 
 fn http_url(field: &str, value: &str) -> Result<String, Error> {
@@ -170,6 +171,13 @@ pub(crate) fn queue_item_for(
     metadata.insert("job_id".into(), Value::String(job_id.to_owned()));
     if let Some(title) = &config.thread_title {
         metadata.insert("thread_title".into(), Value::String(title.clone()));
+    }
+    // A job's own output templates travel with its items (kept in
+    // `config` as given, checked when the job was saved).
+    for key in crate::engine::placement::TEMPLATE_OVERRIDES {
+        if let Some(template) = config.other.get(key) {
+            metadata.insert(key.into(), template.clone());
+        }
     }
     Ok(NewQueueItem {
         url,
@@ -426,6 +434,45 @@ mod tests {
             serde_json::from_value(serde_json::json!({"thread_title": 7})).unwrap();
         let err = JobConfig::parse(JobKind::Download, &title).unwrap_err();
         assert!(matches!(err, Error::Invalid { ref field, .. } if field == "config.thread_title"));
+    }
+
+    #[test]
+    fn general_platform_jobs_fetch_their_source_url() {
+        let spec = |platform: &str, source: &str| JobSpec {
+            name: "channel".into(),
+            kind: JobKind::Download,
+            platform: platform.into(),
+            source: source.into(),
+            content_type: String::new(),
+            schedule: "0 */4 * * *".into(),
+            timezone: None,
+            enabled: true,
+            catch_up: CatchUp::default(),
+            config: JobConfig::default(),
+            monitor_until: None,
+        };
+        let channel = "https://www.youtube.com/@someone/videos";
+        assert_eq!(target_url(&spec("video", channel)).unwrap(), channel);
+        let board = "https://www.pinterest.com/someone/board/";
+        assert_eq!(target_url(&spec("gallery", board)).unwrap(), board);
+        let err = target_url(&spec("video", "someone")).unwrap_err();
+        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "source"));
+        assert_eq!(target_url(&spec("tiktok", "someone")).unwrap(), "someone");
+
+        // A job's own output templates go with its items, checked first.
+        let given: Metadata =
+            serde_json::from_value(serde_json::json!({"directory_template": "yt/{source}"}))
+                .unwrap();
+        let mut job = spec("video", channel);
+        job.config = JobConfig::parse(JobKind::Download, &given).unwrap();
+        let item = queue_item_for("channel", &job, None).unwrap();
+        assert_eq!(item.metadata["directory_template"], "yt/{source}");
+        let climbing: Metadata =
+            serde_json::from_value(serde_json::json!({"filename_template": "../../x"})).unwrap();
+        let err = JobConfig::parse(JobKind::Download, &climbing).unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "config.filename_template")
+        );
     }
 
     #[test]

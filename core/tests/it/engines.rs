@@ -16,14 +16,14 @@ use mediadl::{DownloadError, Registry};
 use serde_json::{Value, json};
 
 /// A copy of one recorded scenario and a wrapper program that replays it.
-struct Fake {
+pub(crate) struct Fake {
     _dir: tempfile::TempDir,
-    scenario: PathBuf,
-    program: PathBuf,
+    pub(crate) scenario: PathBuf,
+    pub(crate) program: PathBuf,
 }
 
 impl Fake {
-    fn new(scenario: &str) -> Self {
+    pub(crate) fn new(scenario: &str) -> Self {
         let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/engines");
         let dir = tempfile::tempdir().unwrap();
         let copy = dir.path().join(scenario);
@@ -52,7 +52,7 @@ impl Fake {
     }
 
     /// The arguments of the last run, one per line.
-    fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         std::fs::read_to_string(self.scenario.join("args"))
             .unwrap_or_default()
             .lines()
@@ -61,7 +61,7 @@ impl Fake {
     }
 
     /// Whether the grandchild a hanging run started has died.
-    async fn grandchild_is_gone(&self) -> bool {
+    pub(crate) async fn grandchild_is_gone(&self) -> bool {
         let pid = std::fs::read_to_string(self.scenario.join("grandchild.pid")).unwrap();
         let pid = pid.trim();
         for _ in 0..200 {
@@ -75,25 +75,25 @@ impl Fake {
     }
 }
 
-fn settings(platform: &str, downloader: &str, section: Value, extra: Value) -> Settings {
+pub(crate) fn settings(platform: &str, downloader: &str, section: Value, extra: Value) -> Settings {
     let mut value = json!({ "platforms": { platform: { downloader: section } } });
     mediadl::model::settings::merge_patch(&mut value, &extra);
     Settings::from_value(&value).unwrap()
 }
 
-fn program_settings(program: &Path) -> Value {
+pub(crate) fn program_settings(program: &Path) -> Value {
     json!({ "path": program, "stall_timeout_seconds": 2, "timeout_seconds": 60 })
 }
 
-fn context(settings: Settings) -> Context {
+pub(crate) fn context(settings: Settings) -> Context {
     testkit::context(settings, Arc::new(MemoryStore::new()))
 }
 
-fn request(platform: &str, content_type: &str) -> Request {
+pub(crate) fn request(platform: &str, content_type: &str) -> Request {
     Request::new(platform, "someone", content_type, "")
 }
 
-async fn collect(
+pub(crate) async fn collect(
     downloader: &dyn Downloader,
     request: &Request,
     cx: &Context,
@@ -132,11 +132,11 @@ fn gallerydl_context(fake: &Fake, extra: Value) -> Context {
     ))
 }
 
-fn only_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn only_files(dir: &Path) -> Vec<PathBuf> {
     walk(dir).into_iter().filter(|p| p.is_file()).collect()
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -516,18 +516,39 @@ async fn gallerydl_transfers_write_one_file_or_say_why_not() {
 }
 
 /// The real programs, from PyPI (`pip install yt-dlp gallery-dl`).
-mod real {
+pub(crate) mod real {
     use super::*;
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
-    fn installed(name: &str) -> PathBuf {
+    pub(crate) fn installed(name: &str) -> PathBuf {
         mediadl::engines::locate("", name).unwrap_or_else(|err| {
             panic!("{err}: these tests need the real program (pip install yt-dlp gallery-dl)")
         })
     }
 
-    fn payload(len: usize, seed: u8) -> Vec<u8> {
+    /// Queues `new` on `test`'s engine and runs the engine until the item
+    /// has finished (at most a minute); returns the finished item.
+    pub(crate) async fn run_to_end(
+        test: &mediadl::testkit::TestEngine,
+        new: mediadl::model::NewQueueItem,
+    ) -> mediadl::model::QueueItem {
+        let item = test.queue().submit(new).await.unwrap();
+        test.run_until_finished(&[item.id]).await.remove(0)
+    }
+
+    /// [`run_to_end`], checking the item completed; returns it and every
+    /// download the store now holds.
+    pub(crate) async fn run_to_completion(
+        test: &mediadl::testkit::TestEngine,
+        new: mediadl::model::NewQueueItem,
+    ) -> (mediadl::model::QueueItem, Vec<mediadl::model::Download>) {
+        let item = run_to_end(test, new).await;
+        crate::assert_completed(&item);
+        (item, test.downloads().await.items)
+    }
+
+    pub(crate) fn payload(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect()
@@ -628,12 +649,9 @@ mod real {
             "videos",
         );
         new.options.downloader = Some("yt-dlp".into());
-        let item = test.queue().submit(new).await.unwrap();
-        let item = test.run_until_finished(&[item.id]).await.remove(0);
-        crate::assert_completed(&item);
-        let downloads = test.downloads().await;
-        assert_eq!(downloads.total, 2);
-        for download in &downloads.items {
+        let (_, downloads) = run_to_completion(&test, new).await;
+        assert_eq!(downloads.len(), 2);
+        for download in &downloads {
             let bytes = std::fs::read(download.file_path.as_deref().unwrap()).unwrap();
             use sha2::Digest;
             let hash = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));

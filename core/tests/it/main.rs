@@ -6,6 +6,8 @@ mod engine;
 mod engines;
 #[cfg(feature = "forum")]
 mod forum;
+#[cfg(all(feature = "ytdlp", feature = "gallerydl"))]
+mod general_platforms;
 #[cfg(feature = "instagram")]
 mod instagram;
 #[cfg(all(feature = "notify-email", feature = "webhooks"))]

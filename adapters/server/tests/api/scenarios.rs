@@ -930,24 +930,56 @@ pub async fn settings_and_cookies(db: Db) {
     assert_eq!(settings["platforms"]["instagram"]["cookies"], "***");
     let (status, platforms) = app.get("/api/v1/platforms", &admin).await;
     assert_eq!(status, StatusCode::OK);
-    let instagram = platforms["platforms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "instagram")
-        .cloned()
-        .unwrap();
+    let listed = |name: &str| {
+        platforms["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is listed: {platforms}"))
+    };
+    let instagram = listed("instagram");
     assert_eq!(instagram["cookies"]["present"], true);
     assert_eq!(instagram["cookies"]["expires_at"], "2100-01-01T00:00:00Z");
     assert!(!instagram["downloaders"].as_array().unwrap().is_empty());
-    let direct = platforms["platforms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "direct")
-        .cloned()
-        .unwrap();
-    assert_eq!(direct["status"], "operational");
+    assert_eq!(listed("direct")["status"], "operational");
+    // The general platforms, beside the named ones, with their programs.
+    for (platform, program) in [("video", "yt-dlp"), ("gallery", "gallery-dl")] {
+        let general = listed(platform);
+        assert_eq!(general["downloaders"][0]["name"], program, "{general}");
+    }
+    // A site's cookies go to the general platform; a page is queued as is.
+    let youtube = ".youtube.com\tTRUE\t/\tTRUE\t4102444800\tSID\tabc\n";
+    assert_eq!(
+        put(youtube, "video").await.unwrap().status(),
+        StatusCode::OK
+    );
+    let channel = "http://127.0.0.1:9/@someone/videos";
+    for (body, status, field) in [
+        (
+            json!({"url": channel, "platform": "video"}),
+            StatusCode::CREATED,
+            None,
+        ),
+        (
+            json!({"platform": "gallery", "source": "someone"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("source"),
+        ),
+        (
+            json!({"url": channel, "platform": "video", "metadata": {"directory_template": "../x"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("metadata.directory_template"),
+        ),
+    ] {
+        let (got, reply) = app.post("/api/v1/queue", &admin, body.clone()).await;
+        assert_eq!(
+            (got, reply["field"].as_str()),
+            (status, field),
+            "{body} → {reply}"
+        );
+    }
 
     // The platform shortcuts validate and queue.
     let (status, body) = app

@@ -4,8 +4,8 @@
 
 mod backup;
 mod config;
-mod import;
 mod download_archive;
+mod import;
 mod json_logs;
 mod pg_workers;
 mod worker_metrics;

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::downloader::{Context, Downloader, MediaItem, Staging};
-use crate::engine::placement::{NameParts, contained_path, relative_location};
+use crate::downloads::{companion_path, companion_suffix_is_safe};
+use crate::engine::placement::{NameParts, contained_path, relative_location, templates};
 use crate::engine::{Shared, TEMP_PREFIX};
 use crate::error::{DownloadError, StoreError};
 use crate::fetch::transfer::{Fetched, FinalName, Target, fetch_to_file, move_into_place};
@@ -43,11 +44,9 @@ pub(super) async fn download_one(
         media_type: None,
         now,
     };
-    let (dir_rel, _) = relative_location(
-        &settings.downloads.directory_template,
-        &settings.downloads.filename_template,
-        &placeholder,
-    );
+    // The source's own templates (queue item or job) win over the settings'.
+    let (directory_template, filename_template) = templates(&item.metadata, settings);
+    let (dir_rel, _) = relative_location(directory_template, filename_template, &placeholder);
     let dir = contained_path(&root, &dir_rel)?;
     let key_hash = crate::model::url_hash(&media.archive_key);
     let temp = dir.join(format!("{TEMP_PREFIX}{}.part", &key_hash[..20]));
@@ -75,6 +74,8 @@ pub(super) async fn download_one(
         .filter(|old| old.starts_with(&root));
     let staging = Staging::new(dir.join(format!("{TEMP_PREFIX}{}.staging", &key_hash[..20])));
     let began = Instant::now();
+    // Files a program wrote beside the media (see `place_companions`).
+    let mut companions: Vec<(PathBuf, String)> = Vec::new();
     let fetched = match downloader.transfer(media, &staging, cx).await {
         Some(produced) => {
             let produced = produced?;
@@ -92,6 +93,7 @@ pub(super) async fn download_one(
             tokio::fs::rename(&produced, &staged)
                 .await
                 .map_err(|err| storage(&staged, err))?;
+            companions = stage_companions(&produced, &staged).await?;
             let _ = tokio::fs::remove_dir_all(staging.dir())
                 .await
                 .or_else(ignore_missing);
@@ -105,12 +107,7 @@ pub(super) async fn download_one(
                     media_type,
                     ..placeholder.clone()
                 };
-                relative_location(
-                    &settings.downloads.directory_template,
-                    &settings.downloads.filename_template,
-                    &parts,
-                )
-                .1
+                relative_location(directory_template, filename_template, &parts).1
             };
             let target = Target {
                 path: &temp,
@@ -180,6 +177,9 @@ pub(super) async fn download_one(
     }) {
         Some(owner) => {
             remove_file(&fetched.path).await?;
+            for (staged, _) in &companions {
+                remove_file(staged).await?;
+            }
             (
                 owner.file_path.clone(),
                 owner.filename.clone(),
@@ -201,14 +201,15 @@ pub(super) async fn download_one(
                         media_type: fetched.content_type.as_deref(),
                         ..placeholder.clone()
                     };
-                    let (_, name) = relative_location(
-                        &settings.downloads.directory_template,
-                        &settings.downloads.filename_template,
-                        &parts,
-                    );
+                    let (_, name) =
+                        relative_location(directory_template, filename_template, &parts);
                     place(fetched.path, dir, name).await?
                 }
             };
+            let placed = place_companions(&companions, &final_path).await?;
+            if !placed.is_empty() {
+                metadata.insert("companions".into(), placed.into());
+            }
             if settings.downloads.metadata_sidecar {
                 write_sidecar(&final_path, media, &metadata).await?;
             }
@@ -325,6 +326,70 @@ async fn place(temp: PathBuf, dir: PathBuf, name: String) -> Result<PathBuf, Dow
     tokio::task::spawn_blocking(move || move_into_place(&temp, &dir, &name))
         .await
         .map_err(|err| DownloadError::Storage(format!("placing a file: {err}")))?
+}
+
+/// Moves the companions a downloader left beside `produced` in its
+/// staging directory (`<stem>.info.json`, `<stem>.en.vtt`, `<stem>.nfo`,
+/// named by [`companion_path`]) next to `staged`, before the staging
+/// directory goes. Their temporary names start like `staged`'s, so a crash
+/// leaves nothing the start-up cleanup misses.
+async fn stage_companions(
+    produced: &Path,
+    staged: &Path,
+) -> Result<Vec<(PathBuf, String)>, DownloadError> {
+    let Some(dir) = produced.parent() else {
+        return Ok(Vec::new());
+    };
+    let stem = produced
+        .file_stem()
+        .map(|stem| format!("{}.", stem.to_string_lossy()))
+        .unwrap_or_default();
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(err) => return Err(storage(dir, err)),
+    };
+    let mut staged_companions = Vec::new();
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(|err| storage(dir, err))?
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(suffix) = name.strip_prefix(&stem) else {
+            continue;
+        };
+        if !companion_suffix_is_safe(suffix) || !entry.path().is_file() {
+            continue;
+        }
+        let target = companion_path(staged, suffix);
+        tokio::fs::rename(entry.path(), &target)
+            .await
+            .map_err(|err| storage(&target, err))?;
+        staged_companions.push((target, suffix.to_owned()));
+    }
+    staged_companions.sort();
+    Ok(staged_companions)
+}
+
+/// The one place companion files reach their final names: beside the
+/// placed media, named after it ([`companion_path`]), like the metadata
+/// sidecar. Returns their file names, recorded with the download so they
+/// are deleted with it.
+async fn place_companions(
+    companions: &[(PathBuf, String)],
+    media: &Path,
+) -> Result<Vec<String>, DownloadError> {
+    let mut names = Vec::new();
+    for (staged, suffix) in companions {
+        let target = companion_path(media, suffix);
+        tokio::fs::rename(staged, &target)
+            .await
+            .map_err(|err| storage(&target, err))?;
+        if let Some(name) = target.file_name() {
+            names.push(name.to_string_lossy().into_owned());
+        }
+    }
+    Ok(names)
 }
 
 async fn write_sidecar(
