@@ -26,6 +26,7 @@ pub mod notify;
 pub mod platforms;
 pub mod queue;
 pub mod scheduler;
+pub mod storage;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
