@@ -25,6 +25,7 @@ pub mod conformance;
 pub(crate) mod local;
 #[cfg(feature = "s3")]
 mod s3;
+mod settings;
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -39,6 +40,7 @@ use sha2::{Digest, Sha256};
 use crate::error::DownloadError;
 
 pub use local::LocalStorage;
+pub use settings::{S3Settings, StorageSettings};
 #[cfg(feature = "s3")]
 pub use s3::{S3Config, S3Storage};
 
@@ -294,8 +296,9 @@ pub struct Staging {
     pub links_into_place: bool,
 }
 
-/// Which backend a storage is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which backend a storage is (`storage.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// [`LocalStorage`].
     Local,
@@ -420,6 +423,18 @@ pub trait MediaStorage: Send + Sync + fmt::Debug {
     /// When the storage cannot list.
     async fn used(&self) -> Result<u64, StorageError> {
         Ok(self.list("").await?.iter().map(|object| object.size).sum())
+    }
+
+    /// A URL that serves the object directly for a while, when this
+    /// storage is set to hand those out instead of streaming the bytes
+    /// (S3's `presigned_redirect`); `None` otherwise.
+    ///
+    /// # Errors
+    ///
+    /// When signing fails.
+    async fn presigned_url(&self, key: &StorageKey) -> Result<Option<url::Url>, StorageError> {
+        let _ = key;
+        Ok(None)
     }
 
     /// Removes what a crashed process left: stale temporary files,

@@ -11,5 +11,7 @@ mod instagram;
 #[cfg(all(feature = "notify-email", feature = "webhooks"))]
 mod notify;
 mod scheduler;
+#[cfg(feature = "s3")]
+mod storage;
 #[cfg(feature = "tiktok")]
 mod tiktok;

@@ -1,0 +1,102 @@
+//! A real S3-compatible server on loopback for tests: moto's server
+//! (`moto_server`, from PyPI's `moto[server]`, installed by
+//! `scripts/test-services.sh`). A test that needs it fails, never skips,
+//! when it cannot start.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::storage::S3Settings;
+
+/// A running `moto_server`, stopped when dropped.
+#[derive(Debug)]
+pub struct S3Server {
+    child: tokio::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    /// Starts a server on a free loopback port and waits until it answers.
+    ///
+    /// # Panics
+    ///
+    /// When `moto_server` is missing or does not answer within 30 s.
+    pub async fn start() -> Self {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            probe.local_addr().expect("its address").port()
+        };
+        let child = tokio::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("moto_server must be installed (scripts/test-services.sh installs moto[server])");
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client.get(&server.endpoint).send().await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("moto_server did not answer on {} within 30 s", server.endpoint);
+    }
+
+    /// The server's URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Creates a bucket (moto takes unsigned requests).
+    ///
+    /// # Panics
+    ///
+    /// When the server refuses.
+    pub async fn create_bucket(&self, bucket: &str) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint))
+            .send()
+            .await
+            .expect("create bucket");
+        assert!(response.status().is_success(), "create bucket: {}", response.status());
+    }
+
+    /// Settings for `bucket` on this server, with test credentials.
+    pub fn settings(&self, bucket: &str) -> S3Settings {
+        S3Settings {
+            endpoint: self.endpoint.clone(),
+            bucket: bucket.into(),
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".into(),
+            ..S3Settings::default()
+        }
+    }
+
+    /// Multipart uploads still open in `bucket` (unsigned ListMultipartUploads).
+    ///
+    /// # Panics
+    ///
+    /// When the server refuses.
+    pub async fn open_uploads(&self, bucket: &str) -> usize {
+        let body = reqwest::Client::new()
+            .get(format!("{}/{bucket}?uploads", self.endpoint))
+            .send()
+            .await
+            .expect("list uploads")
+            .text()
+            .await
+            .expect("uploads body");
+        body.matches("<UploadId>").count()
+    }
+
+    /// Stops the server now (a test of an unreachable storage).
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
