@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use mediadl::backup::BackupSources;
 use mediadl::scheduler::{CronScheduler, Scheduler, SchedulerOptions};
-use mediadl::storage::{LocalStorage, MediaStorage};
 use mediadl::{
     BroadcastBus, DownloadService, EventBus, MeteredBus, Metrics, QueueService, SettingsHandle,
     Store, SystemClock,
@@ -258,10 +257,12 @@ pub async fn build_state(
     let download_root = PathBuf::from(&settings.current().general.download_directory);
     // Made at start so a fresh server is ready (GET /health/ready checks it).
     create_dir(&download_root)?;
-    let storage: Arc<dyn MediaStorage> = Arc::new(LocalStorage::following(
-        settings.clone(),
+    let storage = mediadl::storage::open(
+        &settings,
         download_root.clone(),
-    ));
+        config.data_dir.join("staging"),
+    )
+    .map_err(mediadl::Error::from)?;
     let scheduler: Arc<dyn Scheduler> = Arc::new(
         CronScheduler::new(
             Arc::clone(&store),

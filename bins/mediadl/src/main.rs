@@ -7,6 +7,7 @@ mod download;
 mod logging;
 mod probe;
 mod serve;
+mod storage;
 mod user;
 
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
             Command::Download(args) => download::download(args).await,
             Command::User(args) => user::user(args).await,
             Command::Migrate(args) => serve::migrate(args, log_format).await,
+            Command::Storage(args) => storage::storage(args).await,
             Command::Backup(args) => backup::backup(args, log_format).await,
             Command::Restore(args) => backup::restore(args, log_format).await,
             Command::Healthcheck(args) => probe::healthcheck(args).await,

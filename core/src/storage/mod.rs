@@ -23,6 +23,7 @@
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 pub(crate) mod local;
+mod migrate;
 #[cfg(feature = "s3")]
 mod s3;
 mod settings;
@@ -40,6 +41,7 @@ use sha2::{Digest, Sha256};
 use crate::error::DownloadError;
 
 pub use local::LocalStorage;
+pub use migrate::{MigrationReport, migrate};
 pub use settings::{S3Settings, StorageSettings};
 #[cfg(feature = "s3")]
 pub use s3::{S3Config, S3Storage};
@@ -478,6 +480,54 @@ pub async fn probe<S: MediaStorage + ?Sized>(storage: &S) -> Result<(), StorageE
         ));
     }
     Ok(())
+}
+
+/// The storage `storage.backend` names: see [`open_backend`].
+///
+/// # Errors
+///
+/// As [`open_backend`].
+pub fn open(
+    settings: &crate::SettingsHandle,
+    default_root: PathBuf,
+    staging_dir: PathBuf,
+) -> Result<std::sync::Arc<dyn MediaStorage>, StorageError> {
+    let backend = settings.current().storage.backend;
+    open_backend(backend, settings, default_root, staging_dir)
+}
+
+/// The `backend` storage: the download directory (following
+/// `general.download_directory`, else `default_root`), or the S3 bucket of
+/// `storage.s3`, staging transfers under `staging_dir` on this machine.
+///
+/// # Errors
+///
+/// [`StorageError::Failed`] when the bucket settings cannot make a client,
+/// or this build has no S3 support.
+pub fn open_backend(
+    backend: Backend,
+    settings: &crate::SettingsHandle,
+    default_root: PathBuf,
+    staging_dir: PathBuf,
+) -> Result<std::sync::Arc<dyn MediaStorage>, StorageError> {
+    match backend {
+        Backend::Local => Ok(std::sync::Arc::new(LocalStorage::following(
+            settings.clone(),
+            default_root,
+        ))),
+        #[cfg(feature = "s3")]
+        Backend::S3 => Ok(std::sync::Arc::new(S3Storage::new(&S3Config::new(
+            settings.current().storage.s3.clone(),
+            staging_dir,
+        ))?)),
+        #[cfg(not(feature = "s3"))]
+        Backend::S3 => {
+            let _ = staging_dir;
+            Err(StorageError::Failed(
+                "storage.backend = \"s3\" needs a build with the `s3` feature".into(),
+            ))
+        }
+    }
 }
 
 /// A stream of one buffer.

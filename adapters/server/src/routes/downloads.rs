@@ -585,6 +585,7 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
     responses(
         (status = 200, description = "The whole file", content_type = "*/*", body = String),
         (status = 206, description = "Partial Content (the requested range)", content_type = "*/*", body = String),
+        (status = 307, description = "The bytes are at a presigned URL of the media bucket (`storage.s3.presigned_redirect`)"),
         (status = 403, body = ErrorBody),
         (status = 416, body = ErrorBody),
     ))]
@@ -595,6 +596,16 @@ async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
         MediaFile::Missing => return Err(ApiError::not_found("the file is missing")),
         MediaFile::At { key, size } => (key, size),
     };
+    // A bucket set to hand out presigned URLs serves the bytes itself.
+    if let Some(url) = state.downloads.storage().presigned_url(&key).await? {
+        let mut reply = warp::reply().into_response();
+        *reply.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        reply.headers_mut().insert(warp::http::header::LOCATION, header(url.as_str()));
+        reply
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(reply);
+    }
     let mime = mime_guess::from_path(key.name()).first_or_octet_stream();
     let (status, start, end) = match parse_range(range.as_deref(), len) {
         Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
@@ -619,7 +630,9 @@ async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
         .storage()
         .read(&key, (len > 0).then_some(start..=end))
         .await?;
-    let mut reply = warp::reply::stream(stream).into_response();
+    // Storage streams are Send; warp also asks Sync, which a stream polled
+    // through `&mut` only never needs.
+    let mut reply = warp::reply::stream(sync_wrapper::SyncStream::new(stream)).into_response();
     *reply.status_mut() = status;
     let headers = reply.headers_mut();
     headers.insert(CONTENT_TYPE, header(mime.essence_str()));

@@ -2,7 +2,6 @@
 //! unauthenticated readiness (the database answers, the download directory
 //! takes files).
 
-use std::path::Path;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -97,12 +96,10 @@ type Check = Result<(), String>;
     ))]
 async fn readiness(state: AppState) -> Response {
     let database = check_database(&state).await;
-    let storage = state
-        .downloads
-        .storage()
-        .check()
-        .await
-        .map_err(|err| err.to_string());
+    let storage = match tokio::time::timeout(DATABASE_TIMEOUT, state.downloads.storage().check()).await {
+        Ok(checked) => checked.map_err(|err| err.to_string()),
+        Err(_) => Err(format!("no answer within {} s", DATABASE_TIMEOUT.as_secs())),
+    };
     let checks = [("database", database), ("storage", storage)];
     let failures: Vec<String> = checks
         .iter()
