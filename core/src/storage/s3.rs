@@ -54,6 +54,9 @@ pub struct S3Config {
     /// Requests that fail for a temporary reason (5xx, SlowDown, a dropped
     /// connection) are retried this many times before the error is returned.
     pub max_retries: usize,
+    /// Uploads that may hold a part buffer ([`PART_SIZE`]) at once; more
+    /// wait their turn, so memory stays bounded whatever the concurrency.
+    pub concurrent_uploads: usize,
 }
 
 impl S3Config {
@@ -63,6 +66,7 @@ impl S3Config {
             settings,
             staging_dir: staging_dir.into(),
             max_retries: 3,
+            concurrent_uploads: 4,
         }
     }
 }
@@ -76,6 +80,8 @@ pub struct S3Storage {
     prefix: String,
     staging_dir: PathBuf,
     presign_for: Option<Duration>,
+    /// One permit per upload in progress (see [`S3Config::concurrent_uploads`]).
+    uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl S3Storage {
@@ -125,6 +131,7 @@ impl S3Storage {
                 format!("{prefix}/")
             },
             staging_dir: config.staging_dir.clone(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(config.concurrent_uploads.max(1))),
             presign_for: s3
                 .presigned_redirect
                 .then(|| Duration::from_secs(u64::from(s3.presigned_ttl_seconds))),
@@ -153,6 +160,11 @@ impl S3Storage {
     /// Uploads `body` under `key`: one PUT when it fits in a part, else a
     /// journalled multipart upload, aborted on any failure.
     async fn upload(&self, key: &StorageKey, mut body: ByteStream) -> Result<Stored, StorageError> {
+        let _turn = self
+            .uploads
+            .acquire()
+            .await
+            .map_err(|_| StorageError::Failed("the storage is shutting down".into()))?;
         let path = self.path(key);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
