@@ -22,7 +22,7 @@ fn mediadl(args: &[&str]) -> Output {
     mediadl_with(args, |_| {})
 }
 
-fn mediadl_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
+pub(crate) fn mediadl_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mediadl"));
     command
         .args(args)
@@ -35,7 +35,7 @@ fn mediadl_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
     command.output().expect("run mediadl")
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

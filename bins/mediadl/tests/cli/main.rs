@@ -6,4 +6,5 @@ mod backup;
 mod config;
 mod json_logs;
 mod pg_workers;
+mod storage;
 mod worker_metrics;
