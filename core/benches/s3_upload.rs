@@ -22,7 +22,9 @@ const BUCKET: &str = "bench";
 fn write_file(path: &Path, mib: usize, seed: u8) {
     use std::io::Write;
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let block: Vec<u8> = (0..1 << 20).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+    let block: Vec<u8> = (0..1 << 20)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect();
     for _ in 0..mib {
         file.write_all(&block).unwrap();
     }
@@ -87,8 +89,15 @@ print(time.perf_counter() - began)
         .args(files)
         .output()
         .expect("python3 with boto3");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn peak_rss_mib() -> f64 {

@@ -433,9 +433,18 @@ pub const STORAGE_ENV: [(&str, &str); 9] = [
     ("MEDIADL_STORAGE_S3_REGION", "storage.s3.region"),
     ("MEDIADL_STORAGE_S3_PREFIX", "storage.s3.prefix"),
     ("MEDIADL_STORAGE_S3_PATH_STYLE", "storage.s3.path_style"),
-    ("MEDIADL_STORAGE_S3_ACCESS_KEY_ID", "storage.s3.access_key_id"),
-    ("MEDIADL_STORAGE_S3_SECRET_ACCESS_KEY", "storage.s3.secret_access_key"),
-    ("MEDIADL_STORAGE_S3_PRESIGNED_REDIRECT", "storage.s3.presigned_redirect"),
+    (
+        "MEDIADL_STORAGE_S3_ACCESS_KEY_ID",
+        "storage.s3.access_key_id",
+    ),
+    (
+        "MEDIADL_STORAGE_S3_SECRET_ACCESS_KEY",
+        "storage.s3.secret_access_key",
+    ),
+    (
+        "MEDIADL_STORAGE_S3_PRESIGNED_REDIRECT",
+        "storage.s3.presigned_redirect",
+    ),
 ];
 
 fn non_empty_env(name: &str) -> Option<String> {

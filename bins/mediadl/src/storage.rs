@@ -49,7 +49,11 @@ pub async fn storage(args: StorageArgs) -> CliResult {
             }
         }
         StorageAction::Migrate { to } => {
-            let target = if to == "s3" { Backend::S3 } else { Backend::Local };
+            let target = if to == "s3" {
+                Backend::S3
+            } else {
+                Backend::Local
+            };
             let source = if target == Backend::S3 {
                 Backend::Local
             } else {
@@ -66,8 +70,10 @@ pub async fn storage(args: StorageArgs) -> CliResult {
             }
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("migrating [{bar:30}] {pos}/{len} records {elapsed_precise}")
-                    .expect("valid template"),
+                ProgressStyle::with_template(
+                    "migrating [{bar:30}] {pos}/{len} records {elapsed_precise}",
+                )
+                .expect("valid template"),
             );
             let report = mediadl::storage::migrate(
                 store.as_ref(),
@@ -97,7 +103,10 @@ pub async fn storage(args: StorageArgs) -> CliResult {
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("{} records were not moved; run the migration again to retry them", report.failed.len());
+                eprintln!(
+                    "{} records were not moved; run the migration again to retry them",
+                    report.failed.len()
+                );
                 Ok(ExitCode::FAILURE)
             }
         }
@@ -133,7 +142,9 @@ fn advice(err: &StorageError) -> &'static str {
         StorageError::MissingLocation(_) => {
             "create the bucket (or the download directory), or fix storage.s3.bucket"
         }
-        StorageError::NotFound { .. } | StorageError::InvalidKey { .. } | StorageError::Failed(_) => {
+        StorageError::NotFound { .. }
+        | StorageError::InvalidKey { .. }
+        | StorageError::Failed(_) => {
             "see the error above; `mediadl storage check` repeats the test"
         }
     }

@@ -146,7 +146,10 @@ async fn cleanup_downloads(
         for download in batch {
             if let Some(storage) = delete_files
                 && download.duplicate_of.is_none()
-                && let Some(key) = download.file_path.as_deref().and_then(|p| storage.key_of(p))
+                && let Some(key) = download
+                    .file_path
+                    .as_deref()
+                    .and_then(|p| storage.key_of(p))
             {
                 let still_used = store
                     .duplicates_of(download.id)

@@ -12,8 +12,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::{
-    ByteStream, Collision, MediaStorage, StorageError, StorageKey, bytes_stream, collect,
-    sha256_of,
+    ByteStream, Collision, MediaStorage, StorageError, StorageKey, bytes_stream, collect, sha256_of,
 };
 
 /// A storage under test and whatever must live as long as it (a temporary
@@ -81,7 +80,11 @@ async fn read_all(storage: &dyn MediaStorage, key: &StorageKey) -> Vec<u8> {
 /// of its bytes, and its locator maps back to its key.
 pub async fn write_read_and_hash(storage: Arc<dyn MediaStorage>) {
     // Large enough for several parts of a multipart upload.
-    for (name, len) in [("small.bin", 10usize), ("empty.bin", 0), ("large.bin", 12 << 20)] {
+    for (name, len) in [
+        ("small.bin", 10usize),
+        ("empty.bin", 0),
+        ("large.bin", 12 << 20),
+    ] {
         let bytes = pattern(len);
         let k = key(&format!("dir/sub/{name}"));
         let stored = storage
@@ -110,7 +113,11 @@ pub async fn ranges(storage: Arc<dyn MediaStorage>) {
         let got = collect(storage.read(&k, Some(start..=end)).await.expect("read"))
             .await
             .expect("body");
-        assert_eq!(&got[..], &bytes[start as usize..=end as usize], "{start}-{end}");
+        assert_eq!(
+            &got[..],
+            &bytes[start as usize..=end as usize],
+            "{start}-{end}"
+        );
     }
 }
 
@@ -141,9 +148,7 @@ pub async fn collisions(storage: Arc<dyn MediaStorage>) {
 pub async fn a_failed_write_leaves_nothing(storage: Arc<dyn MediaStorage>) {
     for (name, len) in [("small.bin", 1000usize), ("large.bin", 11 << 20)] {
         let k = key(&format!("atomic/{name}"));
-        let failed = storage
-            .put(&k, broken_body(len), Collision::Number)
-            .await;
+        let failed = storage.put(&k, broken_body(len), Collision::Number).await;
         assert!(failed.is_err(), "{name}: a broken body was stored");
         assert_eq!(storage.size(&k).await.expect("size"), None, "{name}");
         assert!(
@@ -155,9 +160,7 @@ pub async fn a_failed_write_leaves_nothing(storage: Arc<dyn MediaStorage>) {
             .put(&k, bytes_stream("whole".into()), Collision::Replace)
             .await
             .expect("put");
-        let failed = storage
-            .put(&k, broken_body(len), Collision::Replace)
-            .await;
+        let failed = storage.put(&k, broken_body(len), Collision::Replace).await;
         assert!(failed.is_err());
         assert_eq!(read_all(&*storage, &k).await, b"whole", "{name}");
         storage.delete(&k).await.expect("delete");

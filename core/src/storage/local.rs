@@ -139,7 +139,10 @@ impl MediaStorage for LocalStorage {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|err| StorageError::io(&dir, None, &err))?;
-        let temp = dir.join(format!("{TEMP_PREFIX}{}.tmp", uuid::Uuid::new_v4().simple()));
+        let temp = dir.join(format!(
+            "{TEMP_PREFIX}{}.tmp",
+            uuid::Uuid::new_v4().simple()
+        ));
         let written: Result<(u64, String), StorageError> = async {
             let io = |err: std::io::Error| StorageError::io(&temp, None, &err);
             let mut file = tokio::fs::File::create(&temp).await.map_err(io)?;
@@ -190,11 +193,15 @@ impl MediaStorage for LocalStorage {
         })
         .await
         .map_err(|err| StorageError::Failed(format!("placing a file: {err}")))??;
-        let relative = placed.strip_prefix(&root).map_err(|_| StorageError::InvalidKey {
-            key: placed.display().to_string(),
-            reason: "placed outside the root".into(),
-        })?;
-        let name = relative.file_name().map(|n| n.to_string_lossy().into_owned());
+        let relative = placed
+            .strip_prefix(&root)
+            .map_err(|_| StorageError::InvalidKey {
+                key: placed.display().to_string(),
+                reason: "placed outside the root".into(),
+            })?;
+        let name = relative
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
         StorageKey::in_dir(
             relative.parent().unwrap_or(Path::new("")),
             name.as_deref().unwrap_or_default(),
@@ -223,16 +230,23 @@ impl MediaStorage for LocalStorage {
         let io = |err: std::io::Error| StorageError::io(&path, Some(key), &err);
         let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
         let (start, len) = match range {
-            Some(range) => (*range.start(), range.end().saturating_sub(*range.start()) + 1),
+            Some(range) => (
+                *range.start(),
+                range.end().saturating_sub(*range.start()) + 1,
+            ),
             None => (0, u64::MAX),
         };
         if start > 0 {
-            file.seek(std::io::SeekFrom::Start(start)).await.map_err(io)?;
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(io)?;
         }
         let shown = path.clone();
-        Ok(tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024)
-            .map(move |chunk| chunk.map_err(|err| StorageError::io(&shown, None, &err)))
-            .boxed())
+        Ok(
+            tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024)
+                .map(move |chunk| chunk.map_err(|err| StorageError::io(&shown, None, &err)))
+                .boxed(),
+        )
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<(), StorageError> {
@@ -288,7 +302,10 @@ impl MediaStorage for LocalStorage {
     /// probe) and takes a file.
     async fn check(&self) -> Result<(), StorageError> {
         let root = self.root();
-        if !tokio::fs::metadata(&root).await.is_ok_and(|meta| meta.is_dir()) {
+        if !tokio::fs::metadata(&root)
+            .await
+            .is_ok_and(|meta| meta.is_dir())
+        {
             return Err(StorageError::MissingLocation(format!(
                 "download directory {} does not exist",
                 root.display()
@@ -417,7 +434,10 @@ mod tests {
         let storage = LocalStorage::new(dir.path());
         let key = StorageKey::new("a/b.jpg").unwrap();
         let locator = storage.locator(&key);
-        assert_eq!(locator, dir.path().join("a").join("b.jpg").to_string_lossy());
+        assert_eq!(
+            locator,
+            dir.path().join("a").join("b.jpg").to_string_lossy()
+        );
         assert_eq!(storage.key_of(&locator), Some(key));
         assert_eq!(storage.key_of("/elsewhere/b.jpg"), None);
         assert_eq!(

@@ -42,7 +42,10 @@ pub async fn migrate(
     // Records change their file path, never their order or number: pages stay put.
     for page in 1.. {
         let rows = store
-            .list_downloads(&DownloadFilter::default(), Page::new(page, Page::MAX_PER_PAGE))
+            .list_downloads(
+                &DownloadFilter::default(),
+                Page::new(page, Page::MAX_PER_PAGE),
+            )
             .await?;
         let total = rows.total;
         let last = rows.items.len() < Page::MAX_PER_PAGE as usize;

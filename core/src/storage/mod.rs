@@ -42,9 +42,9 @@ use crate::error::DownloadError;
 
 pub use local::LocalStorage;
 pub use migrate::{MigrationReport, migrate};
-pub use settings::{S3Settings, StorageSettings};
 #[cfg(feature = "s3")]
 pub use s3::{S3Config, S3Storage};
+pub use settings::{S3Settings, StorageSettings};
 
 /// Names of temporary files and directories (staged transfers, partial
 /// writes): never listed, served or counted as media.
@@ -553,7 +553,10 @@ pub async fn collect(mut body: ByteStream) -> Result<Bytes, StorageError> {
 /// # Errors
 ///
 /// What reading failed with.
-pub async fn sha256_of(storage: &dyn MediaStorage, key: &StorageKey) -> Result<String, StorageError> {
+pub async fn sha256_of(
+    storage: &dyn MediaStorage,
+    key: &StorageKey,
+) -> Result<String, StorageError> {
     let mut body = storage.read(key, None).await?;
     let mut hasher = Sha256::new();
     while let Some(chunk) = body.next().await {
@@ -568,22 +571,32 @@ mod tests {
 
     #[test]
     fn keys_refuse_what_could_leave_the_root() {
-        for bad in ["", "/a", "a//b", "a/../b", "..", "./a", "a\\b", "a\0b", "a/"] {
+        for bad in [
+            "", "/a", "a//b", "a/../b", "..", "./a", "a\\b", "a\0b", "a/",
+        ] {
             assert!(StorageKey::new(bad).is_err(), "{bad:?} accepted");
         }
         let key = StorageKey::new("direct/host/a.jpg").unwrap();
         assert_eq!((key.dir(), key.name()), ("direct/host", "a.jpg"));
-        assert_eq!(key.companion(".json").unwrap().as_str(), "direct/host/a.jpg.json");
+        assert_eq!(
+            key.companion(".json").unwrap().as_str(),
+            "direct/host/a.jpg.json"
+        );
         assert_eq!(key.sibling("b.png").unwrap().as_str(), "direct/host/b.png");
         assert!(key.companion("/x").is_err());
         assert_eq!(StorageKey::new("top").unwrap().dir(), "");
         assert_eq!(
-            StorageKey::in_dir(Path::new("a/./b"), "c.txt").unwrap().as_str(),
+            StorageKey::in_dir(Path::new("a/./b"), "c.txt")
+                .unwrap()
+                .as_str(),
             "a/b/c.txt"
         );
         assert!(StorageKey::in_dir(Path::new("../up"), "c").is_err());
         assert!(StorageKey::in_dir(Path::new("/abs"), "c").is_err());
-        assert_eq!(StorageKey::in_dir(Path::new(""), "c").unwrap().as_str(), "c");
+        assert_eq!(
+            StorageKey::in_dir(Path::new(""), "c").unwrap().as_str(),
+            "c"
+        );
     }
 
     #[test]

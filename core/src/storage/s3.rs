@@ -131,7 +131,9 @@ impl S3Storage {
                 format!("{prefix}/")
             },
             staging_dir: config.staging_dir.clone(),
-            uploads: Arc::new(tokio::sync::Semaphore::new(config.concurrent_uploads.max(1))),
+            uploads: Arc::new(tokio::sync::Semaphore::new(
+                config.concurrent_uploads.max(1),
+            )),
             presign_for: s3
                 .presigned_redirect
                 .then(|| Duration::from_secs(u64::from(s3.presigned_ttl_seconds))),
@@ -159,42 +161,28 @@ impl S3Storage {
 
     /// Uploads `body` under `key`: one PUT when it fits in a part, else a
     /// journalled multipart upload, aborted on any failure.
-    async fn upload(&self, key: &StorageKey, mut body: ByteStream) -> Result<Stored, StorageError> {
+    async fn upload(&self, key: &StorageKey, body: ByteStream) -> Result<Stored, StorageError> {
         let _turn = self
             .uploads
             .acquire()
             .await
             .map_err(|_| StorageError::Failed("the storage is shutting down".into()))?;
         let path = self.path(key);
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
+        let mut source = Hashing {
+            body,
+            hasher: Sha256::new(),
+            size: 0,
+            ended: false,
+        };
         let mut part = BytesMut::with_capacity(PART_SIZE);
-        let mut ended = false;
         // The first part decides: it all fits, or it goes in parts.
-        while part.len() < PART_SIZE {
-            match body.next().await {
-                Some(chunk) => {
-                    let chunk = chunk?;
-                    hasher.update(&chunk);
-                    size += chunk.len() as u64;
-                    part.extend_from_slice(&chunk);
-                }
-                None => {
-                    ended = true;
-                    break;
-                }
-            }
-        }
-        if ended {
+        source.fill(&mut part).await?;
+        if source.ended && part.len() <= PART_SIZE {
             self.client
                 .put(&path, PutPayload::from(part.freeze()))
                 .await
                 .map_err(|err| self.error(Some(key), err))?;
-            return Ok(Stored {
-                key: key.clone(),
-                size,
-                sha256: hex::encode(hasher.finalize()),
-            });
+            return Ok(source.stored(key));
         }
         let id = self
             .client
@@ -204,44 +192,23 @@ impl S3Storage {
         let journal = self.journal(&path, &id).await?;
         let sent = async {
             let mut parts = Vec::new();
-            let mut carry = Bytes::new();
-            loop {
-                // `part` holds at least PART_SIZE bytes: send exactly that
-                // much, keep the rest for the next part.
+            while !part.is_empty() {
+                // Exactly PART_SIZE bytes (less only for the last part);
+                // the rest starts the next one.
                 let mut whole = part.split().freeze();
-                if whole.len() > PART_SIZE {
-                    carry = whole.split_off(PART_SIZE);
-                }
+                let rest = if whole.len() > PART_SIZE {
+                    whole.split_off(PART_SIZE)
+                } else {
+                    Bytes::new()
+                };
                 let sent_part = self
                     .client
                     .put_part(&path, &id, parts.len(), PutPayload::from(whole))
                     .await
                     .map_err(|err| self.error(Some(key), err))?;
                 parts.push(sent_part);
-                part.extend_from_slice(&carry);
-                carry = Bytes::new();
-                while part.len() < PART_SIZE && !ended {
-                    match body.next().await {
-                        Some(chunk) => {
-                            let chunk = chunk?;
-                            hasher.update(&chunk);
-                            size += chunk.len() as u64;
-                            part.extend_from_slice(&chunk);
-                        }
-                        None => ended = true,
-                    }
-                }
-                if ended && part.len() <= PART_SIZE {
-                    if !part.is_empty() {
-                        let last = self
-                            .client
-                            .put_part(&path, &id, parts.len(), PutPayload::from(part.split().freeze()))
-                            .await
-                            .map_err(|err| self.error(Some(key), err))?;
-                        parts.push(last);
-                    }
-                    break;
-                }
+                part.extend_from_slice(&rest);
+                source.fill(&mut part).await?;
             }
             self.client
                 .complete_multipart(&path, &id, parts)
@@ -259,11 +226,7 @@ impl S3Storage {
             let _ = tokio::fs::remove_file(&journal).await;
         }
         sent?;
-        Ok(Stored {
-            key: key.clone(),
-            size,
-            sha256: hex::encode(hasher.finalize()),
-        })
+        Ok(source.stored(key))
     }
 
     /// Notes a running multipart upload (its object path and id) so a
@@ -289,7 +252,9 @@ impl S3Storage {
         };
         let mut aborted = 0;
         while let Ok(Some(entry)) = entries.next_entry().await {
-            let text = tokio::fs::read_to_string(entry.path()).await.unwrap_or_default();
+            let text = tokio::fs::read_to_string(entry.path())
+                .await
+                .unwrap_or_default();
             let noted: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             if let (Some(path), Some(id)) = (noted["path"].as_str(), noted["id"].as_str()) {
                 let path = ObjectPath::from(path);
@@ -305,26 +270,63 @@ impl S3Storage {
     }
 }
 
+/// A body being read into parts, hashed on the way.
+struct Hashing {
+    body: ByteStream,
+    hasher: Sha256,
+    size: u64,
+    ended: bool,
+}
+
+impl Hashing {
+    /// Reads into `part` until it holds a whole part or the body ends.
+    async fn fill(&mut self, part: &mut BytesMut) -> Result<(), StorageError> {
+        while part.len() < PART_SIZE && !self.ended {
+            match self.body.next().await {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    self.hasher.update(&chunk);
+                    self.size += chunk.len() as u64;
+                    part.extend_from_slice(&chunk);
+                }
+                None => self.ended = true,
+            }
+        }
+        Ok(())
+    }
+
+    fn stored(self, key: &StorageKey) -> Stored {
+        Stored {
+            key: key.clone(),
+            size: self.size,
+            sha256: hex::encode(self.hasher.finalize()),
+        }
+    }
+}
+
 /// An `object_store` error as what the caller should do.
 fn classify(bucket: &str, key: Option<&StorageKey>, err: object_store::Error) -> StorageError {
     let text = err.to_string();
     match err {
         // A missing bucket answers 404 too.
-        _ if text.contains("NoSuchBucket") => StorageError::MissingLocation(format!(
-            "bucket {bucket} does not exist"
-        )),
+        _ if text.contains("NoSuchBucket") => {
+            StorageError::MissingLocation(format!("bucket {bucket} does not exist"))
+        }
         object_store::Error::NotFound { .. } => StorageError::NotFound {
             key: key.map_or_else(|| text.clone(), ToString::to_string),
         },
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            StorageError::Denied(format!("bucket {bucket}: the credentials were refused ({text})"))
-        }
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => StorageError::Denied(format!(
+            "bucket {bucket}: the credentials were refused ({text})"
+        )),
         _ if text.contains("InvalidAccessKeyId")
             || text.contains("SignatureDoesNotMatch")
             || text.contains("AccessDenied")
             || text.contains("403 Forbidden") =>
         {
-            StorageError::Denied(format!("bucket {bucket}: the credentials were refused ({text})"))
+            StorageError::Denied(format!(
+                "bucket {bucket}: the credentials were refused ({text})"
+            ))
         }
         _ if text.contains("error sending request")
             || text.contains("connect")

@@ -33,7 +33,9 @@ impl S3Server {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("moto_server must be installed (scripts/test-services.sh installs moto[server])");
+            .expect(
+                "moto_server must be installed (scripts/test-services.sh installs moto[server])",
+            );
         let server = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -45,7 +47,10 @@ impl S3Server {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("moto_server did not answer on {} within 30 s", server.endpoint);
+        panic!(
+            "moto_server did not answer on {} within 30 s",
+            server.endpoint
+        );
     }
 
     /// The server's URL.
@@ -64,7 +69,11 @@ impl S3Server {
             .send()
             .await
             .expect("create bucket");
-        assert!(response.status().is_success(), "create bucket: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "create bucket: {}",
+            response.status()
+        );
     }
 
     /// Settings for `bucket` on this server, with test credentials.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use mediadl::BroadcastBus;
 use mediadl::model::{DownloadFilter, DownloadStatus, NewQueueItem, Page, QueueStatus};
 use mediadl::storage::conformance::StorageHarness;
 use mediadl::storage::{
@@ -15,7 +16,6 @@ use mediadl::storage::{
 use mediadl::store::{DownloadRepo, MemoryStore, QueueRepo};
 use mediadl::testkit::s3::S3Server;
 use mediadl::testkit::{Fixture, FixtureServer, TestEngine};
-use mediadl::BroadcastBus;
 use tokio_util::sync::CancellationToken;
 
 const BUCKET: &str = "media";
@@ -52,11 +52,18 @@ async fn keys_live_under_the_prefix_and_records_name_the_bucket() {
     let storage = s3_storage(settings, staging.path());
     let key = StorageKey::new("a/b.jpg").unwrap();
     assert_eq!(storage.locator(&key), "s3://media/archive/a/b.jpg");
-    assert_eq!(storage.key_of("s3://media/archive/a/b.jpg"), Some(key.clone()));
+    assert_eq!(
+        storage.key_of("s3://media/archive/a/b.jpg"),
+        Some(key.clone())
+    );
     assert_eq!(storage.key_of("s3://other/archive/a/b.jpg"), None);
     assert_eq!(storage.key_of("/data/downloads/a/b.jpg"), None);
     storage
-        .put(&key, mediadl::storage::bytes_stream("x".into()), Collision::Number)
+        .put(
+            &key,
+            mediadl::storage::bytes_stream("x".into()),
+            Collision::Number,
+        )
         .await
         .unwrap();
     let listed = reqwest::get(format!("{}/{BUCKET}?list-type=2", server.endpoint()))
@@ -93,7 +100,11 @@ async fn a_worker_killed_mid_upload_leaves_no_object_and_its_upload_is_aborted_a
         assert!(killed.is_err(), "the upload cannot have finished");
         assert_eq!(storage.size(&key).await.unwrap(), None, "no half object");
     }
-    assert_eq!(server.open_uploads(BUCKET).await, 1, "the killed upload is open");
+    assert_eq!(
+        server.open_uploads(BUCKET).await,
+        1,
+        "the killed upload is open"
+    );
     let restarted = s3_storage(server.settings(BUCKET), staging.path());
     assert_eq!(restarted.recover().await.unwrap(), 1);
     assert_eq!(server.open_uploads(BUCKET).await, 0, "aborted at the start");
@@ -108,17 +119,21 @@ async fn bad_settings_are_told_in_words() {
 
     let missing = s3_storage(server.settings("no-such-bucket"), staging.path());
     let err = missing.check().await.unwrap_err();
+    assert!(matches!(err, StorageError::MissingLocation(_)), "{err:?}");
     assert!(
-        matches!(err, StorageError::MissingLocation(_)),
-        "{err:?}"
+        err.to_string()
+            .contains("bucket no-such-bucket does not exist"),
+        "{err}"
     );
-    assert!(err.to_string().contains("bucket no-such-bucket does not exist"), "{err}");
 
     let working = s3_storage(server.settings(BUCKET), staging.path());
     working.check().await.unwrap();
     server.stop().await;
     let err = working.check().await.unwrap_err();
-    assert!(err.is_retryable(), "an unreachable server is retried: {err:?}");
+    assert!(
+        err.is_retryable(),
+        "an unreachable server is retried: {err:?}"
+    );
 
     let closed = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -183,13 +198,23 @@ async fn three_workers_sharing_only_the_store_and_the_bucket_store_each_download
         .enumerate()
         .map(|(n, dir)| {
             let storage = Arc::new(s3_storage(s3.settings(BUCKET), dir.path()));
-            TestEngine::on_storage(storage, Arc::clone(&store), Arc::clone(&events), &format!("w{n}"))
+            TestEngine::on_storage(
+                storage,
+                Arc::clone(&store),
+                Arc::clone(&events),
+                &format!("w{n}"),
+            )
         })
         .collect();
     let queue = engines[0].queue();
     for i in 0..DOWNLOADS {
         queue
-            .submit(NewQueueItem::new(&site.url(&format!("/f/{i}.bin")), "direct", "", "file"))
+            .submit(NewQueueItem::new(
+                &site.url(&format!("/f/{i}.bin")),
+                "direct",
+                "",
+                "file",
+            ))
             .await
             .unwrap();
     }
@@ -216,7 +241,10 @@ async fn three_workers_sharing_only_the_store_and_the_bucket_store_each_download
             .key_of(download.file_path.as_deref().unwrap())
             .expect("an s3:// locator");
         let hash = sha256_of(&reader, &key).await.unwrap();
-        assert_eq!(download.file_hash.as_deref(), Some(format!("sha256:{hash}").as_str()));
+        assert_eq!(
+            download.file_hash.as_deref(),
+            Some(format!("sha256:{hash}").as_str())
+        );
     }
     for dir in &staging {
         let left: Vec<_> = walk(dir.path());
@@ -226,28 +254,24 @@ async fn three_workers_sharing_only_the_store_and_the_bucket_store_each_download
 }
 
 async fn all_queue_items(store: &MemoryStore) -> Vec<mediadl::model::QueueItem> {
-    let mut all = Vec::new();
-    for page in 1.. {
-        let rows = store
-            .list_queue(&Default::default(), Page::new(page, Page::MAX_PER_PAGE))
-            .await
-            .unwrap();
-        let last = rows.items.len() < Page::MAX_PER_PAGE as usize;
-        all.extend(rows.items);
-        if last {
-            break;
-        }
-    }
-    all
+    let filter = mediadl::model::QueueFilter::default();
+    every_page(|page| store.list_queue(&filter, page)).await
 }
 
 async fn all_downloads(store: &MemoryStore) -> Vec<mediadl::model::Download> {
+    let filter = DownloadFilter::default();
+    every_page(|page| store.list_downloads(&filter, page)).await
+}
+
+/// The rows of every page of a list.
+async fn every_page<T, F, Fut>(mut list: F) -> Vec<T>
+where
+    F: FnMut(Page) -> Fut,
+    Fut: std::future::Future<Output = Result<mediadl::model::Paged<T>, mediadl::StoreError>>,
+{
     let mut all = Vec::new();
     for page in 1.. {
-        let rows = store
-            .list_downloads(&DownloadFilter::default(), Page::new(page, Page::MAX_PER_PAGE))
-            .await
-            .unwrap();
+        let rows = list(Page::new(page, Page::MAX_PER_PAGE)).await.unwrap();
         let last = rows.items.len() < Page::MAX_PER_PAGE as usize;
         all.extend(rows.items);
         if last {

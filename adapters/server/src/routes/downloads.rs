@@ -600,7 +600,9 @@ async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
     if let Some(url) = state.downloads.storage().presigned_url(&key).await? {
         let mut reply = warp::reply().into_response();
         *reply.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-        reply.headers_mut().insert(warp::http::header::LOCATION, header(url.as_str()));
+        reply
+            .headers_mut()
+            .insert(warp::http::header::LOCATION, header(url.as_str()));
         reply
             .headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

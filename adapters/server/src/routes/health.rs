@@ -96,10 +96,11 @@ type Check = Result<(), String>;
     ))]
 async fn readiness(state: AppState) -> Response {
     let database = check_database(&state).await;
-    let storage = match tokio::time::timeout(DATABASE_TIMEOUT, state.downloads.storage().check()).await {
-        Ok(checked) => checked.map_err(|err| err.to_string()),
-        Err(_) => Err(format!("no answer within {} s", DATABASE_TIMEOUT.as_secs())),
-    };
+    let storage =
+        match tokio::time::timeout(DATABASE_TIMEOUT, state.downloads.storage().check()).await {
+            Ok(checked) => checked.map_err(|err| err.to_string()),
+            Err(_) => Err(format!("no answer within {} s", DATABASE_TIMEOUT.as_secs())),
+        };
     let checks = [("database", database), ("storage", storage)];
     let failures: Vec<String> = checks
         .iter()
@@ -134,4 +135,3 @@ async fn check_database(state: &AppState) -> Check {
         Err(_) => Err(format!("no answer within {} s", DATABASE_TIMEOUT.as_secs())),
     }
 }
-

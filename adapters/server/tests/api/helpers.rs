@@ -237,6 +237,8 @@ pub async fn assert_serves_ranges(app: &TestApp, id: i64, token: &str, body: &[u
         format!("bytes 1-8/{}", body.len())
     );
     assert_eq!(response.bytes().await.unwrap().as_ref(), &body[1..=8]);
-    let response = get(Some(format!("bytes={}-", body.len() + 10))).await.unwrap();
+    let response = get(Some(format!("bytes={}-", body.len() + 10)))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
 }

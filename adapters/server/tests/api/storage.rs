@@ -121,7 +121,12 @@ async fn file_can_redirect_to_a_presigned_url_that_serves_the_bytes() {
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(location.starts_with(s3.endpoint()), "{location}");
     assert!(location.contains("X-Amz-Signature="), "{location}");
-    let bytes = reqwest::get(&location).await.unwrap().bytes().await.unwrap();
+    let bytes = reqwest::get(&location)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(bytes.as_ref(), b"not really a jpeg");
     app.stop().await;
 }

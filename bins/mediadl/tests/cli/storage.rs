@@ -40,11 +40,19 @@ async fn check_says_what_is_wrong_and_fails() {
 
     let local = storage_command(&data, &s3, "media", &["check"]);
     assert!(local.status.success(), "{}", stderr(&local));
-    assert!(stdout(&local).contains("storage ok: download directory"), "{}", stdout(&local));
+    assert!(
+        stdout(&local).contains("storage ok: download directory"),
+        "{}",
+        stdout(&local)
+    );
 
     let bucket = storage_command(&data, &s3, "media", &["--storage-backend", "s3", "check"]);
     assert!(bucket.status.success(), "{}", stderr(&bucket));
-    assert!(stdout(&bucket).contains("storage ok: bucket \"media\""), "{}", stdout(&bucket));
+    assert!(
+        stdout(&bucket).contains("storage ok: bucket \"media\""),
+        "{}",
+        stdout(&bucket)
+    );
 
     let missing = storage_command(&data, &s3, "absent", &["--storage-backend", "s3", "check"]);
     assert!(!missing.status.success());
@@ -64,7 +72,9 @@ async fn migrate_copies_verifies_and_repoints_and_a_second_run_has_nothing_left(
     let store = SqliteStore::open(data.join("mediadl.db")).await.unwrap();
     let mut bodies = Vec::new();
     for n in 0..3 {
-        let body = format!("media file {n} ").repeat(1000 * (n + 1)).into_bytes();
+        let body = format!("media file {n} ")
+            .repeat(1000 * (n + 1))
+            .into_bytes();
         let file = root.join(format!("{n}.bin"));
         std::fs::write(&file, &body).unwrap();
         store
@@ -96,7 +106,11 @@ async fn migrate_copies_verifies_and_repoints_and_a_second_run_has_nothing_left(
 
     let first = storage_command(&data, &s3, "media", &["migrate", "--to", "s3"]);
     assert!(!first.status.success(), "the mismatch is reported");
-    assert!(stdout(&first).contains("moved 3 files"), "{}", stdout(&first));
+    assert!(
+        stdout(&first).contains("moved 3 files"),
+        "{}",
+        stdout(&first)
+    );
     assert!(
         stderr(&first).contains(&format!("download {} not moved", wrong_record.id)),
         "{}",
@@ -119,15 +133,26 @@ async fn migrate_copies_verifies_and_repoints_and_a_second_run_has_nothing_left(
         }
         let key = bucket.key_of(locator).expect("an s3:// locator");
         let hash = sha256_of(&bucket, &key).await.unwrap();
-        assert_eq!(record.file_hash.as_deref(), Some(format!("sha256:{hash}").as_str()));
+        assert_eq!(
+            record.file_hash.as_deref(),
+            Some(format!("sha256:{hash}").as_str())
+        );
         moved += 1;
     }
     assert_eq!(moved, 3);
     drop(store);
 
     let again = storage_command(&data, &s3, "media", &["migrate", "--to", "s3"]);
-    assert!(stdout(&again).contains("moved 0 files"), "{}", stdout(&again));
-    assert!(stdout(&again).contains("3 were there already"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("moved 0 files"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(
+        stdout(&again).contains("3 were there already"),
+        "{}",
+        stdout(&again)
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {

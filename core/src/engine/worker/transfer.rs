@@ -14,8 +14,8 @@ use crate::engine::placement::{NameParts, relative_location};
 use crate::engine::{Shared, TEMP_PREFIX};
 use crate::error::{DownloadError, StoreError};
 use crate::fetch::transfer::{Fetched, FinalName, Target, fetch_to_file};
-use crate::storage::{Collision, MediaStorage, StorageKey, bytes_stream, key_prefix};
 use crate::model::{Download, DownloadStatus, NewDownload, QueueItem, Settings};
+use crate::storage::{Collision, MediaStorage, StorageKey, bytes_stream, key_prefix};
 
 pub(super) enum Recorded {
     New(Box<Download>),
@@ -138,8 +138,7 @@ pub(super) async fn download_one(
                 Err(error) => {
                     // Keep a partial file only where a later attempt can
                     // resume it: not after the item's last attempt.
-                    let retry_follows =
-                        error.is_retryable() && item.attempts < item.max_attempts;
+                    let retry_follows = error.is_retryable() && item.attempts < item.max_attempts;
                     let resumable = retry_follows || matches!(error, DownloadError::Cancelled);
                     let empty = tokio::fs::metadata(&temp)
                         .await
