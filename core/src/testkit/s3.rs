@@ -104,6 +104,104 @@ impl S3Server {
         body.matches("<UploadId>").count()
     }
 
+    /// A proxy on another loopback port in front of this server that
+    /// answers `503 SlowDown` to each request `fails` picks (given its
+    /// method and query string) and forwards the others: a storage that
+    /// throttles mid-upload. Stops with the returned token.
+    pub async fn failing_proxy(
+        &self,
+        fails: impl Fn(&hyper::Method, &str) -> bool + Send + Sync + 'static,
+    ) -> (String, tokio_util::sync::CancellationToken) {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local address");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let upstream = self.endpoint.clone();
+        let fails = std::sync::Arc::new(fails);
+        let client = reqwest::Client::new();
+        let running = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = running.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let (fails, client, upstream) = (
+                    std::sync::Arc::clone(&fails),
+                    client.clone(),
+                    upstream.clone(),
+                );
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let (fails, client, upstream) = (
+                                std::sync::Arc::clone(&fails),
+                                client.clone(),
+                                upstream.clone(),
+                            );
+                            async move {
+                                let query = request.uri().query().unwrap_or_default().to_owned();
+                                if fails(request.method(), &query) {
+                                    let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                                    return Ok::<_, std::convert::Infallible>(
+                                        hyper::Response::builder()
+                                            .status(503)
+                                            .body(http_body_util::Full::new(bytes::Bytes::from(
+                                                body,
+                                            )))
+                                            .expect("response"),
+                                    );
+                                }
+                                let (head, body) = request.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let target = format!(
+                                    "{upstream}{}",
+                                    head.uri.path_and_query().map_or("/", |pq| pq.as_str())
+                                );
+                                let mut forward =
+                                    client.request(head.method.clone(), target).body(body);
+                                for (name, value) in &head.headers {
+                                    if name != hyper::header::HOST {
+                                        forward = forward.header(name, value);
+                                    }
+                                }
+                                let answer = match forward.send().await {
+                                    Ok(answer) => answer,
+                                    Err(_) => {
+                                        return Ok(hyper::Response::builder()
+                                            .status(502)
+                                            .body(http_body_util::Full::new(bytes::Bytes::new()))
+                                            .expect("response"));
+                                    }
+                                };
+                                let mut response =
+                                    hyper::Response::builder().status(answer.status().as_u16());
+                                for (name, value) in answer.headers() {
+                                    response = response.header(name, value);
+                                }
+                                let bytes = answer.bytes().await.unwrap_or_default();
+                                Ok(response
+                                    .body(http_body_util::Full::new(bytes))
+                                    .expect("response"))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}"), stop)
+    }
+
     /// Stops the server now (a test of an unreachable storage).
     pub async fn stop(&mut self) {
         let _ = self.child.kill().await;

@@ -150,6 +150,64 @@ async fn bad_settings_are_told_in_words() {
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
 }
 
+#[tokio::test]
+async fn slow_down_mid_upload_is_retried_and_a_lasting_one_leaves_nothing() {
+    let server = S3Server::start().await;
+    server.create_bucket(BUCKET).await;
+    let staging = tempfile::tempdir().unwrap();
+    let through = |endpoint: String| {
+        s3_storage(
+            S3Settings {
+                endpoint,
+                ..server.settings(BUCKET)
+            },
+            staging.path(),
+        )
+    };
+    let body = || {
+        let chunks: Vec<Result<Bytes, StorageError>> = (0..20)
+            .map(|n| Ok(Bytes::from(vec![n as u8; 1 << 20])))
+            .collect();
+        futures::stream::iter(chunks).boxed()
+    };
+    // The second part is throttled once: the client retries it.
+    let throttled = std::sync::atomic::AtomicBool::new(false);
+    let (once, stop) = server
+        .failing_proxy(move |method, query| {
+            method == "PUT"
+                && query.contains("partNumber=2")
+                && !throttled.swap(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
+    let key = StorageKey::new("slow/once.bin").unwrap();
+    let stored = through(once)
+        .put(&key, body(), Collision::Number)
+        .await
+        .unwrap();
+    assert_eq!(stored.size, 20 << 20);
+    stop.cancel();
+
+    // Every part throttled: the write fails as retryable, nothing is left.
+    let (always, stop) = server
+        .failing_proxy(|method, query| method == "PUT" && query.contains("partNumber="))
+        .await;
+    let key = StorageKey::new("slow/never.bin").unwrap();
+    let err = through(always)
+        .put(&key, body(), Collision::Number)
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("SlowDown"), "{err}");
+    stop.cancel();
+    let direct = s3_storage(server.settings(BUCKET), staging.path());
+    assert_eq!(direct.size(&key).await.unwrap(), None);
+    assert_eq!(
+        server.open_uploads(BUCKET).await,
+        0,
+        "the failed upload was aborted"
+    );
+}
+
 /// Runs engines until every queue item is finished (or `limit` passes).
 async fn run_engines_until_finished(engines: &[TestEngine], store: &MemoryStore, limit: Duration) {
     let shutdown = CancellationToken::new();
