@@ -36,7 +36,9 @@ use crate::engine::placement::numbered;
 
 /// Bodies up to this size go in one PUT; larger ones in parts of this size
 /// (S3 asks at least 5 MiB of every part but the last).
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
+pub const PART_SIZE: usize = 6 * 1024 * 1024;
+/// Parts of one upload sent at once (the next is read while these go).
+const PARTS_IN_FLIGHT: usize = 2;
 /// A staged file older than this is a crash's leftover.
 const STALE_STAGED_AGE: Duration = Duration::from_secs(24 * 3600);
 /// The journal of running multipart uploads, in the staging directory.
@@ -54,9 +56,10 @@ pub struct S3Config {
     /// Requests that fail for a temporary reason (5xx, SlowDown, a dropped
     /// connection) are retried this many times before the error is returned.
     pub max_retries: usize,
-    /// Uploads that may hold a part buffer ([`PART_SIZE`]) at once; more
-    /// wait their turn, so memory stays bounded whatever the concurrency.
-    pub concurrent_uploads: usize,
+    /// Part buffers ([`PART_SIZE`] each) this storage holds at once, over
+    /// all its uploads; an upload waits for one before reading its next
+    /// part, so memory stays bounded whatever the concurrency.
+    pub part_buffers: usize,
 }
 
 impl S3Config {
@@ -66,7 +69,7 @@ impl S3Config {
             settings,
             staging_dir: staging_dir.into(),
             max_retries: 3,
-            concurrent_uploads: 4,
+            part_buffers: 6,
         }
     }
 }
@@ -80,8 +83,8 @@ pub struct S3Storage {
     prefix: String,
     staging_dir: PathBuf,
     presign_for: Option<Duration>,
-    /// One permit per upload in progress (see [`S3Config::concurrent_uploads`]).
-    uploads: Arc<tokio::sync::Semaphore>,
+    /// One permit per part buffer (see [`S3Config::part_buffers`]).
+    buffers: Arc<tokio::sync::Semaphore>,
 }
 
 impl S3Storage {
@@ -131,8 +134,8 @@ impl S3Storage {
                 format!("{prefix}/")
             },
             staging_dir: config.staging_dir.clone(),
-            uploads: Arc::new(tokio::sync::Semaphore::new(
-                config.concurrent_uploads.max(1),
+            buffers: Arc::new(tokio::sync::Semaphore::new(
+                config.part_buffers.max(PARTS_IN_FLIGHT),
             )),
             presign_for: s3
                 .presigned_redirect
@@ -159,25 +162,31 @@ impl S3Storage {
         Err(StorageError::Failed(format!("no free key for {key}")))
     }
 
-    /// Uploads `body` under `key`: one PUT when it fits in a part, else a
-    /// journalled multipart upload, aborted on any failure.
-    async fn upload(&self, key: &StorageKey, body: ByteStream) -> Result<Stored, StorageError> {
-        let _turn = self
-            .uploads
-            .acquire()
+    /// A part buffer's permit.
+    async fn buffer(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StorageError> {
+        Arc::clone(&self.buffers)
+            .acquire_owned()
             .await
-            .map_err(|_| StorageError::Failed("the storage is shutting down".into()))?;
+            .map_err(|_| StorageError::Failed("the storage is shutting down".into()))
+    }
+
+    /// Uploads `body` under `key`: one PUT when it fits in a part, else a
+    /// journalled multipart upload (up to [`PARTS_IN_FLIGHT`] parts sent
+    /// while the next is read), aborted on any failure.
+    async fn upload(&self, key: &StorageKey, body: ByteStream) -> Result<Stored, StorageError> {
         let path = self.path(key);
         let mut source = Hashing {
             body,
             hasher: Sha256::new(),
             size: 0,
+            pending: Bytes::new(),
             ended: false,
         };
+        let mut permit = self.buffer().await?;
         let mut part = BytesMut::with_capacity(PART_SIZE);
         // The first part decides: it all fits, or it goes in parts.
         source.fill(&mut part).await?;
-        if source.ended && part.len() <= PART_SIZE {
+        if source.ended {
             self.client
                 .put(&path, PutPayload::from(part.freeze()))
                 .await
@@ -192,23 +201,30 @@ impl S3Storage {
         let journal = self.journal(&path, &id).await?;
         let sent = async {
             let mut parts = Vec::new();
+            let mut in_flight = std::collections::VecDeque::new();
+            let mut index = 0;
             while !part.is_empty() {
-                // Exactly PART_SIZE bytes (less only for the last part);
-                // the rest starts the next one.
-                let mut whole = part.split().freeze();
-                let rest = if whole.len() > PART_SIZE {
-                    whole.split_off(PART_SIZE)
-                } else {
-                    Bytes::new()
-                };
-                let sent_part = self
-                    .client
-                    .put_part(&path, &id, parts.len(), PutPayload::from(whole))
-                    .await
-                    .map_err(|err| self.error(Some(key), err))?;
-                parts.push(sent_part);
-                part.extend_from_slice(&rest);
+                let (client, path, id) = (Arc::clone(&self.client), path.clone(), id.clone());
+                let payload = PutPayload::from(part.split().freeze());
+                // The part's buffer is freed (its permit returned) once sent.
+                in_flight.push_back(tokio::spawn(async move {
+                    let sent = client.put_part(&path, &id, index, payload).await;
+                    drop(permit);
+                    sent
+                }));
+                index += 1;
+                if in_flight.len() >= PARTS_IN_FLIGHT
+                    && let Some(oldest) = in_flight.pop_front()
+                {
+                    parts.push(self.joined(key, oldest).await?);
+                }
+                permit = self.buffer().await?;
+                part = BytesMut::with_capacity(PART_SIZE);
                 source.fill(&mut part).await?;
+            }
+            drop(permit);
+            for task in in_flight {
+                parts.push(self.joined(key, task).await?);
             }
             self.client
                 .complete_multipart(&path, &id, parts)
@@ -227,6 +243,17 @@ impl S3Storage {
         }
         sent?;
         Ok(source.stored(key))
+    }
+
+    /// The part id a part's upload task returned.
+    async fn joined(
+        &self,
+        key: &StorageKey,
+        task: tokio::task::JoinHandle<object_store::Result<object_store::multipart::PartId>>,
+    ) -> Result<object_store::multipart::PartId, StorageError> {
+        task.await
+            .map_err(|err| StorageError::Failed(format!("part upload: {err}")))?
+            .map_err(|err| self.error(Some(key), err))
     }
 
     /// Notes a running multipart upload (its object path and id) so a
@@ -275,22 +302,34 @@ struct Hashing {
     body: ByteStream,
     hasher: Sha256,
     size: u64,
+    /// What the last chunk had beyond the part it filled.
+    pending: Bytes,
+    /// The body has no more chunks (`pending` may still hold bytes).
     ended: bool,
 }
 
 impl Hashing {
-    /// Reads into `part` until it holds a whole part or the body ends.
+    /// Reads into `part` until it holds exactly [`PART_SIZE`] bytes or the
+    /// body ends (the buffer never grows past its capacity).
     async fn fill(&mut self, part: &mut BytesMut) -> Result<(), StorageError> {
-        while part.len() < PART_SIZE && !self.ended {
-            match self.body.next().await {
-                Some(chunk) => {
-                    let chunk = chunk?;
-                    self.hasher.update(&chunk);
-                    self.size += chunk.len() as u64;
-                    part.extend_from_slice(&chunk);
+        while part.len() < PART_SIZE {
+            if self.pending.is_empty() {
+                match self.body.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk?;
+                        self.hasher.update(&chunk);
+                        self.size += chunk.len() as u64;
+                        self.pending = chunk;
+                    }
+                    None => {
+                        self.ended = true;
+                        return Ok(());
+                    }
                 }
-                None => self.ended = true,
+                continue;
             }
+            let take = (PART_SIZE - part.len()).min(self.pending.len());
+            part.extend_from_slice(&self.pending.split_to(take));
         }
         Ok(())
     }

@@ -257,11 +257,21 @@ pub(super) async fn download_one(
     match stored {
         Ok(download) => Ok(Recorded::New(Box::new(download))),
         Err(StoreError::Conflict(_)) => {
-            // Another worker got there first: keep its file and record, not ours.
+            // Another worker got there first: keep its file and record, not
+            // ours — unless both wrote the same key (two processes that
+            // looked for a free object name at the same moment).
             if duplicate_of.is_none()
-                && let Some(key) = file_path.as_deref().and_then(|p| storage.key_of(p))
+                && let Some(ours) = file_path.as_deref()
+                && let Some(key) = storage.key_of(ours)
             {
-                storage.delete(&key).await?;
+                let winner = shared
+                    .store
+                    .download_by_archive_key(&media.archive_key)
+                    .await
+                    .map_err(DownloadError::from)?;
+                if winner.is_none_or(|winner| winner.file_path.as_deref() != Some(ours)) {
+                    storage.delete(&key).await?;
+                }
             }
             Ok(Recorded::AlreadyHad)
         }
