@@ -8,7 +8,9 @@
 //!    commit at once (`S3_UPLOAD_PHASE=rss` runs only this, so earlier
 //!    phases do not raise the high-water mark).
 //!
-//! `S3_UPLOAD_MIB` changes the file size of phase 1.
+//! `S3_UPLOAD_MIB` changes the file size of phase 1, `S3_PART_BUFFERS` the
+//! storage's part buffers, `S3_PARTS_IN_FLIGHT` the parts each upload
+//! sends at once, `S3_CONCURRENT_UPLOADS` the uploads under way at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,7 +67,26 @@ async fn commit_all(storage: Arc<S3Storage>, files: &[PathBuf], staging: &Path) 
 async fn fresh_storage(staging: &Path) -> (S3Server, Arc<S3Storage>) {
     let server = S3Server::start().await;
     server.create_bucket(BUCKET).await;
-    let storage = S3Storage::new(&S3Config::new(server.settings(BUCKET), staging)).unwrap();
+    let mut config = S3Config::new(server.settings(BUCKET), staging);
+    if let Some(buffers) = std::env::var("S3_PART_BUFFERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.part_buffers = buffers;
+    }
+    if let Some(uploads) = std::env::var("S3_CONCURRENT_UPLOADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.concurrent_uploads = uploads;
+    }
+    if let Some(parts) = std::env::var("S3_PARTS_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.parts_in_flight = parts;
+    }
+    let storage = S3Storage::new(&config).unwrap();
     (server, Arc::new(storage))
 }
 

@@ -37,7 +37,8 @@ use crate::engine::placement::numbered;
 /// Bodies up to this size go in one PUT; larger ones in parts of this size
 /// (S3 asks at least 5 MiB of every part but the last).
 pub const PART_SIZE: usize = 6 * 1024 * 1024;
-/// Parts of one upload sent at once (the next is read while these go).
+/// Parts of one upload sent at once by default (the next is read while
+/// these go).
 const PARTS_IN_FLIGHT: usize = 2;
 /// A staged file older than this is a crash's leftover.
 const STALE_STAGED_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -60,6 +61,12 @@ pub struct S3Config {
     /// all its uploads; an upload waits for one before reading its next
     /// part, so memory stays bounded whatever the concurrency.
     pub part_buffers: usize,
+    /// Parts of one upload sent at once (the next is read meanwhile).
+    pub parts_in_flight: usize,
+    /// Uploads under way at once; more wait their turn. Each active
+    /// upload costs memory beyond its part buffers (its connection's
+    /// buffers), so this bounds the process's memory with many transfers.
+    pub concurrent_uploads: usize,
 }
 
 impl S3Config {
@@ -70,6 +77,8 @@ impl S3Config {
             staging_dir: staging_dir.into(),
             max_retries: 3,
             part_buffers: 6,
+            parts_in_flight: PARTS_IN_FLIGHT,
+            concurrent_uploads: 4,
         }
     }
 }
@@ -85,6 +94,9 @@ pub struct S3Storage {
     presign_for: Option<Duration>,
     /// One permit per part buffer (see [`S3Config::part_buffers`]).
     buffers: Arc<tokio::sync::Semaphore>,
+    parts_in_flight: usize,
+    /// One permit per upload under way (see [`S3Config::concurrent_uploads`]).
+    uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl S3Storage {
@@ -110,6 +122,9 @@ impl S3Storage {
                 ClientOptions::new()
                     .with_allow_http(s3.endpoint.starts_with("http://"))
                     .with_connect_timeout(Duration::from_secs(10))
+                    // An idle connection keeps its write buffer, which grows
+                    // to a part: keep as many as parts can be sent at once.
+                    .with_pool_max_idle_per_host(config.part_buffers.max(1))
                     .with_timeout(Duration::from_secs(120)),
             );
         if !s3.endpoint.is_empty() {
@@ -134,8 +149,12 @@ impl S3Storage {
                 format!("{prefix}/")
             },
             staging_dir: config.staging_dir.clone(),
+            parts_in_flight: config.parts_in_flight.max(1),
+            uploads: Arc::new(tokio::sync::Semaphore::new(
+                config.concurrent_uploads.max(1),
+            )),
             buffers: Arc::new(tokio::sync::Semaphore::new(
-                config.part_buffers.max(PARTS_IN_FLIGHT),
+                config.part_buffers.max(config.parts_in_flight.max(1)),
             )),
             presign_for: s3
                 .presigned_redirect
@@ -171,9 +190,14 @@ impl S3Storage {
     }
 
     /// Uploads `body` under `key`: one PUT when it fits in a part, else a
-    /// journalled multipart upload (up to [`PARTS_IN_FLIGHT`] parts sent
+    /// journalled multipart upload (up to [`S3Config::parts_in_flight`] parts sent
     /// while the next is read), aborted on any failure.
     async fn upload(&self, key: &StorageKey, body: ByteStream) -> Result<Stored, StorageError> {
+        let _turn = self
+            .uploads
+            .acquire()
+            .await
+            .map_err(|_| StorageError::Failed("the storage is shutting down".into()))?;
         let path = self.path(key);
         let mut source = Hashing {
             body,
@@ -213,7 +237,7 @@ impl S3Storage {
                     sent
                 }));
                 index += 1;
-                if in_flight.len() >= PARTS_IN_FLIGHT
+                if in_flight.len() >= self.parts_in_flight
                     && let Some(oldest) = in_flight.pop_front()
                 {
                     parts.push(self.joined(key, oldest).await?);
