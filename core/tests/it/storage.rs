@@ -268,7 +268,7 @@ async fn three_workers_sharing_only_the_store_and_the_bucket_store_each_download
     for i in 0..DOWNLOADS {
         queue
             .submit(NewQueueItem::new(
-                &site.url(&format!("/f/{i}.bin")),
+                site.url(&format!("/f/{i}.bin")),
                 "direct",
                 "",
                 "file",
