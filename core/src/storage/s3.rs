@@ -57,7 +57,7 @@ pub struct S3Config {
     /// Requests that fail for a temporary reason (5xx, SlowDown, a dropped
     /// connection) are retried this many times before the error is returned.
     pub max_retries: usize,
-    /// Part buffers ([`PART_SIZE`] each) this storage holds at once, over
+    /// Part buffers (6 MiB each) this storage holds at once, over
     /// all its uploads; an upload waits for one before reading its next
     /// part, so memory stays bounded whatever the concurrency.
     pub part_buffers: usize,
