@@ -1,6 +1,7 @@
 # Installs and starts what the tests need, on a new machine or an old one:
 # PostgreSQL on 127.0.0.1:5432 (trust auth) with pg_dump/pg_restore, Chromium with ChromeDriver for
-# the dashboard tests, yt-dlp and gallery-dl for the external-program tests.
+# the dashboard tests, yt-dlp and gallery-dl for the external-program tests,
+# moto's S3 server (`moto_server`) for the object-storage tests.
 # Sourced by scripts/test and .ci/run; it fails (never skips) when a piece
 # cannot be had, and exports MEDIADL_TEST_DATABASE_URL.
 
@@ -53,3 +54,11 @@ if ! command -v yt-dlp >/dev/null || ! command -v gallery-dl >/dev/null; then
 fi
 yt-dlp --version
 gallery-dl --version
+
+step "moto's S3 server for the object-storage tests"
+# The tests start `moto_server` on a free loopback port themselves (and
+# fail, never skip, when it is missing).
+if ! command -v moto_server >/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+command -v moto_server

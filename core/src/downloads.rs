@@ -1,7 +1,7 @@
 //! Download history operations as users request them (API, CLI, embedders):
 //! deleting a record with or without its media, bulk actions, retrying,
-//! marking upgraded and statistics. Files are only ever touched inside the
-//! download root, so a record pointing elsewhere never deletes or serves
+//! marking upgraded and statistics. Media is only ever touched through the
+//! [`MediaStorage`], so a record pointing elsewhere never deletes or serves
 //! anything outside it.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use crate::model::{
     Settings, TimelinePoint,
 };
 use crate::queue::QueueService;
+use crate::storage::{LocalStorage, MediaStorage, StorageError, StorageKey};
 use crate::store::Store;
 
 /// Most ids one bulk request may name.
@@ -34,18 +35,26 @@ pub fn download_root(settings: &Settings, default: &Path) -> PathBuf {
     }
 }
 
-/// `path` resolved (links followed), when it exists and lies inside `root`.
-pub fn contained_path(root: &Path, path: &Path) -> Option<PathBuf> {
-    let root = std::fs::canonicalize(root).ok()?;
-    let path = std::fs::canonicalize(path).ok()?;
-    path.starts_with(&root).then_some(path)
-}
+/// What the metadata sidecar's key adds to its media's key (`<file>.json`).
+pub const SIDECAR_SUFFIX: &str = ".json";
 
-/// The metadata sidecar the engine writes beside `file` (`<file>.json`).
-pub fn sidecar_path(file: &Path) -> PathBuf {
-    let mut sidecar = file.as_os_str().to_owned();
-    sidecar.push(".json");
-    PathBuf::from(sidecar)
+/// Removes a media object, its sidecar and the companion files recorded
+/// beside it (names, see [`recorded_companions`]).
+///
+/// # Errors
+///
+/// The first deletion the storage refused.
+pub async fn remove_with_companions(
+    storage: &dyn MediaStorage,
+    key: &StorageKey,
+    companions: &[String],
+) -> Result<(), StorageError> {
+    storage.delete(key).await?;
+    storage.delete(&key.companion(SIDECAR_SUFFIX)?).await?;
+    for name in companions {
+        storage.delete(&key.sibling(name)?).await?;
+    }
+    Ok(())
 }
 
 /// Where a companion file of `media` goes (an `.info.json`, an `.nfo`,
@@ -73,9 +82,9 @@ pub fn companion_suffix_is_safe(suffix: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
-/// The companion files recorded with a download (`metadata.companions`,
-/// names beside its file), as paths.
-pub fn recorded_companions(file: &Path, metadata: &crate::model::Metadata) -> Vec<PathBuf> {
+/// The companion files recorded with a download (`metadata.companions`):
+/// names beside its file, never paths.
+pub fn recorded_companions(metadata: &crate::model::Metadata) -> Vec<String> {
     metadata
         .get("companions")
         .and_then(serde_json::Value::as_array)
@@ -83,9 +92,8 @@ pub fn recorded_companions(file: &Path, metadata: &crate::model::Metadata) -> Ve
             names
                 .iter()
                 .filter_map(serde_json::Value::as_str)
-                // A name, never a path: nothing but files beside the media.
                 .filter(|name| !name.contains('/') && !name.starts_with('.'))
-                .map(|name| file.with_file_name(name))
+                .map(str::to_owned)
                 .collect()
         })
         .unwrap_or_default()
@@ -126,10 +134,15 @@ pub struct BulkOutcome {
 pub enum MediaFile {
     /// The record has no file (a failed download).
     None,
-    /// The file is gone, or lies outside the download root.
+    /// The object is gone, or the record names nothing in the storage.
     Missing,
-    /// The file, resolved inside the download root.
-    At(PathBuf),
+    /// The object in the storage ([`DownloadService::storage`]), and its size.
+    At {
+        /// Its key.
+        key: StorageKey,
+        /// Its length in bytes.
+        size: u64,
+    },
 }
 
 /// A download and the media it shows: a duplicate shows its original's.
@@ -163,16 +176,16 @@ pub struct DownloadStats {
 pub struct DownloadService {
     store: Arc<dyn Store>,
     queue: QueueService,
-    settings: SettingsHandle,
-    default_root: PathBuf,
+    storage: Arc<dyn MediaStorage>,
     clock: Arc<dyn Clock>,
     derived: Option<Arc<dyn DerivedMedia>>,
 }
 
 impl DownloadService {
-    /// A service over `store`; retries go through `queue`; files are
-    /// looked for under the settings' download directory, or
-    /// `default_root` when it is empty; `clock` places the periods.
+    /// A service over `store`; retries go through `queue`; media is looked
+    /// for in a [`LocalStorage`] under the settings' download directory, or
+    /// `default_root` when it is empty (see [`DownloadService::with_storage`]);
+    /// `clock` places the periods.
     pub fn new(
         store: Arc<dyn Store>,
         queue: QueueService,
@@ -183,8 +196,7 @@ impl DownloadService {
         Self {
             store,
             queue,
-            settings,
-            default_root: default_root.into(),
+            storage: Arc::new(LocalStorage::following(settings, default_root)),
             clock,
             derived: None,
         }
@@ -197,16 +209,24 @@ impl DownloadService {
         self
     }
 
-    /// The download root now (the settings may change it at any time).
-    pub fn download_root(&self) -> PathBuf {
-        download_root(&self.settings.current(), &self.default_root)
+    /// Media in `storage` instead of the local download directory.
+    #[must_use]
+    pub fn with_storage(mut self, storage: Arc<dyn MediaStorage>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// Where the media is.
+    pub fn storage(&self) -> &Arc<dyn MediaStorage> {
+        &self.storage
     }
 
     /// A download and where its media is (its original's, for a duplicate).
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] when the download does not exist.
+    /// [`Error::Store`] when the download does not exist; the storage's
+    /// error when it cannot say whether the object is there.
     pub async fn media(&self, id: i64) -> Result<Media, Error> {
         let download = self.store.get_download(id).await?;
         // An original deleted after its duplicate was recorded: the
@@ -221,8 +241,13 @@ impl DownloadService {
         };
         let file = match owner.file_path.as_deref() {
             None => MediaFile::None,
-            Some(stored) => contained_path(&self.download_root(), Path::new(stored))
-                .map_or(MediaFile::Missing, MediaFile::At),
+            Some(stored) => match self.storage.key_of(stored) {
+                None => MediaFile::Missing,
+                Some(key) => match self.storage.size(&key).await? {
+                    Some(size) => MediaFile::At { key, size },
+                    None => MediaFile::Missing,
+                },
+            },
         };
         Ok(Media {
             download,
@@ -233,7 +258,7 @@ impl DownloadService {
 
     /// Removes a record and, with `delete_file`, its file, sidecar and
     /// derived media, unless it is a duplicate or other records still
-    /// point at the file. A file outside the download root is left alone.
+    /// point at the file. A file outside the storage is left alone.
     ///
     /// # Errors
     ///
@@ -247,30 +272,22 @@ impl DownloadService {
             && self.store.duplicates_of(id).await?.is_empty();
         let deleted = self.store.delete_download(id).await?;
         if owns_file && let Some(stored) = download.file_path.as_deref() {
-            let companions = recorded_companions(Path::new(stored), &download.metadata);
-            self.remove_media(id, Path::new(stored), &companions).await;
+            let companions = recorded_companions(&download.metadata);
+            self.remove_media(id, stored, &companions).await;
         }
         Ok(deleted)
     }
 
-    async fn remove_media(&self, id: i64, stored: &Path, companions: &[PathBuf]) {
-        let root = self.download_root();
-        let Some(file) = contained_path(&root, stored) else {
+    async fn remove_media(&self, id: i64, stored: &str, companions: &[String]) {
+        let Some(key) = self.storage.key_of(stored) else {
             tracing::warn!(
                 target: "mediadl::downloads",
-                path = %stored.display(), "not deleting a file outside the download root"
+                path = stored, "not deleting a file outside the storage"
             );
             return;
         };
-        let beside = std::iter::once(sidecar_path(stored))
-            .chain(companions.iter().cloned())
-            .filter_map(|path| contained_path(&root, &path));
-        for path in std::iter::once(file).chain(beside) {
-            if let Err(err) = tokio::fs::remove_file(&path).await
-                && err.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(target: "mediadl::downloads", path = %path.display(), error = %err, "could not delete file");
-            }
+        if let Err(err) = remove_with_companions(&*self.storage, &key, companions).await {
+            tracing::warn!(target: "mediadl::downloads", key = %key, error = %err, "could not delete file");
         }
         if let Some(derived) = &self.derived {
             derived.forget(id).await;
@@ -468,12 +485,16 @@ mod tests {
         }
     }
 
+    fn sidecar(file: &Path) -> PathBuf {
+        PathBuf::from(format!("{}{SIDECAR_SUFFIX}", file.display()))
+    }
+
     impl Fixture {
         /// A completed download whose file (and sidecar) exist under `dir`.
         async fn saved(&self, dir: &Path, key: &str) -> (Download, PathBuf) {
             let file = dir.join(format!("{key}.jpg"));
             std::fs::write(&file, b"jpeg").unwrap();
-            std::fs::write(sidecar_path(&file), b"{}").unwrap();
+            std::fs::write(sidecar(&file), b"{}").unwrap();
             let mut new = new_download(key, self.clock.now());
             new.file_path = Some(file.display().to_string());
             (self.store.insert_download(new).await.unwrap(), file)
@@ -489,13 +510,13 @@ mod tests {
         let f = fixture();
         let (kept, kept_file) = f.saved(f.root.path(), "kept").await;
         f.service.delete(kept.id, false).await.unwrap();
-        assert!(kept_file.exists() && sidecar_path(&kept_file).exists());
+        assert!(kept_file.exists() && sidecar(&kept_file).exists());
         assert!(f.store.get_download(kept.id).await.is_err());
 
         let (gone, gone_file) = f.saved(f.root.path(), "gone").await;
         f.service.delete(gone.id, true).await.unwrap();
         assert!(!gone_file.exists(), "the file is deleted");
-        assert!(!sidecar_path(&gone_file).exists(), "so is its sidecar");
+        assert!(!sidecar(&gone_file).exists(), "so is its sidecar");
         assert_eq!(*f.forgotten.0.lock().unwrap(), [gone.id]);
 
         let missing = f.service.delete(gone.id, true).await.unwrap_err();
@@ -534,7 +555,13 @@ mod tests {
         let media = f.service.media(copy.id).await.unwrap();
         assert_eq!(media.download.id, copy.id);
         assert_eq!(media.owner_id, original.id);
-        assert_eq!(media.file, MediaFile::At(file.canonicalize().unwrap()));
+        assert_eq!(
+            media.file,
+            MediaFile::At {
+                key: StorageKey::new("original.jpg").unwrap(),
+                size: 4
+            }
+        );
 
         let mut failed = new_download("failed", f.clock.now());
         failed.file_path = None;
@@ -560,7 +587,11 @@ mod tests {
     #[tokio::test]
     async fn the_settings_download_directory_wins_over_the_default_root() {
         let f = fixture();
-        assert_eq!(f.service.download_root(), f.root.path());
+        let media = StorageKey::new("a.jpg").unwrap();
+        assert_eq!(
+            f.service.storage().locator(&media),
+            f.root.path().join("a.jpg").to_string_lossy()
+        );
         let mut settings = Settings::default();
         settings.general.download_directory = "/srv/media".into();
         assert_eq!(

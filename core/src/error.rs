@@ -29,6 +29,9 @@ pub enum Error {
     /// A download or a platform request failed.
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// The media storage refused or failed an operation.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     /// A local file operation failed.
     #[error("{context}: {source}")]
     Io {

@@ -29,6 +29,7 @@ pub mod platforms;
 pub mod queue;
 pub mod recognise;
 pub mod scheduler;
+pub mod storage;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

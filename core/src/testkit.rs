@@ -2,6 +2,9 @@
 //! fixture HTTP server that can misbehave the way real servers do, and an
 //! engine on the in-memory store with short timings.
 
+#[cfg(feature = "s3")]
+pub mod s3;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -443,14 +446,38 @@ impl TestEngine {
         events: Arc<BroadcastBus>,
         name: &str,
     ) -> Self {
+        Self::assemble(registry, store, events, name, |engine| {
+            engine.download_root(root)
+        })
+    }
+
+    /// An engine keeping its media in `storage` (an S3 bucket), with the
+    /// built-in downloaders.
+    pub fn on_storage(
+        storage: Arc<dyn crate::storage::MediaStorage>,
+        store: Arc<MemoryStore>,
+        events: Arc<BroadcastBus>,
+        name: &str,
+    ) -> Self {
+        Self::assemble(Registry::builtin(), store, events, name, |engine| {
+            engine.storage(storage)
+        })
+    }
+
+    fn assemble(
+        registry: Registry,
+        store: Arc<MemoryStore>,
+        events: Arc<BroadcastBus>,
+        name: &str,
+        media: impl FnOnce(crate::engine::EngineBuilder) -> crate::engine::EngineBuilder,
+    ) -> Self {
         let settings = SettingsHandle::new(Settings::default());
         let registry = Arc::new(registry);
-        let engine = Engine::builder()
+        let engine = media(Engine::builder())
             .store(Arc::clone(&store) as Arc<dyn crate::store::Store>)
             .events(Arc::clone(&events) as Arc<dyn crate::events::EventBus>)
             .registry(Arc::clone(&registry))
             .settings(settings.clone())
-            .download_root(root)
             .name(name)
             .retry_policy(RetryPolicy {
                 base: Duration::from_millis(20),

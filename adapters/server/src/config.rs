@@ -214,6 +214,34 @@ impl ServerConfig {
         self
     }
 
+    /// Pins the `storage` settings the environment sets
+    /// (`MEDIADL_STORAGE_BACKEND`, `MEDIADL_STORAGE_S3_*`; see
+    /// [`STORAGE_ENV`]) and then `backend` (`--storage-backend`) over the
+    /// stored ones and the config file's: call after
+    /// [`ServerConfig::with_config_file`].
+    pub fn with_storage_overrides(mut self, backend: Option<&str>) -> Self {
+        for (var, field) in STORAGE_ENV {
+            let Some(text) = non_empty_env(var) else {
+                continue;
+            };
+            let value = match text.parse::<bool>() {
+                Ok(flag) if field.ends_with("path_style") || field.ends_with("redirect") => {
+                    Value::Bool(flag)
+                }
+                _ => Value::String(text),
+            };
+            self.settings_layers = self.settings_layers.pin_field(var, field, value);
+        }
+        if let Some(backend) = backend {
+            self.settings_layers = self.settings_layers.pin_field(
+                "--storage-backend",
+                "storage.backend",
+                Value::String(backend.to_owned()),
+            );
+        }
+        self
+    }
+
     /// Pins the settings of a config file over the stored ones (its
     /// `[server]` section is the caller's to apply).
     pub fn with_config_file(mut self, file: &ConfigFile) -> Self {
@@ -396,6 +424,28 @@ fn line_of(text: &str, field: &str) -> Option<usize> {
     }
     start.map(|start| text[..start].matches('\n').count() + 1)
 }
+
+/// Environment variables that set `storage` settings, and their fields.
+pub const STORAGE_ENV: [(&str, &str); 9] = [
+    ("MEDIADL_STORAGE_BACKEND", "storage.backend"),
+    ("MEDIADL_STORAGE_S3_ENDPOINT", "storage.s3.endpoint"),
+    ("MEDIADL_STORAGE_S3_BUCKET", "storage.s3.bucket"),
+    ("MEDIADL_STORAGE_S3_REGION", "storage.s3.region"),
+    ("MEDIADL_STORAGE_S3_PREFIX", "storage.s3.prefix"),
+    ("MEDIADL_STORAGE_S3_PATH_STYLE", "storage.s3.path_style"),
+    (
+        "MEDIADL_STORAGE_S3_ACCESS_KEY_ID",
+        "storage.s3.access_key_id",
+    ),
+    (
+        "MEDIADL_STORAGE_S3_SECRET_ACCESS_KEY",
+        "storage.s3.secret_access_key",
+    ),
+    (
+        "MEDIADL_STORAGE_S3_PRESIGNED_REDIRECT",
+        "storage.s3.presigned_redirect",
+    ),
+];
 
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())

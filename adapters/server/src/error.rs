@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use chrono::{SecondsFormat, Utc};
 use http::StatusCode;
 use http::header::{HeaderValue, RETRY_AFTER};
+use mediadl::storage::StorageError;
 use mediadl::{Error as CoreError, StoreError};
 use serde::Serialize;
 use warp::reply::Response;
@@ -219,6 +220,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::NotFound { .. } => Self::not_found("the file is missing"),
+            StorageError::Unavailable(detail) => Self {
+                retry_after: Some(5),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::SERVICE_UNAVAILABLE,
+                    format!("media storage unavailable: {detail}"),
+                )
+            },
+            other => Self::internal(other.to_string()),
+        }
+    }
+}
+
 impl From<CoreError> for ApiError {
     fn from(err: CoreError) -> Self {
         match err {
@@ -229,6 +247,7 @@ impl From<CoreError> for ApiError {
             },
             CoreError::Store(store) => store.into(),
             CoreError::Download(download) => Self::validation("url", download),
+            CoreError::Storage(storage) => storage.into(),
             CoreError::Io { context, source } => Self::internal(format!("{context}: {source}")),
         }
     }

@@ -254,6 +254,15 @@ pub async fn build_state(
         settings.clone(),
         Arc::clone(&clock),
     );
+    let download_root = PathBuf::from(&settings.current().general.download_directory);
+    // Made at start so a fresh server is ready (GET /health/ready checks it).
+    create_dir(&download_root)?;
+    let storage = mediadl::storage::open(
+        &settings,
+        download_root.clone(),
+        config.data_dir.join("staging"),
+    )
+    .map_err(mediadl::Error::from)?;
     let scheduler: Arc<dyn Scheduler> = Arc::new(
         CronScheduler::new(
             Arc::clone(&store),
@@ -265,12 +274,10 @@ pub async fn build_state(
         .with_metrics(metrics.clone())
         .with_options(SchedulerOptions {
             backups: Some(backup_sources(config)),
+            storage: Some(Arc::clone(&storage)),
             ..SchedulerOptions::default()
         }),
     );
-    let download_root = PathBuf::from(&settings.current().general.download_directory);
-    // Made at start so a fresh server is ready (GET /health/ready checks it).
-    create_dir(&download_root)?;
     let thumbnails = Arc::new(thumbnail::Thumbnailer::new(
         config.data_dir.join("thumbnails"),
         thumbnail::Thumbnailer::default_concurrency(),
@@ -282,6 +289,7 @@ pub async fn build_state(
         &download_root,
         Arc::clone(&clock),
     )
+    .with_storage(storage)
     .with_derived(thumbnails.clone());
     let imports = mediadl::ImportService::new(Arc::clone(&store), Arc::clone(&clock));
     // Reading gallery-dl's archive database takes SQLite.
@@ -502,7 +510,7 @@ fn start_engine(state: &AppState, stop: CancellationToken) -> Result<EngineTask,
         .events(Arc::clone(&state.events))
         .registry(Arc::clone(&state.registry))
         .settings(state.settings.clone())
-        .download_root(state.download_root.clone())
+        .storage(Arc::clone(state.downloads.storage()))
         .clock(Arc::clone(&state.clock))
         .metrics(state.metrics.clone())
         .build()?;

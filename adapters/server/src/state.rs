@@ -53,8 +53,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Events serialised once for every WebSocket.
     pub event_frames: Arc<EventFrames>,
-    /// Where downloads go unless the settings say otherwise (the settings'
-    /// root in effect is [`DownloadService::download_root`]).
+    /// Where downloads go unless the settings say otherwise (the media
+    /// itself is reached through [`DownloadService::storage`]).
     pub download_root: PathBuf,
     /// The server's data directory (thumbnail cache, JWT secret).
     pub data_dir: PathBuf,

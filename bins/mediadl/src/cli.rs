@@ -51,6 +51,8 @@ pub enum Command {
     User(UserArgs),
     /// Apply database migrations and exit.
     Migrate(DataArgs),
+    /// Check the media storage, or move the media to another one.
+    Storage(StorageArgs),
     /// Write a consistent snapshot of the database and the data directory's
     /// secrets to one archive file, while a server may be running.
     Backup(BackupArgs),
@@ -72,6 +74,31 @@ pub enum Command {
         /// Write `mediadl.1`, `mediadl-serve.1`, … into DIR instead.
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Root of the downloads; overrides the settings' general.download_directory.
+    #[arg(long, env = "MEDIADL_DOWNLOAD_DIR", value_name = "DIR")]
+    pub download_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: StorageAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageAction {
+    /// Write, read back and delete a probe object; say in words what is
+    /// wrong (endpoint, credentials, bucket, permissions) and exit non-zero.
+    Check,
+    /// Copy every download's media to the other backend, verify each copy's
+    /// hash and update the records; run again to resume. The source files stay.
+    Migrate {
+        /// The backend to move to.
+        #[arg(long, value_parser = ["local", "s3"])]
+        to: String,
     },
 }
 
@@ -119,6 +146,12 @@ pub struct DataArgs {
     /// changed through the API [default: mediadl.toml when present].
     #[arg(long, env = "MEDIADL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Where media bytes live: `local` (the download directory) or `s3`
+    /// (the bucket of the settings' storage.s3, which the
+    /// MEDIADL_STORAGE_S3_* variables also set); overrides storage.backend
+    /// and MEDIADL_STORAGE_BACKEND.
+    #[arg(long, value_name = "BACKEND", value_parser = ["local", "s3"])]
+    pub storage_backend: Option<String>,
 }
 
 /// What a command starts from: the config file (when there is one) and
@@ -165,6 +198,7 @@ impl DataArgs {
         if let Some(file) = &file {
             server = server.with_config_file(file);
         }
+        let server = server.with_storage_overrides(self.storage_backend.as_deref());
         Ok(Loaded { process, server })
     }
 }

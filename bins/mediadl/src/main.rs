@@ -8,6 +8,7 @@ mod import;
 mod logging;
 mod probe;
 mod serve;
+mod storage;
 mod user;
 
 use std::process::ExitCode;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
             Command::Import(args) => import::import(args).await,
             Command::User(args) => user::user(args).await,
             Command::Migrate(args) => serve::migrate(args, log_format).await,
+            Command::Storage(args) => storage::storage(args).await,
             Command::Backup(args) => backup::backup(args, log_format).await,
             Command::Restore(args) => backup::restore(args, log_format).await,
             Command::Healthcheck(args) => probe::healthcheck(args).await,

@@ -121,13 +121,15 @@ pub async fn worker(args: WorkerArgs, log_format: LogFormat) -> CliResult {
     }
     let settings = SettingsHandle::load(store.as_ref(), &layers).await?;
     let root = settings.current().general.download_directory.clone();
+    let storage = mediadl::storage::open(&settings, root.into(), config.data_dir.join("staging"))
+        .map_err(mediadl::Error::from)?;
     let metrics = Metrics::new();
     let engine = Engine::builder()
         .store(Arc::clone(&store))
         .events(Arc::new(MeteredBus::new(events, metrics.clone())))
         .registry(Arc::new(Registry::builtin()))
         .settings(settings.clone())
-        .download_root(root)
+        .storage(storage)
         .metrics(metrics.clone())
         .build()?;
     let shutdown = shutdown_on_signals();

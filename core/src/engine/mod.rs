@@ -19,7 +19,7 @@ mod retry;
 mod worker;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,13 +39,12 @@ use crate::error::Error;
 use crate::events::{BusMessage, EventBus};
 use crate::metrics::Metrics;
 use crate::model::{Event, EventKind, QueueAction, QueueUpdate, WorkerId};
+use crate::storage::{LocalStorage, MediaStorage};
 use crate::store::{QueueRepo, Store};
 use clients::Clients;
 
 /// Prefix of temporary files; files with it are never final.
-pub const TEMP_PREFIX: &str = ".mediadl-";
-/// Temporary files older than this are removed at start (younger ones are kept to resume).
-const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
+pub use crate::storage::TEMP_PREFIX;
 
 /// Timing knobs; the defaults suit production, tests shorten them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +81,7 @@ pub struct EngineBuilder {
     registry: Option<Arc<Registry>>,
     settings: Option<SettingsHandle>,
     download_root: Option<PathBuf>,
+    storage: Option<Arc<dyn MediaStorage>>,
     clock: Option<Arc<dyn Clock>>,
     retry: RetryPolicy,
     timing: EngineTiming,
@@ -115,9 +115,18 @@ impl EngineBuilder {
         self
     }
 
-    /// Where files go when `general.download_directory` is empty.
+    /// Where files go when `general.download_directory` is empty (for
+    /// the local storage used when no [`EngineBuilder::storage`] is given).
     pub fn download_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.download_root = Some(root.into());
+        self
+    }
+
+    /// Where media is stored; a [`LocalStorage`] following the settings'
+    /// download directory (else [`EngineBuilder::download_root`]) when not
+    /// given.
+    pub fn storage(mut self, storage: Arc<dyn MediaStorage>) -> Self {
+        self.storage = Some(storage);
         self
     }
 
@@ -170,9 +179,12 @@ impl EngineBuilder {
         let settings = self
             .settings
             .unwrap_or_else(|| SettingsHandle::new(Default::default()));
-        let download_root = self
-            .download_root
-            .unwrap_or_else(|| PathBuf::from("data").join("downloads"));
+        let storage = self.storage.unwrap_or_else(|| {
+            let root = self
+                .download_root
+                .unwrap_or_else(|| PathBuf::from("data").join("downloads"));
+            Arc::new(LocalStorage::following(settings.clone(), root))
+        });
         let name = self.name.unwrap_or_else(default_engine_name);
         let clients = Clients::new(&settings.current())?;
         Ok(Engine {
@@ -184,7 +196,7 @@ impl EngineBuilder {
                     .registry
                     .unwrap_or_else(|| Arc::new(Registry::builtin())),
                 settings,
-                download_root,
+                storage,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 retry: self.retry,
                 timing: self.timing,
@@ -217,7 +229,7 @@ pub(crate) struct Shared {
     pub(crate) events: Arc<dyn EventBus>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) settings: SettingsHandle,
-    download_root: PathBuf,
+    pub(crate) storage: Arc<dyn MediaStorage>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) retry: RetryPolicy,
     pub(crate) timing: EngineTiming,
@@ -229,11 +241,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The download root now (`general.download_directory` wins when set).
-    pub(crate) fn download_root(&self) -> PathBuf {
-        crate::downloads::download_root(&self.settings.current(), &self.download_root)
-    }
-
     pub(crate) async fn publish(&self, kind: EventKind) {
         self.events
             .publish(Event {
@@ -343,7 +350,16 @@ impl Engine {
     /// and retried, never returned, so the engine outlives outages.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
         let shared = &self.shared;
-        clean_stale_temp_files(&shared.download_root()).await;
+        // What a crash left: stale temporary files, unfinished uploads.
+        match shared.storage.recover().await {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(target: "mediadl::engine", removed, "removed what an earlier run left unfinished")
+            }
+            Err(err) => {
+                tracing::warn!(target: "mediadl::engine", error = %err, "cannot clean up the storage")
+            }
+        }
         let mut settings = shared.settings.subscribe();
         // Settings may have changed between build() and run().
         shared.clients.refresh(&settings.borrow_and_update());
@@ -500,46 +516,5 @@ async fn reap(shared: Arc<Shared>, stop: CancellationToken) {
                 tracing::warn!(target: "mediadl::engine", error = %err, "cannot requeue expired items")
             }
         }
-    }
-}
-
-/// Removes temporary files a crash left behind long ago; recent ones stay
-/// so their downloads resume.
-async fn clean_stale_temp_files(root: &Path) {
-    let root = root.to_path_buf();
-    let removed = tokio::task::spawn_blocking(move || {
-        let mut removed = 0usize;
-        let mut stack = vec![root];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(meta) = entry.metadata() else { continue };
-                let name = entry.file_name();
-                let is_temp = name.to_string_lossy().starts_with(TEMP_PREFIX);
-                let stale = meta
-                    .modified()
-                    .ok()
-                    .and_then(|m| m.elapsed().ok())
-                    .is_some_and(|age| age > STALE_TEMP_AGE);
-                if meta.is_dir() {
-                    if is_temp && stale {
-                        removed += usize::from(std::fs::remove_dir_all(&path).is_ok());
-                    } else {
-                        stack.push(path);
-                    }
-                } else if is_temp && stale {
-                    removed += usize::from(std::fs::remove_file(&path).is_ok());
-                }
-            }
-        }
-        removed
-    })
-    .await
-    .unwrap_or(0);
-    if removed > 0 {
-        tracing::info!(target: "mediadl::engine", removed, "removed stale temporary files");
     }
 }

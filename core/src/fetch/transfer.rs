@@ -31,7 +31,6 @@ use url::Url;
 
 use super::{HttpClient, map_reqwest_error};
 use crate::downloader::TransferProgress;
-use crate::engine::placement::numbered;
 use crate::error::DownloadError;
 
 /// A body up to this size (by its Content-Length) is written, hashed and
@@ -386,8 +385,10 @@ impl WriteJob {
         let (size, sha256) = (open.size, hex::encode(open.hasher.finalize()));
         let path = match &self.final_name {
             Some(name) if complete => {
+                // The local storage's placement, on this writer thread:
+                // one hand-over per file (see `MediaStorage::staging`).
                 let dir = self.path.parent().unwrap_or(Path::new("."));
-                move_into_place(&self.path, dir, name)?
+                crate::storage::local::link_into_place(&self.path, dir, name)?
             }
             _ => self.path.clone(),
         };
@@ -426,39 +427,6 @@ impl OpenFile<'_> {
         }
         Ok(())
     }
-}
-
-/// Moves a finished temporary file to `dir/name`, numbering the name
-/// rather than overwriting a different file already there. Blocking.
-pub(crate) fn move_into_place(
-    temp: &Path,
-    dir: &Path,
-    name: &str,
-) -> Result<PathBuf, DownloadError> {
-    let storage = |path: &Path, err: std::io::Error| {
-        DownloadError::Storage(format!("{}: {err}", path.display()))
-    };
-    for attempt in 0..10_000 {
-        let candidate = dir.join(numbered(name, attempt));
-        // A hard link never replaces an existing file, unlike rename.
-        match std::fs::hard_link(temp, &candidate) {
-            Ok(()) => {
-                std::fs::remove_file(temp).map_err(|err| storage(temp, err))?;
-                return Ok(candidate);
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(_) if !candidate.exists() => {
-                // File systems without hard links: rename (after the existence check).
-                std::fs::rename(temp, &candidate).map_err(|err| storage(&candidate, err))?;
-                return Ok(candidate);
-            }
-            Err(_) => continue,
-        }
-    }
-    Err(DownloadError::Storage(format!(
-        "no free file name for {name} in {}",
-        dir.display()
-    )))
 }
 
 fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {

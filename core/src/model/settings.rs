@@ -31,6 +31,8 @@ pub struct Settings {
     pub logs: LogSettings,
     /// The scheduled backup job.
     pub backup: crate::backup::BackupSettings,
+    /// Where media bytes live: the download directory or an S3 bucket.
+    pub storage: crate::storage::StorageSettings,
 }
 
 impl Default for Settings {
@@ -43,6 +45,7 @@ impl Default for Settings {
             notifications: default_notifications(),
             logs: LogSettings::default(),
             backup: crate::backup::BackupSettings::default(),
+            storage: crate::storage::StorageSettings::default(),
         }
     }
 }
@@ -312,6 +315,7 @@ impl Settings {
             ));
         }
         range("general.auto_cleanup_days", g.auto_cleanup_days, 0, 36_500)?;
+        self.storage.validate()?;
         let d = &self.downloads;
         if d.filename_template.trim().is_empty() {
             return Err(InvalidSetting::new(
@@ -519,6 +523,7 @@ fn secret_kind(path: &[&str]) -> Option<SecretKind> {
         }
         // Arguments may carry a password or a cookie file's path.
         ["platforms", _, _, "extra_args"] => Some(SecretKind::Whole),
+        ["storage", "s3", "secret_access_key"] => Some(SecretKind::Whole),
         [.., key] if is_secret_key(key) => Some(SecretKind::Whole),
         _ => None,
     }

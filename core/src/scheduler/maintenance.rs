@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::backup::{self, BackupSources};
 use crate::error::Error;
 use crate::model::{CatchUp, Job, JobConfig, JobKind, JobSpec, Settings};
+use crate::storage::MediaStorage;
 use crate::store::Store;
 
 /// Id of the job removing downloads older than `general.auto_cleanup_days`.
@@ -75,10 +76,11 @@ pub(crate) async fn run_maintenance(
     store: &dyn Store,
     settings: &Settings,
     backups: Option<&BackupSources>,
+    storage: Option<&dyn MediaStorage>,
     now: DateTime<Utc>,
 ) -> Result<u32, Error> {
     match job_id {
-        AUTO_CLEANUP_JOB_ID => cleanup_downloads(store, settings, now).await,
+        AUTO_CLEANUP_JOB_ID => cleanup_downloads(store, storage, settings, now).await,
         BACKUP_JOB_ID => {
             let sources = backups.ok_or_else(|| {
                 Error::invalid(
@@ -111,9 +113,10 @@ pub(crate) async fn run_maintenance(
 /// Removes download records older than `general.auto_cleanup_days` (0:
 /// keep everything), and their files when `auto_cleanup_delete_files` is
 /// set. A file that a newer record still points at (a duplicate kept
-/// after the cut-off) stays.
+/// after the cut-off) stays, and so does one outside the storage.
 async fn cleanup_downloads(
     store: &dyn Store,
+    storage: Option<&dyn MediaStorage>,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<u32, Error> {
@@ -122,7 +125,17 @@ async fn cleanup_downloads(
         return Ok(0);
     }
     let cutoff = now - Duration::days(i64::from(days));
-    let delete_files = settings.general.auto_cleanup_delete_files;
+    let delete_files = match storage {
+        Some(storage) if settings.general.auto_cleanup_delete_files => Some(storage),
+        Some(_) => None,
+        None if settings.general.auto_cleanup_delete_files => {
+            return Err(Error::invalid(
+                "general.auto_cleanup_delete_files",
+                "this process was started without the media storage to delete files from",
+            ));
+        }
+        None => None,
+    };
     let mut removed = 0u32;
     loop {
         let batch = store.downloads_before(cutoff, BATCH).await?;
@@ -131,9 +144,12 @@ async fn cleanup_downloads(
             break;
         }
         for download in batch {
-            if delete_files
+            if let Some(storage) = delete_files
                 && download.duplicate_of.is_none()
-                && let Some(path) = download.file_path.as_deref()
+                && let Some(key) = download
+                    .file_path
+                    .as_deref()
+                    .and_then(|p| storage.key_of(p))
             {
                 let still_used = store
                     .duplicates_of(download.id)
@@ -141,13 +157,8 @@ async fn cleanup_downloads(
                     .iter()
                     .any(|dup| dup.download_date >= cutoff);
                 if !still_used {
-                    match tokio::fs::remove_file(path).await {
-                        Ok(()) => {}
-                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(err) => {
-                            return Err(Error::io(format!("removing {path}"), err));
-                        }
-                    }
+                    let companions = crate::downloads::recorded_companions(&download.metadata);
+                    crate::downloads::remove_with_companions(storage, &key, &companions).await?;
                 }
             }
             match store.delete_download(download.id).await {

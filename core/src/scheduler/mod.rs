@@ -109,6 +109,7 @@ use crate::model::{
     CatchUp, Job, JobKind, JobRun, NextRun, QueueItem, QueueStatus, RunFilter, RunStatus, Settings,
 };
 use crate::queue::QueueService;
+use crate::storage::MediaStorage;
 use crate::store::Store;
 
 /// A scheduler as the server (and any embedder) uses it: job management
@@ -239,6 +240,10 @@ pub struct SchedulerOptions {
     /// What the built-in backup job archives and where by default; without
     /// it that job fails, saying so, when `backup.enabled` is on.
     pub backups: Option<BackupSources>,
+    /// Where download media is, for the clean-up job's
+    /// `auto_cleanup_delete_files`; without it that job fails, saying so,
+    /// when the setting is on.
+    pub storage: Option<Arc<dyn MediaStorage>>,
 }
 
 impl Default for SchedulerOptions {
@@ -249,6 +254,7 @@ impl Default for SchedulerOptions {
             stale_run_after: chrono::Duration::hours(1),
             builtin_jobs: true,
             backups: None,
+            storage: None,
         }
     }
 }
@@ -491,6 +497,7 @@ impl CronScheduler {
                 &*self.store,
                 &settings,
                 self.options.backups.as_ref(),
+                self.options.storage.as_deref(),
                 now,
             )
             .await;

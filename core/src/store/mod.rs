@@ -91,6 +91,10 @@ pub trait DownloadRepo: Send + Sync {
     async fn download_by_file_hash(&self, file_hash: &str) -> StoreResult<Option<Download>>;
     /// Merges `patch` into the record's metadata (top-level keys replace).
     async fn update_download_metadata(&self, id: i64, patch: Metadata) -> StoreResult<Download>;
+    /// Points every record whose `file_path` is `from` at `to` (media moved
+    /// to another storage: the original and its duplicates); returns how
+    /// many records changed.
+    async fn relocate_file(&self, from: &str, to: &str) -> StoreResult<u64>;
     /// Records whose `download_date` is before `cutoff`, oldest first, at most `limit`.
     async fn downloads_before(
         &self,

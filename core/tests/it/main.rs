@@ -13,6 +13,8 @@ mod instagram;
 #[cfg(all(feature = "notify-email", feature = "webhooks"))]
 mod notify;
 mod scheduler;
+#[cfg(feature = "s3")]
+mod storage;
 #[cfg(feature = "tiktok")]
 mod tiktok;
 

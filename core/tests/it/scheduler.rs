@@ -19,6 +19,7 @@ use mediadl::scheduler::{
     AUTO_CLEANUP_JOB_ID, BACKUP_JOB_ID, CronScheduler, ForumMonitorRequest, JobPatch,
     LOG_RETENTION_JOB_ID, NewJob, SchedulerOptions,
 };
+use mediadl::storage::LocalStorage;
 use mediadl::store::{DownloadRepo, JobRepo, LogRepo, MemoryStore, QueueRepo};
 use mediadl::{
     BroadcastBus, Clock, DownloadError, Downloader, Error, EventBus, MediaItem, QueueService,
@@ -945,7 +946,15 @@ fn shown_ids(jobs: &[mediadl::model::Job]) -> Vec<&str> {
 
 #[tokio::test]
 async fn maintenance_jobs_are_listed_and_clean_up_per_settings() {
+    let dir = tempfile::tempdir().unwrap();
     let h = Harness::new();
+    let h = Harness {
+        scheduler: h.scheduler.with_options(SchedulerOptions {
+            storage: Some(Arc::new(LocalStorage::new(dir.path()))),
+            ..SchedulerOptions::default()
+        }),
+        ..h
+    };
     h.scheduler.ensure_builtin_jobs().await.unwrap();
     h.scheduler.ensure_builtin_jobs().await.unwrap();
     // The defaults: log retention on (30 days), clean-up and backup off.
@@ -957,7 +966,6 @@ async fn maintenance_jobs_are_listed_and_clean_up_per_settings() {
             .all(|j| j.spec.kind == JobKind::Maintenance && j.spec.enabled)
     );
 
-    let dir = tempfile::tempdir().unwrap();
     let now = at(START);
     let mut paths = Vec::new();
     for (i, age) in [40i64, 35, 5].iter().enumerate() {

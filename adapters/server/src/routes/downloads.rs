@@ -21,7 +21,6 @@ use http::{HeaderValue, StatusCode};
 use mediadl::downloads::{BulkAction, Media, MediaFile};
 use mediadl::model::{Download, DownloadFilter, DownloadStatus, Period, Role};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::{IntoParams, ToSchema};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -586,21 +585,30 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
     responses(
         (status = 200, description = "The whole file", content_type = "*/*", body = String),
         (status = 206, description = "Partial Content (the requested range)", content_type = "*/*", body = String),
+        (status = 307, description = "The bytes are at a presigned URL of the media bucket (`storage.s3.presigned_redirect`)"),
         (status = 403, body = ErrorBody),
         (status = 416, body = ErrorBody),
     ))]
 async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
     let Media { download, file, .. } = state.downloads.media(id).await?;
-    let path = match file {
+    let (key, len) = match file {
         MediaFile::None => return Err(ApiError::not_found("this download has no file")),
         MediaFile::Missing => return Err(ApiError::not_found("the file is missing")),
-        MediaFile::At(path) => path,
+        MediaFile::At { key, size } => (key, size),
     };
-    let mut handle = tokio::fs::File::open(&path)
-        .await
-        .map_err(|_| ApiError::not_found("the file is missing"))?;
-    let len = handle.metadata().await.map_err(ApiError::internal)?.len();
-    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    // A bucket set to hand out presigned URLs serves the bytes itself.
+    if let Some(url) = state.downloads.storage().presigned_url(&key).await? {
+        let mut reply = warp::reply().into_response();
+        *reply.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        reply
+            .headers_mut()
+            .insert(warp::http::header::LOCATION, header(url.as_str()));
+        reply
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(reply);
+    }
+    let mime = mime_guess::from_path(key.name()).first_or_octet_stream();
     let (status, start, end) = match parse_range(range.as_deref(), len) {
         Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
         Ok(None) => (StatusCode::OK, 0, len.saturating_sub(1)),
@@ -618,12 +626,15 @@ async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
         }
     };
     let body_len = if len == 0 { 0 } else { end - start + 1 };
-    handle
-        .seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(ApiError::internal)?;
-    let stream = tokio_util::io::ReaderStream::new(handle.take(body_len));
-    let mut reply = warp::reply::stream(stream).into_response();
+    // A missing object (deleted behind our back since the size was read) is a 404.
+    let stream = state
+        .downloads
+        .storage()
+        .read(&key, (len > 0).then_some(start..=end))
+        .await?;
+    // Storage streams are Send; warp also asks Sync, which a stream polled
+    // through `&mut` only never needs.
+    let mut reply = warp::reply::stream(sync_wrapper::SyncStream::new(stream)).into_response();
     *reply.status_mut() = status;
     let headers = reply.headers_mut();
     headers.insert(CONTENT_TYPE, header(mime.essence_str()));
@@ -636,7 +647,7 @@ async fn file(id: i64, state: AppState, range: Option<String>) -> ApiResult {
     let name = download
         .filename
         .clone()
-        .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| Some(key.name().to_owned()))
         .unwrap_or_else(|| format!("download-{id}"));
     let disposition = if shows_inline(&mime) {
         "inline"
@@ -740,7 +751,7 @@ pub fn content_disposition(kind: &str, name: &str) -> HeaderValue {
 async fn thumbnail(id: i64, state: AppState) -> ApiResult {
     let media = state.downloads.media(id).await?;
     let source = match media.file {
-        MediaFile::At(path) => Some(path),
+        MediaFile::At { key, .. } => state.downloads.storage().local_path(&key),
         MediaFile::None | MediaFile::Missing => None,
     };
     let is_image = source.as_deref().is_some_and(|path| {

@@ -2,7 +2,6 @@
 //! unauthenticated readiness (the database answers, the download directory
 //! takes files).
 
-use std::path::Path;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -97,10 +96,11 @@ type Check = Result<(), String>;
     ))]
 async fn readiness(state: AppState) -> Response {
     let database = check_database(&state).await;
-    let root = state.downloads.download_root();
-    let storage = tokio::task::spawn_blocking(move || check_storage(&root))
-        .await
-        .unwrap_or_else(|err| Err(format!("storage check did not finish: {err}")));
+    let storage =
+        match tokio::time::timeout(DATABASE_TIMEOUT, state.downloads.storage().check()).await {
+            Ok(checked) => checked.map_err(|err| err.to_string()),
+            Err(_) => Err(format!("no answer within {} s", DATABASE_TIMEOUT.as_secs())),
+        };
     let checks = [("database", database), ("storage", storage)];
     let failures: Vec<String> = checks
         .iter()
@@ -134,28 +134,4 @@ async fn check_database(state: &AppState) -> Check {
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(format!("no answer within {} s", DATABASE_TIMEOUT.as_secs())),
     }
-}
-
-/// The download directory exists and a file can be created in it (the
-/// probe file is removed at once; its name is not one the engine's
-/// clean-up or the archive would read as a download).
-fn check_storage(root: &Path) -> Check {
-    if !root.is_dir() {
-        return Err(format!(
-            "download directory {} does not exist",
-            root.display()
-        ));
-    }
-    let probe = root.join(format!(".mediadl-ready-{}", uuid::Uuid::new_v4()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|err| {
-            format!(
-                "download directory {} is not writable: {err}",
-                root.display()
-            )
-        })
 }

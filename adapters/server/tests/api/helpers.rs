@@ -228,3 +228,33 @@ pub fn log_capture() -> (LogCapture, tracing::subscriber::DefaultGuard) {
     let guard = tracing::subscriber::set_default(subscriber);
     (capture, guard)
 }
+
+/// `/downloads/{id}/file` serves `body` whole, a range of it (206 with its
+/// Content-Range), and refuses a range past its end (416): on every storage.
+pub async fn assert_serves_ranges(app: &TestApp, id: i64, token: &str, body: &[u8]) {
+    let get = |range: Option<String>| {
+        let mut request = app
+            .client
+            .get(app.url(&format!("/api/v1/downloads/{id}/file")))
+            .bearer_auth(token);
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        request.send()
+    };
+    let response = get(None).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["accept-ranges"], "bytes");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), body);
+    let response = get(Some("bytes=1-8".into())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes 1-8/{}", body.len())
+    );
+    assert_eq!(response.bytes().await.unwrap().as_ref(), &body[1..=8]);
+    let response = get(Some(format!("bytes={}-", body.len() + 10)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+}

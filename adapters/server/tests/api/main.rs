@@ -13,6 +13,8 @@ mod security_auth;
 mod security_http;
 mod security_secrets;
 mod settings_layers;
+#[cfg(feature = "s3")]
+mod storage;
 
 /// Runs each scenario on both databases.
 macro_rules! on_both_databases {

@@ -9,7 +9,9 @@ use tokio_tungstenite::tungstenite::Message;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{ADMIN_PASSWORD, Backing, Db, TestApp, assert_error, log_capture};
+use crate::helpers::{
+    ADMIN_PASSWORD, Backing, Db, TestApp, assert_error, assert_serves_ranges, log_capture,
+};
 
 /// `POST /import` (issue 16), kept in its own module.
 pub use crate::import::import_is_admin_only_confined_and_idempotent;
@@ -682,38 +684,10 @@ pub async fn download_with_websocket_file_and_thumbnail(db: Db) {
         .as_str()
         .unwrap()
         .to_owned();
-    let response = app
-        .client
-        .get(app.url(&format!("/api/v1/downloads/{id}/file")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    assert_serves_ranges(&app, id, &admin, &png).await;
+    let response = app.client.get(app.url(&file_link)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "image/png");
-    assert_eq!(response.bytes().await.unwrap().as_ref(), png.as_slice());
-    let response = app
-        .client
-        .get(app.url(&file_link))
-        .header("range", "bytes=1-8")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
-    assert_eq!(
-        response.headers()["content-range"],
-        format!("bytes 1-8/{}", png.len())
-    );
-    assert_eq!(response.bytes().await.unwrap().as_ref(), &png[1..=8]);
-    let response = app
-        .client
-        .get(app.url(&format!("/api/v1/downloads/{id}/file")))
-        .bearer_auth(&admin)
-        .header("range", format!("bytes={}-", png.len() + 10))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     let response = app
         .client
         .get(app.url(&thumbnail_link))

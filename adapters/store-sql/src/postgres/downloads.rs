@@ -519,6 +519,16 @@ impl DownloadRepo for PgStore {
         .and_then(Download::try_from)
     }
 
+    async fn relocate_file(&self, from: &str, to: &str) -> StoreResult<u64> {
+        let done = sqlx::query("UPDATE downloads SET file_path = $2 WHERE file_path = $1")
+            .bind(from)
+            .bind(to)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn downloads_before(
         &self,
         cutoff: DateTime<Utc>,

@@ -450,6 +450,18 @@ impl DownloadRepo for SqliteStore {
         rows::download(&row)
     }
 
+    async fn relocate_file(&self, from: &str, to: &str) -> StoreResult<u64> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("UPDATE downloads SET file_path = $2 WHERE file_path = $1")
+            .bind(from)
+            .bind(to)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn downloads_before(
         &self,
         cutoff: DateTime<Utc>,

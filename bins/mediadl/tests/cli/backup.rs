@@ -22,7 +22,7 @@ pub(crate) fn mediadl(args: &[&str]) -> Output {
     mediadl_with(args, |_| {})
 }
 
-fn mediadl_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
+pub(crate) fn mediadl_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mediadl"));
     command
         .args(args)

@@ -8,4 +8,5 @@ mod download_archive;
 mod import;
 mod json_logs;
 mod pg_workers;
+mod storage;
 mod worker_metrics;

@@ -1,5 +1,6 @@
 //! One media item: fetched (or produced by its downloader) into a
-//! temporary file under an exclusive turn, deduplicated, placed and recorded.
+//! temporary file under an exclusive turn, deduplicated, committed to the
+//! media storage and recorded.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,12 +10,13 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::downloader::{Context, Downloader, MediaItem, Staging};
-use crate::downloads::{companion_path, companion_suffix_is_safe};
-use crate::engine::placement::{NameParts, contained_path, relative_location, templates};
+use crate::downloads::companion_suffix_is_safe;
+use crate::engine::placement::{NameParts, relative_location, templates};
 use crate::engine::{Shared, TEMP_PREFIX};
 use crate::error::{DownloadError, StoreError};
-use crate::fetch::transfer::{Fetched, FinalName, Target, fetch_to_file, move_into_place};
+use crate::fetch::transfer::{Fetched, FinalName, Target, fetch_to_file};
 use crate::model::{Download, DownloadStatus, NewDownload, QueueItem, Settings};
+use crate::storage::{Collision, MediaStorage, StorageKey, bytes_stream, key_prefix};
 
 pub(super) enum Recorded {
     New(Box<Download>),
@@ -33,7 +35,7 @@ pub(super) async fn download_one(
     upgrade: bool,
 ) -> Result<Recorded, DownloadError> {
     let settings: &Settings = &cx.settings;
-    let root = shared.download_root();
+    let storage: &dyn MediaStorage = &*shared.storage;
     let now = shared.clock.now();
     let placeholder = NameParts {
         platform: &item.platform,
@@ -47,7 +49,9 @@ pub(super) async fn download_one(
     // The source's own templates (queue item or job) win over the settings'.
     let (directory_template, filename_template) = templates(&item.metadata, settings);
     let (dir_rel, _) = relative_location(directory_template, filename_template, &placeholder);
-    let dir = contained_path(&root, &dir_rel)?;
+    let key_dir = key_prefix(&dir_rel)?;
+    let staging_area = storage.staging(&key_dir)?;
+    let dir = staging_area.dir.clone();
     let key_hash = crate::model::url_hash(&media.archive_key);
     let temp = dir.join(format!("{TEMP_PREFIX}{}.part", &key_hash[..20]));
 
@@ -70,8 +74,7 @@ pub(super) async fn download_one(
         .as_ref()
         .filter(|_| upgrade)
         .and_then(|old| old.file_path.as_deref())
-        .map(PathBuf::from)
-        .filter(|old| old.starts_with(&root));
+        .and_then(|old| storage.key_of(old));
     let staging = Staging::new(dir.join(format!("{TEMP_PREFIX}{}.staging", &key_hash[..20])));
     let began = Instant::now();
     // Files a program wrote beside the media (see `place_companions`).
@@ -92,7 +95,7 @@ pub(super) async fn download_one(
             ));
             tokio::fs::rename(&produced, &staged)
                 .await
-                .map_err(|err| storage(&staged, err))?;
+                .map_err(|err| io_error(&staged, err))?;
             companions = stage_companions(&produced, &staged).await?;
             let _ = tokio::fs::remove_dir_all(staging.dir())
                 .await
@@ -113,7 +116,10 @@ pub(super) async fn download_one(
                 path: &temp,
                 file: Arc::clone(&turn.file),
                 partial_len: turn.partial_len,
-                final_name: replace.is_none().then_some(&final_name as &FinalName<'_>),
+                // The local storage links the file into place on the
+                // writer thread; other backends get it committed below.
+                final_name: (replace.is_none() && staging_area.links_into_place)
+                    .then_some(&final_name as &FinalName<'_>),
             };
             let fetched = fetch_to_file(
                 &cx.http,
@@ -127,9 +133,10 @@ pub(super) async fn download_one(
             match fetched {
                 Ok(fetched) => fetched,
                 Err(error) => {
-                    // Keep a partial file only where a later attempt can resume it.
-                    let resumable =
-                        error.is_retryable() || matches!(error, DownloadError::Cancelled);
+                    // Keep a partial file only where a later attempt can
+                    // resume it: not after the item's last attempt.
+                    let retry_follows = error.is_retryable() && item.attempts < item.max_attempts;
+                    let resumable = retry_follows || matches!(error, DownloadError::Cancelled);
                     let empty = tokio::fs::metadata(&temp)
                         .await
                         .is_ok_and(|meta| meta.len() == 0);
@@ -169,14 +176,17 @@ pub(super) async fn download_one(
             .await
             .map_err(DownloadError::from)?
     };
-    let (file_path, filename, duplicate_of) = match duplicate.filter(|owner| {
-        owner
-            .file_path
-            .as_deref()
-            .is_some_and(|p| Path::new(p).exists())
-    }) {
+    // The owner's object must still be there for this one to lean on it.
+    let mut owner_stored = None;
+    if let Some(owner) = duplicate
+        && let Some(owner_key) = owner.file_path.as_deref().and_then(|p| storage.key_of(p))
+        && storage.size(&owner_key).await?.is_some()
+    {
+        owner_stored = Some(owner);
+    }
+    let (file_path, filename, duplicate_of) = match owner_stored {
         Some(owner) => {
-            remove_file(&fetched.path).await?;
+            discard(storage, &fetched).await?;
             for (staged, _) in &companions {
                 remove_file(staged).await?;
             }
@@ -187,13 +197,12 @@ pub(super) async fn download_one(
             )
         }
         None => {
-            let final_path = match replace {
-                _ if fetched.placed => fetched.path,
+            let key = match replace {
+                _ if fetched.placed => placed_key(storage, &fetched.path)?,
                 Some(old) => {
-                    tokio::fs::rename(&fetched.path, &old)
-                        .await
-                        .map_err(|err| storage(&old, err))?;
-                    old
+                    storage
+                        .commit_file(&fetched.path, &old, Collision::Replace)
+                        .await?
                 }
                 None => {
                     let parts = NameParts {
@@ -203,22 +212,22 @@ pub(super) async fn download_one(
                     };
                     let (_, name) =
                         relative_location(directory_template, filename_template, &parts);
-                    place(fetched.path, dir, name).await?
+                    let key = StorageKey::in_dir(&dir_rel, &name)?;
+                    storage
+                        .commit_file(&fetched.path, &key, Collision::Number)
+                        .await?
                 }
             };
-            let placed = place_companions(&companions, &final_path).await?;
+            let placed = place_companions(storage, &companions, &key).await?;
             if !placed.is_empty() {
                 metadata.insert("companions".into(), placed.into());
             }
             if settings.downloads.metadata_sidecar {
-                write_sidecar(&final_path, media, &metadata).await?;
+                write_sidecar(storage, &key, media, &metadata).await?;
             }
-            let filename = final_path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned());
             (
-                Some(final_path.to_string_lossy().into_owned()),
-                filename,
+                Some(storage.locator(&key)),
+                Some(key.name().to_owned()),
                 None,
             )
         }
@@ -249,11 +258,21 @@ pub(super) async fn download_one(
     match stored {
         Ok(download) => Ok(Recorded::New(Box::new(download))),
         Err(StoreError::Conflict(_)) => {
-            // Another worker got there first: keep its file and record, not ours.
+            // Another worker got there first: keep its file and record, not
+            // ours — unless both wrote the same key (two processes that
+            // looked for a free object name at the same moment).
             if duplicate_of.is_none()
-                && let Some(path) = file_path
+                && let Some(ours) = file_path.as_deref()
+                && let Some(key) = storage.key_of(ours)
             {
-                remove_file(Path::new(&path)).await?;
+                let winner = shared
+                    .store
+                    .download_by_archive_key(&media.archive_key)
+                    .await
+                    .map_err(DownloadError::from)?;
+                if winner.is_none_or(|winner| winner.file_path.as_deref() != Some(ours)) {
+                    storage.delete(&key).await?;
+                }
             }
             Ok(Recorded::AlreadyHad)
         }
@@ -292,18 +311,18 @@ async fn take_turn(
             };
             let file = match open() {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::create_dir_all(&dir).map_err(|err| storage(&dir, err))?;
+                    std::fs::create_dir_all(&dir).map_err(|err| io_error(&dir, err))?;
                     open()
                 }
                 opened => opened,
             }
-            .map_err(|err| storage(&temp, err))?;
+            .map_err(|err| io_error(&temp, err))?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-                Err(std::fs::TryLockError::Error(err)) => return Err(storage(&temp, err)),
+                Err(std::fs::TryLockError::Error(err)) => return Err(io_error(&temp, err)),
             }
-            let partial_len = file.metadata().map_err(|err| storage(&temp, err))?.len();
+            let partial_len = file.metadata().map_err(|err| io_error(&temp, err))?.len();
             Ok(Some(Turn {
                 file: Arc::new(file),
                 partial_len,
@@ -321,11 +340,11 @@ async fn take_turn(
     }
 }
 
-/// Moves a finished temporary file to `dir/name` (see [`move_into_place`]).
-async fn place(temp: PathBuf, dir: PathBuf, name: String) -> Result<PathBuf, DownloadError> {
-    tokio::task::spawn_blocking(move || move_into_place(&temp, &dir, &name))
-        .await
-        .map_err(|err| DownloadError::Storage(format!("placing a file: {err}")))?
+/// The key of a file the transfer linked into place itself.
+fn placed_key(storage: &dyn MediaStorage, path: &Path) -> Result<StorageKey, DownloadError> {
+    storage.key_of(&path.to_string_lossy()).ok_or_else(|| {
+        DownloadError::Storage(format!("{} lies outside the storage", path.display()))
+    })
 }
 
 /// Moves the companions a downloader left beside `produced` in its
@@ -346,13 +365,13 @@ async fn stage_companions(
         .unwrap_or_default();
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(entries) => entries,
-        Err(err) => return Err(storage(dir, err)),
+        Err(err) => return Err(io_error(dir, err)),
     };
     let mut staged_companions = Vec::new();
     while let Some(entry) = entries
         .next_entry()
         .await
-        .map_err(|err| storage(dir, err))?
+        .map_err(|err| io_error(dir, err))?
     {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(suffix) = name.strip_prefix(&stem) else {
@@ -361,10 +380,10 @@ async fn stage_companions(
         if !companion_suffix_is_safe(suffix) || !entry.path().is_file() {
             continue;
         }
-        let target = companion_path(staged, suffix);
+        let target = crate::downloads::companion_path(staged, suffix);
         tokio::fs::rename(entry.path(), &target)
             .await
-            .map_err(|err| storage(&target, err))?;
+            .map_err(|err| io_error(&target, err))?;
         staged_companions.push((target, suffix.to_owned()));
     }
     staged_companions.sort();
@@ -372,32 +391,47 @@ async fn stage_companions(
 }
 
 /// The one place companion files reach their final names: beside the
-/// placed media, named after it ([`companion_path`]), like the metadata
-/// sidecar. Returns their file names, recorded with the download so they
-/// are deleted with it.
+/// media object, named after it (`Clip.mp4` → `Clip.info.json`, see
+/// [`companion_path`](crate::downloads::companion_path)), like the metadata
+/// sidecar. Returns their names, recorded with the download so they are
+/// deleted with it.
 async fn place_companions(
+    storage: &dyn MediaStorage,
     companions: &[(PathBuf, String)],
-    media: &Path,
+    media: &StorageKey,
 ) -> Result<Vec<String>, DownloadError> {
     let mut names = Vec::new();
     for (staged, suffix) in companions {
-        let target = companion_path(media, suffix);
-        tokio::fs::rename(staged, &target)
-            .await
-            .map_err(|err| storage(&target, err))?;
-        if let Some(name) = target.file_name() {
-            names.push(name.to_string_lossy().into_owned());
-        }
+        let name = crate::downloads::companion_path(Path::new(media.name()), suffix)
+            .to_string_lossy()
+            .into_owned();
+        let target = media.sibling(&name)?;
+        storage
+            .commit_file(staged, &target, Collision::Replace)
+            .await?;
+        names.push(target.name().to_owned());
     }
     Ok(names)
 }
 
+/// Drops a transfer's file: from the storage when the transfer placed it
+/// there, else the staged temporary file.
+async fn discard(storage: &dyn MediaStorage, fetched: &Fetched) -> Result<(), DownloadError> {
+    if fetched.placed {
+        storage.delete(&placed_key(storage, &fetched.path)?).await?;
+        Ok(())
+    } else {
+        remove_file(&fetched.path).await
+    }
+}
+
+/// Writes the metadata sidecar beside the media object (`<key>.json`).
 async fn write_sidecar(
-    path: &Path,
+    storage: &dyn MediaStorage,
+    key: &StorageKey,
     media: &MediaItem,
     metadata: &crate::model::Metadata,
 ) -> Result<(), DownloadError> {
-    let sidecar = crate::downloads::sidecar_path(path);
     let document = serde_json::json!({
         "archive_key": media.archive_key,
         "url": media.url.as_str(),
@@ -406,27 +440,26 @@ async fn write_sidecar(
     });
     let body = serde_json::to_vec_pretty(&document)
         .map_err(|err| DownloadError::Storage(err.to_string()))?;
-    let mut temp = sidecar.as_os_str().to_owned();
-    temp.push(".tmp");
-    let temp = PathBuf::from(temp);
-    tokio::fs::write(&temp, body)
-        .await
-        .map_err(|err| storage(&temp, err))?;
-    tokio::fs::rename(&temp, &sidecar)
-        .await
-        .map_err(|err| storage(&sidecar, err))
+    storage
+        .put(
+            &key.companion(crate::downloads::SIDECAR_SUFFIX)?,
+            bytes_stream(body.into()),
+            Collision::Replace,
+        )
+        .await?;
+    Ok(())
 }
 
 /// Hashes a file a downloader produced itself, moving it to a temporary name.
 async fn hash_file(path: PathBuf, url: url::Url) -> Result<Fetched, DownloadError> {
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
-        let mut file = std::fs::File::open(&path).map_err(|err| storage(&path, err))?;
+        let mut file = std::fs::File::open(&path).map_err(|err| io_error(&path, err))?;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 256 * 1024];
         let mut size = 0u64;
         loop {
-            let read = file.read(&mut buffer).map_err(|err| storage(&path, err))?;
+            let read = file.read(&mut buffer).map_err(|err| io_error(&path, err))?;
             if read == 0 {
                 break;
             }
@@ -448,7 +481,7 @@ async fn hash_file(path: PathBuf, url: url::Url) -> Result<Fetched, DownloadErro
     .map_err(|err| DownloadError::Storage(format!("hashing: {err}")))?
 }
 
-fn storage(path: &Path, err: std::io::Error) -> DownloadError {
+fn io_error(path: &Path, err: std::io::Error) -> DownloadError {
     DownloadError::Storage(format!("{}: {err}", path.display()))
 }
 
@@ -464,5 +497,5 @@ async fn remove_file(path: &Path) -> Result<(), DownloadError> {
     tokio::fs::remove_file(path)
         .await
         .or_else(ignore_missing)
-        .map_err(|err| storage(path, err))
+        .map_err(|err| io_error(path, err))
 }

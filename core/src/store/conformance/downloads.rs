@@ -21,7 +21,7 @@ use super::*;
 #[macro_export]
 macro_rules! conformance_downloads_cases {
     ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory; downloads_insert_get_replace_delete, downloads_reject_bad_input, downloads_list_filters_and_paging, downloads_search_is_literal_and_case_insensitive, filters_holding_nul_match_nothing, downloads_batch_insert_fails_only_conflicts, downloads_lookups, downloads_stats, downloads_timelines, downloads_stats_follow_replace_and_delete);
+        $crate::store_conformance_suite!(@cases $factory; downloads_insert_get_replace_delete, downloads_reject_bad_input, downloads_list_filters_and_paging, downloads_search_is_literal_and_case_insensitive, filters_holding_nul_match_nothing, downloads_batch_insert_fails_only_conflicts, downloads_lookups, downloads_stats, downloads_timelines, downloads_stats_follow_replace_and_delete, downloads_relocate_a_file);
     };
 }
 
@@ -911,4 +911,33 @@ pub async fn downloads_stats_follow_replace_and_delete(store: Arc<dyn Store>) {
         assert_eq!(page.total, expected, "count for {filter:?}");
         assert_eq!(page.items.len() as u64, expected, "rows for {filter:?}");
     }
+}
+
+/// Relocating a file changes the records that point at it (an original
+/// and its duplicate), and nothing else.
+pub async fn downloads_relocate_a_file(store: Arc<dyn Store>) {
+    let original = store
+        .insert_download(new_download("direct:a", at(1)))
+        .await
+        .expect("insert");
+    let mut copy = new_download("direct:b", at(2));
+    copy.file_path = original.file_path.clone();
+    copy.duplicate_of = Some(original.id);
+    let copy = store.insert_download(copy).await.expect("insert");
+    let other = store
+        .insert_download(new_download("direct:c", at(3)))
+        .await
+        .expect("insert");
+    let from = original.file_path.clone().expect("a path");
+    let to = "s3://media/direct/a.jpg";
+    assert_eq!(store.relocate_file(&from, to).await.expect("relocate"), 2);
+    for id in [original.id, copy.id] {
+        let moved = store.get_download(id).await.expect("get");
+        assert_eq!(moved.file_path.as_deref(), Some(to));
+    }
+    assert_eq!(
+        store.get_download(other.id).await.expect("get").file_path,
+        other.file_path
+    );
+    assert_eq!(store.relocate_file(&from, to).await.expect("again"), 0);
 }

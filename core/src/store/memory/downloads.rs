@@ -158,6 +158,18 @@ impl DownloadRepo for MemoryStore {
         Ok(download.clone())
     }
 
+    async fn relocate_file(&self, from: &str, to: &str) -> StoreResult<u64> {
+        let mut state = self.lock()?;
+        let mut changed = 0;
+        for download in state.downloads.values_mut() {
+            if download.file_path.as_deref() == Some(from) {
+                download.file_path = Some(to.to_owned());
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
     async fn downloads_before(
         &self,
         cutoff: DateTime<Utc>,

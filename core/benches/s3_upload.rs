@@ -1,0 +1,180 @@
+//! S3 uploads against moto on loopback (`cargo bench -p mediadl --bench
+//! s3_upload --features s3,testkit`; figures in benches/README.md):
+//!
+//! 1. throughput: 4 × 256 MiB staged files committed at once by
+//!    `S3Storage`, against boto3's `upload_file` of the same files (4
+//!    threads) in the same run, to a fresh moto each;
+//! 2. memory: peak RSS of this process while 16 transfers of 128 MiB
+//!    commit at once (`S3_UPLOAD_PHASE=rss` runs only this, so earlier
+//!    phases do not raise the high-water mark).
+//!
+//! `S3_UPLOAD_MIB` changes the file size of phase 1, `S3_PART_BUFFERS` the
+//! storage's part buffers, `S3_PARTS_IN_FLIGHT` the parts each upload
+//! sends at once, `S3_CONCURRENT_UPLOADS` the uploads under way at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mediadl::storage::{Collision, MediaStorage, S3Config, S3Storage, StorageKey};
+use mediadl::testkit::s3::S3Server;
+
+const BUCKET: &str = "bench";
+
+fn write_file(path: &Path, mib: usize, seed: u8) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let block: Vec<u8> = (0..1 << 20)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect();
+    for _ in 0..mib {
+        file.write_all(&block).unwrap();
+    }
+}
+
+/// Commits copies of `files` at once; seconds taken.
+async fn commit_all(storage: Arc<S3Storage>, files: &[PathBuf], staging: &Path) -> f64 {
+    let staged: Vec<PathBuf> = files
+        .iter()
+        .enumerate()
+        .map(|(n, file)| {
+            let copy = staging.join(format!(".mediadl-bench-{n}.part"));
+            std::fs::copy(file, &copy).unwrap();
+            copy
+        })
+        .collect();
+    let began = Instant::now();
+    let tasks: Vec<_> = staged
+        .into_iter()
+        .enumerate()
+        .map(|(n, path)| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let key = StorageKey::new(format!("bench/file-{n}.bin")).unwrap();
+                storage
+                    .commit_file(&path, &key, Collision::Replace)
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    began.elapsed().as_secs_f64()
+}
+
+async fn fresh_storage(staging: &Path) -> (S3Server, Arc<S3Storage>) {
+    let server = S3Server::start().await;
+    server.create_bucket(BUCKET).await;
+    let mut config = S3Config::new(server.settings(BUCKET), staging);
+    if let Some(buffers) = std::env::var("S3_PART_BUFFERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.part_buffers = buffers;
+    }
+    if let Some(uploads) = std::env::var("S3_CONCURRENT_UPLOADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.concurrent_uploads = uploads;
+    }
+    if let Some(parts) = std::env::var("S3_PARTS_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.parts_in_flight = parts;
+    }
+    let storage = S3Storage::new(&config).unwrap();
+    (server, Arc::new(storage))
+}
+
+fn boto3_seconds(endpoint: &str, files: &[PathBuf]) -> f64 {
+    let script = r#"
+import sys, time, threading, boto3
+endpoint, files = sys.argv[1], sys.argv[2:]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                  aws_secret_access_key="testing", region_name="us-east-1")
+began = time.perf_counter()
+threads = [threading.Thread(target=s3.upload_file, args=(f, "bench", "boto/%d.bin" % n))
+           for n, f in enumerate(files)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(time.perf_counter() - began)
+"#;
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(endpoint)
+        .args(files)
+        .output()
+        .expect("python3 with boto3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let phase = std::env::var("S3_UPLOAD_PHASE").unwrap_or_default();
+    if phase != "rss" {
+        let mib: usize = std::env::var("S3_UPLOAD_MIB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
+        let files: Vec<PathBuf> = (0..4)
+            .map(|n| {
+                let path = dir.path().join(format!("source-{n}.bin"));
+                write_file(&path, mib, n as u8);
+                path
+            })
+            .collect();
+        let total = (4 * mib) as f64;
+        let (server, storage) = fresh_storage(dir.path()).await;
+        let ours = commit_all(storage, &files, dir.path()).await;
+        drop(server);
+        let (server, _) = fresh_storage(dir.path()).await;
+        let theirs = boto3_seconds(server.endpoint(), &files);
+        drop(server);
+        println!(
+            "4 x {mib} MiB: mediadl {:.1} MiB/s ({ours:.2} s), boto3 upload_file {:.1} MiB/s ({theirs:.2} s), ratio {:.2}",
+            total / ours,
+            total / theirs,
+            theirs / ours
+        );
+        for file in files {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
+    if phase.is_empty() || phase == "rss" {
+        let source = dir.path().join("rss-source.bin");
+        write_file(&source, 128, 9);
+        let files = vec![source; 16];
+        let (_server, storage) = fresh_storage(dir.path()).await;
+        let before = peak_rss_mib();
+        let seconds = commit_all(storage, &files, dir.path()).await;
+        println!(
+            "16 x 128 MiB at once: {seconds:.2} s, peak RSS {:.1} MiB (before the transfers {before:.1} MiB)",
+            peak_rss_mib()
+        );
+    }
+}
