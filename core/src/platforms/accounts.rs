@@ -18,17 +18,7 @@ pub fn requested_account(
     request: &Request,
 ) -> Result<String, Error> {
     let name = username(platform, &request.source)?;
-    if !known.contains(&request.content_type.as_str()) {
-        return Err(Error::invalid(
-            "content_type",
-            format!(
-                "{} has no content type {:?} (known: {})",
-                display_name(platform),
-                request.content_type,
-                known.join(", ")
-            ),
-        ));
-    }
+    content_type(display_name(platform), known, &request.content_type)?;
     Ok(name)
 }
 
