@@ -92,8 +92,8 @@ pub struct S3Storage {
     prefix: String,
     staging_dir: PathBuf,
     presign_for: Option<Duration>,
-    /// One permit per part buffer (see [`S3Config::part_buffers`]).
-    buffers: Arc<tokio::sync::Semaphore>,
+    /// The part buffers (see [`S3Config::part_buffers`]).
+    buffers: Arc<PartBuffers>,
     parts_in_flight: usize,
     /// One permit per upload under way (see [`S3Config::concurrent_uploads`]).
     uploads: Arc<tokio::sync::Semaphore>,
@@ -153,7 +153,7 @@ impl S3Storage {
             uploads: Arc::new(tokio::sync::Semaphore::new(
                 config.concurrent_uploads.max(1),
             )),
-            buffers: Arc::new(tokio::sync::Semaphore::new(
+            buffers: Arc::new(PartBuffers::new(
                 config.part_buffers.max(config.parts_in_flight.max(1)),
             )),
             presign_for: s3
@@ -181,14 +181,6 @@ impl S3Storage {
         Err(StorageError::Failed(format!("no free key for {key}")))
     }
 
-    /// A part buffer's permit.
-    async fn buffer(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StorageError> {
-        Arc::clone(&self.buffers)
-            .acquire_owned()
-            .await
-            .map_err(|_| StorageError::Failed("the storage is shutting down".into()))
-    }
-
     /// Uploads `body` under `key`: one PUT when it fits in a part, else a
     /// journalled multipart upload (up to [`S3Config::parts_in_flight`] parts sent
     /// while the next is read), aborted on any failure.
@@ -206,15 +198,14 @@ impl S3Storage {
             pending: Bytes::new(),
             ended: false,
         };
-        let mut permit = self.buffer().await?;
-        let mut part = BytesMut::with_capacity(PART_SIZE);
+        let mut part = PartBuffers::take(&self.buffers).await?;
         // The first part decides: it all fits, or it goes in parts.
-        source.fill(&mut part).await?;
+        source.fill(&mut part.bytes).await?;
         if source.ended {
-            self.client
-                .put(&path, PutPayload::from(part.freeze()))
-                .await
-                .map_err(|err| self.error(Some(key), err))?;
+            let body = part.freeze();
+            let put = self.client.put(&path, PutPayload::from(body.clone())).await;
+            part.reclaim(body);
+            put.map_err(|err| self.error(Some(key), err))?;
             return Ok(source.stored(key));
         }
         let id = self
@@ -227,13 +218,15 @@ impl S3Storage {
             let mut parts = Vec::new();
             let mut in_flight = std::collections::VecDeque::new();
             let mut index = 0;
-            while !part.is_empty() {
+            while !part.bytes.is_empty() {
                 let (client, path, id) = (Arc::clone(&self.client), path.clone(), id.clone());
-                let payload = PutPayload::from(part.split().freeze());
-                // The part's buffer is freed (its permit returned) once sent.
+                let body = part.freeze();
+                // The part's buffer goes back to the pool once sent.
                 in_flight.push_back(tokio::spawn(async move {
-                    let sent = client.put_part(&path, &id, index, payload).await;
-                    drop(permit);
+                    let sent = client
+                        .put_part(&path, &id, index, PutPayload::from(body.clone()))
+                        .await;
+                    part.reclaim(body);
                     sent
                 }));
                 index += 1;
@@ -242,11 +235,10 @@ impl S3Storage {
                 {
                     parts.push(self.joined(key, oldest).await?);
                 }
-                permit = self.buffer().await?;
-                part = BytesMut::with_capacity(PART_SIZE);
-                source.fill(&mut part).await?;
+                part = PartBuffers::take(&self.buffers).await?;
+                source.fill(&mut part.bytes).await?;
             }
-            drop(permit);
+            drop(part);
             for task in in_flight {
                 parts.push(self.joined(key, task).await?);
             }
@@ -318,6 +310,83 @@ impl S3Storage {
             let _ = tokio::fs::remove_file(entry.path()).await;
         }
         Ok(aborted)
+    }
+}
+
+/// The part buffers of one storage, shared by its uploads: allocated once
+/// and handed back after each part is sent. Allocating and freeing a 6 MiB
+/// block per part left the allocator's arenas holding several times the
+/// buffers themselves, so the process's memory grew with the number of
+/// transfers; reused buffers keep it at what [`S3Config::part_buffers`] says.
+#[derive(Debug)]
+struct PartBuffers {
+    /// One permit per buffer, taken or free.
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Buffers allocated earlier and free now.
+    free: std::sync::Mutex<Vec<BytesMut>>,
+}
+
+impl PartBuffers {
+    fn new(count: usize) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(count)),
+            free: std::sync::Mutex::new(Vec::with_capacity(count)),
+        }
+    }
+
+    /// An empty buffer of [`PART_SIZE`] bytes' capacity, once one is free.
+    async fn take(pool: &Arc<Self>) -> Result<PartBuffer, StorageError> {
+        let permit = Arc::clone(&pool.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StorageError::Failed("the storage is shutting down".into()))?;
+        let bytes = pool
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(PART_SIZE));
+        Ok(PartBuffer {
+            bytes,
+            _permit: permit,
+            pool: Arc::clone(pool),
+        })
+    }
+}
+
+/// A part buffer on loan; back to its pool when dropped.
+struct PartBuffer {
+    bytes: BytesMut,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    pool: Arc<PartBuffers>,
+}
+
+impl PartBuffer {
+    /// The part read so far, to send; [`PartBuffer::reclaim`] takes it back.
+    fn freeze(&mut self) -> Bytes {
+        std::mem::take(&mut self.bytes).freeze()
+    }
+
+    /// Takes the buffer back once the request no longer holds the part
+    /// (should it still, the pool allocates another one later).
+    fn reclaim(mut self, sent: Bytes) {
+        if let Ok(bytes) = sent.try_into_mut() {
+            self.bytes = bytes;
+        }
+    }
+}
+
+impl Drop for PartBuffer {
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.bytes);
+        if bytes.capacity() >= PART_SIZE {
+            bytes.clear();
+            self.pool
+                .free
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(bytes);
+        }
     }
 }
 
@@ -549,5 +618,40 @@ impl MediaStorage for S3Storage {
             .await
             .map(Some)
             .map_err(|err| self.error(Some(key), err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sent_part_buffer_is_reused_not_reallocated() {
+        let pool = Arc::new(PartBuffers::new(1));
+        let mut part = PartBuffers::take(&pool).await.unwrap();
+        part.bytes.resize(PART_SIZE, 7);
+        let first = part.bytes.as_ptr();
+        let body = part.freeze();
+        let request_copy = body.clone();
+        drop(request_copy);
+        part.reclaim(body);
+
+        let again = PartBuffers::take(&pool).await.unwrap();
+        assert_eq!(again.bytes.as_ptr(), first, "the same allocation");
+        assert!(again.bytes.is_empty() && again.bytes.capacity() >= PART_SIZE);
+    }
+
+    #[tokio::test]
+    async fn a_part_still_held_elsewhere_is_left_to_its_holder() {
+        let pool = Arc::new(PartBuffers::new(1));
+        let mut part = PartBuffers::take(&pool).await.unwrap();
+        part.bytes.resize(PART_SIZE, 7);
+        let body = part.freeze();
+        let held = body.clone();
+        part.reclaim(body);
+
+        assert_eq!(held.len(), PART_SIZE, "the holder's bytes are untouched");
+        let fresh = PartBuffers::take(&pool).await.unwrap();
+        assert_ne!(fresh.bytes.as_ptr(), held.as_ptr());
     }
 }
