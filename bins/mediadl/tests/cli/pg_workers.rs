@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use mediadl::model::{DownloadFilter, Page};
 use mediadl::store::DownloadRepo;
 use mediadl::testkit::{Fixture, FixtureServer};
-use mediadl_store::PgStore;
-use mediadl_store::testing::fresh_pg_database;
 
-use crate::workers::{Workers, enqueue_direct, files_under, wait_until_finished};
+use crate::workers::{
+    Workers, enqueue_direct, files_under, fresh_database, wait_until_all_completed,
+};
 
 const ITEMS: usize = 2_000;
 const PROCESSES: usize = 3;
@@ -25,12 +25,7 @@ fn body_of(n: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_worker_processes_complete_two_thousand_downloads_once() {
-    let db = fresh_pg_database()
-        .await
-        .unwrap_or_else(|err| panic!("this test needs PostgreSQL: {err}"));
-    let producer = PgStore::connect(db.url())
-        .await
-        .expect("producer connects and migrates");
+    let (db, producer) = fresh_database().await;
     let site = FixtureServer::start().await;
     for n in 0..ITEMS {
         site.route(&format!("/media/{n:05}.bin"), Fixture::bytes(body_of(n)));
@@ -61,13 +56,7 @@ async fn three_worker_processes_complete_two_thousand_downloads_once() {
     enqueue_direct(&producer, urls).await;
 
     // Wait for the queue to drain.
-    let counts = wait_until_finished(&producer, &mut workers, ITEMS as u64, 3000).await;
-    assert_eq!(
-        (counts.completed, counts.total()),
-        (ITEMS as u64, ITEMS as u64),
-        "every item completed: {counts:?}\n{}",
-        workers.logs()
-    );
+    wait_until_all_completed(&producer, &mut workers, ITEMS as u64, 3000).await;
     workers.stop();
 
     // One download record per item, each completed.

@@ -18,10 +18,12 @@ use mediadl::store::DownloadRepo;
 use mediadl::testkit::s3::{ProxyAnswer, S3Server};
 use mediadl::testkit::{Fixture, FixtureServer};
 use mediadl_store::PgStore;
-use mediadl_store::testing::{TestDatabase, fresh_pg_database};
+use mediadl_store::testing::TestDatabase;
 
 use crate::storage::{hex, s3_env};
-use crate::workers::{Workers, enqueue_direct, files_under, wait_until_finished};
+use crate::workers::{
+    Workers, enqueue_direct, files_under, fresh_database, wait_until_all_completed,
+};
 
 const BUCKET: &str = "media";
 const ITEMS: usize = 500;
@@ -50,12 +52,7 @@ fn path_of(n: usize) -> String {
 /// A fresh database (with a producer's connection), a bucket and a
 /// fixture site.
 async fn services() -> (TestDatabase, PgStore, S3Server, FixtureServer) {
-    let db = fresh_pg_database()
-        .await
-        .unwrap_or_else(|err| panic!("this test needs PostgreSQL: {err}"));
-    let producer = PgStore::connect(db.url())
-        .await
-        .expect("producer connects and migrates");
+    let (db, producer) = fresh_database().await;
     let s3 = S3Server::start().await;
     s3.create_bucket(BUCKET).await;
     (db, producer, s3, FixtureServer::start().await)
@@ -158,13 +155,7 @@ async fn three_worker_processes_sharing_only_postgres_and_the_bucket_store_each_
         (0..ITEMS).map(|n| site.url(&path_of(n))).collect(),
     )
     .await;
-    let counts = wait_until_finished(&producer, &mut workers, ITEMS as u64, 3000).await;
-    assert_eq!(
-        (counts.completed, counts.total()),
-        (ITEMS as u64, ITEMS as u64),
-        "every item completed: {counts:?}\n{}",
-        workers.logs()
-    );
+    wait_until_all_completed(&producer, &mut workers, ITEMS as u64, 3000).await;
     workers.stop();
 
     let downloads = all_downloads(&producer).await;
@@ -274,13 +265,7 @@ async fn a_worker_killed_mid_upload_leaves_no_object_and_its_next_start_aborts_t
     );
 
     // The lease runs out (60 s) and the restarted worker finishes the item.
-    let counts = wait_until_finished(&producer, &mut workers, 1, 1500).await;
-    assert_eq!(
-        (counts.completed, counts.total()),
-        (1, 1),
-        "the item completed: {counts:?}\n{}",
-        workers.logs()
-    );
+    wait_until_all_completed(&producer, &mut workers, 1, 1500).await;
     workers.stop();
     let downloads = all_downloads(&producer).await;
     assert_eq!(downloads.len(), 1, "one record");

@@ -8,6 +8,7 @@ use std::time::Duration;
 use mediadl::model::{NewQueueItem, QueueCounts};
 use mediadl::store::QueueRepo;
 use mediadl_store::PgStore;
+use mediadl_store::testing::{TestDatabase, fresh_pg_database};
 
 /// Worker processes stopped (SIGTERM, then SIGKILL) however the test ends.
 #[derive(Default)]
@@ -106,6 +107,18 @@ impl Drop for Workers {
     }
 }
 
+/// A fresh PostgreSQL database and the producer's connection to it
+/// (migrated); panics when PostgreSQL is unreachable.
+pub(crate) async fn fresh_database() -> (TestDatabase, PgStore) {
+    let db = fresh_pg_database()
+        .await
+        .unwrap_or_else(|err| panic!("this test needs PostgreSQL: {err}"));
+    let producer = PgStore::connect(db.url())
+        .await
+        .expect("producer connects and migrates");
+    (db, producer)
+}
+
 /// Enqueues one `direct` item per URL from four producer tasks at once.
 pub(crate) async fn enqueue_direct(producer: &PgStore, urls: Vec<String>) {
     let mut producers = Vec::new();
@@ -129,15 +142,16 @@ pub(crate) async fn enqueue_direct(producer: &PgStore, urls: Vec<String>) {
     }
 }
 
-/// Waits until `items` queue items are finished (completed or failed) and
-/// returns the counts; panics when a worker exits meanwhile. The bound
-/// (`polls` of 200 ms) only keeps a broken build from hanging.
-pub(crate) async fn wait_until_finished(
+/// Waits until the queue's `items` items are finished and checks that
+/// every one completed; panics, with the logs, when one failed or a worker
+/// exits meanwhile. The bound (`polls` of 200 ms) only keeps a broken
+/// build from hanging.
+pub(crate) async fn wait_until_all_completed(
     producer: &PgStore,
     workers: &mut Workers,
     items: u64,
     polls: usize,
-) -> QueueCounts {
+) {
     let mut counts = QueueCounts::default();
     for _ in 0..polls {
         counts = producer.queue_counts().await.expect("counts");
@@ -147,7 +161,12 @@ pub(crate) async fn wait_until_finished(
         workers.assert_running();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    counts
+    assert_eq!(
+        (counts.completed, counts.total()),
+        (items, items),
+        "every item completed: {counts:?}\n{}",
+        workers.logs()
+    );
 }
 
 /// Every regular file under `root`.
