@@ -93,15 +93,85 @@ impl S3Server {
     ///
     /// When the server refuses.
     pub async fn open_uploads(&self, bucket: &str) -> usize {
-        let body = reqwest::Client::new()
-            .get(format!("{}/{bucket}?uploads", self.endpoint))
-            .send()
-            .await
-            .expect("list uploads")
-            .text()
-            .await
-            .expect("uploads body");
-        body.matches("<UploadId>").count()
+        self.unfinished_uploads(bucket).await.len()
+    }
+
+    /// The multipart uploads still open in `bucket`: each one's key and id.
+    ///
+    /// # Panics
+    ///
+    /// When the server refuses.
+    pub async fn unfinished_uploads(&self, bucket: &str) -> Vec<OpenUpload> {
+        let body = get_text(self.bucket_url(bucket, &[("uploads", "")])).await;
+        elements(&body, "Upload")
+            .into_iter()
+            .map(|upload| OpenUpload {
+                key: element(upload, "Key"),
+                upload_id: element(upload, "UploadId"),
+            })
+            .collect()
+    }
+
+    /// How many parts the open upload `upload_id` of `key` holds (unsigned
+    /// ListParts).
+    ///
+    /// # Panics
+    ///
+    /// When the server refuses.
+    pub async fn parts_uploaded(&self, bucket: &str, key: &str, upload_id: &str) -> usize {
+        let mut url = self.object_url(bucket, key);
+        url.query_pairs_mut().append_pair("uploadId", upload_id);
+        let body = get_text(url).await;
+        elements(&body, "Part").len()
+    }
+
+    /// Every object in `bucket`: its key and size (unsigned ListObjectsV2,
+    /// page after page).
+    ///
+    /// # Panics
+    ///
+    /// When the server refuses.
+    pub async fn objects(&self, bucket: &str) -> Vec<(String, u64)> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("list-type", "2")];
+            if let Some(token) = &token {
+                query.push(("continuation-token", token));
+            }
+            let body = get_text(self.bucket_url(bucket, &query)).await;
+            found.extend(elements(&body, "Contents").into_iter().map(|object| {
+                let size = element(object, "Size");
+                (
+                    element(object, "Key"),
+                    size.parse()
+                        .unwrap_or_else(|_| panic!("an object size: {size}")),
+                )
+            }));
+            if element(&body, "IsTruncated") != "true" {
+                return found;
+            }
+            token = Some(element(&body, "NextContinuationToken"));
+        }
+    }
+
+    /// The URL of `bucket`, with `query`.
+    fn bucket_url(&self, bucket: &str, query: &[(&str, &str)]) -> url::Url {
+        let mut url = self.object_url(bucket, "");
+        url.query_pairs_mut().extend_pairs(query);
+        url
+    }
+
+    /// The URL of the object `key` in `bucket` (of the bucket when `key`
+    /// is empty), each segment escaped.
+    fn object_url(&self, bucket: &str, key: &str) -> url::Url {
+        let mut url = url::Url::parse(&self.endpoint).expect("the endpoint is a URL");
+        url.path_segments_mut()
+            .expect("an http URL")
+            .clear()
+            .push(bucket)
+            .extend(key.split('/').filter(|segment| !segment.is_empty()));
+        url
     }
 
     /// A proxy on another loopback port in front of this server that
@@ -112,6 +182,24 @@ impl S3Server {
         &self,
         fails: impl Fn(&hyper::Method, &str) -> bool + Send + Sync + 'static,
     ) -> (String, tokio_util::sync::CancellationToken) {
+        self.proxy(move |method, query| {
+            if fails(method, query) {
+                ProxyAnswer::SlowDown
+            } else {
+                ProxyAnswer::Forward
+            }
+        })
+        .await
+    }
+
+    /// A proxy on another loopback port in front of this server that
+    /// treats each request as `decide` says (given its method and query
+    /// string). Stops with the returned token, which also ends the
+    /// requests it holds.
+    pub async fn proxy(
+        &self,
+        decide: impl Fn(&hyper::Method, &str) -> ProxyAnswer + Send + Sync + 'static,
+    ) -> (String, tokio_util::sync::CancellationToken) {
         use http_body_util::BodyExt;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -119,7 +207,7 @@ impl S3Server {
         let addr = listener.local_addr().expect("local address");
         let stop = tokio_util::sync::CancellationToken::new();
         let upstream = self.endpoint.clone();
-        let fails = std::sync::Arc::new(fails);
+        let decide = std::sync::Arc::new(decide);
         let client = reqwest::Client::new();
         let running = stop.clone();
         tokio::spawn(async move {
@@ -129,22 +217,28 @@ impl S3Server {
                     accepted = listener.accept() => accepted,
                 };
                 let Ok((stream, _)) = accepted else { continue };
-                let (fails, client, upstream) = (
-                    std::sync::Arc::clone(&fails),
+                let (decide, client, upstream, running) = (
+                    std::sync::Arc::clone(&decide),
                     client.clone(),
                     upstream.clone(),
+                    running.clone(),
                 );
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |request: hyper::Request<hyper::body::Incoming>| {
-                            let (fails, client, upstream) = (
-                                std::sync::Arc::clone(&fails),
+                            let (decide, client, upstream, running) = (
+                                std::sync::Arc::clone(&decide),
                                 client.clone(),
                                 upstream.clone(),
+                                running.clone(),
                             );
                             async move {
                                 let query = request.uri().query().unwrap_or_default().to_owned();
-                                if fails(request.method(), &query) {
+                                let answer = decide(request.method(), &query);
+                                if answer == ProxyAnswer::Hold {
+                                    running.cancelled().await;
+                                }
+                                if answer != ProxyAnswer::Forward {
                                     let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
                                     return Ok::<_, std::convert::Infallible>(
                                         hyper::Response::builder()
@@ -206,4 +300,60 @@ impl S3Server {
     pub async fn stop(&mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// What [`S3Server::proxy`] does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyAnswer {
+    /// Passes it to the server and its answer back.
+    Forward,
+    /// Answers `503 SlowDown` at once.
+    SlowDown,
+    /// Answers nothing until the proxy stops (then `503 SlowDown`): a
+    /// transfer stalled on the network.
+    Hold,
+}
+
+/// A multipart upload the server holds open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    /// The object's key.
+    pub key: String,
+    /// The upload's id.
+    pub upload_id: String,
+}
+
+/// The body of an unsigned GET of `url`, which must succeed.
+async fn get_text(url: url::Url) -> String {
+    let shown = url.to_string();
+    let response = reqwest::get(url)
+        .await
+        .unwrap_or_else(|err| panic!("GET {shown}: {err}"));
+    let status = response.status();
+    let body = response.text().await.expect("a listing body");
+    assert!(status.is_success(), "GET {shown}: {status}: {body}");
+    body
+}
+
+/// The contents of each `<name>…</name>` element in `xml`, in order.
+fn elements<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split_once(close.as_str()).map(|(inner, _)| inner))
+        .collect()
+}
+
+/// The text of the first `<name>` element in `xml` with its XML escapes
+/// undone (`""` when there is none).
+fn element(xml: &str, name: &str) -> String {
+    elements(xml, name)
+        .first()
+        .copied()
+        .unwrap_or_default()
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }

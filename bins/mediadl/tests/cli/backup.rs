@@ -15,7 +15,7 @@ use mediadl::testkit::{Fixture, FixtureServer};
 use mediadl_store::testing::fresh_pg_database;
 use mediadl_store::{PgStore, SqliteStore};
 
-use crate::pg_workers::Workers;
+use crate::workers::Workers;
 
 /// Runs `mediadl ARGS` with none of the environment's database settings.
 pub(crate) fn mediadl(args: &[&str]) -> Output {
@@ -137,23 +137,12 @@ async fn backup_taken_while_downloads_run_restores_every_completed_download() {
             .await
             .expect("enqueue");
     }
-    let log = scratch.path().join("worker.log");
-    let mut workers = Workers {
-        children: vec![
-            Command::new(env!("CARGO_BIN_EXE_mediadl"))
-                .args(["worker", "--concurrency", "4", "--data-dir", path(&data)])
-                .arg("--download-dir")
-                .arg(scratch.path().join("downloads"))
-                .env_remove("DATABASE_URL")
-                .env_remove("MEDIADL_DATABASE_URL")
-                .env("MEDIADL_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("log"))
-                .spawn()
-                .expect("start a worker"),
-        ],
-        logs: vec![log],
-    };
+    let mut workers = Workers::default();
+    workers.start(&data, None, scratch.path().join("worker.log"), |command| {
+        command
+            .args(["--concurrency", "4", "--download-dir"])
+            .arg(scratch.path().join("downloads"));
+    });
     let mut before = BTreeSet::new();
     for _ in 0..600 {
         before = completed_urls(&store).await;

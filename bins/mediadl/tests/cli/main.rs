@@ -8,5 +8,7 @@ mod download_archive;
 mod import;
 mod json_logs;
 mod pg_workers;
+mod s3_workers;
 mod storage;
 mod worker_metrics;
+mod workers;

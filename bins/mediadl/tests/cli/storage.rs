@@ -2,7 +2,7 @@
 //! local download directory and moto's S3 server on loopback.
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use mediadl::model::{DownloadFilter, NewDownload, Page};
 use mediadl::storage::{MediaStorage, S3Config, S3Storage, sha256_of};
@@ -17,13 +17,17 @@ use crate::backup::{mediadl_with, stderr};
 fn storage_command(data: &Path, s3: &S3Server, bucket: &str, args: &[&str]) -> Output {
     let mut all = vec!["storage", "--data-dir", data.to_str().unwrap()];
     all.extend_from_slice(args);
-    mediadl_with(&all, |command| {
-        command
-            .env("MEDIADL_STORAGE_S3_ENDPOINT", s3.endpoint())
-            .env("MEDIADL_STORAGE_S3_BUCKET", bucket)
-            .env("MEDIADL_STORAGE_S3_ACCESS_KEY_ID", "testing")
-            .env("MEDIADL_STORAGE_S3_SECRET_ACCESS_KEY", "testing");
-    })
+    mediadl_with(&all, |command| s3_env(command, s3.endpoint(), bucket))
+}
+
+/// The environment that points a `mediadl` command at `bucket` on the S3
+/// server at `endpoint`, with moto's test credentials.
+pub(crate) fn s3_env(command: &mut Command, endpoint: &str, bucket: &str) {
+    command
+        .env("MEDIADL_STORAGE_S3_ENDPOINT", endpoint)
+        .env("MEDIADL_STORAGE_S3_BUCKET", bucket)
+        .env("MEDIADL_STORAGE_S3_ACCESS_KEY_ID", "testing")
+        .env("MEDIADL_STORAGE_S3_SECRET_ACCESS_KEY", "testing");
 }
 
 fn stdout(output: &Output) -> String {
@@ -155,7 +159,8 @@ async fn migrate_copies_verifies_and_repoints_and_a_second_run_has_nothing_left(
     );
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes` in lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
