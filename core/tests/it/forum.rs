@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use mediadl::downloader::{Context, Downloader, Request};
 use mediadl::error::DownloadError;
-use mediadl::model::{DownloadStatus, NewQueueItem, QueueStatus, Settings};
+use mediadl::model::{DownloadStatus, NewQueueItem, Settings};
 use mediadl::platforms::forum::{Forum, state_key, thread_id};
 use mediadl::store::{MemoryStore, QueueRepo, StateRepo};
 use mediadl::testkit::{self, Fixture, FixtureServer, TestEngine};
@@ -394,15 +394,7 @@ async fn a_login_gated_attachment_is_auth_required() {
         .unwrap();
     test.run_until_finished(&[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(item.status, QueueStatus::Failed);
-    assert!(
-        item.error_message
-            .as_deref()
-            .unwrap_or_default()
-            .contains("authentication required"),
-        "{:?}",
-        item.error_message
-    );
+    crate::assert_failed(&item, "authentication required");
     assert!(
         walk(root.path())
             .iter()

@@ -199,8 +199,7 @@ async fn accounts_that_cannot_be_listed_say_why() {
         let err = collect(settings(&server, json!({})), "someone")
             .await
             .unwrap_err();
-        assert_eq!(err.code(), code, "{profile}: {err:?}");
-        assert!(err.to_string().contains(words), "{profile}: {err}");
+        crate::assert_failure(&err, code, words, profile);
     }
 }
 
@@ -305,35 +304,14 @@ async fn settings_and_names_are_checked() {
         &server,
         json!({"platforms": {"tiktok": {"enabled": false}}}),
     );
-    assert!(
-        tiktok
-            .check(&off)
-            .await
-            .unwrap_err()
-            .reason
-            .contains("platforms.tiktok.enabled")
-    );
+    crate::assert_unavailable(&tiktok, &off, "platforms.tiktok.enabled").await;
     let bad_quality = settings(&server, json!({"platforms": {"tiktok": {"quality": "8k"}}}));
-    assert!(
-        tiktok
-            .check(&bad_quality)
-            .await
-            .unwrap_err()
-            .reason
-            .contains("quality")
-    );
+    crate::assert_unavailable(&tiktok, &bad_quality, "quality").await;
     let bad_cookies = settings(
         &server,
         json!({"platforms": {"tiktok": {"cookies": "not\ta cookie\n"}}}),
     );
-    assert!(
-        tiktok
-            .check(&bad_cookies)
-            .await
-            .unwrap_err()
-            .reason
-            .contains("malformed")
-    );
+    crate::assert_unavailable(&tiktok, &bad_cookies, "malformed").await;
 
     tiktok.validate(&request("someone")).unwrap();
     for bad in ["", "x", "with-dash", "name.", "a".repeat(25).as_str()] {
