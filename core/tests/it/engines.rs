@@ -162,7 +162,7 @@ async fn ytdlp_listings_come_from_our_print_template() {
     let items = collect(&ytdlp(), &request("tiktok", "videos"), &cx)
         .await
         .unwrap();
-    let keys: Vec<&str> = items.iter().map(|i| i.archive_key.as_str()).collect();
+    let keys = crate::archive_keys(&items);
     assert_eq!(
         keys,
         [
@@ -408,7 +408,7 @@ async fn gallerydl_listings_carry_instagram_media_ids() {
     let items = collect(&gallerydl(), &request("instagram", "stories"), &cx)
         .await
         .unwrap();
-    let keys: Vec<&str> = items.iter().map(|i| i.archive_key.as_str()).collect();
+    let keys = crate::archive_keys(&items);
     assert_eq!(
         keys,
         [

@@ -205,7 +205,7 @@ async fn reels_page_through_clips_user() {
     let items = collect(settings(&server, json!({})), request("someone", "reels"))
         .await
         .unwrap();
-    let keys: Vec<&str> = items.iter().map(|i| i.archive_key.as_str()).collect();
+    let keys = crate::archive_keys(&items);
     assert_eq!(
         keys,
         [
@@ -236,7 +236,7 @@ async fn stories_come_newest_first() {
     let items = collect(settings(&server, json!({})), request("someone", "stories"))
         .await
         .unwrap();
-    let keys: Vec<&str> = items.iter().map(|i| i.archive_key.as_str()).collect();
+    let keys = crate::archive_keys(&items);
     assert_eq!(
         keys,
         [

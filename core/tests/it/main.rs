@@ -70,3 +70,9 @@ async fn assert_unavailable(
     let reason = downloader.check(settings).await.unwrap_err().reason;
     assert!(reason.contains(words), "{words:?} not in {reason:?}");
 }
+
+/// The archive keys of `items`, in order.
+#[cfg(any(feature = "ytdlp", feature = "gallerydl", feature = "instagram"))]
+fn archive_keys(items: &[mediadl::MediaItem]) -> Vec<&str> {
+    items.iter().map(|i| i.archive_key.as_str()).collect()
+}
