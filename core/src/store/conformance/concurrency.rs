@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use crate::error::StoreError;
-use crate::model::{DownloadFilter, NewUser, Page, QueueProgress, RefreshToken, Role};
+use crate::model::{DownloadFilter, NewUser, Page, QueueProgress, Role};
 use crate::store::Store;
 
 use super::*;
@@ -182,15 +182,7 @@ pub async fn concurrent_refresh_token_use(store: Arc<dyn Store>) {
         .await
         .expect("user");
     store
-        .insert_refresh_token(RefreshToken {
-            id: "shared".into(),
-            user_id: user.id,
-            family_id: "shared".into(),
-            issued_at: at(0),
-            expires_at: at(1000),
-            used_at: None,
-            revoked: false,
-        })
+        .insert_refresh_token(refresh_token("shared", user.id, "shared", 1000))
         .await
         .expect("token");
     let mut racers = Vec::new();

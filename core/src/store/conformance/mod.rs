@@ -47,7 +47,7 @@ use super::{Store, StoreResult};
 use crate::error::StoreError;
 use crate::model::{
     CatchUp, DownloadStatus, Job, JobConfig, JobKind, JobSpec, LogLevel, Metadata, NewDownload,
-    NewLogEntry, NewQueueItem, WorkerId,
+    NewLogEntry, NewQueueItem, RefreshToken, WorkerId,
 };
 
 pub use concurrency::*;
@@ -222,6 +222,20 @@ const LEASE: Duration = Duration::from_secs(30);
 
 fn argon2_hash(tag: &str) -> String {
     format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaC{tag}")
+}
+
+/// An unused refresh token `id` of `user_id` in `family`, issued at 0 and
+/// expiring at `expires` (seconds after [`base_time`]).
+fn refresh_token(id: &str, user_id: i64, family: &str, expires: i64) -> RefreshToken {
+    RefreshToken {
+        id: id.to_string(),
+        user_id,
+        family_id: family.to_string(),
+        issued_at: at(0),
+        expires_at: at(expires),
+        used_at: None,
+        revoked: false,
+    }
 }
 
 fn new_job(id: &str) -> Job {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::model::{NewUser, RefreshToken, Role, UserPatch};
+use crate::model::{NewUser, Role, UserPatch};
 use crate::store::Store;
 
 use super::*;
@@ -182,15 +182,7 @@ pub async fn users_refresh_tokens(store: Arc<dyn Store>) {
         )
         .await
         .expect("user");
-    let token = |id: &str, expires: i64| RefreshToken {
-        id: id.to_string(),
-        user_id: user.id,
-        family_id: id.to_string(),
-        issued_at: at(0),
-        expires_at: at(expires),
-        used_at: None,
-        revoked: false,
-    };
+    let token = |id: &str, expires: i64| refresh_token(id, user.id, id, expires);
     store
         .insert_refresh_token(token("t1", 1000))
         .await
@@ -277,15 +269,6 @@ pub async fn users_refresh_families_and_session_versions(store: Arc<dyn Store>) 
         users.push(user);
     }
     let (alice, bob) = (&users[0], &users[1]);
-    let token = |id: &str, user_id: i64, family: &str| RefreshToken {
-        id: id.to_string(),
-        user_id,
-        family_id: family.to_string(),
-        issued_at: at(0),
-        expires_at: at(1000),
-        used_at: None,
-        revoked: false,
-    };
     // Alice logs in twice (two families); Bob once.
     for (id, user_id, family) in [
         ("a1", alice.id, "login-1"),
@@ -295,7 +278,7 @@ pub async fn users_refresh_families_and_session_versions(store: Arc<dyn Store>) 
         ("c1", bob.id, "login-3"),
     ] {
         store
-            .insert_refresh_token(token(id, user_id, family))
+            .insert_refresh_token(refresh_token(id, user_id, family, 1000))
             .await
             .expect("insert");
     }
