@@ -251,6 +251,23 @@ impl Request {
         }
     }
 
+    /// The request's URL when it is http(s) with a host. `what` names the
+    /// URL in the errors (`URL`, `thread URL`); `accepted` says what a
+    /// refused scheme should have been.
+    #[cfg(any(feature = "direct", feature = "forum"))]
+    pub(crate) fn web_url(&self, what: &str, accepted: &str) -> Result<url::Url, Error> {
+        let url = url::Url::parse(self.url.trim())
+            .map_err(|err| Error::invalid("url", format!("not a {what}: {err}")))?;
+        match url.scheme() {
+            "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+            "http" | "https" => Err(Error::invalid("url", format!("{what} has no host"))),
+            other => Err(Error::invalid(
+                "url",
+                format!("unsupported scheme {other:?}: {accepted}"),
+            )),
+        }
+    }
+
     /// The request a queue item stands for, as of `now`.
     pub fn from_item(item: &QueueItem, settings: &Settings, now: DateTime<Utc>) -> Self {
         Self {

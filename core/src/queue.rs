@@ -10,10 +10,34 @@ use crate::downloader::{Registry, Request};
 use crate::error::Error;
 use crate::events::EventBus;
 use crate::model::{
-    Event, EventKind, NewQueueItem, QueueAction, QueueItem, QueuePatch, QueueStatus, QueueUpdate,
+    DownloaderInfo, Event, EventKind, NewQueueItem, QueueAction, QueueItem, QueuePatch,
+    QueueStatus, QueueUpdate,
 };
 use crate::recognise::is_auto;
 use crate::store::Store;
+
+/// Refuses a content type the downloader `info` describes does not list,
+/// naming the ones it does.
+pub(crate) fn check_content_type(
+    info: &DownloaderInfo,
+    platform: &str,
+    content_type: &str,
+) -> Result<(), Error> {
+    if info
+        .content_types
+        .iter()
+        .any(|listed| listed == content_type)
+    {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "content_type",
+        format!(
+            "{content_type:?} is not a content type of {platform} (one of: {})",
+            info.content_types.join(", ")
+        ),
+    ))
+}
 
 /// Adds, changes and removes queue items, publishing `queue_updated` for each.
 #[derive(Debug, Clone)]
@@ -77,17 +101,7 @@ impl QueueService {
         if new.content_type.is_empty() {
             new.content_type = info.content_types.first().cloned().unwrap_or_default();
         }
-        if !info.content_types.contains(&new.content_type) {
-            return Err(Error::invalid(
-                "content_type",
-                format!(
-                    "{:?} is not a content type of {} (one of: {})",
-                    new.content_type,
-                    new.platform,
-                    info.content_types.join(", ")
-                ),
-            ));
-        }
+        check_content_type(&info, &new.platform, &new.content_type)?;
         if new.priority == 0 {
             new.priority = settings.general.default_priority;
         }

@@ -462,6 +462,13 @@ mod import_tests {
     use crate::import::ImportSource;
     use crate::store::{DownloadRepo, MemoryStore};
 
+    /// An import service over a fresh in-memory store, and that store.
+    fn memory_service() -> (Arc<MemoryStore>, ImportService) {
+        let store = Arc::new(MemoryStore::new());
+        let service = ImportService::new(store.clone(), Arc::new(SystemClock));
+        (store, service)
+    }
+
     fn directory(path: &Path) -> ImportSource {
         ImportSource::Directory(DirectoryImport {
             path: path.to_path_buf(),
@@ -472,8 +479,7 @@ mod import_tests {
 
     #[tokio::test]
     async fn a_tree_is_recorded_once_with_duplicates_loops_and_broken_links_reported() {
-        let store = Arc::new(MemoryStore::new());
-        let service = ImportService::new(store.clone(), Arc::new(SystemClock));
+        let (store, service) = memory_service();
         let tree = tempfile::tempdir().unwrap();
         let album = tree.path().join("holiday");
         std::fs::create_dir(&album).unwrap();
@@ -527,8 +533,7 @@ mod import_tests {
 
     #[tokio::test]
     async fn a_video_file_fills_in_its_archive_entry_and_scope_is_kept() {
-        let store = Arc::new(MemoryStore::new());
-        let service = ImportService::new(store.clone(), Arc::new(SystemClock));
+        let (store, service) = memory_service();
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("archive.txt");
         std::fs::write(&archive, "youtube dQw4w9WgXcQ\n").unwrap();

@@ -14,28 +14,10 @@ pub enum DownloadStatus {
     Failed,
 }
 
-impl DownloadStatus {
-    /// The status's API and database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl std::str::FromStr for DownloadStatus {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "completed" => Ok(Self::Completed),
-            "failed" => Ok(Self::Failed),
-            other => Err(crate::Error::invalid(
-                "status",
-                format!("unknown download status {other:?}"),
-            )),
-        }
-    }
+spellings! {
+    DownloadStatus, field "status", unknown "download status";
+    Completed => "completed",
+    Failed => "failed",
 }
 
 /// One archived media item (a row of the download history).

@@ -44,32 +44,12 @@ pub enum RunStatus {
     Skipped,
 }
 
-impl RunStatus {
-    /// The status's API and database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Success => "success",
-            Self::Failure => "failure",
-            Self::Skipped => "skipped",
-        }
-    }
-}
-
-impl std::str::FromStr for RunStatus {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "running" => Ok(Self::Running),
-            "success" => Ok(Self::Success),
-            "failure" => Ok(Self::Failure),
-            "skipped" => Ok(Self::Skipped),
-            other => Err(crate::Error::invalid(
-                "status",
-                format!("unknown run status {other:?}"),
-            )),
-        }
-    }
+spellings! {
+    RunStatus, field "status", unknown "run status";
+    Running => "running",
+    Success => "success",
+    Failure => "failure",
+    Skipped => "skipped",
 }
 
 /// A job's `config`, typed. Download jobs and forum monitors take the

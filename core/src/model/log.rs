@@ -18,32 +18,12 @@ pub enum LogLevel {
     Error,
 }
 
-impl LogLevel {
-    /// The level's API spelling (`DEBUG`, `INFO`, `WARNING`, `ERROR`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Debug => "DEBUG",
-            Self::Info => "INFO",
-            Self::Warning => "WARNING",
-            Self::Error => "ERROR",
-        }
-    }
-}
-
-impl std::str::FromStr for LogLevel {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_uppercase().as_str() {
-            "DEBUG" | "TRACE" => Ok(Self::Debug),
-            "INFO" => Ok(Self::Info),
-            "WARNING" | "WARN" => Ok(Self::Warning),
-            "ERROR" => Ok(Self::Error),
-            _ => Err(crate::Error::invalid(
-                "level",
-                format!("unknown log level {s:?}"),
-            )),
-        }
-    }
+spellings! {
+    LogLevel, field "level", unknown "log level", folded by str::to_ascii_uppercase;
+    Debug => "DEBUG" | "TRACE",
+    Info => "INFO",
+    Warning => "WARNING" | "WARN",
+    Error => "ERROR",
 }
 
 /// A stored log line.

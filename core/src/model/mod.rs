@@ -5,6 +5,47 @@
 //! adapter needs that is not part of the domain (password hashes, lease
 //! tokens) lives next to the trait that moves it.
 
+/// Gives a unit enum its text form from one table: `as_str` (the first
+/// spelling of each variant) and a `FromStr` that accepts every spelling and
+/// refuses anything else as `Error::invalid(field, "unknown <what> \"x\"…")`.
+/// `folded by` names a function applied to the text before matching (log
+/// levels parse in any case).
+macro_rules! spellings {
+    (
+        $ty:ident, field $field:literal, unknown $what:literal $(, listing $listing:literal)?
+        $(, folded by $fold:path)?;
+        $($variant:ident => $text:literal $(| $alias:literal)*),+ $(,)?
+    ) => {
+        impl $ty {
+            /// The value's API and database spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = crate::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match &*spellings!(@fold s $(, $fold)?) {
+                    $($text $(| $alias)* => Ok(Self::$variant),)+
+                    _ => Err(crate::Error::invalid(
+                        $field,
+                        format!(concat!("unknown ", $what, " {:?}" $(, " ", $listing)?), s),
+                    )),
+                }
+            }
+        }
+    };
+    (@fold $s:ident) => {
+        std::borrow::Cow::<str>::Borrowed($s)
+    };
+    (@fold $s:ident, $fold:path) => {
+        std::borrow::Cow::<str>::Owned($fold($s))
+    };
+}
+
 mod download;
 mod event;
 pub mod general_platforms;

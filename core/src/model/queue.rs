@@ -33,31 +33,19 @@ impl QueueStatus {
         Self::Failed,
     ];
 
-    /// The status's API and database spelling (`pending`, `downloading`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Downloading => "downloading",
-            Self::Paused => "paused",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-        }
-    }
-
     /// Completed and failed items never run again unless retried.
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Completed | Self::Failed)
     }
 }
 
-impl std::str::FromStr for QueueStatus {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| crate::Error::invalid("status", format!("unknown queue status {s:?}")))
-    }
+spellings! {
+    QueueStatus, field "status", unknown "queue status";
+    Pending => "pending",
+    Downloading => "downloading",
+    Paused => "paused",
+    Completed => "completed",
+    Failed => "failed",
 }
 
 /// One unit of work: a URL, or a source to check, waiting for or held by a worker.

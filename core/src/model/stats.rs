@@ -73,24 +73,13 @@ impl Period {
     }
 }
 
-impl std::str::FromStr for Period {
-    type Err = crate::Error;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(match text {
-            "today" | "day" => Self::Today,
-            "week" => Self::Week,
-            "month" => Self::Month,
-            "year" => Self::Year,
-            "all" => Self::All,
-            other => {
-                return Err(crate::Error::invalid(
-                    "period",
-                    format!("unknown period {other:?} (today, week, month, year, all)"),
-                ));
-            }
-        })
-    }
+spellings! {
+    Period, field "period", unknown "period", listing "(today, week, month, year, all)";
+    Today => "today" | "day",
+    Week => "week",
+    Month => "month",
+    Year => "year",
+    All => "all",
 }
 
 /// Totals of downloads in a window.

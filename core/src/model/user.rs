@@ -14,34 +14,17 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
-    /// The role's API and database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::User => "user",
-            Self::Admin => "admin",
-        }
-    }
+spellings! {
+    Role, field "role", unknown "role", listing "(admin, user, viewer)";
+    Viewer => "viewer",
+    User => "user",
+    Admin => "admin",
+}
 
+impl Role {
     /// Whether this role includes everything `required` may do.
     pub fn allows(self, required: Role) -> bool {
         self >= required
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "viewer" => Ok(Self::Viewer),
-            "user" => Ok(Self::User),
-            "admin" => Ok(Self::Admin),
-            other => Err(crate::Error::invalid(
-                "role",
-                format!("unknown role {other:?} (admin, user, viewer)"),
-            )),
-        }
     }
 }
 

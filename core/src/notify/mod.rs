@@ -424,6 +424,22 @@ impl Notifier {
         }
     }
 
+    /// Runs `deliver` among the deliveries once one of the permits is free.
+    #[cfg(any(feature = "notify-email", feature = "webhooks"))]
+    fn spawn_delivery<F>(&self, state: &mut LoopState, deliver: impl FnOnce(Arc<Shared>) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        let delivery = deliver(Arc::clone(&shared));
+        state.deliveries.spawn(async move {
+            let Ok(_permit) = shared.permits.acquire().await else {
+                return;
+            };
+            delivery.await;
+        });
+    }
+
     #[cfg(feature = "notify-email")]
     fn spawn_email(
         &self,
@@ -431,12 +447,8 @@ impl Notifier {
         settings: &Arc<NotificationSettings>,
         notices: Vec<Notice>,
     ) {
-        let shared = Arc::clone(&self.shared);
         let settings = Arc::clone(settings);
-        state.deliveries.spawn(async move {
-            let Ok(_permit) = shared.permits.acquire().await else {
-                return;
-            };
+        self.spawn_delivery(state, |shared| async move {
             deliver_email(
                 &settings,
                 &notices,
@@ -464,13 +476,9 @@ impl Notifier {
             if !hook.wants(notice.topic) {
                 continue;
             }
-            let shared = Arc::clone(&self.shared);
             let settings = Arc::clone(settings);
             let (name, hook, notice) = (name.clone(), hook.clone(), notice.clone());
-            state.deliveries.spawn(async move {
-                let Ok(_permit) = shared.permits.acquire().await else {
-                    return;
-                };
+            self.spawn_delivery(state, |shared| async move {
                 webhook::deliver(
                     shared.http.get(settings.guard),
                     &name,
@@ -785,6 +793,20 @@ pub async fn send_test(
     Ok(outcomes)
 }
 
+impl TestOutcome {
+    /// How the test `delivery` over `transport` to `target` went.
+    #[cfg(any(feature = "notify-email", feature = "webhooks"))]
+    fn of_delivery(transport: TestTransport, target: String, delivery: Delivery) -> Self {
+        Self {
+            transport,
+            target,
+            success: delivery.status == DeliveryStatus::Delivered,
+            error: delivery.last_error().map(str::to_owned),
+            delivery_id: Some(delivery.id),
+        }
+    }
+}
+
 #[cfg(feature = "notify-email")]
 async fn test_email(
     settings: &NotificationSettings,
@@ -793,13 +815,11 @@ async fn test_email(
     clock: &dyn Clock,
 ) -> Result<TestOutcome, TestError> {
     let delivery = deliver_email(settings, std::slice::from_ref(notice), log, clock, true).await;
-    Ok(TestOutcome {
-        transport: TestTransport::Email,
-        target: delivery.target.clone(),
-        success: delivery.status == DeliveryStatus::Delivered,
-        error: delivery.last_error().map(str::to_owned),
-        delivery_id: Some(delivery.id),
-    })
+    Ok(TestOutcome::of_delivery(
+        TestTransport::Email,
+        delivery.target.clone(),
+        delivery,
+    ))
 }
 
 #[cfg(not(feature = "notify-email"))]
@@ -823,13 +843,11 @@ async fn test_webhook(
 ) -> Result<TestOutcome, TestError> {
     let client = webhook_client(settings.guard);
     let delivery = webhook::deliver(&client, name, hook, notice, settings, log, clock, true).await;
-    Ok(TestOutcome {
-        transport: TestTransport::Webhook,
-        target: name.to_owned(),
-        success: delivery.status == DeliveryStatus::Delivered,
-        error: delivery.last_error().map(str::to_owned),
-        delivery_id: Some(delivery.id),
-    })
+    Ok(TestOutcome::of_delivery(
+        TestTransport::Webhook,
+        name.to_owned(),
+        delivery,
+    ))
 }
 
 #[cfg(not(feature = "webhooks"))]

@@ -362,23 +362,20 @@ fn topic_heading(topic: NotificationTopic) -> &'static str {
 }
 
 fn topic_noun(topic: NotificationTopic, count: usize) -> &'static str {
-    let one = count == 1;
-    match topic {
-        NotificationTopic::DownloadCompleted if one => "download completed",
-        NotificationTopic::DownloadCompleted => "downloads completed",
-        NotificationTopic::DownloadFailed if one => "download failed",
-        NotificationTopic::DownloadFailed => "downloads failed",
-        NotificationTopic::SourceNeedsAttention if one => "source needs attention",
-        NotificationTopic::SourceNeedsAttention => "sources need attention",
-        NotificationTopic::ScheduledRunFailed if one => "scheduled run failed",
-        NotificationTopic::ScheduledRunFailed => "scheduled runs failed",
-        NotificationTopic::StorageThreshold if one => "storage warning",
-        NotificationTopic::StorageThreshold => "storage warnings",
-        NotificationTopic::ForumMonitorExpiring if one => "forum monitor expiring",
-        NotificationTopic::ForumMonitorExpiring => "forum monitors expiring",
-        NotificationTopic::System if one => "message",
-        NotificationTopic::System => "messages",
-    }
+    let (one, many) = match topic {
+        NotificationTopic::DownloadCompleted => ("download completed", "downloads completed"),
+        NotificationTopic::DownloadFailed => ("download failed", "downloads failed"),
+        NotificationTopic::SourceNeedsAttention => {
+            ("source needs attention", "sources need attention")
+        }
+        NotificationTopic::ScheduledRunFailed => ("scheduled run failed", "scheduled runs failed"),
+        NotificationTopic::StorageThreshold => ("storage warning", "storage warnings"),
+        NotificationTopic::ForumMonitorExpiring => {
+            ("forum monitor expiring", "forum monitors expiring")
+        }
+        NotificationTopic::System => ("message", "messages"),
+    };
+    if count == 1 { one } else { many }
 }
 
 /// Wire name of a topic (`download_completed`).

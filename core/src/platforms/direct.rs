@@ -19,16 +19,7 @@ impl Direct {
     }
 
     fn parse(request: &Request) -> Result<Url, Error> {
-        let url = Url::parse(request.url.trim())
-            .map_err(|err| Error::invalid("url", format!("not a URL: {err}")))?;
-        match url.scheme() {
-            "http" | "https" if url.host_str().is_some() => Ok(url),
-            "http" | "https" => Err(Error::invalid("url", "URL has no host")),
-            other => Err(Error::invalid(
-                "url",
-                format!("unsupported scheme {other:?}: only http and https URLs can be downloaded"),
-            )),
-        }
+        request.web_url("URL", "only http and https URLs can be downloaded")
     }
 }
 

@@ -163,17 +163,23 @@ mod tests {
         assert_eq!(pinned.release_newer_than(None).len(), 1);
     }
 
+    /// A pace waiting `delay` (min, max seconds) between requests, at most
+    /// `per_hour` an hour (0: no budget), waiting in place up to `inline_wait` seconds.
+    fn test_pace(delay: (f64, f64), per_hour: u32, inline_wait: u64) -> Pace {
+        Pace {
+            label: "test",
+            delay_min_seconds: delay.0,
+            delay_max_seconds: delay.1,
+            per_hour,
+            max_inline_wait: Duration::from_secs(inline_wait),
+        }
+    }
+
     #[tokio::test]
     async fn the_hourly_budget_hands_long_waits_back() {
         let pacer = Pacer::default();
         let cancel = CancellationToken::new();
-        let pace = Pace {
-            label: "test",
-            delay_min_seconds: 0.0,
-            delay_max_seconds: 0.0,
-            per_hour: 2,
-            max_inline_wait: Duration::from_secs(1),
-        };
+        let pace = test_pace((0.0, 0.0), 2, 1);
         pacer.wait(&pace, &cancel).await.unwrap();
         pacer.wait(&pace, &cancel).await.unwrap();
         let err = pacer.wait(&pace, &cancel).await.unwrap_err();
@@ -187,13 +193,7 @@ mod tests {
     async fn requests_are_spaced_by_the_delay() {
         let pacer = Pacer::default();
         let cancel = CancellationToken::new();
-        let pace = Pace {
-            label: "test",
-            delay_min_seconds: 6.0,
-            delay_max_seconds: 12.0,
-            per_hour: 0,
-            max_inline_wait: Duration::from_secs(60),
-        };
+        let pace = test_pace((6.0, 12.0), 0, 60);
         pacer.wait(&pace, &cancel).await.unwrap();
         let first = Instant::now();
         pacer.wait(&pace, &cancel).await.unwrap();

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::model::{
     CatchUp, JobConfig, JobKind, JobSpec, Metadata, NewQueueItem, RequestOptions, Settings,
 };
+use crate::queue::check_content_type;
 use crate::recognise::is_auto;
 
 /// `POST /scheduler/jobs`.
@@ -238,17 +239,7 @@ pub(crate) async fn validate_job(
     if spec.content_type.trim().is_empty() {
         spec.content_type = info.content_types.first().cloned().unwrap_or_default();
     }
-    if !info.content_types.contains(&spec.content_type) {
-        return Err(Error::invalid(
-            "content_type",
-            format!(
-                "{:?} is not a content type of {} (one of: {})",
-                spec.content_type,
-                spec.platform,
-                info.content_types.join(", ")
-            ),
-        ));
-    }
+    check_content_type(&info, &spec.platform, &spec.content_type)?;
     // The probe needs no job id: validation looks at the target alone.
     let item = queue_item_for("", spec, None)?;
     let probe = Request::from_item(&item.into_item(0, now), settings, now);

@@ -53,58 +53,57 @@ pub fn lease_until(now: DateTime<Utc>, lease_for: Duration) -> StoreResult<DateT
 
 /// Priorities run from 1 (most urgent) to 10.
 pub fn validate_priority(priority: u8) -> StoreResult<()> {
-    if (1..=10).contains(&priority) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "priority must be between 1 and 10, got {priority}"
-        )))
-    }
+    within("priority", priority, 1..=10)
 }
 
 /// A queue item needs a URL, a platform, a priority in range and at least one attempt.
 pub fn validate_new_queue_item(new: &NewQueueItem) -> StoreResult<()> {
-    if new.url.trim().is_empty() {
-        return Err(StoreError::Invalid("queue item url is empty".into()));
-    }
-    if new.platform.trim().is_empty() {
-        return Err(StoreError::Invalid("queue item platform is empty".into()));
-    }
+    not_blank("queue item url", &new.url)?;
+    not_blank("queue item platform", &new.platform)?;
     validate_priority(new.priority)?;
     validate_max_attempts(new.max_attempts)
 }
 
 /// Between 1 and [`MAX_ATTEMPTS`] attempts.
 pub fn validate_max_attempts(max_attempts: u32) -> StoreResult<()> {
-    if (1..=MAX_ATTEMPTS).contains(&max_attempts) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "max_attempts must be between 1 and {MAX_ATTEMPTS}, got {max_attempts}"
-        )))
-    }
+    within("max_attempts", max_attempts, 1..=MAX_ATTEMPTS)
 }
 
 /// Progress is a percentage.
 pub fn validate_progress(progress: u8) -> StoreResult<()> {
-    if progress <= 100 {
+    within("progress", progress, 0..=100)
+}
+
+/// `value` within `range`, else `Invalid` naming `name` and the bounds.
+fn within<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> StoreResult<()> {
+    if range.contains(&value) {
         Ok(())
     } else {
         Err(StoreError::Invalid(format!(
-            "progress must be between 0 and 100, got {progress}"
+            "{name} must be between {} and {}, got {value}",
+            range.start(),
+            range.end()
         )))
     }
+}
+
+/// Refuses a `value` of only white space as "`what` is empty".
+fn not_blank(what: &str, value: &str) -> StoreResult<()> {
+    if value.trim().is_empty() {
+        return Err(StoreError::Invalid(format!("{what} is empty")));
+    }
+    Ok(())
 }
 
 /// A download record needs an archive key and a URL; a file hash, when
 /// present, is `sha256:` and 64 hex digits.
 pub fn validate_new_download(new: &NewDownload) -> StoreResult<()> {
-    if new.archive_key.trim().is_empty() {
-        return Err(StoreError::Invalid("download archive_key is empty".into()));
-    }
-    if new.url.trim().is_empty() {
-        return Err(StoreError::Invalid("download url is empty".into()));
-    }
+    not_blank("download archive_key", &new.archive_key)?;
+    not_blank("download url", &new.url)?;
     if let Some(hash) = &new.file_hash {
         validate_file_hash(hash)?;
     }

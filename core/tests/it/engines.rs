@@ -162,7 +162,7 @@ async fn ytdlp_listings_come_from_our_print_template() {
     let items = collect(&ytdlp(), &request("tiktok", "videos"), &cx)
         .await
         .unwrap();
-    let keys: Vec<&str> = items.iter().map(|i| i.archive_key.as_str()).collect();
+    let keys = crate::archive_keys(&items);
     assert_eq!(
         keys,
         [
@@ -218,8 +218,7 @@ async fn ytdlp_failures_are_typed() {
         let err = collect(&ytdlp(), &request("tiktok", "videos"), &cx)
             .await
             .unwrap_err();
-        assert_eq!(err.code(), code, "{scenario}: {err:?}");
-        assert!(err.to_string().contains(words), "{scenario}: {err}");
+        crate::assert_failure(&err, code, words, scenario);
     }
 }
 
@@ -364,8 +363,7 @@ async fn availability_is_checked_without_crashing() {
         json!({"path": "/nonexistent/yt-dlp"}),
         json!({}),
     );
-    let reason = ytdlp().check(&missing).await.unwrap_err().reason;
-    assert!(reason.contains("not an executable"), "{reason}");
+    crate::assert_unavailable(&ytdlp(), &missing, "not an executable").await;
 
     for (scenario, words) in [("ytdlp-old", "too old"), ("not-a-version", "not a version")] {
         let fake = Fake::new(scenario);
@@ -375,19 +373,11 @@ async fn availability_is_checked_without_crashing() {
             program_settings(&fake.program),
             json!({}),
         );
-        let reason = ytdlp().check(&old).await.unwrap_err().reason;
-        assert!(reason.contains(words), "{scenario}: {reason}");
+        crate::assert_unavailable(&ytdlp(), &old, words).await;
     }
 
     let off = settings("tiktok", "yt-dlp", json!({"enabled": false}), json!({}));
-    assert!(
-        ytdlp()
-            .check(&off)
-            .await
-            .unwrap_err()
-            .reason
-            .contains("platforms.tiktok.yt-dlp.enabled")
-    );
+    crate::assert_unavailable(&ytdlp(), &off, "platforms.tiktok.yt-dlp.enabled").await;
 
     // What GET /platforms shows: listed, disabled, with the reason.
     let nowhere = settings(
@@ -418,7 +408,7 @@ async fn gallerydl_listings_carry_instagram_media_ids() {
     let items = collect(&gallerydl(), &request("instagram", "stories"), &cx)
         .await
         .unwrap();
-    let keys: Vec<&str> = items.iter().map(|i| i.archive_key.as_str()).collect();
+    let keys = crate::archive_keys(&items);
     assert_eq!(
         keys,
         [

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use mediadl::downloader::{Context, Downloader, Request};
 use mediadl::error::DownloadError;
-use mediadl::model::{DownloadStatus, NewQueueItem, QueueStatus, Settings};
+use mediadl::model::{DownloadStatus, NewQueueItem, Settings};
 use mediadl::platforms::forum::{Forum, state_key, thread_id};
 use mediadl::store::{MemoryStore, QueueRepo, StateRepo};
 use mediadl::testkit::{self, Fixture, FixtureServer, TestEngine};
@@ -48,6 +48,16 @@ fn post_linking(id: u32, host: &FixtureServer, target: &str) -> FixturePost {
             host.url("/thumbs/quoted.jpg"),
         ),
     }
+}
+
+/// A one-page thread whose only post is `body` by `author`.
+fn single_post_page(title: &str, id: u32, author: &'static str, body: impl Into<String>) -> String {
+    let post = FixturePost {
+        id,
+        author,
+        body: body.into(),
+    };
+    xenforo_page(title, &[post], None)
 }
 
 fn xenforo_page(title: &str, posts: &[FixturePost], next: Option<&str>) -> String {
@@ -352,15 +362,11 @@ const LOGIN_PAGE: &str = r#"<html id="XF" data-template="login"><body>
 #[tokio::test]
 async fn a_login_gated_attachment_is_auth_required() {
     let forum = FixtureServer::start().await;
-    let page = xenforo_page(
+    let page = single_post_page(
         "Members only",
-        &[FixturePost {
-            id: 1,
-            author: "Member",
-            body: r#"<a href="/attachments/secret-jpg.5/"><img src="/data/attachments/0/5-abc.jpg" class="bbImage"></a>"#
-                .into(),
-        }],
-        None,
+        1,
+        "Member",
+        r#"<a href="/attachments/secret-jpg.5/"><img src="/data/attachments/0/5-abc.jpg" class="bbImage"></a>"#,
     );
     forum.route(THREAD, Fixture::html(page));
     forum.route("/attachments/secret-jpg.5/", Fixture::redirect("/login/"));
@@ -394,15 +400,7 @@ async fn a_login_gated_attachment_is_auth_required() {
         .unwrap();
     test.run_until_finished(&[item.id]).await;
     let item = test.store.get_queue_item(item.id).await.unwrap();
-    assert_eq!(item.status, QueueStatus::Failed);
-    assert!(
-        item.error_message
-            .as_deref()
-            .unwrap_or_default()
-            .contains("authentication required"),
-        "{:?}",
-        item.error_message
-    );
+    crate::assert_failed(&item, "authentication required");
     assert!(
         walk(root.path())
             .iter()
@@ -414,14 +412,11 @@ async fn a_login_gated_attachment_is_auth_required() {
 #[tokio::test]
 async fn a_guest_placeholder_or_login_redirect_is_auth_required() {
     let forum = FixtureServer::start().await;
-    let placeholder = xenforo_page(
+    let placeholder = single_post_page(
         "Videos",
-        &[FixturePost {
-            id: 1,
-            author: "A",
-            body: r#"<video controls><source src="/styles/notregistered.mp4"></video>"#.into(),
-        }],
-        None,
+        1,
+        "A",
+        r#"<video controls><source src="/styles/notregistered.mp4"></video>"#,
     );
     forum.route("/threads/videos.2/", Fixture::html(placeholder));
     forum.route("/threads/private.3/", Fixture::redirect("/login/"));
@@ -470,14 +465,11 @@ async fn logs_in_with_credentials_and_keeps_the_session() {
     let server = MockServer::start().await;
     let base = server.uri();
     let thread = format!("{base}/threads/private.9/");
-    let page = xenforo_page(
+    let page = single_post_page(
         "Private",
-        &[FixturePost {
-            id: 90,
-            author: "Member",
-            body: format!(r#"<img src="{base}/data/full/90.jpg" class="bbImage">"#),
-        }],
-        None,
+        90,
+        "Member",
+        format!(r#"<img src="{base}/data/full/90.jpg" class="bbImage">"#),
     );
     mount_members_only_thread(
         &server,
@@ -550,14 +542,11 @@ async fn cookies_from_settings_are_sent() {
 
     let server = MockServer::start().await;
     let base = server.uri();
-    let page = xenforo_page(
+    let page = single_post_page(
         "Cookie",
-        &[FixturePost {
-            id: 5,
-            author: "A",
-            body: format!(r#"<img src="{base}/data/full/5.jpg" class="bbImage">"#),
-        }],
-        None,
+        5,
+        "A",
+        format!(r#"<img src="{base}/data/full/5.jpg" class="bbImage">"#),
     );
     mount_members_only_thread(&server, "/threads/c.5/", "xf_session=from-browser", page).await;
     let host = Url::parse(&base).unwrap().host_str().unwrap().to_owned();

@@ -328,8 +328,7 @@ async fn general_sources_are_urls_and_unsupported_urls_say_so() {
     let err = collect(&video, &url_request("video", "videos", &page), &cx)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "DOWNLOAD_FAILED", "{err:?}");
-    assert!(err.to_string().contains("does not support"), "{err}");
+    crate::assert_failure(&err, "DOWNLOAD_FAILED", "does not support", "video");
 
     let cx = context(settings(
         "gallery",
@@ -340,8 +339,7 @@ async fn general_sources_are_urls_and_unsupported_urls_say_so() {
     let err = collect(&gallery, &url_request("gallery", "media", &page), &cx)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "DOWNLOAD_FAILED", "{err:?}");
-    assert!(err.to_string().contains("does not support"), "{err}");
+    crate::assert_failure(&err, "DOWNLOAD_FAILED", "does not support", "gallery");
 }
 
 #[tokio::test]
@@ -363,13 +361,11 @@ async fn broken_programs_fail_clearly_on_the_video_platform() {
         ));
         let result = collect(&YtDlp::video(), &url_request("video", "videos", url), &cx).await;
         let err = result.unwrap_err();
-        assert_eq!(err.code(), code, "{scenario}: {err:?}");
-        assert!(err.to_string().contains(words), "{scenario}: {err}");
+        crate::assert_failure(&err, code, words, scenario);
     }
     let old = Fake::new("ytdlp-old");
     let settings = settings("video", "yt-dlp", program_settings(&old.program), json!({}));
-    let reason = YtDlp::video().check(&settings).await.unwrap_err().reason;
-    assert!(reason.contains("too old"), "{reason}");
+    crate::assert_unavailable(&YtDlp::video(), &settings, "too old").await;
 }
 
 #[tokio::test]

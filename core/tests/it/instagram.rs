@@ -205,7 +205,7 @@ async fn reels_page_through_clips_user() {
     let items = collect(settings(&server, json!({})), request("someone", "reels"))
         .await
         .unwrap();
-    let keys: Vec<&str> = items.iter().map(|i| i.archive_key.as_str()).collect();
+    let keys = crate::archive_keys(&items);
     assert_eq!(
         keys,
         [
@@ -236,7 +236,7 @@ async fn stories_come_newest_first() {
     let items = collect(settings(&server, json!({})), request("someone", "stories"))
         .await
         .unwrap();
-    let keys: Vec<&str> = items.iter().map(|i| i.archive_key.as_str()).collect();
+    let keys = crate::archive_keys(&items);
     assert_eq!(
         keys,
         [
@@ -299,8 +299,7 @@ async fn api_error_bodies_become_typed_errors() {
         let err = collect(settings(&server, json!({})), request("someone", "posts"))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), code, "{fixture_name}: {err:?}");
-        assert!(err.to_string().contains(words), "{fixture_name}: {err}");
+        crate::assert_failure(&err, code, words, fixture_name);
     }
 }
 
@@ -449,38 +448,17 @@ async fn cookies_decide_whether_the_downloader_is_usable() {
         &server,
         json!({"platforms": {"instagram": {"cookies": null}}}),
     );
-    assert!(
-        instagram
-            .check(&none)
-            .await
-            .unwrap_err()
-            .reason
-            .contains("no Instagram cookies")
-    );
+    crate::assert_unavailable(&instagram, &none, "no Instagram cookies").await;
     let expired = settings(
         &server,
         json!({"platforms": {"instagram": {"cookies": "127.0.0.1\tFALSE\t/\tFALSE\t1000000000\tsessionid\tx\n"}}}),
     );
-    assert!(
-        instagram
-            .check(&expired)
-            .await
-            .unwrap_err()
-            .reason
-            .contains("expired")
-    );
+    crate::assert_unavailable(&instagram, &expired, "expired").await;
     let malformed = settings(
         &server,
         json!({"platforms": {"instagram": {"cookies": "sessionid=abc\n"}}}),
     );
-    assert!(
-        instagram
-            .check(&malformed)
-            .await
-            .unwrap_err()
-            .reason
-            .contains("line 1")
-    );
+    crate::assert_unavailable(&instagram, &malformed, "line 1").await;
     // Listing without a session is a person's job, not a retry.
     let err = collect(none, request("someone", "posts"))
         .await

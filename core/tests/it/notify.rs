@@ -658,6 +658,24 @@ fn forum_job(id: &str, until: chrono::DateTime<Utc>) -> Job {
     Job::new(id, spec, Utc::now())
 }
 
+/// A run of `job` that started and failed with `error` just now.
+async fn failed_run(store: &MemoryStore, job: &str, error: &str) {
+    let run = store
+        .open_run(job, Utc::now(), RunStatus::Running, None)
+        .await
+        .unwrap();
+    store
+        .close_run(
+            run.id,
+            RunStatus::Failure,
+            0,
+            Some(error.into()),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn failed_runs_without_a_queue_item_and_expiring_monitors_are_announced_once() {
     // An old failure, from before the notifier first looked: not news.
@@ -669,20 +687,7 @@ async fn failed_runs_without_a_queue_item_and_expiring_monitors_are_announced_on
         ))
         .await
         .unwrap();
-    let old = store
-        .open_run("forum-old", Utc::now(), RunStatus::Running, None)
-        .await
-        .unwrap();
-    store
-        .close_run(
-            old.id,
-            RunStatus::Failure,
-            0,
-            Some("old".into()),
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+    failed_run(&store, "forum-old", "old").await;
     let running = Running::start_on(
         store.clone(),
         settings_with(json!({ "forum_monitor_warning_hours": 24 })),
@@ -701,20 +706,7 @@ async fn failed_runs_without_a_queue_item_and_expiring_monitors_are_announced_on
         ))
         .await
         .unwrap();
-    let run = store
-        .open_run("forum-old", Utc::now(), RunStatus::Running, None)
-        .await
-        .unwrap();
-    store
-        .close_run(
-            run.id,
-            RunStatus::Failure,
-            0,
-            Some("forum downloader is unavailable".into()),
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+    failed_run(&store, "forum-old", "forum downloader is unavailable").await;
 
     let mut seen = Vec::new();
     while seen.len() < 2 {

@@ -199,56 +199,47 @@ async fn accounts_that_cannot_be_listed_say_why() {
         let err = collect(settings(&server, json!({})), "someone")
             .await
             .unwrap_err();
-        assert_eq!(err.code(), code, "{profile}: {err:?}");
-        assert!(err.to_string().contains(words), "{profile}: {err}");
+        crate::assert_failure(&err, code, words, profile);
     }
+}
+
+/// The error listing `someone` ends with when `server` answers GET `at`
+/// with `response`.
+async fn refusal(server: &MockServer, at: &str, response: ResponseTemplate) -> DownloadError {
+    Mock::given(method("GET"))
+        .and(path(at))
+        .respond_with(response)
+        .mount(server)
+        .await;
+    collect(settings(server, json!({})), "someone")
+        .await
+        .unwrap_err()
 }
 
 #[tokio::test]
 async fn transport_level_refusals_are_typed() {
     // A missing account's page.
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/@someone"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&server)
-        .await;
-    let err = collect(settings(&server, json!({})), "someone")
-        .await
-        .unwrap_err();
+    let err = refusal(&server, "/@someone", ResponseTemplate::new(404)).await;
     assert!(err.to_string().contains("does not exist"), "{err}");
 
     // A login wall.
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/@someone"))
-        .respond_with(
-            ResponseTemplate::new(302)
-                .insert_header("location", "/login?redirect_url=%2F%40someone"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
         .and(path("/login"))
         .respond_with(ResponseTemplate::new(200).set_body_string("<html>Log in</html>"))
         .mount(&server)
         .await;
-    let err = collect(settings(&server, json!({})), "someone")
-        .await
-        .unwrap_err();
+    let redirect =
+        ResponseTemplate::new(302).insert_header("location", "/login?redirect_url=%2F%40someone");
+    let err = refusal(&server, "/@someone", redirect).await;
     assert_eq!(err.code(), "AUTH_REQUIRED", "{err:?}");
 
     // Too many requests.
     let server = MockServer::start().await;
     mount_profile(&server, "profile.html").await;
-    Mock::given(method("GET"))
-        .and(path(ITEM_LIST))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "120"))
-        .mount(&server)
-        .await;
-    let err = collect(settings(&server, json!({})), "someone")
-        .await
-        .unwrap_err();
+    let limited = ResponseTemplate::new(429).insert_header("retry-after", "120");
+    let err = refusal(&server, ITEM_LIST, limited).await;
     assert!(
         matches!(err, DownloadError::RateLimited { after, .. } if after.as_secs() == 120),
         "{err:?}"
@@ -257,28 +248,13 @@ async fn transport_level_refusals_are_typed() {
     // The empty answer TikTok gives unsigned requests.
     let server = MockServer::start().await;
     mount_profile(&server, "profile.html").await;
-    Mock::given(method("GET"))
-        .and(path(ITEM_LIST))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    let err = collect(settings(&server, json!({})), "someone")
-        .await
-        .unwrap_err();
+    let err = refusal(&server, ITEM_LIST, ResponseTemplate::new(200)).await;
     assert!(err.to_string().contains("empty body"), "{err}");
 
     // A blocked address answered with 403 "Access Denied".
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/@someone"))
-        .respond_with(
-            ResponseTemplate::new(403).set_body_string("<html><h1>Access Denied</h1></html>"),
-        )
-        .mount(&server)
-        .await;
-    let err = collect(settings(&server, json!({})), "someone")
-        .await
-        .unwrap_err();
+    let denied = ResponseTemplate::new(403).set_body_string("<html><h1>Access Denied</h1></html>");
+    let err = refusal(&server, "/@someone", denied).await;
     assert!(err.to_string().contains("proxy"), "{err}");
 }
 
@@ -305,35 +281,14 @@ async fn settings_and_names_are_checked() {
         &server,
         json!({"platforms": {"tiktok": {"enabled": false}}}),
     );
-    assert!(
-        tiktok
-            .check(&off)
-            .await
-            .unwrap_err()
-            .reason
-            .contains("platforms.tiktok.enabled")
-    );
+    crate::assert_unavailable(&tiktok, &off, "platforms.tiktok.enabled").await;
     let bad_quality = settings(&server, json!({"platforms": {"tiktok": {"quality": "8k"}}}));
-    assert!(
-        tiktok
-            .check(&bad_quality)
-            .await
-            .unwrap_err()
-            .reason
-            .contains("quality")
-    );
+    crate::assert_unavailable(&tiktok, &bad_quality, "quality").await;
     let bad_cookies = settings(
         &server,
         json!({"platforms": {"tiktok": {"cookies": "not\ta cookie\n"}}}),
     );
-    assert!(
-        tiktok
-            .check(&bad_cookies)
-            .await
-            .unwrap_err()
-            .reason
-            .contains("malformed")
-    );
+    crate::assert_unavailable(&tiktok, &bad_cookies, "malformed").await;
 
     tiktok.validate(&request("someone")).unwrap();
     for bad in ["", "x", "with-dash", "name.", "a".repeat(25).as_str()] {

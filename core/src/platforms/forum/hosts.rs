@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::error::DownloadError;
 
-use super::links::{MediaPage, is_image_url, media_page, resolve_href};
+use super::links::{MediaPage, drop_query_params, is_image_url, media_page, resolve_href};
 use super::parse::{find_form, largest_image, select_url};
 use super::session::{FetchedPage, PageFetcher};
 
@@ -368,16 +368,7 @@ impl Postimg {
     pub fn image_on(page: &FetchedPage) -> Option<Url> {
         let found = select_url(&page.body, &page.url, "a#download", "href").map(|mut url| {
             // The button adds `?dl=1` to force a download; the file is the same.
-            let kept: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(k, _)| k != "dl")
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            if kept.is_empty() {
-                url.set_query(None);
-            } else {
-                url.query_pairs_mut().clear().extend_pairs(kept);
-            }
+            drop_query_params(&mut url, |name| name == "dl");
             url
         });
         found.or_else(|| {

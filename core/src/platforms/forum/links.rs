@@ -204,14 +204,27 @@ pub fn full_attachment(url: &Url) -> Url {
     if attachment_id(url).is_none() || url.path().contains("/attachments/") {
         return url.clone();
     }
+    let mut full = url.clone();
+    // The id parameter stays, so the query never ends up empty.
+    drop_query_params(&mut full, |name| {
+        matches!(name, "thumb" | "thumbnail" | "stc" | "t")
+    });
+    full
+}
+
+/// Removes the query parameters `unwanted` picks by name from `url`, and
+/// the `?` with them when none are left.
+pub(crate) fn drop_query_params(url: &mut Url, unwanted: impl Fn(&str) -> bool) {
     let kept: Vec<(String, String)> = url
         .query_pairs()
-        .filter(|(name, _)| !matches!(name.as_ref(), "thumb" | "thumbnail" | "stc" | "t"))
+        .filter(|(name, _)| !unwanted(name))
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect();
-    let mut full = url.clone();
-    full.query_pairs_mut().clear().extend_pairs(kept);
-    full
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
 }
 
 /// A thread's identity: its id on the forum and the URL of its first page.
@@ -245,16 +258,9 @@ pub fn thread_id(url: &Url) -> ThreadId {
         path.push('/');
     }
     first_page.set_path(&path);
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .filter(|(key, _)| !matches!(key.as_ref(), "page" | "start" | "p" | "postcount"))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    if pairs.is_empty() {
-        first_page.set_query(None);
-    } else {
-        first_page.query_pairs_mut().clear().extend_pairs(pairs);
-    }
+    drop_query_params(&mut first_page, |key| {
+        matches!(key, "page" | "start" | "p" | "postcount")
+    });
 
     let query = |name: &str| {
         url.query_pairs()

@@ -158,16 +158,7 @@ impl Forum {
     }
 
     fn thread_url(request: &Request) -> Result<Url, Error> {
-        let url = Url::parse(request.url.trim())
-            .map_err(|err| Error::invalid("url", format!("not a thread URL: {err}")))?;
-        match url.scheme() {
-            "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
-            "http" | "https" => Err(Error::invalid("url", "thread URL has no host")),
-            other => Err(Error::invalid(
-                "url",
-                format!("unsupported scheme {other:?}: a forum thread URL is http or https"),
-            )),
-        }
+        request.web_url("thread URL", "a forum thread URL is http or https")
     }
 }
 

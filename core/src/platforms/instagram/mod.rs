@@ -614,29 +614,18 @@ mod tests {
             csrf_token(&ok.jar, &Url::parse("https://www.instagram.com/").unwrap()).as_deref(),
             Some("tok123")
         );
-        assert!(
-            session(None, now)
-                .unwrap_err()
-                .contains("upload a cookies.txt")
-        );
         let no_session = ".instagram.com\tTRUE\t/\tTRUE\t0\tcsrftoken\tx\n";
-        assert!(
-            session(Some(no_session), now)
-                .unwrap_err()
-                .contains("no `sessionid`")
-        );
         let expired = ".instagram.com\tTRUE\t/\tTRUE\t1000000000\tsessionid\tx\n";
-        assert!(
-            session(Some(expired), now)
-                .unwrap_err()
-                .contains("expired on 2001-09-09")
-        );
         let malformed = "sessionid=abc; csrftoken=def\n";
-        assert!(
-            session(Some(malformed), now)
-                .unwrap_err()
-                .contains("malformed")
-        );
+        for (cookies, words) in [
+            (None, "upload a cookies.txt"),
+            (Some(no_session), "no `sessionid`"),
+            (Some(expired), "expired on 2001-09-09"),
+            (Some(malformed), "malformed"),
+        ] {
+            let err = session(cookies, now).unwrap_err();
+            assert!(err.contains(words), "{words}: {err}");
+        }
     }
 
     #[test]

@@ -4,21 +4,10 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use crate::error::StoreError;
-use crate::model::{DownloadFilter, NewUser, Page, QueueProgress, RefreshToken, Role};
+use crate::model::{DownloadFilter, NewUser, Page, QueueProgress, Role};
 use crate::store::Store;
 
 use super::*;
-
-/// The concurrency checks, expanded by
-/// [`store_conformance_suite!`](crate::store_conformance_suite). A new
-/// check of this file goes in this list (a test fails when one is missing).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! conformance_concurrency_cases {
-    ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory; concurrent_claims_take_each_item_once, stalled_worker_loses_its_items, concurrent_inserts_of_one_archive_key, concurrent_refresh_token_use);
-    };
-}
 
 /// Items enqueued by [`concurrent_claims_take_each_item_once`].
 pub const CONCURRENT_ITEMS: usize = 5_000;
@@ -166,14 +155,10 @@ pub async fn concurrent_inserts_of_one_archive_key(store: Arc<dyn Store>) {
             store.insert_download(new).await
         }));
     }
-    let mut stored = 0;
-    for racer in racers {
-        match racer.await.expect("join") {
-            Ok(_) => stored += 1,
-            Err(StoreError::Conflict(_)) => {}
-            Err(other) => panic!("expected Conflict, got {other:?}"),
-        }
-    }
+    let stored = winners(racers, "Conflict", |err| {
+        matches!(err, StoreError::Conflict(_))
+    })
+    .await;
     assert_eq!(stored, 1);
     let list = store
         .list_downloads(&DownloadFilter::default(), Page::default())
@@ -197,15 +182,7 @@ pub async fn concurrent_refresh_token_use(store: Arc<dyn Store>) {
         .await
         .expect("user");
     store
-        .insert_refresh_token(RefreshToken {
-            id: "shared".into(),
-            user_id: user.id,
-            family_id: "shared".into(),
-            issued_at: at(0),
-            expires_at: at(1000),
-            used_at: None,
-            revoked: false,
-        })
+        .insert_refresh_token(refresh_token("shared", user.id, "shared", 1000))
         .await
         .expect("token");
     let mut racers = Vec::new();
@@ -215,13 +192,27 @@ pub async fn concurrent_refresh_token_use(store: Arc<dyn Store>) {
             store.use_refresh_token("shared", at(1)).await
         }));
     }
-    let mut accepted = 0;
+    let accepted = winners(racers, "Invalid", |err| {
+        matches!(err, StoreError::Invalid(_))
+    })
+    .await;
+    assert_eq!(accepted, 1);
+}
+
+/// How many of `racers` succeeded; each of the others must have failed with
+/// the error `loses` accepts (`expected` names it in the panic).
+async fn winners<T>(
+    racers: Vec<tokio::task::JoinHandle<StoreResult<T>>>,
+    expected: &str,
+    loses: impl Fn(&StoreError) -> bool,
+) -> usize {
+    let mut won = 0;
     for racer in racers {
         match racer.await.expect("join") {
-            Ok(_) => accepted += 1,
-            Err(StoreError::Invalid(_)) => {}
-            Err(other) => panic!("expected Invalid, got {other:?}"),
+            Ok(_) => won += 1,
+            Err(err) if loses(&err) => {}
+            Err(other) => panic!("expected {expected}, got {other:?}"),
         }
     }
-    assert_eq!(accepted, 1);
+    won
 }

@@ -2,21 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::model::{NewUser, RefreshToken, Role, UserPatch};
+use crate::model::{NewUser, Role, UserPatch};
 use crate::store::Store;
 
 use super::*;
-
-/// The users checks, expanded by
-/// [`store_conformance_suite!`](crate::store_conformance_suite). A new
-/// check of this file goes in this list (a test fails when one is missing).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! conformance_users_cases {
-    ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory; users_accounts, users_refresh_tokens, users_refresh_families_and_session_versions);
-    };
-}
 
 /// Accounts: unique case-insensitive names, argon2 hashes only.
 pub async fn users_accounts(store: Arc<dyn Store>) {
@@ -193,15 +182,7 @@ pub async fn users_refresh_tokens(store: Arc<dyn Store>) {
         )
         .await
         .expect("user");
-    let token = |id: &str, expires: i64| RefreshToken {
-        id: id.to_string(),
-        user_id: user.id,
-        family_id: id.to_string(),
-        issued_at: at(0),
-        expires_at: at(expires),
-        used_at: None,
-        revoked: false,
-    };
+    let token = |id: &str, expires: i64| refresh_token(id, user.id, id, expires);
     store
         .insert_refresh_token(token("t1", 1000))
         .await
@@ -288,15 +269,6 @@ pub async fn users_refresh_families_and_session_versions(store: Arc<dyn Store>) 
         users.push(user);
     }
     let (alice, bob) = (&users[0], &users[1]);
-    let token = |id: &str, user_id: i64, family: &str| RefreshToken {
-        id: id.to_string(),
-        user_id,
-        family_id: family.to_string(),
-        issued_at: at(0),
-        expires_at: at(1000),
-        used_at: None,
-        revoked: false,
-    };
     // Alice logs in twice (two families); Bob once.
     for (id, user_id, family) in [
         ("a1", alice.id, "login-1"),
@@ -306,7 +278,7 @@ pub async fn users_refresh_families_and_session_versions(store: Arc<dyn Store>) 
         ("c1", bob.id, "login-3"),
     ] {
         store
-            .insert_refresh_token(token(id, user_id, family))
+            .insert_refresh_token(refresh_token(id, user_id, family, 1000))
             .await
             .expect("insert");
     }

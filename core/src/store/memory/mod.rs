@@ -199,6 +199,33 @@ impl State {
         self.change_queue_item(queue_id, |item| item.lease_expires_at = None);
     }
 
+    /// Applies `change` to the item `lease` holds and ends the lease: the
+    /// item's last step under that lease (complete, fail, release).
+    fn finish_leased(
+        &mut self,
+        lease: &LeaseToken,
+        change: impl FnOnce(&mut QueueItem),
+    ) -> StoreResult<QueueItem> {
+        self.change_leased(lease, change)?;
+        self.drop_lease(lease.queue_id);
+        Ok(self.queue[&lease.queue_id].clone())
+    }
+
+    /// Revokes every refresh token `matches` picks that is not revoked yet;
+    /// how many it revoked.
+    fn revoke_tokens(&mut self, matches: impl Fn(&RefreshToken) -> bool) -> u64 {
+        let mut revoked = 0;
+        for token in self
+            .refresh_tokens
+            .values_mut()
+            .filter(|token| !token.revoked && matches(token))
+        {
+            token.revoked = true;
+            revoked += 1;
+        }
+        revoked
+    }
+
     fn job_mut(&mut self, id: &str) -> StoreResult<&mut Job> {
         self.jobs
             .get_mut(id)

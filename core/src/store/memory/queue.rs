@@ -166,17 +166,14 @@ impl QueueRepo for MemoryStore {
         items_downloaded: u32,
         now: DateTime<Utc>,
     ) -> StoreResult<QueueItem> {
-        let mut state = self.lock()?;
-        state.change_leased(lease, |item| {
+        self.lock()?.finish_leased(lease, |item| {
             item.status = QueueStatus::Completed;
             item.download_date = Some(to_micros(now));
             item.progress = 100;
             item.items_downloaded = items_downloaded;
             item.error_message = None;
             item.estimated_completion = None;
-        })?;
-        state.drop_lease(lease.queue_id);
-        Ok(state.queue[&lease.queue_id].clone())
+        })
     }
 
     async fn fail(
@@ -186,8 +183,7 @@ impl QueueRepo for MemoryStore {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> StoreResult<QueueItem> {
-        let mut state = self.lock()?;
-        state.change_leased(lease, |item| {
+        self.lock()?.finish_leased(lease, |item| {
             item.error_message = Some(error.to_string());
             item.estimated_completion = None;
             match retry_at {
@@ -201,9 +197,7 @@ impl QueueRepo for MemoryStore {
                     item.download_date = Some(to_micros(now));
                 }
             }
-        })?;
-        state.drop_lease(lease.queue_id);
-        Ok(state.queue[&lease.queue_id].clone())
+        })
     }
 
     async fn release(
@@ -212,16 +206,13 @@ impl QueueRepo for MemoryStore {
         reason: Option<String>,
         not_before: DateTime<Utc>,
     ) -> StoreResult<QueueItem> {
-        let mut state = self.lock()?;
-        state.change_leased(lease, |item| {
+        self.lock()?.finish_leased(lease, |item| {
             item.status = QueueStatus::Pending;
             item.attempts = item.attempts.saturating_sub(1);
             item.next_attempt_at = to_micros(not_before);
             item.error_message = reason;
             item.estimated_completion = None;
-        })?;
-        state.drop_lease(lease.queue_id);
-        Ok(state.queue[&lease.queue_id].clone())
+        })
     }
 
     async fn requeue_expired(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueItem>> {

@@ -145,31 +145,13 @@ impl UserRepo for MemoryStore {
     }
 
     async fn revoke_refresh_tokens(&self, user_id: i64) -> StoreResult<u64> {
-        let mut state = self.lock()?;
-        let mut revoked = 0;
-        for token in state
-            .refresh_tokens
-            .values_mut()
-            .filter(|token| token.user_id == user_id && !token.revoked)
-        {
-            token.revoked = true;
-            revoked += 1;
-        }
-        Ok(revoked)
+        Ok(self.lock()?.revoke_tokens(|token| token.user_id == user_id))
     }
 
     async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<u64> {
-        let mut state = self.lock()?;
-        let mut revoked = 0;
-        for token in state
-            .refresh_tokens
-            .values_mut()
-            .filter(|token| token.family_id == family_id && !token.revoked)
-        {
-            token.revoked = true;
-            revoked += 1;
-        }
-        Ok(revoked)
+        Ok(self
+            .lock()?
+            .revoke_tokens(|token| token.family_id == family_id))
     }
 
     async fn session_version(&self, user_id: i64) -> StoreResult<u64> {
