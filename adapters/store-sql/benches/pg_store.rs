@@ -20,6 +20,8 @@
 //!    count) for the dashboard's filters, and of the stats queries;
 //! 3. table, index and database size, per million rows.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -156,35 +158,7 @@ async fn claim_complete(
         let completer = completer.clone();
         tasks.push(tokio::spawn(async move {
             let me = WorkerId(format!("bench-{w}"));
-            let mut done = 0_u64;
-            loop {
-                let claimed = worker
-                    .claim(&me, batch, LEASE, Utc::now())
-                    .await
-                    .expect("claim");
-                if claimed.is_empty() {
-                    return done;
-                }
-                done += claimed.len() as u64;
-                match &completer {
-                    Some(completer) => {
-                        let finished = claimed
-                            .iter()
-                            .map(|leased| completer.complete(&leased.lease, 1, Utc::now()));
-                        for result in futures::future::join_all(finished).await {
-                            result.expect("complete");
-                        }
-                    }
-                    None => {
-                        for leased in claimed {
-                            worker
-                                .complete(&leased.lease, 1, Utc::now())
-                                .await
-                                .expect("complete");
-                        }
-                    }
-                }
-            }
+            common::drain_queue(&worker, &me, batch, LEASE, completer.as_ref()).await
         }));
     }
     let mut done = 0;

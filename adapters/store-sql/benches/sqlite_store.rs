@@ -14,6 +14,8 @@
 //!   records (default 1,000,000) for several filters, p50/p99 of 200 runs.
 //! * `stats overview`: every store call the dashboard overview makes.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,42 +69,21 @@ async fn claim_complete(dir: &std::path::Path, batch: u32, batched_completions: 
         let completer = completer.clone();
         workers.push(tokio::spawn(async move {
             let me = WorkerId(format!("bench-{w}"));
-            let mut done = 0_usize;
-            loop {
-                let claimed = store
-                    .claim(&me, batch, Duration::from_secs(300), Utc::now())
-                    .await
-                    .expect("claim");
-                if claimed.is_empty() {
-                    break done;
-                }
-                done += claimed.len();
-                match &completer {
-                    Some(completer) => {
-                        let finished = claimed
-                            .iter()
-                            .map(|leased| completer.complete(&leased.lease, 1, Utc::now()));
-                        for result in futures::future::join_all(finished).await {
-                            result.expect("complete");
-                        }
-                    }
-                    None => {
-                        for leased in claimed {
-                            store
-                                .complete(&leased.lease, 1, Utc::now())
-                                .await
-                                .expect("complete");
-                        }
-                    }
-                }
-            }
+            common::drain_queue(
+                &*store,
+                &me,
+                batch,
+                Duration::from_secs(300),
+                completer.as_ref(),
+            )
+            .await
         }));
     }
     let mut total = 0;
     for worker in workers {
         total += worker.await.expect("worker");
     }
-    assert_eq!(total, QUEUE_ITEMS);
+    assert_eq!(total, QUEUE_ITEMS as u64);
     let rate = total as f64 / started.elapsed().as_secs_f64();
     store.close().await;
     rate

@@ -9,7 +9,7 @@ use mediadl::store::{JobRepo, StoreResult};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::rows::{self, enum_name, json_text, micros, opt_micros};
-use super::{SqliteStore, map_err};
+use super::{SqliteStore, change_existing, map_err};
 
 /// Binds a new job's 22 columns in the order of the insert statement.
 fn bind_job<'q>(
@@ -165,16 +165,13 @@ impl JobRepo for SqliteStore {
     async fn delete_job(&self, id: &str) -> StoreResult<()> {
         let mut conn = self.write_conn().await?;
         // The runs go with the job (ON DELETE CASCADE).
-        let deleted = sqlx::query("DELETE FROM jobs WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::not_found("job", id));
-        }
-        Ok(())
+        change_existing(
+            sqlx::query("DELETE FROM jobs WHERE id = $1").bind(id.to_string()),
+            &mut conn,
+            "job",
+            id,
+        )
+        .await
     }
 
     async fn claim_slot(
@@ -219,21 +216,20 @@ impl JobRepo for SqliteStore {
         let skipped = status == RunStatus::Skipped;
         let started = micros(started_at);
         let mut tx = self.write_tx().await?;
-        let updated = sqlx::query(
-            "UPDATE jobs SET total_runs = total_runs + 1, last_run = $2, last_run_status = $3, \
-             last_run_items = $4 WHERE id = $1",
+        change_existing(
+            sqlx::query(
+                "UPDATE jobs SET total_runs = total_runs + 1, last_run = $2, \
+                 last_run_status = $3, last_run_items = $4 WHERE id = $1",
+            )
+            .bind(job_id.to_string())
+            .bind(started)
+            .bind(status.as_str())
+            .bind(rules::opening_run_items(status).map(i64::from)),
+            &mut tx,
+            "job",
+            job_id,
         )
-        .bind(job_id.to_string())
-        .bind(started)
-        .bind(status.as_str())
-        .bind(rules::opening_run_items(status).map(i64::from))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::not_found("job", job_id));
-        }
+        .await?;
         let row = sqlx::query(
             "INSERT INTO job_runs (job_id, started_at, completed_at, duration_seconds, status, \
              items_downloaded, queue_id) VALUES ($1, $2, $3, $4, $5, 0, $6) RETURNING *",
@@ -253,17 +249,15 @@ impl JobRepo for SqliteStore {
 
     async fn set_run_queue_item(&self, run_id: i64, queue_id: i64) -> StoreResult<()> {
         let mut conn = self.write_conn().await?;
-        let updated = sqlx::query("UPDATE job_runs SET queue_id = $2 WHERE id = $1")
-            .bind(run_id)
-            .bind(queue_id)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::not_found("job run", run_id));
-        }
-        Ok(())
+        change_existing(
+            sqlx::query("UPDATE job_runs SET queue_id = $2 WHERE id = $1")
+                .bind(run_id)
+                .bind(queue_id),
+            &mut conn,
+            "job run",
+            run_id,
+        )
+        .await
     }
 
     async fn close_run(

@@ -378,6 +378,25 @@ fn sqlite_code(err: &sqlx::Error) -> Option<i64> {
     code.parse::<i64>().ok().map(|code| code & 0xff)
 }
 
+/// Runs a statement that must change a row: when it changes none, the
+/// `entity` with `id` does not exist.
+pub(crate) async fn change_existing(
+    statement: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+    conn: &mut sqlx::SqliteConnection,
+    entity: &'static str,
+    id: impl std::fmt::Display,
+) -> Result<(), StoreError> {
+    let changed = statement
+        .execute(conn)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+    if changed == 0 {
+        return Err(StoreError::not_found(entity, id));
+    }
+    Ok(())
+}
+
 /// Maps a driver error to the store's typed errors.
 pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
     use sqlx::error::ErrorKind;

@@ -9,7 +9,7 @@ use mediadl::store::{StoreResult, UserRepo};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::rows::{self, micros, opt_micros};
-use super::{SqliteStore, map_err};
+use super::{SqliteStore, change_existing, map_err};
 
 /// The unique, case-insensitive form of a username.
 fn username_key(username: &str) -> String {
@@ -104,31 +104,26 @@ impl UserRepo for SqliteStore {
     async fn delete_user(&self, id: i64) -> StoreResult<()> {
         let mut conn = self.write_conn().await?;
         // Refresh tokens go with the user (ON DELETE CASCADE).
-        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::not_found("user", id));
-        }
-        Ok(())
+        change_existing(
+            sqlx::query("DELETE FROM users WHERE id = $1").bind(id),
+            &mut conn,
+            "user",
+            id,
+        )
+        .await
     }
 
     async fn record_login(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()> {
         let mut conn = self.write_conn().await?;
-        let updated = sqlx::query("UPDATE users SET last_login = $2 WHERE id = $1")
-            .bind(id)
-            .bind(micros(at))
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::not_found("user", id));
-        }
-        Ok(())
+        change_existing(
+            sqlx::query("UPDATE users SET last_login = $2 WHERE id = $1")
+                .bind(id)
+                .bind(micros(at)),
+            &mut conn,
+            "user",
+            id,
+        )
+        .await
     }
 
     async fn count_users(&self) -> StoreResult<u64> {

@@ -317,6 +317,15 @@ async fn a_locked_database_is_reported_as_unavailable() {
         .expect("opens once the lock is gone");
 }
 
+/// How many downloads `filter` matches, as the store counts them.
+async fn total_matching(store: &SqliteStore, filter: &DownloadFilter) -> u64 {
+    store
+        .list_downloads(filter, Page::new(1, 1))
+        .await
+        .expect("count")
+        .total
+}
+
 /// Totals and list counts come from roll-ups kept by triggers; they must
 /// match a plain count over the rows after many mixed writes.
 #[tokio::test]
@@ -384,11 +393,7 @@ async fn rollups_match_the_rows() {
                 status,
                 ..Default::default()
             };
-            let counted = store
-                .list_downloads(&filter, Page::new(1, 1))
-                .await
-                .expect("count")
-                .total;
+            let counted = total_matching(&store, &filter).await;
             let expected = rows
                 .iter()
                 .filter(|d| d.platform == platform && status.is_none_or(|s| d.status == s))
@@ -401,11 +406,7 @@ async fn rollups_match_the_rows() {
             source: Some(format!("source-{source}")),
             ..Default::default()
         };
-        let counted = store
-            .list_downloads(&filter, Page::new(1, 1))
-            .await
-            .expect("count")
-            .total;
+        let counted = total_matching(&store, &filter).await;
         let expected = rows
             .iter()
             .filter(|d| d.source == format!("source-{source}"))
