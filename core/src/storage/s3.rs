@@ -63,9 +63,9 @@ pub struct S3Config {
     pub part_buffers: usize,
     /// Parts of one upload sent at once (the next is read meanwhile).
     pub parts_in_flight: usize,
-    /// Uploads under way at once; more wait their turn. Each active
-    /// upload costs memory beyond its part buffers (its connection's
-    /// buffers), so this bounds the process's memory with many transfers.
+    /// Uploads under way at once; more wait their turn. Uploads beyond what
+    /// the part buffers can feed only slow each other down and keep more
+    /// unfinished uploads open in the bucket.
     pub concurrent_uploads: usize,
 }
 
