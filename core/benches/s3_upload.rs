@@ -4,13 +4,14 @@
 //! 1. throughput: 4 × 256 MiB staged files committed at once by
 //!    `S3Storage`, against boto3's `upload_file` of the same files (4
 //!    threads) in the same run, to a fresh moto each, in rounds
-//!    (`S3_UPLOAD_ROUNDS`, 3) that alternate who goes first; the median
+//!    (`S3_UPLOAD_ROUNDS`, 5) that alternate who goes first; the median
 //!    ratio is the figure;
 //! 2. memory: peak RSS of this process while 16 transfers of 128 MiB
 //!    commit at once (`S3_UPLOAD_PHASE=rss` runs only this, so earlier
 //!    phases do not raise the high-water mark).
 //!
-//! `S3_UPLOAD_MIB` changes the file size of phase 1, `S3_PART_BUFFERS` the
+//! `S3_UPLOAD_MIB` changes the file size of phase 1, `S3_PART_MIB` the part
+//! size, `S3_PART_BUFFERS` the
 //! storage's part buffers, `S3_PARTS_IN_FLIGHT` the parts each upload
 //! sends at once, `S3_CONCURRENT_UPLOADS` the uploads under way at once.
 
@@ -79,6 +80,12 @@ async fn fresh_storage(staging: &Path) -> (S3Server, Arc<S3Storage>) {
         .and_then(|v| v.parse().ok())
     {
         config.part_buffers = buffers;
+    }
+    if let Some(mib) = std::env::var("S3_PART_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        config.part_size = mib << 20;
     }
     if let Some(uploads) = std::env::var("S3_CONCURRENT_UPLOADS")
         .ok()
@@ -170,7 +177,7 @@ async fn main() {
         let rounds: usize = std::env::var("S3_UPLOAD_ROUNDS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(3);
+            .unwrap_or(5);
         let mut ratios = Vec::new();
         for round in 1..=rounds {
             // Each round on fresh servers; who goes first alternates, so

@@ -35,8 +35,10 @@ use super::{
 use crate::engine::placement::numbered;
 
 /// Bodies up to this size go in one PUT; larger ones in parts of this size
-/// (S3 asks at least 5 MiB of every part but the last).
+/// by default (see [`S3Config::part_size`]).
 pub const PART_SIZE: usize = 6 * 1024 * 1024;
+/// S3 asks at least this of every part but the last.
+const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts of one upload sent at once by default (the next is read while
 /// these go).
 const PARTS_IN_FLIGHT: usize = 2;
@@ -57,7 +59,10 @@ pub struct S3Config {
     /// Requests that fail for a temporary reason (5xx, SlowDown, a dropped
     /// connection) are retried this many times before the error is returned.
     pub max_retries: usize,
-    /// Part buffers (6 MiB each) this storage holds at once, over
+    /// Bytes in each part of a multipart upload, and the most sent in one
+    /// PUT (at least 5 MiB, S3's minimum).
+    pub part_size: usize,
+    /// Part buffers (of `part_size` each) this storage holds at once, over
     /// all its uploads; an upload waits for one before reading its next
     /// part, so memory stays bounded whatever the concurrency.
     pub part_buffers: usize,
@@ -76,6 +81,7 @@ impl S3Config {
             settings,
             staging_dir: staging_dir.into(),
             max_retries: 3,
+            part_size: PART_SIZE,
             part_buffers: 6,
             parts_in_flight: PARTS_IN_FLIGHT,
             concurrent_uploads: 4,
@@ -106,8 +112,14 @@ impl S3Storage {
     /// # Errors
     ///
     /// [`StorageError::Failed`] when the settings cannot make a client
-    /// (no bucket, an unusable endpoint).
+    /// (no bucket, an unusable endpoint) or the part size is below 5 MiB.
     pub fn new(config: &S3Config) -> Result<Self, StorageError> {
+        if config.part_size < MIN_PART_SIZE {
+            return Err(StorageError::Failed(format!(
+                "S3 part size {} bytes is below the 5 MiB S3 requires",
+                config.part_size
+            )));
+        }
         let s3 = &config.settings;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&s3.bucket)
@@ -155,6 +167,7 @@ impl S3Storage {
             )),
             buffers: Arc::new(PartBuffers::new(
                 config.part_buffers.max(config.parts_in_flight.max(1)),
+                config.part_size,
             )),
             presign_for: s3
                 .presigned_redirect
@@ -200,7 +213,7 @@ impl S3Storage {
         };
         let mut part = PartBuffers::take(&self.buffers).await?;
         // The first part decides: it all fits, or it goes in parts.
-        source.fill(&mut part.bytes).await?;
+        source.fill(&mut part.bytes, self.buffers.part_size).await?;
         if source.ended {
             let body = part.freeze();
             let put = self.client.put(&path, PutPayload::from(body.clone())).await;
@@ -236,7 +249,7 @@ impl S3Storage {
                     parts.push(self.joined(key, oldest).await?);
                 }
                 part = PartBuffers::take(&self.buffers).await?;
-                source.fill(&mut part.bytes).await?;
+                source.fill(&mut part.bytes, self.buffers.part_size).await?;
             }
             drop(part);
             for task in in_flight {
@@ -324,17 +337,20 @@ struct PartBuffers {
     permits: Arc<tokio::sync::Semaphore>,
     /// Buffers allocated earlier and free now.
     free: std::sync::Mutex<Vec<BytesMut>>,
+    /// Each buffer's capacity: one part.
+    part_size: usize,
 }
 
 impl PartBuffers {
-    fn new(count: usize) -> Self {
+    fn new(count: usize, part_size: usize) -> Self {
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(count)),
             free: std::sync::Mutex::new(Vec::with_capacity(count)),
+            part_size,
         }
     }
 
-    /// An empty buffer of [`PART_SIZE`] bytes' capacity, once one is free.
+    /// An empty buffer of one part's capacity, once one is free.
     async fn take(pool: &Arc<Self>) -> Result<PartBuffer, StorageError> {
         let permit = Arc::clone(&pool.permits)
             .acquire_owned()
@@ -345,7 +361,7 @@ impl PartBuffers {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(PART_SIZE));
+            .unwrap_or_else(|| BytesMut::with_capacity(pool.part_size));
         Ok(PartBuffer {
             bytes,
             _permit: permit,
@@ -379,7 +395,7 @@ impl PartBuffer {
 impl Drop for PartBuffer {
     fn drop(&mut self) {
         let mut bytes = std::mem::take(&mut self.bytes);
-        if bytes.capacity() >= PART_SIZE {
+        if bytes.capacity() >= self.pool.part_size {
             bytes.clear();
             self.pool
                 .free
@@ -402,10 +418,10 @@ struct Hashing {
 }
 
 impl Hashing {
-    /// Reads into `part` until it holds exactly [`PART_SIZE`] bytes or the
+    /// Reads into `part` until it holds exactly `part_size` bytes or the
     /// body ends (the buffer never grows past its capacity).
-    async fn fill(&mut self, part: &mut BytesMut) -> Result<(), StorageError> {
-        while part.len() < PART_SIZE {
+    async fn fill(&mut self, part: &mut BytesMut, part_size: usize) -> Result<(), StorageError> {
+        while part.len() < part_size {
             if self.pending.is_empty() {
                 match self.body.next().await {
                     Some(chunk) => {
@@ -421,7 +437,7 @@ impl Hashing {
                 }
                 continue;
             }
-            let take = (PART_SIZE - part.len()).min(self.pending.len());
+            let take = (part_size - part.len()).min(self.pending.len());
             part.extend_from_slice(&self.pending.split_to(take));
         }
         Ok(())
@@ -627,7 +643,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sent_part_buffer_is_reused_not_reallocated() {
-        let pool = Arc::new(PartBuffers::new(1));
+        let pool = Arc::new(PartBuffers::new(1, PART_SIZE));
         let mut part = PartBuffers::take(&pool).await.unwrap();
         part.bytes.resize(PART_SIZE, 7);
         let first = part.bytes.as_ptr();
@@ -641,9 +657,23 @@ mod tests {
         assert!(again.bytes.is_empty() && again.bytes.capacity() >= PART_SIZE);
     }
 
+    #[test]
+    fn a_part_size_below_the_s3_minimum_is_refused_in_words() {
+        let settings = S3Settings {
+            bucket: "media".into(),
+            ..S3Settings::default()
+        };
+        let mut config = S3Config::new(settings, "/tmp/unused-staging");
+        config.part_size = MIN_PART_SIZE - 1;
+        let err = S3Storage::new(&config).expect_err("too small a part");
+        assert!(err.to_string().contains("below the 5 MiB"), "{err}");
+        config.part_size = MIN_PART_SIZE;
+        assert!(S3Storage::new(&config).is_ok());
+    }
+
     #[tokio::test]
     async fn a_part_still_held_elsewhere_is_left_to_its_holder() {
-        let pool = Arc::new(PartBuffers::new(1));
+        let pool = Arc::new(PartBuffers::new(1, PART_SIZE));
         let mut part = PartBuffers::take(&pool).await.unwrap();
         part.bytes.resize(PART_SIZE, 7);
         let body = part.freeze();
