@@ -4,6 +4,7 @@
 #   bash benches/download.sh            # 3 runs of each, medians
 #   RUNS=5 BENCH_DIR=/dev/shm/mdl bash benches/download.sh
 #   MEDIADL=target/release/mediadl bash benches/download.sh   # no rebuild
+#   PLATFORM=auto bash benches/download.sh   # with URL recognition (below)
 #
 # (a) 2,000 files of 200 KiB: wget2 with 16 threads vs `mediadl download -j 16`
 # (b) 4 files of 256 MiB: sequential curl vs `mediadl download -j 4`
@@ -17,6 +18,10 @@ PORT="${PORT:-18089}"
 BENCH_DIR="${BENCH_DIR:-$PWD/target/bench-download}"
 SMALL_COUNT="${SMALL_COUNT:-2000}"
 LARGE_COUNT="${LARGE_COUNT:-4}"
+# `direct` measures the transfer and storage path alone, as curl and wget2
+# are; `auto` (what `mediadl download` does unless told) first recognises
+# each URL, which reads the installed yt-dlp's and gallery-dl's extractors.
+PLATFORM="${PLATFORM:-direct}"
 
 for tool in nginx wget2 curl /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nginx-light wget2 curl time)" >&2; exit 1; }
@@ -98,17 +103,17 @@ curl_sequential() { cd "$OUT" && while read -r url; do curl -sf -o "$(basename "
 export -f curl_sequential
 export OUT
 
-echo "runs: $RUNS (medians)"
+echo "runs: $RUNS (medians), mediadl -p $PLATFORM"
 echo "small: $SMALL_COUNT x 200 KiB, large: $LARGE_COUNT x 256 MiB, files in $BENCH_DIR"
 small_wget=$(measure wget2 wget2 -q --max-threads=16 -P "$OUT" -i "$BENCH_DIR/small.txt")
-small_mdl=$(measure mediadl "$MEDIADL" download -q -j 16 -o "$OUT" -i "$BENCH_DIR/small.txt")
+small_mdl=$(measure mediadl "$MEDIADL" download -q -p "$PLATFORM" -j 16 -o "$OUT" -i "$BENCH_DIR/small.txt")
 large_curl=$(measure curl bash -c "curl_sequential $BENCH_DIR/large.txt")
-large_mdl=$(measure mediadl "$MEDIADL" download -q -j 4 -o "$OUT" -i "$BENCH_DIR/large.txt")
-rss_mdl=$(measure mediadl16 "$MEDIADL" download -q -j 16 -o "$OUT" -i "$BENCH_DIR/large16.txt")
+large_mdl=$(measure mediadl "$MEDIADL" download -q -p "$PLATFORM" -j 4 -o "$OUT" -i "$BENCH_DIR/large.txt")
+rss_mdl=$(measure mediadl16 "$MEDIADL" download -q -p "$PLATFORM" -j 16 -o "$OUT" -i "$BENCH_DIR/large16.txt")
 
 # Check that mediadl really wrote every file.
 rm -rf "$OUT"; mkdir -p "$OUT"
-"$MEDIADL" download -q -j 16 -o "$OUT" -i "$BENCH_DIR/small.txt" 2>/dev/null
+"$MEDIADL" download -q -p "$PLATFORM" -j 16 -o "$OUT" -i "$BENCH_DIR/small.txt" 2>/dev/null
 written=$(find "$OUT" -type f ! -name '.mediadl-*' | wc -l)
 [ "$written" -eq "$SMALL_COUNT" ] || { echo "mediadl wrote $written of $SMALL_COUNT files" >&2; exit 1; }
 
