@@ -71,34 +71,22 @@ async fn commit_all(storage: Arc<S3Storage>, files: &[PathBuf], staging: &Path) 
     began.elapsed().as_secs_f64()
 }
 
+/// A number from the environment, when set and valid.
+fn env_number(name: &str) -> Option<usize> {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+}
+
 async fn fresh_storage(staging: &Path) -> (S3Server, Arc<S3Storage>) {
     let server = S3Server::start().await;
     server.create_bucket(BUCKET).await;
     let mut config = S3Config::new(server.settings(BUCKET), staging);
-    if let Some(buffers) = std::env::var("S3_PART_BUFFERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        config.part_buffers = buffers;
-    }
-    if let Some(mib) = std::env::var("S3_PART_MIB")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        config.part_size = mib << 20;
-    }
-    if let Some(uploads) = std::env::var("S3_CONCURRENT_UPLOADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        config.concurrent_uploads = uploads;
-    }
-    if let Some(parts) = std::env::var("S3_PARTS_IN_FLIGHT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        config.parts_in_flight = parts;
-    }
+    config.part_buffers = env_number("S3_PART_BUFFERS").unwrap_or(config.part_buffers);
+    config.part_size = env_number("S3_PART_MIB").map_or(config.part_size, |mib| mib << 20);
+    config.concurrent_uploads =
+        env_number("S3_CONCURRENT_UPLOADS").unwrap_or(config.concurrent_uploads);
+    config.parts_in_flight = env_number("S3_PARTS_IN_FLIGHT").unwrap_or(config.parts_in_flight);
     let storage = S3Storage::new(&config).unwrap();
     (server, Arc::new(storage))
 }
@@ -162,10 +150,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let phase = std::env::var("S3_UPLOAD_PHASE").unwrap_or_default();
     if phase != "rss" {
-        let mib: usize = std::env::var("S3_UPLOAD_MIB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256);
+        let mib = env_number("S3_UPLOAD_MIB").unwrap_or(256);
         let files: Vec<PathBuf> = (0..4)
             .map(|n| {
                 let path = dir.path().join(format!("source-{n}.bin"));
@@ -174,10 +159,7 @@ async fn main() {
             })
             .collect();
         let total = (4 * mib) as f64;
-        let rounds: usize = std::env::var("S3_UPLOAD_ROUNDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(5);
+        let rounds = env_number("S3_UPLOAD_ROUNDS").unwrap_or(5);
         let mut ratios = Vec::new();
         for round in 1..=rounds {
             // Each round on fresh servers; who goes first alternates, so
