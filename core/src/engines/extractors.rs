@@ -399,16 +399,21 @@ fn compile(listing: Listing) -> Result<Compiled, String> {
     let mut plain = Vec::new();
     let mut uncompiled = Vec::new();
     for listed in listing.extractors {
-        let compiled: Option<Vec<Result<String, Regex>>> = listed
+        /// A pattern before it has its place in the set.
+        enum Translated {
+            Plain(String),
+            Fancy(Regex),
+        }
+        let compiled: Option<Vec<Translated>> = listed
             .patterns
             .iter()
             .map(|pattern| {
                 let translated = rust_pattern(pattern);
                 // Parsing is cheap; what parses as plain syntax joins the set.
                 if regex_syntax::Parser::new().parse(&translated).is_ok() {
-                    Some(Ok(translated))
+                    Some(Translated::Plain(translated))
                 } else {
-                    Regex::new(&translated).ok().map(Err)
+                    Regex::new(&translated).ok().map(Translated::Fancy)
                 }
             })
             .collect();
@@ -419,11 +424,11 @@ fn compile(listing: Listing) -> Result<Compiled, String> {
         let patterns = compiled
             .into_iter()
             .map(|pattern| match pattern {
-                Ok(translated) => {
+                Translated::Plain(translated) => {
                     plain.push(translated);
                     Pattern::Plain(plain.len() - 1)
                 }
-                Err(fancy) => Pattern::Fancy(fancy),
+                Translated::Fancy(fancy) => Pattern::Fancy(fancy),
             })
             .collect();
         extractors.push(Extractor {
