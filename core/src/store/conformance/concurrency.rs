@@ -9,6 +9,17 @@ use crate::store::Store;
 
 use super::*;
 
+/// The concurrency checks, expanded by
+/// [`store_conformance_suite!`](crate::store_conformance_suite). A new
+/// check of this file goes in this list (a test fails when one is missing).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_concurrency_cases {
+    ($factory:path) => {
+        $crate::store_conformance_suite!(@cases $factory; concurrent_claims_take_each_item_once, stalled_worker_loses_its_items, concurrent_inserts_of_one_archive_key, concurrent_refresh_token_use);
+    };
+}
+
 /// Items enqueued by [`concurrent_claims_take_each_item_once`].
 pub const CONCURRENT_ITEMS: usize = 5_000;
 /// Workers of [`concurrent_claims_take_each_item_once`].

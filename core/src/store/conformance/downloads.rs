@@ -14,6 +14,17 @@ use crate::store::Store;
 
 use super::*;
 
+/// The downloads checks, expanded by
+/// [`store_conformance_suite!`](crate::store_conformance_suite). A new
+/// check of this file goes in this list (a test fails when one is missing).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_downloads_cases {
+    ($factory:path) => {
+        $crate::store_conformance_suite!(@cases $factory; downloads_insert_get_replace_delete, downloads_reject_bad_input, downloads_list_filters_and_paging, downloads_search_is_literal_and_case_insensitive, filters_holding_nul_match_nothing, downloads_batch_insert_fails_only_conflicts, downloads_lookups, downloads_stats, downloads_timelines, downloads_stats_follow_replace_and_delete, downloads_relocate_a_file);
+    };
+}
+
 /// Insert, get, replace and delete keep every field; a recorded archive key
 /// is a conflict.
 pub async fn downloads_insert_get_replace_delete(store: Arc<dyn Store>) {

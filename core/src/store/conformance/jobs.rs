@@ -7,6 +7,17 @@ use crate::store::Store;
 
 use super::*;
 
+/// The jobs checks, expanded by
+/// [`store_conformance_suite!`](crate::store_conformance_suite). A new
+/// check of this file goes in this list (a test fails when one is missing).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_jobs_cases {
+    ($factory:path) => {
+        $crate::store_conformance_suite!(@cases $factory; jobs_crud_and_slots, jobs_runs_and_history, jobs_spec_update_never_reopens_a_slot);
+    };
+}
+
 /// Job definitions round-trip; a slot fires for exactly one caller.
 pub async fn jobs_crud_and_slots(store: Arc<dyn Store>) {
     let job = new_job("instagram-someone-posts");

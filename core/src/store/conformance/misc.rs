@@ -9,6 +9,17 @@ use crate::store::Store;
 
 use super::*;
 
+/// The misc checks, expanded by
+/// [`store_conformance_suite!`](crate::store_conformance_suite). A new
+/// check of this file goes in this list (a test fails when one is missing).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_misc_cases {
+    ($factory:path) => {
+        $crate::store_conformance_suite!(@cases $factory; settings_document, logs_query_and_retention, state_documents);
+    };
+}
+
 /// One JSON document, `{}` until saved; deep merge happens on top of it.
 pub async fn settings_document(store: Arc<dyn Store>) {
     assert_eq!(store.get_settings().await.expect("get"), json!({}));

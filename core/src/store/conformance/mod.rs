@@ -95,69 +95,24 @@ impl Debug for Harness {
 /// `$factory().await` (an `async fn() -> Harness`) for a fresh store.
 /// The calling crate needs `tokio` with the `macros` and `rt-multi-thread`
 /// features as a (dev-)dependency.
-///
-/// The list names every check, grouped by the file that holds it; a new
-/// check goes in its file's group (a test fails when one is missing).
 #[macro_export]
 macro_rules! store_conformance_suite {
     ($factory:path) => {
-        $crate::store_conformance_suite!(@cases $factory;
-            downloads: [
-                downloads_insert_get_replace_delete,
-                downloads_reject_bad_input,
-                downloads_list_filters_and_paging,
-                downloads_search_is_literal_and_case_insensitive,
-                filters_holding_nul_match_nothing,
-                downloads_batch_insert_fails_only_conflicts,
-                downloads_lookups,
-                downloads_stats,
-                downloads_timelines,
-                downloads_stats_follow_replace_and_delete,
-                downloads_relocate_a_file,
-            ],
-            queue: [
-                queue_enqueue_list_and_counts,
-                queue_claim_order_and_due_time,
-                queue_lease_renew_progress_complete,
-                queue_complete_many_checks_each_lease,
-                queue_fail_retry_and_attempts,
-                queue_release_gives_the_attempt_back,
-                queue_expired_leases_are_requeued,
-                queue_pause_resume_and_priority,
-                queue_delete_and_clear,
-                queue_stats_wait_run_and_workers,
-            ],
-            jobs: [
-                jobs_crud_and_slots,
-                jobs_runs_and_history,
-                jobs_spec_update_never_reopens_a_slot,
-            ],
-            users: [
-                users_accounts,
-                users_refresh_tokens,
-                users_refresh_families_and_session_versions,
-            ],
-            misc: [
-                settings_document,
-                logs_query_and_retention,
-                state_documents,
-            ],
-            concurrency: [
-                concurrent_claims_take_each_item_once,
-                stalled_worker_loses_its_items,
-                concurrent_inserts_of_one_archive_key,
-                concurrent_refresh_token_use,
-            ],
-        );
+        $crate::conformance_downloads_cases!($factory);
+        $crate::conformance_queue_cases!($factory);
+        $crate::conformance_jobs_cases!($factory);
+        $crate::conformance_users_cases!($factory);
+        $crate::conformance_misc_cases!($factory);
+        $crate::conformance_concurrency_cases!($factory);
     };
-    (@cases $factory:path; $($file:ident: [$($case:ident),* $(,)?],)*) => {
-        $($(
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let harness: $crate::store::conformance::Harness = $factory().await;
                 $crate::store::conformance::$case(harness.store.clone()).await;
             }
-        )*)*
+        )*
     };
 }
 
@@ -307,52 +262,48 @@ fn ids<T>(items: &[T], id: impl Fn(&T) -> i64) -> Vec<i64> {
     items.iter().map(id).collect()
 }
 
-/// Every check of each capability file is in that file's group of the
-/// suite's list, so the suite runs it for every store.
+/// Every check of each capability file is in that file's case list, so
+/// the suite runs it for every store.
 #[cfg(test)]
 mod complete {
-    /// The `pub async fn NAME(store: Arc<dyn Store>)` checks of `source`.
-    fn checks(source: &str) -> Vec<&str> {
-        source
+    /// The `pub async fn NAME(store: Arc<dyn Store>)` checks of `source`,
+    /// and the names its `@cases` list gives the suite.
+    fn checks_and_cases(source: &str) -> (Vec<&str>, Vec<&str>) {
+        let checks = source
             .split("pub async fn ")
             .skip(1)
             .filter_map(|rest| rest.split_once("(store: Arc<dyn Store>)"))
             .map(|(name, _)| name)
             .filter(|name| !name.contains(char::is_whitespace))
-            .collect()
-    }
-
-    /// The names the suite's list gives in the group of `file`.
-    fn group<'a>(suite: &'a str, file: &str) -> Vec<&'a str> {
-        suite
-            .split_once(&format!("\n            {file}: [\n"))
-            .and_then(|(_, rest)| rest.split_once(']'))
+            .collect();
+        let cases = source
+            .split_once("@cases $factory;")
+            .and_then(|(_, rest)| rest.split_once(");"))
             .map(|(list, _)| {
                 list.split(',')
                     .map(str::trim)
                     .filter(|n| !n.is_empty())
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (checks, cases)
     }
 
     #[test]
-    fn every_check_is_in_its_files_group() {
-        let suite = include_str!("mod.rs");
+    fn every_check_is_in_its_files_case_list() {
         for (file, source) in [
-            ("downloads", include_str!("downloads.rs")),
-            ("queue", include_str!("queue.rs")),
-            ("jobs", include_str!("jobs.rs")),
-            ("users", include_str!("users.rs")),
-            ("misc", include_str!("misc.rs")),
-            ("concurrency", include_str!("concurrency.rs")),
+            ("downloads.rs", include_str!("downloads.rs")),
+            ("queue.rs", include_str!("queue.rs")),
+            ("jobs.rs", include_str!("jobs.rs")),
+            ("users.rs", include_str!("users.rs")),
+            ("misc.rs", include_str!("misc.rs")),
+            ("concurrency.rs", include_str!("concurrency.rs")),
         ] {
-            let checks = checks(source);
-            assert!(!checks.is_empty(), "{file}.rs has no checks");
+            let (checks, cases) = checks_and_cases(source);
+            assert!(!checks.is_empty(), "{file} has no checks");
             assert_eq!(
-                checks,
-                group(suite, file),
-                "{file}.rs: its group in the suite's list must name every check, in order"
+                checks, cases,
+                "{file}: its case list must name every check, in order"
             );
         }
     }

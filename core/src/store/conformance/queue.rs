@@ -10,6 +10,17 @@ use crate::store::Store;
 
 use super::*;
 
+/// The queue checks, expanded by
+/// [`store_conformance_suite!`](crate::store_conformance_suite). A new
+/// check of this file goes in this list (a test fails when one is missing).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_queue_cases {
+    ($factory:path) => {
+        $crate::store_conformance_suite!(@cases $factory; queue_enqueue_list_and_counts, queue_claim_order_and_due_time, queue_lease_renew_progress_complete, queue_complete_many_checks_each_lease, queue_fail_retry_and_attempts, queue_release_gives_the_attempt_back, queue_expired_leases_are_requeued, queue_pause_resume_and_priority, queue_delete_and_clear, queue_stats_wait_run_and_workers);
+    };
+}
+
 /// Enqueue validates and stores every field; lists are most urgent first.
 pub async fn queue_enqueue_list_and_counts(store: Arc<dyn Store>) {
     let mut first = new_item("https://example.com/1", 5);

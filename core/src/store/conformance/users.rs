@@ -7,6 +7,17 @@ use crate::store::Store;
 
 use super::*;
 
+/// The users checks, expanded by
+/// [`store_conformance_suite!`](crate::store_conformance_suite). A new
+/// check of this file goes in this list (a test fails when one is missing).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_users_cases {
+    ($factory:path) => {
+        $crate::store_conformance_suite!(@cases $factory; users_accounts, users_refresh_tokens, users_refresh_families_and_session_versions);
+    };
+}
+
 /// Accounts: unique case-insensitive names, argon2 hashes only.
 pub async fn users_accounts(store: Arc<dyn Store>) {
     assert_eq!(store.count_users().await.expect("count"), 0);
